@@ -1,0 +1,19 @@
+"""nastk: a task-agnostic neural-architecture-search toolkit."""
+
+from nastk.errors import ConfigError, InvalidArchitectureError, NastkError
+from nastk.evaluation.result import Result, Status
+from nastk.objective import Objective
+from nastk.space import (
+    Architecture,
+    Categorical,
+    CellDAG,
+    IntRange,
+    SearchSpace,
+    StageList,
+)
+
+__version__ = "0.1.0"
+
+__all__ = ["Architecture", "Categorical", "CellDAG", "ConfigError", "IntRange",
+           "InvalidArchitectureError", "NastkError", "Objective", "Result", "SearchSpace",
+           "StageList", "Status", "__version__"]

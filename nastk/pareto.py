@@ -1,0 +1,65 @@
+"""Pareto dominance for objective vectors where every entry is larger-is-better."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """``a`` is at least as good as ``b`` everywhere and strictly better somewhere."""
+    a_, b_ = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return bool(np.all(a_ >= b_) and np.any(a_ > b_))
+
+
+def non_dominated_sort(points: np.ndarray) -> list[list[int]]:
+    """Fronts of row indices: front 0 is non-dominated, front 1 is non-dominated once front 0 is
+    removed, and so on (Deb et al.'s fast non-dominated sort)."""
+    pts = np.asarray(points, dtype=float)
+    n = len(pts)
+    if n == 0:
+        return []
+    ge = np.all(pts[:, None, :] >= pts[None, :, :], axis=2)
+    gt = np.any(pts[:, None, :] > pts[None, :, :], axis=2)
+    dom = ge & gt  # dom[i, j]: i dominates j
+    counts = dom.sum(axis=0)  # how many dominate j
+    fronts: list[list[int]] = []
+    current = [int(i) for i in np.flatnonzero(counts == 0)]
+    while current:
+        fronts.append(current)
+        nxt = []
+        for i in current:
+            for j in np.flatnonzero(dom[i]):
+                counts[j] -= 1
+                if counts[j] == 0:
+                    nxt.append(int(j))
+        current = sorted(nxt)
+    return fronts
+
+
+def pareto_mask(points: np.ndarray) -> np.ndarray:
+    """Boolean mask of the non-dominated rows."""
+    pts = np.asarray(points, dtype=float)
+    mask = np.zeros(len(pts), dtype=bool)
+    if len(pts):
+        mask[non_dominated_sort(pts)[0]] = True
+    return mask
+
+
+def crowding_distance(points: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of each row within one front (boundary rows get inf)."""
+    pts = np.asarray(points, dtype=float)
+    n, m = pts.shape if pts.ndim == 2 else (len(pts), 0)
+    dist = np.zeros(n)
+    if n <= 2:
+        dist[:] = np.inf
+        return dist
+    for k in range(m):
+        order = np.argsort(pts[:, k], kind="stable")
+        lo, hi = pts[order[0], k], pts[order[-1], k]
+        dist[order[0]] = dist[order[-1]] = np.inf
+        if hi == lo:
+            continue
+        dist[order[1:-1]] += (pts[order[2:], k] - pts[order[:-2], k]) / (hi - lo)
+    return dist

@@ -1,0 +1,15 @@
+"""Search-space DSL: dimensions, architectures and spaces."""
+
+from nastk.space.architecture import Architecture
+from nastk.space.dimensions import (
+    Categorical,
+    CellDAG,
+    Dimension,
+    IntRange,
+    StageList,
+    dimension_from_spec,
+)
+from nastk.space.search_space import SearchSpace
+
+__all__ = ["Architecture", "Categorical", "CellDAG", "Dimension", "IntRange", "SearchSpace",
+           "StageList", "dimension_from_spec"]

@@ -1,0 +1,189 @@
+"""SearchSpace: a named list of dimensions, the operations strategies need, and model building."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nastk.errors import InvalidArchitectureError
+from nastk.space.architecture import Architecture
+from nastk.space.dimensions import Dimension, dimension_from_spec
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+
+class SearchSpace:
+    """A product of dimensions.
+
+    Strategies only use the methods defined here (``sample``, ``mutate``, ``crossover``,
+    ``neighbours``, ``encode``, the decision view), so any space works with any strategy.
+    Spaces that describe networks subclass this and implement :meth:`build`.
+    """
+
+    name: str = "space"
+
+    def __init__(self, dimensions: Sequence[Dimension], name: str | None = None) -> None:
+        if name is not None:
+            self.name = name
+        dims = list(dimensions)
+        if not dims:
+            raise ValueError(f"search space {self.name!r}: needs at least one dimension")
+        names = [d.name for d in dims]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"search space {self.name!r}: duplicate dimension names {sorted(dup)}")
+        self.dimensions: tuple[Dimension, ...] = tuple(dims)
+        self._by_name = {d.name: d for d in dims}
+
+    # -- introspection ------------------------------------------------------------------------
+    def __getitem__(self, name: str) -> Dimension:
+        return self._by_name[name]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {len(self.dimensions)} dimensions)"
+
+    def describe(self) -> dict[str, str]:
+        """Dimension name -> allowed values in words."""
+        return {d.name: d.describe() for d in self.dimensions}
+
+    def spec(self) -> dict[str, Any]:
+        """JSON description of the dimensions (enough to rebuild a plain SearchSpace)."""
+        return {"name": self.name, "dimensions": [d.spec() for d in self.dimensions]}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> SearchSpace:
+        return SearchSpace([dimension_from_spec(d) for d in spec["dimensions"]],
+                           name=spec.get("name", "space"))
+
+    def size(self) -> int:
+        """Number of distinct valid architectures (exact; may be a very large int)."""
+        return math.prod(d.size() for d in self.dimensions)
+
+    # -- validation ---------------------------------------------------------------------------
+    def validate(self, arch: Architecture | Mapping[str, Any]) -> Architecture:
+        """Return the canonical :class:`Architecture` or raise an error naming the bad dimension
+        and its allowed values."""
+        values = dict(arch)
+        missing = [d.name for d in self.dimensions if d.name not in values]
+        extra = sorted(set(values) - set(self._by_name))
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing dimensions {missing}")
+            if extra:
+                parts.append(f"unknown dimensions {extra}")
+            raise InvalidArchitectureError(
+                f"search space {self.name!r}: {'; '.join(parts)}; expected exactly "
+                f"{[d.name for d in self.dimensions]}")
+        out = {}
+        for d in self.dimensions:
+            try:
+                out[d.name] = d.validate(values[d.name])
+            except InvalidArchitectureError as err:
+                raise InvalidArchitectureError(f"search space {self.name!r}: {err}") from None
+        arch_out = Architecture(out)
+        self.check_constraints(arch_out)
+        return arch_out
+
+    def check_constraints(self, arch: Architecture) -> None:
+        """Cross-dimension rules; override and raise :class:`InvalidArchitectureError`."""
+
+    def is_valid(self, arch: Architecture | Mapping[str, Any]) -> bool:
+        try:
+            self.validate(arch)
+        except InvalidArchitectureError:
+            return False
+        return True
+
+    # -- sampling and variation ---------------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        """A uniformly random valid architecture."""
+        for _ in range(1000):
+            arch = Architecture({d.name: d.sample(rng) for d in self.dimensions})
+            if self.is_valid(arch):
+                return arch
+        raise RuntimeError(f"search space {self.name!r}: no valid architecture in 1000 draws")
+
+    def mutate(self, arch: Architecture, rng: np.random.Generator,
+               prob: float | None = None) -> Architecture:
+        """Change each dimension with probability ``prob`` (default ``1 / #dimensions``); at
+        least one dimension always changes when the space allows it."""
+        p = 1.0 / len(self.dimensions) if prob is None else prob
+        changeable = [d for d in self.dimensions if d.size() > 1]
+        if not changeable:
+            return arch
+        for _ in range(100):
+            values = dict(arch)
+            picked = [d for d in changeable if rng.random() < p]
+            if not picked:
+                picked = [changeable[int(rng.integers(len(changeable)))]]
+            for d in picked:
+                values[d.name] = d.mutate(values[d.name], rng)
+            child = Architecture(values)
+            if child != arch and self.is_valid(child):
+                return child
+        return arch
+
+    def crossover(self, a: Architecture, b: Architecture,
+                  rng: np.random.Generator) -> Architecture:
+        """Uniform crossover: each dimension comes from ``a`` or ``b`` with equal odds."""
+        for _ in range(100):
+            child = Architecture({d.name: (a if rng.random() < 0.5 else b)[d.name]
+                                  for d in self.dimensions})
+            if self.is_valid(child):
+                return child
+        return a
+
+    def neighbours(self, arch: Architecture) -> list[Architecture]:
+        """Every valid architecture one decision away from ``arch``."""
+        out = []
+        for d in self.dimensions:
+            for v in d.neighbours(arch[d.name]):
+                cand = arch.replace(**{d.name: v})
+                if self.is_valid(cand):
+                    out.append(cand)
+        return out
+
+    # -- numeric views ------------------------------------------------------------------------
+    def encode(self, arch: Architecture) -> np.ndarray:
+        """Fixed-length float vector (see :meth:`Dimension.encode`)."""
+        vec: list[float] = []
+        for d in self.dimensions:
+            vec.extend(d.encode(arch[d.name]))
+        return np.asarray(vec, dtype=np.float32)
+
+    def encoding_size(self) -> int:
+        return sum(d.encoding_size() for d in self.dimensions)
+
+    def decisions(self) -> list[int]:
+        """Option counts of every decision, dimension after dimension."""
+        return [n for d in self.dimensions for n in d.decisions()]
+
+    def to_decisions(self, arch: Architecture) -> list[int]:
+        return [i for d in self.dimensions for i in d.to_decisions(arch[d.name])]
+
+    def from_decisions(self, indices: Sequence[int]) -> Architecture:
+        """The architecture made of these decisions (it may still fail :meth:`validate`)."""
+        values, pos = {}, 0
+        for d in self.dimensions:
+            k = len(d.decisions())
+            values[d.name] = d.from_decisions(list(indices[pos:pos + k]))
+            pos += k
+        if pos != len(indices):
+            raise ValueError(f"search space {self.name!r}: expected {pos} decisions, "
+                             f"got {len(indices)}")
+        return Architecture(values)
+
+    # -- models -------------------------------------------------------------------------------
+    def build(self, arch: Architecture, in_channels: int) -> nn.Module:
+        """Build the network body for ``arch``. Spaces that describe networks override this and
+        return a module with an ``out_channels`` attribute (and, for dense-prediction heads,
+        ``feature_channels`` listing the channels of each returned scale)."""
+        raise TypeError(
+            f"search space {self.name!r} describes no network ({type(self).__name__} does not "
+            "override build); pair it with an evaluator that needs no model, e.g. a function "
+            "or tabular evaluator")

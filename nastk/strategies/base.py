@@ -1,0 +1,57 @@
+"""The ask/tell strategy interface shared by every search strategy."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from nastk.evaluation.result import Result
+from nastk.objective import Objective
+from nastk.space.architecture import Architecture
+from nastk.space.search_space import SearchSpace
+
+
+class NoOptions(BaseModel):
+    """A strategy without options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Strategy(ABC):
+    """Proposes architectures (``ask``) and learns from their results (``tell``).
+
+    A strategy knows the search space and the objective, never the task. ``tell`` may be called
+    for architectures in any order and also for architectures the strategy did not just ask for
+    (a cached result of a duplicate proposal, or a replay after resume). ``state_dict`` must
+    return plain Python values and tensors only, so it saves with ``torch.save`` and loads with
+    ``torch.load(..., weights_only=True)``; together with the seed it makes a search resumable.
+    """
+
+    #: pydantic model validating the strategy's options (subclasses replace it)
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, space: SearchSpace, objective: Objective, seed: int = 0,
+                 **options: Any) -> None:
+        self.space = space
+        self.objective = objective
+        self.seed = seed
+        self.options = self.Options(**options)
+        self.rng = np.random.default_rng(seed)
+
+    @abstractmethod
+    def ask(self, n: int = 1) -> list[Architecture]:
+        """Propose ``n`` architectures to evaluate next."""
+
+    @abstractmethod
+    def tell(self, arch: Architecture, result: Result) -> None:
+        """Report the result of evaluating ``arch``."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this strategy is."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
