@@ -1,0 +1,99 @@
+"""Regularized (aging) evolution, Real et al. 2019, "Regularized Evolution for Image Classifier
+Architecture Search"."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nastk.evaluation.result import Result
+from nastk.objective import Objective
+from nastk.space.architecture import Architecture
+from nastk.space.search_space import SearchSpace
+from nastk.strategies.base import Strategy
+
+
+class EvolutionOptions(BaseModel):
+    """Options of :class:`RegularizedEvolution`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    population: int = Field(default=20, ge=2,
+                            description="number of most recent successful results kept alive")
+    sample_size: int = Field(default=5, ge=1,
+                             description="tournament size: members drawn to pick each parent")
+    mutation_prob: float | None = Field(
+        default=None, gt=0.0, le=1.0,
+        description="probability that each dimension is mutated (default 1 / #dimensions; at "
+                    "least one dimension always changes)")
+    crossover_prob: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="probability that a child is the uniform crossover of two tournament "
+                    "winners (then mutated) instead of a mutated copy of one")
+
+
+class RegularizedEvolution(Strategy):
+    """Aging evolution (Real et al. 2019): mutate tournament winners, retire the oldest member.
+
+    Until ``population`` successful results have been told, proposals are uniform random samples
+    (not repeating earlier proposals when avoidable). Afterwards each proposal mutates (and with
+    ``crossover_prob`` first crosses over) the best of ``sample_size`` random population members.
+    Every successful result joins the population and pushes its oldest member out; failed
+    results never join. Results may arrive in any order and for architectures never asked for.
+    """
+
+    Options = EvolutionOptions
+
+    def __init__(self, space: SearchSpace, objective: Objective, seed: int = 0,
+                 **options: Any) -> None:
+        super().__init__(space, objective, seed, **options)
+        # (architecture, score), oldest first
+        self.population: deque[tuple[Architecture, float]] = deque()
+        self._proposed: set[str] = set()  # random proposals of the warm-up phase
+
+    # -- ask / tell -------------------------------------------------------------------------
+    def ask(self, n: int = 1) -> list[Architecture]:
+        return [self._propose() for _ in range(n)]
+
+    def _propose(self) -> Architecture:
+        if len(self.population) < self.options.population:
+            arch = self.space.sample(self.rng)
+            for _ in range(99):
+                if arch.key not in self._proposed:
+                    break
+                arch = self.space.sample(self.rng)
+            self._proposed.add(arch.key)
+            return arch
+        parent = self._tournament()
+        if self.options.crossover_prob > 0 and self.rng.random() < self.options.crossover_prob:
+            other = self._tournament()
+            parent = self.space.crossover(parent, other, self.rng)
+        return self.space.mutate(parent, self.rng, self.options.mutation_prob)
+
+    def _tournament(self) -> Architecture:
+        k = min(self.options.sample_size, len(self.population))
+        idx = self.rng.choice(len(self.population), size=k, replace=False)
+        best = max(idx, key=lambda i: (self.population[i][1], -i))  # ties: the oldest
+        return self.population[int(best)][0]
+
+    def tell(self, arch: Architecture, result: Result) -> None:
+        score = self.objective.score(result)
+        if score is None:
+            return
+        self.population.append((arch, float(score)))
+        while len(self.population) > self.options.population:
+            self.population.popleft()
+
+    # -- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(),
+                "population": [(a.to_json(), s) for a, s in self.population],
+                "proposed": sorted(self._proposed)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.population = deque((Architecture.from_json(a), float(s))
+                                for a, s in state["population"])
+        self._proposed = set(state["proposed"])
