@@ -39,7 +39,8 @@ class Registry(Generic[T]):
         """Register ``obj`` under ``name``; usable as ``@REG.register("name")``."""
 
         def deco(o: T) -> T:
-            if not override and (name in self._objects or name in self._eps()):
+            same = name in self._objects and _qualname(self._objects[name]) == _qualname(o)
+            if not (override or same) and (name in self._objects or name in self._eps()):
                 raise RegistryError(f"{self.kind} {name!r} is already registered; pick another "
                                     "name or pass override=True")
             self._objects[name] = o
@@ -93,6 +94,11 @@ PREDICTORS: Registry[Callable[..., Any]] = Registry("predictor", "nastk.predicto
 
 ALL: dict[str, Registry[Any]] = {"search spaces": SEARCH_SPACES, "tasks": TASKS,
                                  "strategies": STRATEGIES, "predictors": PREDICTORS}
+
+
+def _qualname(obj: Any) -> str:
+    """Where an object was defined; a module imported twice re-registers the same names."""
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
 def summary(obj: Any) -> str:

@@ -234,23 +234,25 @@ def _columns(rows: Sequence[Mapping[str, Any]], key: str) -> list[str]:
 
 
 def leaderboard_table(trials: Iterable[Trial], objective: Objective, top: int = 10,
-                      title: str = "Leaderboard") -> Table:
-    """The leaderboard as a :class:`rich.table.Table` for the terminal."""
+                      title: str = "Leaderboard", other_metrics: bool = False) -> Table:
+    """The leaderboard as a :class:`rich.table.Table` for the terminal (the objective's metric,
+    costs and architecture; ``other_metrics`` adds a column per further metric)."""
     rows = leaderboard(trials, objective, top=top)
-    metric_cols = _columns(rows, "metrics")
+    metric_cols = _columns(rows, "metrics") if other_metrics else []
     cost_cols = _columns(rows, "costs")
     arrow = "↑" if objective.direction == "max" else "↓"
     table = Table(title=title, show_lines=False)
     table.add_column("#", justify="right", style="bold")
     table.add_column("trial", justify="right")
     table.add_column("arch id", style="cyan", no_wrap=True)
-    table.add_column(f"{objective.metric} {arrow}", justify="right", style="bold green")
+    table.add_column(f"{objective.metric} {arrow}", justify="right", style="bold green",
+                     no_wrap=True)
     for m in metric_cols:
         table.add_column(m, justify="right")
     for c in cost_cols:
-        table.add_column(COST_HEADERS.get(c, c), justify="right")
-    table.add_column("time", justify="right")
-    table.add_column("architecture", overflow="fold")
+        table.add_column(COST_HEADERS.get(c, c), justify="right", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("architecture", overflow="fold", min_width=24)
     for row in rows:
         table.add_row(
             str(row["rank"]), str(row["trial"]), row["arch_id"], format_metric(row["metric"]),

@@ -296,6 +296,7 @@ class CellDAG(Dimension):
         self.require_connected = require_connected
         self.edges: tuple[tuple[int, int], ...] = tuple(
             (i, j) for j in range(nodes) for i in range(j))
+        self._size: int | None = None
 
     def decisions(self) -> list[int]:
         return [len(self.ops)] * len(self.edges)
@@ -341,8 +342,10 @@ class CellDAG(Dimension):
     def size(self) -> int:
         if not self.require_connected:
             return super().size()
-        return sum(1 for v in itertools.product(self.ops, repeat=len(self.edges))
-                   if self.is_connected(v))
+        if self._size is None:  # enumeration; cached because strategies ask often
+            self._size = sum(1 for v in itertools.product(self.ops, repeat=len(self.edges))
+                             if self.is_connected(v))
+        return self._size
 
     def describe(self) -> str:
         return f"{len(self.edges)} edge ops, each one of {list(self.ops)}"

@@ -113,7 +113,7 @@ class SearchSpace:
         """Change each dimension with probability ``prob`` (default ``1 / #dimensions``); at
         least one dimension always changes when the space allows it."""
         p = 1.0 / len(self.dimensions) if prob is None else prob
-        changeable = [d for d in self.dimensions if d.size() > 1]
+        changeable = [d for d in self.dimensions if len(d.neighbours(arch[d.name])) > 0]
         if not changeable:
             return arch
         for _ in range(100):

@@ -1,0 +1,195 @@
+"""The `nastk` command line: search, list, report, compare, export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from nastk.errors import NastkError
+
+
+def _stdout() -> Console:
+    """Console for results: soft-wrapped lines, and a wide table when piped to a file."""
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
+def _cmd_search(args: argparse.Namespace, console: Console) -> int:
+    from nastk import report
+    from nastk.config import load_config
+    from nastk.experiment import run_experiment
+
+    config = load_config(args.config)
+    updates = {}
+    if args.run_dir is not None:
+        updates["run_dir"] = Path(args.run_dir)
+    if args.trials is not None or args.time_s is not None:
+        budget = config.budget.model_copy(update={
+            k: v for k, v in (("trials", args.trials), ("time_s", args.time_s)) if v is not None})
+        updates["budget"] = budget
+    if args.seed is not None:
+        updates["seed"] = args.seed
+    if updates:
+        from nastk.config import parse_config
+
+        config = parse_config({**config.model_dump(), **updates}, args.config)
+    outcome = run_experiment(config, resume=args.resume, console=console,
+                             progress=not args.no_progress)
+    out = _stdout()
+    out.print(report.leaderboard_table(outcome.trials, outcome.objective, top=args.top,
+                                       title=f"leaderboard: {config.name}"))
+    n_failed = sum(1 for t in outcome.trials if t.result is not None and not t.result.ok)
+    out.print(f"{len(outcome.trials)} trials ({n_failed} failed); stopped: "
+              f"{outcome.stop_reason}")
+    out.print(f"store:  {outcome.run_dir / 'store.sqlite'}")
+    out.print(f"report: {outcome.report}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace, console: Console) -> int:
+    from nastk import registry
+
+    if args.plugins:
+        from nastk.experiment import import_plugins
+
+        import_plugins(args.plugins)
+    kinds = registry.ALL if args.kind is None else {args.kind: registry.ALL[args.kind]}
+    out = _stdout()
+    for kind, reg in kinds.items():
+        table = Table(title=kind, title_justify="left", show_lines=False)
+        table.add_column("name", style="bold")
+        table.add_column("what it is")
+        table.add_column("from", style="dim")
+        for name in reg.names():
+            try:
+                summary = registry.summary(reg.get(name))
+            except NastkError as err:
+                summary = f"[red]cannot load: {escape(str(err))}[/red]"
+            table.add_row(name, summary, reg.source(name))
+        if not reg.names():
+            table.add_row("(none)", "", "")
+        out.print(table)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from nastk import report
+    from nastk.config import parse_config
+    from nastk.experiment import run_meta
+    from nastk.objective import Objective
+    from nastk.store import RunStore
+
+    run_dir = Path(args.run_dir)
+    with RunStore.open_existing(run_dir) as store:
+        config = parse_config(store.get_meta("config"), f"{run_dir}/store.sqlite:config")
+        trials = store.trials()
+    from nastk.experiment import build_components
+
+    objective: Objective = build_components(config).objective
+    path = report.write_report(run_dir, trials, objective, title=f"nastk run: {config.name}",
+                               meta=run_meta(config))
+    out = _stdout()
+    out.print(report.leaderboard_table(trials, objective, top=args.top,
+                                       title=f"leaderboard: {config.name}"))
+    out.print(f"report: {path}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from nastk.export import export_run
+
+    exported = export_run(args.run_dir, args.out, args.trial)
+    out = _stdout()
+    for note in exported.notes:
+        out.print(f"note: {note}")
+    out.print(f"trial {exported.trial.id}: {exported.trial.arch.key}")
+    out.print(f"architecture: {exported.arch_json}")
+    if exported.checkpoint:
+        out.print(f"checkpoint:   {exported.checkpoint}  (nastk.export.load_exported)")
+    if exported.program:
+        out.print(f"program:      {exported.program}  (torch.export.load, no nastk needed)")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from nastk.compare import compare_runs, write_comparison
+
+    objective, groups = compare_runs([Path(d) for d in args.run_dirs], by=args.by)
+    path = write_comparison(Path(args.out), objective, groups)
+    table = Table(title=f"best {objective.metric} ({objective.direction}) by {args.by}")
+    for col in ("group", "runs", "final best mean ± std"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    for g in groups.values():
+        table.add_row(g.name, str(len(g.runs)), f"{g.mean:.4f} ± {g.std:.4f}")
+    out = _stdout()
+    out.print(table)
+    out.print(f"comparison: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nastk", description="Neural architecture search: one engine, many tasks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("search", help="run (or resume) the search a YAML config describes")
+    p.add_argument("config", help="experiment YAML (see examples/)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in the config's run_dir where it stopped")
+    p.add_argument("--run-dir", help="override the config's run_dir")
+    p.add_argument("--trials", type=int, help="override budget.trials")
+    p.add_argument("--time-s", type=float, help="override budget.time_s")
+    p.add_argument("--seed", type=int, help="override seed")
+    p.add_argument("--top", type=int, default=10, help="leaderboard rows (default 10)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("list", help="list registered spaces, tasks, strategies, predictors")
+    p.add_argument("kind", nargs="?",
+                   choices=["search spaces", "tasks", "strategies", "predictors"])
+    p.add_argument("--plugins", nargs="*", default=[],
+                   help="modules to import first (they register plugins)")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("report", help="(re)write a run's report.md and plots")
+    p.add_argument("run_dir")
+    p.add_argument("--top", type=int, default=10)
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("compare", help="compare runs: best-so-far curves by strategy")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--by", choices=["strategy", "name"], default="strategy",
+                   help="group runs by their strategy (default) or their name")
+    p.add_argument("--out", default="comparison", help="output folder (default comparison/)")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("export", help="export a run's best architecture and weights")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="output folder (default RUN_DIR/export)")
+    p.add_argument("--trial", type=int, help="export this trial id instead of the best")
+    p.set_defaults(func=_cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `nastk` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        return int(args.func(args, console))
+    except NastkError as err:
+        console.print(f"[bold red]error:[/bold red] {escape(str(err))}", highlight=False,
+                      soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted; continue with `nastk search CONFIG --resume`")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The experiment config a user writes (YAML), validated by pydantic.
+
+Errors name the file, the field path and the fix, e.g.::
+
+    examples/bad.yaml: budget.trials: Input should be greater than 0 (got -3)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nastk.errors import ConfigError
+from nastk.evaluation.train import TrainConfig
+from nastk.search import Budget
+
+
+class PluginRef(BaseModel):
+    """A registered plugin by name, with its options (``strategy: evolution`` is shorthand for
+    ``strategy: {name: evolution}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+
+class ObjectiveConfig(BaseModel):
+    """What to optimise; ``metric`` and ``direction`` default to the task's primary metric."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str | None = None
+    direction: Literal["max", "min"] | None = None
+    costs: list[Literal["params", "flops", "latency_ms"]] = Field(
+        default_factory=list, description="costs to minimise jointly (multi-objective search)")
+
+
+class EvaluatorConfig(BaseModel):
+    """How a candidate is scored: ``train`` from scratch on the task, or a Python ``function``
+    (``module:attr``, mapping an Architecture to a dict of metrics) for synthetic objectives and
+    lookups."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["train", "function"] = "train"
+    function: str | None = Field(None, description="module:attr, for kind 'function'")
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _function_needs_target(self) -> EvaluatorConfig:
+        if self.kind == "function" and not self.function:
+            raise ValueError("kind 'function' needs `function: module:attr`")
+        if self.function and ":" not in self.function:
+            raise ValueError(f"function {self.function!r} must look like 'package.module:name'")
+        return self
+
+
+class SearchConfig(BaseModel):
+    """One search: space x task x strategy x evaluator, with a budget and a run directory."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("search", min_length=1)
+    run_dir: Path | None = Field(None, description="defaults to runs/<name>")
+    seed: int = 0
+    plugins: list[str] = Field(default_factory=list,
+                               description="modules to import first (they register plugins)")
+    space: PluginRef
+    task: PluginRef | None = None
+    strategy: PluginRef = Field(default_factory=lambda: PluginRef(name="evolution"))
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    evaluator: EvaluatorConfig = Field(default_factory=EvaluatorConfig)
+    budget: Budget = Field(default_factory=Budget)
+    executor: Literal["local"] = "local"
+    keep_checkpoints: int = Field(3, ge=0, description="trained weights kept for the k best")
+
+    @model_validator(mode="after")
+    def _task_or_function(self) -> SearchConfig:
+        if self.evaluator.kind == "train" and self.task is None:
+            raise ValueError("evaluator kind 'train' needs a `task` (e.g. task: classification)")
+        if self.task is None and self.objective.metric is None:
+            raise ValueError("without a task, set objective.metric to a key your function "
+                             "returns")
+        return self
+
+    def resolved_run_dir(self) -> Path:
+        return self.run_dir if self.run_dir is not None else Path("runs") / self.name
+
+    def identity(self) -> dict[str, Any]:
+        """The parts that must not change when a run is resumed (the budget may)."""
+        data = self.model_dump(mode="json")
+        for key in ("budget", "run_dir", "keep_checkpoints", "name"):
+            data.pop(key, None)
+        return data
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) \
+            else ""
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field; check its spelling against the documented fields"
+        lines.append(f"{source}: {loc}: {msg}{got}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "config") -> SearchConfig:
+    """Validate a mapping into a :class:`SearchConfig`, raising :class:`ConfigError`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of fields (space, task, strategy, ...), "
+                          f"got {type(data).__name__}")
+    try:
+        return SearchConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path) -> SearchConfig:
+    """Read and validate a YAML config file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML: {err}") from None
+    return parse_config(data, str(p))

@@ -1,0 +1,129 @@
+"""Export a run's best architecture: its JSON, a weights-only checkpoint, and a torch.export file.
+
+``model.pt`` holds plain data and tensors only (loads with ``torch.load(..., weights_only=True)``)
+and rebuilds with :func:`load_exported`; ``model.pt2`` is a ``torch.export`` program that loads
+with plain torch (``torch.export.load``), no nastk needed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nastk import registry
+from nastk.config import parse_config
+from nastk.errors import NastkError
+from nastk.experiment import build_components
+from nastk.space.architecture import Architecture
+from nastk.store import RunStore
+from nastk.trial import Trial
+
+FORMAT = "nastk.export/1"
+
+
+@dataclass
+class Exported:
+    """Paths written by :func:`export_run`."""
+
+    trial: Trial
+    arch_json: Path
+    checkpoint: Path | None = None
+    program: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path | None = None,
+               trial_id: int | None = None) -> Exported:
+    """Export the best trial of ``run_dir`` (or trial ``trial_id``) into ``out_dir``
+    (default ``run_dir/export``). Weights come from the trial's checkpoint; when it was not
+    kept, the candidate is trained again with the run's evaluator (training is seeded by the
+    architecture, so it reproduces the recorded weights on the same machine)."""
+    run_dir = Path(run_dir)
+    with RunStore.open_existing(run_dir) as store:
+        config = parse_config(store.get_meta("config"), f"{run_dir}/store.sqlite:config")
+        trials = store.finished()
+    comps = build_components(config)
+    trial = _pick(trials, comps.objective, trial_id, run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    assert trial.result is not None
+    record = {"arch": trial.arch.as_dict(), "arch_key": trial.arch.key, "trial": trial.id,
+              "metrics": trial.result.metrics, "costs": trial.result.costs,
+              "space": config.space.model_dump(), "task": config.task.model_dump()
+              if config.task else None, "run_dir": str(run_dir)}
+    arch_path = out / "arch.json"
+    arch_path.write_text(json.dumps(record, indent=2) + "\n")
+    result = Exported(trial, arch_path)
+    if comps.task is None:
+        result.notes.append("this run scored architectures with a function; there is no model "
+                            "to export, only its architecture")
+        return result
+    ckpt = run_dir / "checkpoints" / f"trial_{trial.id}.pt"
+    if not ckpt.is_file():
+        result.notes.append(f"no checkpoint kept for trial {trial.id}; trained it again")
+        ckpt = out / f"trial_{trial.id}_retrained.pt"
+        retrained = comps.evaluator.evaluate(trial.arch, checkpoint=ckpt)
+        if not retrained.ok:
+            raise NastkError(f"re-training trial {trial.id} failed: {retrained.error}")
+    model = comps.task.build_model(comps.space, trial.arch)
+    model.load_state_dict(torch.load(ckpt, weights_only=True))
+    model.eval()
+    payload: dict[str, Any] = {
+        "format": FORMAT, "arch": trial.arch.to_json(),
+        "space": json.dumps(config.space.model_dump()),
+        "task": json.dumps(config.task.model_dump() if config.task else None),
+        "plugins": list(config.plugins), "input_shape": list(comps.task.input_shape),
+        "metrics": dict(trial.result.metrics), "costs": dict(trial.result.costs),
+        "state_dict": model.state_dict(),
+    }
+    result.checkpoint = out / "model.pt"
+    torch.save(payload, result.checkpoint)
+    try:
+        example = torch.zeros(2, *comps.task.input_shape)
+        batch = torch.export.Dim("batch", min=1, max=1 << 16)
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+        result.program = out / "model.pt2"
+        torch.export.save(program, result.program)
+    except Exception as err:  # some user models are not exportable; the checkpoint still is
+        result.notes.append(f"torch.export could not trace the model ({type(err).__name__}: "
+                            f"{err}); only model.pt was written")
+    return result
+
+
+def _pick(trials: list[Trial], objective: Any, trial_id: int | None, run_dir: Path) -> Trial:
+    if trial_id is not None:
+        for t in trials:
+            if t.id == trial_id:
+                if t.result is None or not t.result.ok:
+                    raise NastkError(f"trial {trial_id} of {run_dir} failed; export a complete "
+                                     "one")
+                return t
+        raise NastkError(f"{run_dir} has no finished trial {trial_id}")
+    scored = [(objective.score(t.result), t) for t in trials if t.result is not None]
+    scored = [(s, t) for s, t in scored if s is not None]
+    if not scored:
+        raise NastkError(f"{run_dir} has no successful trial to export")
+    return max(scored, key=lambda st: st[0])[1]
+
+
+def load_exported(path: str | Path) -> nn.Module:
+    """Rebuild the model saved by :func:`export_run` (weights-only load)."""
+    payload = torch.load(Path(path), weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise NastkError(f"{path} is not a nastk export (expected format {FORMAT!r})")
+    from nastk.experiment import import_plugins
+
+    import_plugins(payload["plugins"])
+    space_ref = json.loads(payload["space"])
+    task_ref = json.loads(payload["task"])
+    space = registry.instantiate(registry.SEARCH_SPACES, space_ref["name"], space_ref["options"])
+    task = registry.instantiate(registry.TASKS, task_ref["name"], task_ref["options"])
+    arch = space.validate(Architecture.from_json(payload["arch"]))
+    model = task.build_model(space, arch)
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()

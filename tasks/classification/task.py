@@ -1,0 +1,166 @@
+"""Image classification: digits (bundled with scikit-learn) or synthetic shapes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from nastk.task import Task
+from tasks.classification.synthetic import SHAPES, make_shapes
+
+if TYPE_CHECKING:
+    from nastk.space.architecture import Architecture
+    from nastk.space.search_space import SearchSpace
+
+__all__ = ["ClassificationModel", "ClassificationTask"]
+
+
+class ClassificationModel(nn.Module):
+    """A search space's body followed by global average pooling, dropout and a linear layer."""
+
+    def __init__(self, body: nn.Module, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        channels = getattr(body, "out_channels", None)
+        if not isinstance(channels, int) or channels < 1:
+            raise TypeError(f"the body built by the search space ({type(body).__name__}) needs "
+                            f"an int `out_channels` attribute, got {channels!r}")
+        self.body = body
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.head = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.body(x)).flatten(1)
+        return self.head(self.dropout(x))
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+class ClassificationTask(Task):
+    """Image classification (sklearn digits or synthetic shapes), scored by accuracy.
+
+    ``dataset: digits`` uses scikit-learn's bundled 8x8 handwritten digits (1797 images, 10
+    classes, no download); ``dataset: synthetic`` draws ``n_samples`` shape images (see
+    :mod:`tasks.classification.synthetic`). Both are split train/val/test, stratified by class,
+    with ``seed``. The model is the space's body plus global average pooling, optional dropout
+    and a linear classifier; the loss is cross entropy.
+    """
+
+    name: ClassVar[str] = "classification"
+    primary_metric: ClassVar[str] = "accuracy"
+    direction: ClassVar[Literal["max", "min"]] = "max"
+
+    class Options(BaseModel):
+        """Options of :class:`ClassificationTask` (``task.options`` in a config)."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        dataset: Literal["digits", "synthetic"] = "digits"
+        val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of all examples")
+        test_fraction: float = Field(0.2, ge=0.0, lt=1.0,
+                                     description="share of all examples; 0 means no test split")
+        seed: int = Field(0, description="seed of the split (and of the synthetic data)")
+        n_samples: int = Field(3000, ge=10, description="synthetic: number of images")
+        image_size: int = Field(16, ge=8, le=256, description="synthetic: image side in pixels")
+        num_classes: int = Field(6, ge=2, le=len(SHAPES), description="synthetic: shapes used")
+        noise: float = Field(0.1, ge=0.0, description="synthetic: std of per-pixel noise")
+        dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
+
+        @model_validator(mode="after")
+        def _fractions(self) -> ClassificationTask.Options:
+            if self.val_fraction + self.test_fraction >= 0.9:
+                raise ValueError(f"val_fraction + test_fraction must leave at least 10% for "
+                                 f"training, got {self.val_fraction} + {self.test_fraction}")
+            return self
+
+    def __init__(self, **options: Any) -> None:
+        self.options = self.Options(**options)
+        self._splits: dict[str, TensorDataset] | None = None
+        #: split name -> sorted indices into the full data set (filled by :meth:`splits`)
+        self.split_indices: dict[str, np.ndarray] = {}
+
+    def __repr__(self) -> str:
+        return f"ClassificationTask(dataset={self.options.dataset!r})"
+
+    # -- data ---------------------------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        if self.options.dataset == "digits":
+            return (1, 8, 8)
+        return (1, self.options.image_size, self.options.image_size)
+
+    @property
+    def num_classes(self) -> int:
+        return 10 if self.options.dataset == "digits" else self.options.num_classes
+
+    def _load(self) -> tuple[np.ndarray, np.ndarray]:
+        o = self.options
+        if o.dataset == "digits":
+            from sklearn.datasets import load_digits
+
+            digits = load_digits()
+            x = (digits.images.astype(np.float32) / 16.0)[:, None, :, :]
+            return x, digits.target.astype(np.int64)
+        return make_shapes(o.n_samples, o.image_size, o.num_classes, o.noise, o.seed)
+
+    def splits(self) -> dict[str, Dataset]:
+        """``train``, ``val`` and (unless ``test_fraction`` is 0) ``test`` TensorDatasets of
+        ``(image, label)``; built once and cached (:attr:`split_indices` says which examples of
+        the full data set each split holds)."""
+        if self._splits is None:
+            from sklearn.model_selection import train_test_split
+
+            o = self.options
+            x, y = self._load()
+            idx = np.arange(len(y))
+            parts: dict[str, np.ndarray] = {}
+            if o.test_fraction > 0:
+                idx, parts["test"] = train_test_split(idx, test_size=o.test_fraction,
+                                                      stratify=y[idx], random_state=o.seed)
+            val_share = o.val_fraction / (1.0 - o.test_fraction)
+            parts["train"], parts["val"] = train_test_split(idx, test_size=val_share,
+                                                            stratify=y[idx], random_state=o.seed)
+            order = [n for n in ("train", "val", "test") if n in parts]
+            self.split_indices = {n: np.sort(parts[n]) for n in order}
+            self._splits = {n: TensorDataset(torch.from_numpy(x[ix]), torch.from_numpy(y[ix]))
+                            for n, ix in self.split_indices.items()}
+        return dict(self._splits)
+
+    # -- model, loss, metrics -----------------------------------------------------------------
+    def build_model(self, space: SearchSpace, arch: Architecture) -> nn.Module:
+        body = space.build(arch, self.input_shape[0])
+        return ClassificationModel(body, self.num_classes, self.options.dropout)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs, targets)
+
+    def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
+        """``accuracy`` and mean cross-entropy ``loss`` over ``loader`` (eval mode, no grad;
+        the model's previous train/eval mode is restored)."""
+        was_training = model.training
+        model.eval()
+        device = _model_device(model)
+        correct, total, loss_sum = 0, 0, 0.0
+        try:
+            with torch.no_grad():
+                for xb, yb in loader:
+                    xb, yb = xb.to(device), yb.to(device)
+                    out = model(xb)
+                    loss_sum += float(F.cross_entropy(out, yb, reduction="sum"))
+                    correct += int((out.argmax(dim=1) == yb).sum())
+                    total += int(yb.numel())
+        finally:
+            model.train(was_training)
+        if total == 0:
+            raise ValueError("evaluate: the loader yielded no examples")
+        return {"accuracy": correct / total, "loss": loss_sum / total}

@@ -1,0 +1,129 @@
+"""The CLI end to end: list, a plugin registered at run time, report, export."""
+
+import json
+
+import pytest
+import yaml
+
+from nastk import Architecture, IntRange, Objective, Result, SearchSpace
+from nastk.cli import main
+from nastk.registry import SEARCH_SPACES, STRATEGIES
+from nastk.store import RunStore
+from nastk.strategies.base import Strategy
+
+
+class LineSpace(SearchSpace):
+    """A one-dimensional space defined inside a test module."""
+
+    def __init__(self, n: int = 50) -> None:
+        super().__init__([IntRange("x", 0, n - 1)], name="line")
+
+
+class SweepStrategy(Strategy):
+    """Proposes x = 0, 1, 2, ... in order (a strategy defined inside a test module)."""
+
+    def __init__(self, space, objective: Objective, seed: int = 0) -> None:
+        super().__init__(space, objective, seed)
+        self.next = 0
+
+    def ask(self, n=1):
+        out = [Architecture(x=self.next + i) for i in range(n)]
+        self.next += n
+        return out
+
+    def tell(self, arch, result: Result) -> None:
+        pass
+
+    def state_dict(self):
+        return {**super().state_dict(), "next": self.next}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.next = state["next"]
+
+
+def line_objective(arch):
+    return {"score": -abs(arch["x"] - 17)}
+
+
+@pytest.fixture
+def runtime_plugins():
+    SEARCH_SPACES.register("line_test", LineSpace)
+    STRATEGIES.register("sweep_test", SweepStrategy)
+    yield
+    SEARCH_SPACES.unregister("line_test")
+    STRATEGIES.unregister("sweep_test")
+
+
+def test_list_shows_every_registered_plugin(runtime_plugins, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # no wrapping inside table cells
+    assert main(["list", "--plugins", "toy_plugin"]) == 0
+    out = capsys.readouterr().out
+    for name in ["random", "evolution", "nsga2", "rl", "small_cnn", "classification",
+                 "toy_grid", "line_test", "sweep_test"]:
+        assert name in out
+    assert "A one-dimensional space defined inside a test module" in out
+    assert "registered at run time" in out and "entry point" in out
+
+
+def test_runtime_plugin_is_usable_by_search(runtime_plugins, tmp_path, capsys):
+    cfg = {"name": "line", "run_dir": str(tmp_path / "run"), "space": "line_test",
+           "strategy": "sweep_test", "objective": {"metric": "score"},
+           "evaluator": {"kind": "function", "function": "test_cli:line_objective"},
+           "budget": {"trials": 25}}
+    path = tmp_path / "line.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["search", str(path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "leaderboard: line" in out
+    with RunStore.open_existing(tmp_path / "run") as st:
+        trials = st.finished()
+    assert [t.arch["x"] for t in trials] == list(range(25))
+    best = max(trials, key=lambda t: t.result.metrics["score"])
+    assert best.arch["x"] == 17
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert best.arch.short_id in report.split("Pareto")[0]
+    assert (tmp_path / "run" / "best_so_far.png").stat().st_size > 1000
+
+    # report can be rebuilt; export of a function-scored run gives the architecture only
+    assert main(["report", str(tmp_path / "run")]) == 0
+    assert main(["export", str(tmp_path / "run")]) == 0
+    exported = json.loads((tmp_path / "run" / "export" / "arch.json").read_text())
+    assert exported["arch"] == {"x": 17} and exported["metrics"]["score"] == 0
+    assert "no model to export" in capsys.readouterr().out
+
+
+def test_report_and_export_name_a_missing_run(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "no run store" in capsys.readouterr().err
+
+
+def test_compare_groups_runs_by_strategy(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    runs = []
+    for strategy in ("random", "evolution"):
+        for seed in (0, 1):
+            run = tmp_path / f"{strategy}{seed}"
+            cfg = {"name": f"{strategy}{seed}", "run_dir": str(run), "seed": seed,
+                   "plugins": ["toy_plugin"], "space": "toy_grid",
+                   "strategy": {"name": strategy}, "objective": {"metric": "score"},
+                   "evaluator": {"kind": "function", "function": "toy_plugin:objective"},
+                   "budget": {"trials": 15}}
+            path = tmp_path / f"{strategy}{seed}.yaml"
+            path.write_text(yaml.safe_dump(cfg))
+            assert main(["search", str(path), "--no-progress"]) == 0
+            runs.append(str(run))
+    capsys.readouterr()
+    assert main(["compare", *runs, "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert "random" in out and "evolution" in out
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "| random | 2 |" in md and "| evolution | 2 |" in md
+    assert (tmp_path / "cmp" / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+    from nastk.compare import compare_runs
+
+    _, groups = compare_runs([tmp_path / "random0", tmp_path / "random1"])
+    with RunStore.open_existing(tmp_path / "random0") as st:
+        best0 = max(t.result.metrics["score"] for t in st.finished())
+    assert groups["random"].final[0] == pytest.approx(best0)

@@ -1,0 +1,42 @@
+"""The README's tutorial code is the shipped example, and the shipped configs are valid."""
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from nastk.cli import main
+from nastk.config import load_config
+from nastk.experiment import build_components
+from nastk.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_tutorial_is_examples_my_spaces():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert (ROOT / "examples" / "my_spaces.py").read_text() in blocks
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "examples").glob("*.yaml")))
+def test_example_configs_build(name, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    cfg = load_config(ROOT / "examples" / name)
+    comps = build_components(cfg)
+    arch = comps.strategy.ask(1)[0]
+    assert comps.space.is_valid(arch)
+
+
+@pytest.mark.slow
+def test_custom_space_tutorial_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    monkeypatch.delitem(sys.modules, "my_spaces", raising=False)
+    code = main(["search", str(ROOT / "examples" / "custom_space.yaml"), "--run-dir",
+                 str(tmp_path / "run"), "--trials", "3", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    with RunStore.open_existing(tmp_path / "run") as st:
+        trials = st.finished()
+    assert len(trials) == 3 and all(t.result.ok for t in trials)
+    assert all(t.result.metrics["accuracy"] > 0.1 for t in trials)

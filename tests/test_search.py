@@ -1,0 +1,208 @@
+"""The search loop and its store: de-duplication, failures, resume after a kill."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+
+import pytest
+import torch
+import toy_plugin
+import yaml
+
+from nastk import Objective, Status
+from nastk.evaluation.base import FunctionEvaluator
+from nastk.search import Budget, Search
+from nastk.store import RunStore
+from nastk.strategies.evolution import RegularizedEvolution
+from nastk.strategies.random_search import RandomSearch
+
+OBJ = Objective(metric="score", direction="max")
+
+
+def make_search(tmp_path, budget=30, strategy_cls=RegularizedEvolution, fn=toy_plugin.objective,
+                seed=0, **opts):
+    space = toy_plugin.ToyGrid()
+    strategy = strategy_cls(space, OBJ, seed=seed, **opts)
+    store = RunStore.in_dir(tmp_path)
+    return Search(space, strategy, FunctionEvaluator(fn), OBJ, store, Budget(trials=budget))
+
+
+def finished_keys(store):
+    return [t.arch.key for t in store.finished()]
+
+
+def test_search_records_every_trial_once(tmp_path):
+    s = make_search(tmp_path, budget=40, population=8, sample_size=3)
+    trials = s.run()
+    keys = finished_keys(s.store)
+    assert len(keys) == 40 == len(set(keys)) == len(trials)
+    # evolution re-proposes known archs; they are answered from the store, not re-evaluated
+    assert s.duplicates >= 0
+    assert all(t.status is Status.COMPLETE for t in trials)
+    best = max(t.result.metrics["score"] for t in trials)
+    assert best > 0.8 * toy_plugin.best_score()
+
+
+def test_store_refuses_a_second_finished_row_for_one_arch(tmp_path):
+    s = make_search(tmp_path, budget=3)
+    s.run()
+    t = s.store.finished()[0]
+    with pytest.raises(sqlite3.IntegrityError):
+        tid = s.store.start_trial(t.arch)
+        s.store.finish_trial(tid, t.result)
+
+
+def test_tiny_space_is_exhausted_without_duplicates(tmp_path):
+    from nastk import Categorical, SearchSpace
+
+    space = SearchSpace([Categorical("x", [0, 1, 2])])
+    strategy = RandomSearch(space, OBJ, seed=0)
+    search = Search(space, strategy, FunctionEvaluator(lambda a: {"score": a["x"]}), OBJ,
+                    RunStore.in_dir(tmp_path), Budget(trials=10, max_duplicate_streak=50))
+    trials = search.run()
+    assert len(trials) == 3 and "already evaluated" in search.stop_reason
+
+
+def test_failures_are_recorded_and_the_search_goes_on(tmp_path):
+    s = make_search(tmp_path, budget=30, strategy_cls=RandomSearch, fn=toy_plugin.flaky)
+    trials = s.run()
+    assert len(trials) == 30
+    failed = [t for t in trials if t.status is Status.FAILED]
+    crashed = [t for t in failed if "simulated crash" in t.result.error]
+    nan = [t for t in failed if "non-finite" in t.result.error]
+    assert crashed and nan
+    assert all(t.arch["a"] == 0 for t in crashed) and all(t.arch["a"] == 1 for t in nan)
+    assert all(t.status is Status.COMPLETE for t in trials if t.arch["a"] >= 2)
+
+
+@pytest.mark.parametrize("strategy_cls", [RandomSearch, RegularizedEvolution])
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, strategy_cls):
+    full = make_search(tmp_path / "full", budget=40, strategy_cls=strategy_cls)
+    full.run()
+    ref = finished_keys(full.store)
+
+    # interrupted run: the evaluator dies on the 16th call, leaving a `running` row behind
+    calls = {"n": 0}
+
+    def dying(arch):
+        calls["n"] += 1
+        if calls["n"] == 16:
+            raise KeyboardInterrupt
+        return toy_plugin.objective(arch)
+
+    part = make_search(tmp_path / "part", budget=40, strategy_cls=strategy_cls, fn=dying)
+    with pytest.raises(KeyboardInterrupt):
+        part.run()
+    assert part.store.count(Status.RUNNING) == 1
+    part.store.close()
+
+    resumed = make_search(tmp_path / "part", budget=40, strategy_cls=strategy_cls)
+    resumed.run()
+    keys = finished_keys(resumed.store)
+    assert len(keys) == len(set(keys)) == 40
+    assert keys == ref  # same trials, same order, as if never interrupted
+    assert resumed.store.count(Status.INTERRUPTED) == 1
+
+
+def test_results_written_but_not_told_are_replayed_on_resume(tmp_path):
+    s = make_search(tmp_path, budget=10)
+    s.run()
+    # simulate a kill between "result written" and "strategy told"
+    arch = s.strategy.ask(1)[0]
+    tid = s.store.start_trial(arch)
+    s.store.finish_trial(tid, FunctionEvaluator(toy_plugin.objective).evaluate(arch))
+    s.store.close()
+    again = make_search(tmp_path, budget=12)
+    n = again.restore()
+    assert n == 11 and not again.store.untold()
+    again.run()
+    assert again.store.count(Status.COMPLETE) == 12
+
+
+def test_strategy_state_is_saved_weights_only(tmp_path):
+    s = make_search(tmp_path, budget=5)
+    s.run()
+    state = s.store.load_strategy_state()
+    assert state is not None and "rng" in state
+    row = s.store._db.execute("SELECT state FROM strategy_state").fetchone()[0]
+    import io
+    assert torch.load(io.BytesIO(row), weights_only=True).keys() == state.keys()
+
+
+def _config(tmp_path, strategy="evolution", trials=30):
+    cfg = {
+        "name": "toy", "run_dir": str(tmp_path / "run"), "seed": 3, "plugins": ["toy_plugin"],
+        "space": "toy_grid", "strategy": {"name": strategy, "options": {"population": 6}},
+        "objective": {"metric": "score"},
+        "evaluator": {"kind": "function", "function": "toy_plugin:objective"},
+        "budget": {"trials": trials},
+    }
+    path = tmp_path / "toy.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _cli(args, env, **kw):
+    return subprocess.Popen([sys.executable, "-m", "nastk.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_search_then_resume(tmp_path, toy_env):
+    """A search process killed with SIGKILL resumes with --resume: the final run has the same
+    distinct trials as an uninterrupted one, none twice, and loses only the trial in flight."""
+    ref_cfg = _config(tmp_path / "ref")
+    proc = _cli(["search", str(ref_cfg), "--no-progress"], toy_env)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    with RunStore.open_existing(tmp_path / "ref" / "run") as st:
+        ref = finished_keys(st)
+    assert len(ref) == 30
+
+    cfg = _config(tmp_path)
+    env = dict(toy_env, NASTK_TOY_SLEEP="0.15")
+    proc = _cli(["search", str(cfg), "--no-progress"], env)
+    store_path = tmp_path / "run" / "store.sqlite"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.1)
+        if not store_path.exists():
+            continue
+        with closing(sqlite3.connect(store_path)) as db:
+            try:
+                n = db.execute("SELECT COUNT(*) FROM trials WHERE status='complete'"
+                               ).fetchone()[0]
+            except sqlite3.OperationalError:  # the schema is not created yet
+                continue
+        if n >= 8:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with RunStore.open_existing(tmp_path / "run") as st:
+        done_at_kill = st.count(Status.COMPLETE)
+        assert 8 <= done_at_kill < 30
+
+    proc = _cli(["search", str(cfg), "--resume", "--no-progress"], toy_env)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    with RunStore.open_existing(tmp_path / "run") as st:
+        keys = finished_keys(st)
+        assert st.count(Status.RUNNING) == 0
+    assert len(keys) == len(set(keys)) == 30
+    assert keys == ref
+
+
+def test_second_start_without_resume_is_refused(tmp_path, toy_env):
+    cfg = _config(tmp_path, trials=3)
+    for expect in (0, 2):
+        proc = _cli(["search", str(cfg), "--no-progress"], toy_env)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == expect, err
+    assert "already holds a run" in err and "--resume" in err
+    with RunStore.open_existing(tmp_path / "run") as st:
+        assert st.count() == 3  # untouched
