@@ -36,8 +36,13 @@ class Task(ABC):
         """Datasets by split name; must contain ``train`` and ``val`` (``test`` optional)."""
 
     @abstractmethod
+    def wrap(self, body: nn.Module) -> nn.Module:
+        """This task's network around a body (a module with ``out_channels``, as built by a
+        search space or a supernet); the result exposes the body as its ``body`` attribute."""
+
     def build_model(self, space: SearchSpace, arch: Architecture) -> nn.Module:
         """The full network for ``arch``: the space's body plus this task's head."""
+        return self.wrap(space.build(arch, self.input_shape[0]))
 
     @abstractmethod
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,7 @@ from nastk.task import Task
 from tasks.classification.synthetic import SHAPES, make_shapes
 
 if TYPE_CHECKING:
-    from nastk.space.architecture import Architecture
-    from nastk.space.search_space import SearchSpace
+    pass
 
 __all__ = ["ClassificationModel", "ClassificationTask"]
 
@@ -137,8 +136,7 @@ class ClassificationTask(Task):
         return dict(self._splits)
 
     # -- model, loss, metrics -----------------------------------------------------------------
-    def build_model(self, space: SearchSpace, arch: Architecture) -> nn.Module:
-        body = space.build(arch, self.input_shape[0])
+    def wrap(self, body: nn.Module) -> nn.Module:
         return ClassificationModel(body, self.num_classes, self.options.dropout)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
