@@ -1,0 +1,1 @@
+"""Weight-sharing supernets: elastic layers, the Supernet base, training and evaluation."""
