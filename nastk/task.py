@@ -48,6 +48,14 @@ class Task(ABC):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Training loss of a batch."""
 
+    def distillation_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Loss pulling a student's outputs toward a teacher's (used by in-place distillation in
+        supernet training; the teacher's outputs carry no gradient). Default: mean squared
+        error; classification-like tasks override it with a KL divergence on soft targets."""
+        import torch.nn.functional as F
+
+        return F.mse_loss(student, teacher.detach())
+
     @abstractmethod
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
         """Metrics of ``model`` on ``loader`` (must include ``primary_metric``)."""

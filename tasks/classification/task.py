@@ -142,6 +142,12 @@ class ClassificationTask(Task):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets)
 
+    def distillation_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """KL(teacher || student) on class probabilities (soft-target cross-entropy up to a
+        constant), the teacher detached."""
+        return F.kl_div(F.log_softmax(student, dim=1), F.softmax(teacher.detach(), dim=1),
+                        reduction="batchmean")
+
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
         """``accuracy`` and mean cross-entropy ``loss`` over ``loader`` (eval mode, no grad;
         the model's previous train/eval mode is restored)."""

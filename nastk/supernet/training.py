@@ -1,0 +1,360 @@
+"""Supernet training: sandwich sampling, in-place distillation, progressive shrinking,
+BN recalibration, and resumable weights-only checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch.utils.data import DataLoader
+
+from nastk.errors import NastkError
+from nastk.space.architecture import Architecture
+from nastk.supernet.base import SupernetModel, recalibrate_bn
+
+CHECKPOINT_FORMAT = "nastk.supernet/1"
+
+
+class Phase(BaseModel):
+    """One progressive-shrinking phase: ``epochs`` of training in which only the ``unlock``ed
+    dimensions vary; every other dimension stays at the largest architecture's value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(ge=1)
+    unlock: list[str] | None = Field(None, description="dimensions sampled in this phase; "
+                                                       "null = all")
+    lr: float | None = Field(None, gt=0, description="peak lr of this phase (default: lr)")
+
+
+class SupernetTrainConfig(BaseModel):
+    """How a supernet is trained (``training:`` in a supernet config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(5, ge=1, description="used when no phases are given")
+    phases: list[Phase] = Field(default_factory=list,
+                                description="progressive shrinking; default one phase, all "
+                                            "dimensions elastic")
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0, description="peak lr, cosine-annealed within each phase")
+    momentum: float = Field(0.9, ge=0, le=1)
+    nesterov: bool = True
+    weight_decay: float = Field(3e-5, ge=0, description="not applied to BN and biases")
+    grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm per step")
+    sampling: Literal["sandwich", "random"] = Field(
+        "sandwich", description="sandwich: largest + smallest + n_random per step; random: "
+                                "n_random random subnets per step")
+    n_random: int = Field(2, ge=0, description="random subnets per step")
+    inplace_distill: bool = Field(True, description="the largest subnet's (detached) output "
+                                                    "teaches the others")
+    distill_weight: float = Field(1.0, ge=0, le=1, description="weight of the distillation "
+                                                               "term vs the task loss")
+    reorganize_channels_at_phase: bool = Field(
+        True, description="sort channels by importance when a phase starts")
+    bn_calib_batches: int = Field(10, ge=1, description="training batches used to "
+                                                        "recalibrate BN before each evaluation")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads")
+    device: str = "cpu"
+
+    def schedule(self) -> list[Phase]:
+        return list(self.phases) or [Phase(epochs=self.epochs)]
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(p.epochs for p in self.schedule())
+
+
+class PhaseSampler:
+    """Samples sub-networks of a phase: unlocked dimensions at random, the rest largest."""
+
+    def __init__(self, model: SupernetModel, unlock: list[str] | None) -> None:
+        space = model.space
+        names = [d.name for d in space.dimensions]
+        bad = [u for u in (unlock or []) if u not in names]
+        if bad:
+            raise NastkError(f"phase unlocks unknown dimensions {bad}; space "
+                             f"{space.name!r} has {names}")
+        self.space = space
+        self.unlock = set(names if unlock is None else unlock)
+        self.largest = space.largest()
+        self.smallest_in_phase = space.validate(
+            {n: (space.smallest()[n] if n in self.unlock else self.largest[n]) for n in names})
+
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        for _ in range(100):
+            arch = self.space.sample(rng)
+            cand = Architecture({n: (arch[n] if n in self.unlock else self.largest[n])
+                                 for n in arch})
+            if self.space.is_valid(cand):
+                return cand
+        raise NastkError(f"no valid sub-network found for unlocked dimensions {self.unlock}")
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.dim() <= 1 or "transforms" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: torch.nn.Module, cfg: SupernetTrainConfig) -> torch.optim.Optimizer:
+    groups = _param_groups(model, cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov
+                               and cfg.momentum > 0)
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(groups, lr=cfg.lr)
+
+
+EpochCallback = Callable[[dict[str, Any]], None]
+StepCallback = Callable[[int, int], None]
+
+
+class SupernetTrainer:
+    """Trains a :class:`SupernetModel` on its task's training split.
+
+    Each step runs the sandwich (largest, smallest and ``n_random`` random sub-networks of the
+    current phase; gradients accumulated, one optimizer step). With in-place distillation the
+    largest sub-network learns from the labels and every other sub-network from a blend of the
+    labels and the largest's detached output. ``checkpoint_path`` receives a weights-only
+    checkpoint after every epoch, from which :meth:`train` resumes.
+    """
+
+    def __init__(self, model: SupernetModel, config: SupernetTrainConfig, seed: int = 0,
+                 checkpoint_path: Path | None = None,
+                 identity: dict[str, Any] | None = None,
+                 sampler_factory: Callable[[SupernetModel, list[str] | None],
+                                           PhaseSampler] = PhaseSampler) -> None:
+        self.model = model
+        self.config = config
+        self.seed = seed
+        self.checkpoint_path = checkpoint_path
+        self.identity = identity or {}
+        self.sampler_factory = sampler_factory
+        self.device = torch.device(config.device)
+        self.model.to(self.device)
+        self.task = model.task
+        self.train_set = self.task.splits()["train"]
+        self.optimizer = make_optimizer(model, config)
+        self.rng = np.random.default_rng(seed)
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+
+    # -- schedule -----------------------------------------------------------------------------
+    def _phase_at(self, epoch: int) -> tuple[int, Phase, int]:
+        """(phase index, phase, epoch within phase) for a global epoch."""
+        start = 0
+        for i, phase in enumerate(self.config.schedule()):
+            if epoch < start + phase.epochs:
+                return i, phase, epoch - start
+            start += phase.epochs
+        raise IndexError(epoch)
+
+    def _set_lr(self, phase: Phase, progress: float) -> float:
+        peak = phase.lr or self.config.lr
+        lr = 0.5 * peak * (1 + math.cos(math.pi * min(progress, 1.0)))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _loader(self, epoch: int) -> DataLoader:
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True,
+                          generator=gen, drop_last=len(self.train_set) > self.config.batch_size)
+
+    def calibration_batches(self) -> list[torch.Tensor]:
+        """A fixed set of training batches for BN recalibration (the same for every arch)."""
+        gen = torch.Generator().manual_seed(self.seed + 7)
+        loader = DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True,
+                            generator=gen)
+        out = []
+        for i, (x, _) in enumerate(loader):
+            if i >= self.config.bn_calib_batches:
+                break
+            out.append(x)
+        return out
+
+    # -- one step -----------------------------------------------------------------------------
+    def _subnets(self, sampler: PhaseSampler) -> list[tuple[str, Architecture]]:
+        cfg = self.config
+        nets: list[tuple[str, Architecture]] = []
+        if cfg.sampling == "sandwich":
+            nets.append(("largest", sampler.largest))
+            nets.append(("smallest", sampler.smallest_in_phase))
+        nets += [("random", sampler.sample(self.rng)) for _ in range(cfg.n_random)]
+        return nets
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor,
+                   sampler: PhaseSampler) -> dict[str, float]:
+        """One optimizer step over the sandwich; returns the loss of each kind of subnet."""
+        cfg = self.config
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        teacher: torch.Tensor | None = None
+        losses: dict[str, list[float]] = {}
+        for kind, arch in self._subnets(sampler):
+            self.model.set_active(arch)
+            out = self.model(x)
+            task_loss = self.task.loss(out, y)
+            if kind == "largest" or teacher is None or not cfg.inplace_distill:
+                loss = task_loss
+            else:
+                kd = self.task.distillation_loss(out, teacher)
+                loss = (1 - cfg.distill_weight) * task_loss + cfg.distill_weight * kd
+            if not torch.isfinite(loss):
+                raise NastkError(f"supernet training diverged: {kind} subnet loss is "
+                                 f"{float(loss)} at epoch {self.epoch}; lower training.lr or "
+                                 "set training.grad_clip")
+            loss.backward()
+            if kind == "largest" and cfg.inplace_distill:
+                teacher = out.detach()
+            losses.setdefault(kind, []).append(float(task_loss.detach()))
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        return {k: float(np.mean(v)) for k, v in losses.items()}
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate_arch(self, arch: Architecture, split: str = "val",
+                      calib: list[torch.Tensor] | None = None) -> dict[str, float]:
+        """Task metrics of one sub-network after BN recalibration on training batches."""
+        self.model.set_active(arch)
+        recalibrate_bn(self.model, calib if calib is not None else self.calibration_batches(),
+                       device=self.device)
+        loader = DataLoader(self.task.splits()[split], batch_size=256)
+        return self.task.evaluate(self.model, loader)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def train(self, resume: bool = False, on_epoch: EpochCallback | None = None,
+              on_step: StepCallback | None = None) -> list[dict[str, Any]]:
+        """Train until the schedule ends (continuing from the checkpoint if ``resume``)."""
+        if resume:
+            if self.checkpoint_path is None or not self.checkpoint_path.is_file():
+                raise NastkError(f"--resume: no checkpoint at {self.checkpoint_path}")
+            self.load_checkpoint(self.checkpoint_path)
+        threads = torch.get_num_threads()
+        if self.config.num_threads:
+            torch.set_num_threads(self.config.num_threads)
+        try:
+            total = self.config.total_epochs
+            while self.epoch < total:
+                self._train_epoch(on_epoch, on_step)
+        finally:
+            torch.set_num_threads(threads)
+        return self.history
+
+    def _train_epoch(self, on_epoch: EpochCallback | None,
+                     on_step: StepCallback | None) -> None:
+        index, phase, within = self._phase_at(self.epoch)
+        sampler = self.sampler_factory(self.model, phase.unlock)
+        if within == 0 and index > 0 and self.config.reorganize_channels_at_phase:
+            self.model.body.reorganize_channels()
+        loader = self._loader(self.epoch)
+        n_steps = len(loader)
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        lr = 0.0
+        for step, (x, y) in enumerate(loader):
+            lr = self._set_lr(phase, (within + step / n_steps) / phase.epochs)
+            losses = self.train_step(x.to(self.device), y.to(self.device), sampler)
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v
+                counts[k] = counts.get(k, 0) + 1
+            if on_step is not None:
+                on_step(step + 1, n_steps)
+        calib = self.calibration_batches()
+        record: dict[str, Any] = {"epoch": self.epoch + 1, "phase": index + 1, "lr": lr}
+        record.update({f"train_loss_{k}": sums[k] / counts[k] for k in sums})
+        metric = self.task.primary_metric
+        for kind, arch in (("largest", sampler.largest), ("smallest", sampler.smallest_in_phase)):
+            scores = self.evaluate_arch(arch, calib=calib)
+            record[f"val_{metric}_{kind}"] = scores[metric]
+            if "loss" in scores:
+                record[f"val_loss_{kind}"] = scores["loss"]
+        self.epoch += 1
+        self.history.append(record)
+        if self.checkpoint_path is not None:
+            self.save_checkpoint(self.checkpoint_path)
+        if on_epoch is not None:
+            on_epoch(record)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "identity": json.dumps(self.identity, sort_keys=True),
+            "model": self.model.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            "rng": self.rng.bit_generator.state,
+            "history": json.dumps(self.history),
+        }
+
+    def save_checkpoint(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.state(), tmp)
+        tmp.replace(path)  # atomic: a kill never leaves a half-written checkpoint
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = read_checkpoint(path)
+        if self.identity and json.loads(state["identity"]) != self.identity:
+            theirs = json.loads(state["identity"])
+            diff = sorted(k for k in set(theirs) | set(self.identity)
+                          if theirs.get(k) != self.identity.get(k))
+            raise NastkError(f"--resume: {path} was trained with a different config (differs "
+                             f"in {diff}); use the original config or a new run_dir")
+        load_supernet_weights(self.model, state["model"], str(path))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+        self.rng.bit_generator.state = state["rng"]
+        self.history = json.loads(state["history"])
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a supernet checkpoint (weights only) and check its format."""
+    p = Path(path)
+    if not p.is_file():
+        raise NastkError(f"supernet checkpoint {p} not found; train one with "
+                         "`nastk supernet train CONFIG` or fix the path")
+    try:
+        state = torch.load(p, weights_only=True, map_location="cpu")
+    except Exception as err:
+        raise NastkError(f"cannot read supernet checkpoint {p}: {err}") from err
+    if not isinstance(state, dict) or "model" not in state:
+        raise NastkError(f"{p} is not a nastk supernet checkpoint (no 'model' entry)")
+    return state
+
+
+def load_supernet_weights(model: SupernetModel, state_dict: dict[str, torch.Tensor],
+                          source: str) -> None:
+    """Load ``state_dict`` into the model's network, naming the first mismatched tensor."""
+    own = model.net.state_dict()
+    for name, tensor in own.items():
+        if name not in state_dict:
+            raise NastkError(f"{source} does not fit search space {model.space.name!r}: tensor "
+                             f"{name!r} (shape {tuple(tensor.shape)}) is missing from the "
+                             "checkpoint. Was it trained with other space or task options?")
+        theirs = state_dict[name]
+        if tuple(theirs.shape) != tuple(tensor.shape):
+            raise NastkError(f"{source} does not fit search space {model.space.name!r}: tensor "
+                             f"{name!r} has shape {tuple(theirs.shape)} in the checkpoint but "
+                             f"{tuple(tensor.shape)} in the supernet. Was it trained with other "
+                             "space or task options?")
+    extra = [k for k in state_dict if k not in own]
+    if extra:
+        raise NastkError(f"{source} does not fit search space {model.space.name!r}: unexpected "
+                         f"tensor {extra[0]!r} in the checkpoint ({len(extra)} unexpected in "
+                         "all). Was it trained with other space or task options?")
+    model.net.load_state_dict(state_dict)
