@@ -132,6 +132,29 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_supernet_train(args: argparse.Namespace, console: Console) -> int:
+    from nastk.config import SupernetConfig, load_config, parse_config
+    from nastk.supernet.run import train_supernet
+
+    config = load_config(args.config, SupernetConfig)
+    if args.run_dir is not None:
+        config = parse_config({**config.model_dump(), "run_dir": args.run_dir}, args.config,
+                              SupernetConfig)
+    outcome = train_supernet(config, resume=args.resume, console=console,
+                             progress=not args.no_progress)
+    out = _stdout()
+    table = Table(title=f"supernet training: {config.name}")
+    keys = list(outcome.history[-1]) if outcome.history else []
+    for key in keys:
+        table.add_column(key.replace("_", " "), justify="right")
+    for rec in outcome.history:
+        table.add_row(*(f"{rec[k]:.4g}" if isinstance(rec[k], float) else str(rec[k])
+                        for k in keys))
+    out.print(table)
+    out.print(f"checkpoint: {outcome.checkpoint}  (use it as evaluator.supernet.checkpoint)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nastk", description="Neural architecture search: one engine, many tasks.")
@@ -167,6 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="group runs by their strategy (default) or their name")
     p.add_argument("--out", default="comparison", help="output folder (default comparison/)")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("supernet", help="weight-sharing supernets")
+    supernet_sub = p.add_subparsers(dest="supernet_command", required=True)
+    p = supernet_sub.add_parser("train", help="train a supernet (sandwich rule, in-place "
+                                              "distillation, progressive shrinking)")
+    p.add_argument("config", help="supernet YAML (see examples/supernet_train.yaml)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run_dir's checkpoint (last finished epoch)")
+    p.add_argument("--run-dir", help="override the config's run_dir")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_supernet_train)
 
     p = sub.add_parser("export", help="export a run's best architecture and weights")
     p.add_argument("run_dir")

@@ -8,14 +8,18 @@ Errors name the file, the field path and the fix, e.g.::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nastk.errors import ConfigError
 from nastk.evaluation.train import TrainConfig
+from nastk.evaluation.weight_sharing import WeightSharingConfig
 from nastk.search import Budget
+from nastk.supernet.training import SupernetTrainConfig
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class PluginRef(BaseModel):
@@ -45,20 +49,24 @@ class ObjectiveConfig(BaseModel):
 
 
 class EvaluatorConfig(BaseModel):
-    """How a candidate is scored: ``train`` from scratch on the task, or a Python ``function``
-    (``module:attr``, mapping an Architecture to a dict of metrics) for synthetic objectives and
-    lookups."""
+    """How a candidate is scored: ``train`` from scratch on the task; ``supernet``: inherit the
+    weights of a trained supernet (+ BN recalibration); or a Python ``function`` (``module:attr``,
+    mapping an Architecture to a dict of metrics) for synthetic objectives and lookups."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["train", "function"] = "train"
+    kind: Literal["train", "function", "supernet"] = "train"
     function: str | None = Field(None, description="module:attr, for kind 'function'")
     train: TrainConfig = Field(default_factory=TrainConfig)
+    supernet: WeightSharingConfig | None = Field(None, description="for kind 'supernet'")
 
     @model_validator(mode="after")
     def _function_needs_target(self) -> EvaluatorConfig:
         if self.kind == "function" and not self.function:
             raise ValueError("kind 'function' needs `function: module:attr`")
+        if self.kind == "supernet" and self.supernet is None:
+            raise ValueError("kind 'supernet' needs `supernet: {checkpoint: PATH}` (a file "
+                             "written by `nastk supernet train`)")
         if self.function and ":" not in self.function:
             raise ValueError(f"function {self.function!r} must look like 'package.module:name'")
         return self
@@ -85,8 +93,9 @@ class SearchConfig(BaseModel):
 
     @model_validator(mode="after")
     def _task_or_function(self) -> SearchConfig:
-        if self.evaluator.kind == "train" and self.task is None:
-            raise ValueError("evaluator kind 'train' needs a `task` (e.g. task: classification)")
+        if self.evaluator.kind in ("train", "supernet") and self.task is None:
+            raise ValueError(f"evaluator kind {self.evaluator.kind!r} needs a `task` (e.g. "
+                             "task: classification)")
         if self.task is None and self.objective.metric is None:
             raise ValueError("without a task, set objective.metric to a key your function "
                              "returns")
@@ -103,6 +112,29 @@ class SearchConfig(BaseModel):
         return data
 
 
+class SupernetConfig(BaseModel):
+    """Training one supernet: a weight-sharing space, a task, and the training schedule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("supernet", min_length=1)
+    run_dir: Path | None = Field(None, description="defaults to runs/<name>")
+    seed: int = 0
+    plugins: list[str] = Field(default_factory=list)
+    space: PluginRef
+    task: PluginRef
+    training: SupernetTrainConfig = Field(default_factory=SupernetTrainConfig)
+
+    def resolved_run_dir(self) -> Path:
+        return self.run_dir if self.run_dir is not None else Path("runs") / self.name
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint must share with a config that resumes or uses it."""
+        return {"space": self.space.model_dump(mode="json"),
+                "task": self.task.model_dump(mode="json"),
+                "training": self.training.model_dump(mode="json"), "seed": self.seed}
+
+
 def format_validation_error(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
@@ -116,18 +148,19 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: Any, source: str = "config") -> SearchConfig:
-    """Validate a mapping into a :class:`SearchConfig`, raising :class:`ConfigError`."""
+def parse_config(data: Any, source: str = "config", schema: type[M] = SearchConfig) -> M:
+    """Validate a mapping into ``schema`` (a :class:`SearchConfig` by default), raising
+    :class:`ConfigError`."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of fields (space, task, strategy, ...), "
-                          f"got {type(data).__name__}")
+        raise ConfigError(f"{source}: expected a mapping of fields (space, task, ...), got "
+                          f"{type(data).__name__}")
     try:
-        return SearchConfig.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
 
 
-def load_config(path: str | Path) -> SearchConfig:
+def load_config(path: str | Path, schema: type[M] = SearchConfig) -> M:
     """Read and validate a YAML config file."""
     p = Path(path)
     if not p.is_file():
@@ -136,4 +169,4 @@ def load_config(path: str | Path) -> SearchConfig:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{p}: not valid YAML: {err}") from None
-    return parse_config(data, str(p))
+    return parse_config(data, str(p), schema)

@@ -82,10 +82,43 @@ def build_components(config: SearchConfig) -> Components:
     if config.evaluator.kind == "function":
         assert config.evaluator.function is not None
         evaluator = FunctionEvaluator(resolve_function(config.evaluator.function))
+    elif config.evaluator.kind == "supernet":
+        assert task is not None and config.evaluator.supernet is not None
+        evaluator = build_weight_sharing_evaluator(config, space, task)
     else:
         assert task is not None
         evaluator = TrainEvaluator(task, space, config.evaluator.train, seed=config.seed)
     return Components(space, task, objective, strategy, evaluator)
+
+
+def build_weight_sharing_evaluator(config: SearchConfig, space: SearchSpace,
+                                   task: Task) -> Evaluator:
+    """A :class:`WeightSharingEvaluator` over the supernet checkpoint a config names, refusing a
+    checkpoint trained for another space or task."""
+    import json
+
+    from nastk.evaluation.weight_sharing import WeightSharingEvaluator
+    from nastk.supernet.base import SupernetModel, SupernetSpace
+    from nastk.supernet.training import load_supernet_weights, read_checkpoint
+
+    ws = config.evaluator.supernet
+    assert ws is not None and config.task is not None
+    if not isinstance(space, SupernetSpace):
+        raise ConfigError(f"evaluator.kind 'supernet': search space {config.space.name!r} has "
+                          "no supernet (it is not a SupernetSpace); use a weight-sharing space "
+                          "such as ofa_mbv3, or evaluator.kind 'train'")
+    state = read_checkpoint(ws.checkpoint)
+    trained_for = json.loads(state.get("identity", "{}") or "{}")
+    wanted = {"space": config.space.model_dump(mode="json"),
+              "task": config.task.model_dump(mode="json")}
+    for key in ("space", "task"):
+        if key in trained_for and trained_for[key] != wanted[key]:
+            raise ConfigError(f"evaluator.supernet.checkpoint: {ws.checkpoint} was trained for "
+                              f"{key} {trained_for[key]}, this config has {wanted[key]}; use "
+                              "the same space and task as the supernet config")
+    model = SupernetModel(space, task)
+    load_supernet_weights(model, state["model"], str(ws.checkpoint))
+    return WeightSharingEvaluator(model, ws, seed=config.seed)
 
 
 def open_run_store(config: SearchConfig, run_dir: Path, resume: bool) -> RunStore:

@@ -65,7 +65,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None,
         return result
     ckpt = run_dir / "checkpoints" / f"trial_{trial.id}.pt"
     if not ckpt.is_file():
-        result.notes.append(f"no checkpoint kept for trial {trial.id}; trained it again")
+        result.notes.append(f"no checkpoint kept for trial {trial.id}; ran its evaluation "
+                            "again to rebuild the weights")
         ckpt = out / f"trial_{trial.id}_retrained.pt"
         retrained = comps.evaluator.evaluate(trial.arch, checkpoint=ckpt)
         if not retrained.ok:

@@ -32,7 +32,7 @@ def test_good_config_parses_with_defaults():
     ({"strategi": "random"}, "strategi: unknown field"),
     ({"budget": {"trials": 2, "epochs": 3}}, "budget.epochs: unknown field"),
     ({"evaluator": {"kind": "function"}}, "needs `function: module:attr`"),
-    ({"evaluator": {"kind": "magic"}}, "evaluator.kind: Input should be 'train' or 'function'"),
+    ({"evaluator": {"kind": "magic"}}, "evaluator.kind: Input should be 'train', 'function' or 'supernet'"),
     ({"evaluator": {"train": {"lr": "fast"}}}, "evaluator.train.lr: Input should be a valid"),
     ({"task": None}, "needs a `task`"),
     ({"objective": {"costs": ["energy"]}}, "objective.costs.0: Input should be 'params'"),

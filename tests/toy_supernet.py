@@ -78,3 +78,9 @@ class ToySupernetSpace(SupernetSpace):
 
     def build_supernet(self, in_channels: int) -> ToySupernet:
         return ToySupernet(in_channels, self.stages)
+
+
+from nastk.registry import SEARCH_SPACES  # noqa: E402
+
+if "toy_supernet" not in SEARCH_SPACES:
+    SEARCH_SPACES.register("toy_supernet", ToySupernetSpace)

@@ -1,0 +1,89 @@
+"""Score architectures with weights inherited from a trained supernet (no training)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch.utils.data import DataLoader
+
+from nastk.cost import model_costs
+from nastk.evaluation.base import format_error
+from nastk.evaluation.result import Result
+from nastk.space.architecture import Architecture
+from nastk.supernet.base import SupernetModel, recalibrate_bn
+
+
+class WeightSharingConfig(BaseModel):
+    """``evaluator.supernet`` in a search config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint: Path = Field(description="supernet checkpoint written by `nastk supernet "
+                                         "train` (or any file with the same layout)")
+    calib_batches: int = Field(10, ge=1, description="training batches for BN recalibration")
+    calib_batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+    eval_split: str = "val"
+    latency: bool = Field(False, description="measure latency_ms of the extracted subnet")
+    latency_repeats: int = Field(10, ge=1)
+    num_threads: int | None = Field(1, ge=1)
+    device: str = "cpu"
+
+
+class WeightSharingEvaluator:
+    """Evaluates a candidate by activating it in the supernet, recalibrating batch norm on a
+    fixed set of training batches (the same for every candidate), and scoring the evaluation
+    split. Nothing is rebuilt between candidates; costs come from the extracted subnet."""
+
+    def __init__(self, model: SupernetModel, config: WeightSharingConfig, seed: int = 0) -> None:
+        self.model = model
+        self.config = config
+        self.task = model.task
+        self.device = torch.device(config.device)
+        self.model.to(self.device).eval()
+        splits = self.task.splits()
+        if config.eval_split not in splits:
+            raise ValueError(f"eval_split {config.eval_split!r} not in the task's splits "
+                             f"{sorted(splits)}")
+        gen = torch.Generator().manual_seed(seed + 7)
+        loader = DataLoader(splits["train"], batch_size=config.calib_batch_size, shuffle=True,
+                            generator=gen)
+        self.calibration: list[torch.Tensor] = []
+        for x, _ in loader:
+            if len(self.calibration) >= config.calib_batches:
+                break
+            self.calibration.append(x.to(self.device))
+        self.eval_loader = DataLoader(splits[config.eval_split],
+                                      batch_size=config.eval_batch_size)
+
+    def evaluate(self, arch: Architecture, checkpoint: Path | None = None) -> Result:
+        t0 = time.perf_counter()
+        threads = torch.get_num_threads()
+        if self.config.num_threads:
+            torch.set_num_threads(self.config.num_threads)
+        try:
+            self.model.set_active(arch)
+            recalibrate_bn(self.model, self.calibration)
+            metrics = self.task.evaluate(self.model, self.eval_loader)
+            sub = self.model.extract(arch).eval()
+            costs = model_costs(sub.cpu(), self.task.input_shape, latency=self.config.latency,
+                                repeats=self.config.latency_repeats)
+            if checkpoint is not None:
+                checkpoint.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(sub.state_dict(), checkpoint)
+        except Exception as err:
+            return Result.failed(format_error(err), duration_s=time.perf_counter() - t0)
+        finally:
+            torch.set_num_threads(threads)
+        bad = {k: v for k, v in metrics.items() if v != v}
+        if bad:
+            return Result.failed(f"non-finite metrics {bad}", costs, time.perf_counter() - t0)
+        return Result.complete(metrics, costs, time.perf_counter() - t0,
+                               info={"evaluator": "weight_sharing"})
+
+    def evaluate_many(self, archs: list[Architecture]) -> list[Result]:
+        """Evaluate several candidates in a row on the same loaded supernet."""
+        return [self.evaluate(a) for a in archs]
