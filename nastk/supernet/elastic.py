@@ -176,11 +176,20 @@ class ElasticLinear(nn.Linear):
 
 
 # -- channel reordering (importance sorting) ----------------------------------------------------
+def _is_dynamic(layer: nn.Module) -> bool:
+    """An attention-mixed dynamic conv: its weight has a leading axis of K kernels."""
+    return hasattr(layer, "num_kernels") and getattr(layer, "weight", None) is not None \
+        and layer.weight.dim() == 5
+
+
 @torch.no_grad()
-def reorder_out_channels(layer: ElasticConv2d | ElasticBatchNorm2d | nn.Module,
-                         order: torch.Tensor) -> None:
+def reorder_out_channels(layer: nn.Module, order: torch.Tensor) -> None:
     """Permute a layer's output channels (a conv's filters, a norm's channels)."""
-    if isinstance(layer, ElasticConv2d):
+    if _is_dynamic(layer):
+        layer.weight.copy_(layer.weight[:, order])
+        if layer.bias is not None:
+            layer.bias.copy_(layer.bias[:, order])
+    elif isinstance(layer, ElasticConv2d):
         layer.weight.copy_(layer.weight[order])
         if layer.bias is not None:
             layer.bias.copy_(layer.bias[order])
@@ -193,18 +202,26 @@ def reorder_out_channels(layer: ElasticConv2d | ElasticBatchNorm2d | nn.Module,
 
 
 @torch.no_grad()
-def reorder_in_channels(layer: ElasticConv2d | ElasticLinear, order: torch.Tensor) -> None:
+def reorder_in_channels(layer: nn.Module, order: torch.Tensor) -> None:
     """Permute a layer's input channels (to follow a reordering of its producer)."""
-    if isinstance(layer, ElasticConv2d) and layer.depthwise:
+    if getattr(layer, "depthwise", False):
         reorder_out_channels(layer, order)
+    elif _is_dynamic(layer):
+        layer.weight.copy_(layer.weight[:, :, order])
     elif isinstance(layer, (ElasticConv2d, nn.Linear)):
         layer.weight.copy_(layer.weight[:, order])
     else:
         raise TypeError(f"cannot reorder input channels of {type(layer).__name__}")
+    fc1 = getattr(layer, "fc1", None)  # a dynamic conv's attention reads the input channels
+    if _is_dynamic(layer) and isinstance(fc1, nn.Linear):
+        fc1.weight.copy_(fc1.weight[:, order])
 
 
-def importance_order(consumer: ElasticConv2d | nn.Linear) -> torch.Tensor:
+def importance_order(consumer: nn.Module) -> torch.Tensor:
     """Input channels of ``consumer`` sorted by the L1 norm of their weights, largest first."""
     w = consumer.weight.detach()
-    dims = [d for d in range(w.dim()) if d != 1]
+    axis = 2 if _is_dynamic(consumer) else 1
+    if getattr(consumer, "depthwise", False):  # one filter per channel: the output axis
+        axis -= 1
+    dims = [d for d in range(w.dim()) if d != axis]
     return torch.argsort(w.abs().sum(dim=dims), descending=True, stable=True)
