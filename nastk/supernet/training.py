@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from nastk.errors import NastkError
 from nastk.space.architecture import Architecture
 from nastk.supernet.base import SupernetModel, recalibrate_bn
+from nastk.supernet.dynamic_conv import anneal_temperature
 
 CHECKPOINT_FORMAT = "nastk.supernet/1"
 
@@ -59,6 +60,10 @@ class SupernetTrainConfig(BaseModel):
                                                                "term vs the task loss")
     reorganize_channels_at_phase: bool = Field(
         True, description="sort channels by importance when a phase starts")
+    temperature_start: float = Field(30.0, gt=0, description="attention-mixed dynamic convs: "
+                                                              "softmax temperature at the start")
+    temperature_end: float = Field(1.0, gt=0, description="... and after temperature_epochs")
+    temperature_epochs: float = Field(10.0, gt=0, description="epochs of linear annealing")
     bn_calib_batches: int = Field(10, ge=1, description="training batches used to "
                                                         "recalibrate BN before each evaluation")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads")
@@ -265,8 +270,11 @@ class SupernetTrainer:
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         lr = 0.0
+        cfg = self.config
         for step, (x, y) in enumerate(loader):
             lr = self._set_lr(phase, (within + step / n_steps) / phase.epochs)
+            anneal_temperature(self.model, (self.epoch + step / n_steps) / cfg.temperature_epochs,
+                               cfg.temperature_start, cfg.temperature_end)
             losses = self.train_step(x.to(self.device), y.to(self.device), sampler)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
