@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from nastk.cli import main
-from nastk.config import load_config
+from nastk.config import SupernetConfig, load_config
 from nastk.experiment import build_components
 from nastk.store import RunStore
+from nastk.supernet.run import CHECKPOINT_NAME, build_supernet_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,13 +21,31 @@ def test_readme_tutorial_is_examples_my_spaces():
     assert (ROOT / "examples" / "my_spaces.py").read_text() in blocks
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "examples").glob("*.yaml")))
+SUPERNET_EXAMPLES = {"supernet_train.yaml", "supernet_search.yaml"}
+SEARCH_EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml")
+                         if p.name not in SUPERNET_EXAMPLES)
+
+
+@pytest.mark.parametrize("name", SEARCH_EXAMPLES)
 def test_example_configs_build(name, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "examples"))
     cfg = load_config(ROOT / "examples" / name)
     comps = build_components(cfg)
     arch = comps.strategy.ask(1)[0]
     assert comps.space.is_valid(arch)
+
+
+def test_supernet_examples_fit_together():
+    """The search example reads the checkpoint the training example writes, for the same
+    space and task, so running the two README commands in order works."""
+    train = load_config(ROOT / "examples" / "supernet_train.yaml", SupernetConfig)
+    search = load_config(ROOT / "examples" / "supernet_search.yaml")
+    assert search.evaluator.kind == "supernet"
+    assert search.evaluator.supernet.checkpoint == train.resolved_run_dir() / CHECKPOINT_NAME
+    assert search.space == train.space and search.task == train.task
+    model = build_supernet_model(train)
+    assert model.space.is_valid(model.space.largest())
+    assert train.training.total_epochs > 0 and train.training.sampling == "sandwich"
 
 
 @pytest.mark.slow
