@@ -161,6 +161,7 @@ class Outcome:
     objective: Objective
     report: Path
     stop_reason: str
+    space: SearchSpace | None = None
 
 
 def run_meta(config: SearchConfig) -> dict[str, Any]:
@@ -206,7 +207,10 @@ def run_experiment(config: SearchConfig, *, resume: bool = False, console: Conso
             console.print(f"resumed {run_dir}: {done_before} trials were already recorded")
         report_path = report.write_report(run_dir, trials, objective,
                                           title=f"nastk run: {config.name}",
-                                          meta=run_meta(config))
+                                          meta=run_meta(config),
+                                          curves=components.strategy.curves(),
+                                          render=components.space.render)
     finally:
         store.close()
-    return Outcome(run_dir, trials, objective, report_path, search.stop_reason)
+    return Outcome(run_dir, trials, objective, report_path, search.stop_reason,
+                   components.space)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from nastk import registry
-from nastk.config import parse_config
+from nastk.config import SearchConfig, parse_config
 from nastk.errors import NastkError
 from nastk.experiment import build_components
 from nastk.space.architecture import Architecture
@@ -44,11 +44,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None,
     kept, the candidate is trained again with the run's evaluator (training is seeded by the
     architecture, so it reproduces the recorded weights on the same machine)."""
     run_dir = Path(run_dir)
-    with RunStore.open_existing(run_dir) as store:
-        config = parse_config(store.get_meta("config"), f"{run_dir}/store.sqlite:config")
-        trials = store.finished()
-    comps = build_components(config)
-    trial = _pick(trials, comps.objective, trial_id, run_dir)
+    config, comps, trial = _load_trial(run_dir, trial_id)
     out = Path(out_dir) if out_dir is not None else run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
     assert trial.result is not None
@@ -94,6 +90,21 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None,
         result.notes.append(f"torch.export could not trace the model ({type(err).__name__}: "
                             f"{err}); only model.pt was written")
     return result
+
+
+def best_trial(run_dir: str | Path, trial_id: int | None = None) -> tuple[SearchConfig, Trial]:
+    """The config of the search run in ``run_dir`` and its best successful trial (by the
+    run's objective), or trial ``trial_id``."""
+    config, _, trial = _load_trial(Path(run_dir), trial_id)
+    return config, trial
+
+
+def _load_trial(run_dir: Path, trial_id: int | None) -> tuple[SearchConfig, Any, Trial]:
+    with RunStore.open_existing(run_dir) as store:
+        config = parse_config(store.get_meta("config"), f"{run_dir}/store.sqlite:config")
+        trials = store.finished()
+    comps = build_components(config)
+    return config, comps, _pick(trials, comps.objective, trial_id, run_dir)
 
 
 def _pick(trials: list[Trial], objective: Any, trial_id: int | None, run_dir: Path) -> Trial:

@@ -11,7 +11,7 @@ nothing touches pyplot's global figure registry or needs a display.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,6 +41,7 @@ __all__ = [
     "plot_best_so_far",
     "plot_compare",
     "plot_pareto",
+    "plot_strategy_curves",
     "write_report",
 ]
 
@@ -122,9 +123,17 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
-def arch_text(arch: Architecture, max_len: int | None = None) -> str:
-    """The architecture as compact one-line text, e.g. ``depth=3 op=conv3x3 width=[16,32]``."""
-    text = " ".join(f"{k}={_value_text(v)}" for k, v in arch.items())
+Render = Callable[[Architecture], "str | None"]
+
+
+def arch_text(arch: Architecture, max_len: int | None = None,
+              render: Render | None = None) -> str:
+    """The architecture as compact one-line text: ``render(arch)`` (a space's
+    :meth:`~nastk.space.search_space.SearchSpace.render`) when given and not None, else e.g.
+    ``depth=3 op=conv3x3 width=[16,32]``."""
+    text = render(arch) if render is not None else None
+    if text is None:
+        text = " ".join(f"{k}={_value_text(v)}" for k, v in arch.items())
     if max_len is not None and len(text) > max_len:
         text = text[: max(0, max_len - 1)] + "…"
     return text
@@ -201,7 +210,8 @@ def _failed_evaluations(trials: Iterable[Trial], objective: Objective) -> list[i
     return out
 
 
-def leaderboard(trials: Iterable[Trial], objective: Objective, top: int = 10) -> list[dict]:
+def leaderboard(trials: Iterable[Trial], objective: Objective, top: int = 10,
+                render: Render | None = None) -> list[dict]:
     """The ``top`` successful trials, best first by the objective (ties: lower id first).
 
     Each row holds ``rank`` (from 1), ``trial`` (id), ``arch_id`` (short id), ``metric`` (the
@@ -221,7 +231,7 @@ def leaderboard(trials: Iterable[Trial], objective: Objective, top: int = 10) ->
             "metrics": {k: v for k, v in r.metrics.items() if k != objective.metric},
             "costs": {c: r.costs[c] for c in _ordered_costs(r.costs)},
             "duration_s": r.duration_s,
-            "arch": arch_text(t.arch),
+            "arch": arch_text(t.arch, render=render),
         })
     return rows
 
@@ -234,10 +244,11 @@ def _columns(rows: Sequence[Mapping[str, Any]], key: str) -> list[str]:
 
 
 def leaderboard_table(trials: Iterable[Trial], objective: Objective, top: int = 10,
-                      title: str = "Leaderboard", other_metrics: bool = False) -> Table:
+                      title: str = "Leaderboard", other_metrics: bool = False,
+                      render: Render | None = None) -> Table:
     """The leaderboard as a :class:`rich.table.Table` for the terminal (the objective's metric,
     costs and architecture; ``other_metrics`` adds a column per further metric)."""
-    rows = leaderboard(trials, objective, top=top)
+    rows = leaderboard(trials, objective, top=top, render=render)
     metric_cols = _columns(rows, "metrics") if other_metrics else []
     cost_cols = _columns(rows, "costs")
     arrow = "↑" if objective.direction == "max" else "↓"
@@ -498,8 +509,43 @@ def _fmt_meta(value: Any) -> str:
     return str(value)
 
 
+def plot_strategy_curves(curves: Mapping[str, Sequence[float]], path: Path | str) -> Path:
+    """Write a PNG with one line per strategy diagnostic curve (e.g. the RL controller's mean
+    reward per policy update)."""
+    fig, ax = _new_figure()
+    for name, values in curves.items():
+        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
+    ax.set_xlabel("update")
+    ax.set_title("strategy learning")
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, path)
+
+
+def _strategy_section(curves: Mapping[str, Sequence[float]], run_dir: Path) -> list[str]:
+    png = run_dir / "strategy.png"
+    curves = {k: list(v) for k, v in curves.items() if len(v)}
+    if not curves:
+        png.unlink(missing_ok=True)
+        return []
+    lines = ["", "## Strategy learning", ""]
+    rows = []
+    for name, v in curves.items():
+        third = max(1, len(v) // 3)
+        first, last = float(np.mean(v[:third])), float(np.mean(v[-third:]))
+        rows.append((name, len(v), format_metric(v[0]), format_metric(v[-1]),
+                     format_metric(first), format_metric(last),
+                     f"{last - first:+.4g}"))
+    lines += _md_table(["curve", "updates", "first", "last", "mean of first third",
+                        "mean of last third", "change"], rows,
+                       ["l", "r", "r", "r", "r", "r", "r"])
+    plot_strategy_curves(curves, png)
+    return [*lines, "", "![strategy learning](strategy.png)"]
+
+
 def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *, title: str,
-                 meta: Mapping[str, Any], top: int = 10, cost: str | None = None) -> Path:
+                 meta: Mapping[str, Any], top: int = 10, cost: str | None = None,
+                 curves: Mapping[str, Sequence[float]] | None = None,
+                 render: Render | None = None) -> Path:
     """Write ``run_dir/report.md`` with ``best_so_far.png`` and ``pareto.png`` beside it.
 
     The Pareto section uses ``cost`` (default: the objective's first cost, else ``flops``); when
@@ -513,7 +559,7 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
     counts = {s: sum(1 for t in trials if t.status is s) for s in Status}
     successes = _successes(trials, objective)
     durations = [t.result.duration_s for t in trials if t.result is not None]
-    rows = leaderboard(trials, objective, top=top)
+    rows = leaderboard(trials, objective, top=top, render=render)
     best = leaderboard(trials, objective, top=1)
 
     lines: list[str] = [f"# {title}", "", "## Summary", ""]
@@ -551,6 +597,8 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
         lines += ["No trial has completed successfully yet, so there is no best-so-far curve.", ""]
     lines += ["![best so far](best_so_far.png)"]
 
+    lines += _strategy_section(curves or {}, run_dir)
+
     # leaderboard
     lines += ["", f"## Leaderboard (top {top})" if len(successes) > top else "## Leaderboard", ""]
     if rows:
@@ -587,7 +635,7 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
             ["trial", "arch id", _cost_label(cost), objective.metric, "architecture"],
             [(pts.trials[i].id, f"`{pts.trials[i].arch.short_id}`",
               format_cost(cost, float(pts.cost[i])), format_metric(float(pts.metric[i])),
-              f"`{arch_text(pts.trials[i].arch)}`") for i in front],
+              f"`{arch_text(pts.trials[i].arch, render=render)}`") for i in front],
             ["r", "l", "r", "r", "l"])
         lines += ["", "![pareto front](pareto.png)"]
     else:
@@ -617,7 +665,7 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
         lines += ["", f"## Unfinished trials ({len(unfinished)})", ""]
         lines += _md_table(["trial", "arch id", "status", "architecture"],
                            [(t.id, f"`{t.arch.short_id}`", t.status.value,
-                             f"`{arch_text(t.arch)}`") for t in unfinished],
+                             f"`{arch_text(t.arch, render=render)}`") for t in unfinished],
                            ["r", "l", "l", "l"])
 
     path = run_dir / "report.md"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
@@ -55,6 +56,12 @@ class Task(ABC):
         import torch.nn.functional as F
 
         return F.mse_loss(student, teacher.detach())
+
+    def kd_losses(self) -> dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+        """Distillation terms a ``nastk distill`` config may weight, by name; each maps
+        (student outputs, teacher outputs) to a scalar and must not backpropagate into the
+        teacher. Default: ``{"kd": distillation_loss}``; dense tasks add their own."""
+        return {"kd": self.distillation_loss}
 
     @abstractmethod
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:

@@ -23,15 +23,6 @@ from tasks.classification.synthetic import SHAPES, make_shapes
 SMALL = Architecture(depth=(1, 1, 1), width=(16, 16, 24), kernel=(3, 3, 3), expand=(1, 2, 2))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread, and two threads on a busy CPU crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def digits() -> ClassificationTask:
     return ClassificationTask()

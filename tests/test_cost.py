@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from torch import nn
 
 from nastk.cost import count_flops, count_params, measure_latency_ms, model_costs
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread, and two threads on a busy CPU crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _small_net() -> nn.Module:

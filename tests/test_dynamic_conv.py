@@ -15,14 +15,6 @@ from nastk.supernet.dynamic_conv import (
 from nastk.supernet.elastic import ElasticConv2d
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def perturb(module: nn.Module) -> None:
     """Move the transforms off identity and make the attention clearly input dependent."""
     with torch.no_grad():

@@ -24,14 +24,6 @@ from tasks.classification.task import ClassificationModel
 OWN_PLAIN = (OFAMobileNetV3Body, MBConvBlock, SqueezeExcite, ClassificationModel)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def perturb_transforms(module: nn.Module) -> None:
     with torch.no_grad():
         for name, p in module.named_parameters():

@@ -268,3 +268,23 @@ def test_write_report_empty(tmp_path: Path) -> None:
     text = write_report(tmp_path, [], ACC, title="empty", meta={}).read_text()
     assert "| trials | 0 |" in text
     assert_png(tmp_path / "best_so_far.png")
+
+
+def test_write_report_with_strategy_curves_and_a_space_renderer(tmp_path: Path) -> None:
+    trials = _mixed_trials(12)
+    rewards = [0.2, 0.3, 0.25, 0.4, 0.5, 0.45]
+    path = write_report(tmp_path / "run", trials, ACC, title="t", meta={},
+                        curves={"mean reward per update": rewards, "unused": []},
+                        render=lambda a: f"GENO<{a.short_id}>")
+    text = path.read_text()
+    section = text.split("## Strategy learning", 1)[1].split("\n## ", 1)[0]
+    # first third [0.2, 0.3] -> 0.25, last third [0.5, 0.45] -> 0.475
+    assert "| mean reward per update | 6 | 0.2000 | 0.4500 | 0.2500 | 0.4750 | +0.225 |" in section
+    assert "unused" not in section
+    assert_png(tmp_path / "run" / "strategy.png")
+    best = leaderboard(trials, ACC, top=1)[0]
+    assert f"`GENO<{best['arch_id']}>`" in _leaderboard_section(text)
+    # without curves the section and a stale plot go away
+    write_report(tmp_path / "run", trials, ACC, title="t", meta={})
+    assert "Strategy learning" not in (tmp_path / "run" / "report.md").read_text()
+    assert not (tmp_path / "run" / "strategy.png").exists()

@@ -14,15 +14,6 @@ from nastk.registry import SEARCH_SPACES, instantiate, summary
 from search_spaces.small_cnn import SmallCNNBody, SmallCNNSpace
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread, and two threads on a busy CPU crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _uniform(space: SmallCNNSpace, **values) -> Architecture:
     return Architecture({d.name: (values[d.name],) * space.stages for d in space.dimensions})
 

@@ -25,8 +25,6 @@ from nastk.strategies.nsga2 import NSGA2
 from nastk.strategies.random_search import RandomSearch
 from nastk.strategies.rl import RLController
 
-torch.set_num_threads(1)
-
 SEEDS = range(5)
 BUDGET = 150  # distinct evaluations per search
 

@@ -20,14 +20,6 @@ from nastk.supernet.training import (
 from tasks.classification import ClassificationTask
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def task():
     return ClassificationTask(dataset="synthetic", n_samples=600, image_size=16, num_classes=4)

@@ -20,14 +20,18 @@ from nastk.cost import model_costs
 from nastk.evaluation.base import format_error
 from nastk.evaluation.result import Result
 from nastk.space.architecture import Architecture
+from nastk.weights import save_weights
 
 if TYPE_CHECKING:
     from nastk.space.search_space import SearchSpace
     from nastk.task import Task
 
-__all__ = ["Diverged", "TrainConfig", "TrainEvaluator", "arch_seed"]
+__all__ = ["Diverged", "LossFn", "TrainConfig", "TrainEvaluator", "arch_seed"]
 
 Progress = Callable[[int, int], None]
+#: ``loss_fn(outputs, targets, inputs, progress)`` with ``progress`` in [0, 1): the fraction of
+#: training done before this step. Replaces the task's loss (distillation uses it).
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
 
 
 class TrainConfig(BaseModel):
@@ -163,7 +167,7 @@ class TrainEvaluator:
                 m.momentum = momentum
 
     def _train(self, model: nn.Module, loader: DataLoader, device: torch.device,
-               progress: Progress | None) -> tuple[float, int]:
+               progress: Progress | None, loss_fn: LossFn | None = None) -> tuple[float, int]:
         """Train in place; returns (train_loss, steps). Raises :class:`Diverged`."""
         c = self.config
         per_epoch = len(loader)
@@ -178,7 +182,9 @@ class TrainEvaluator:
         while step < total:
             for xb, yb in loader:
                 xb, yb = xb.to(device), yb.to(device)
-                loss = self.task.loss(model(xb), yb)
+                out = model(xb)
+                loss = (self.task.loss(out, yb) if loss_fn is None
+                        else loss_fn(out, yb, xb, step / total))
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise Diverged(f"diverged: loss became {value} at step {step + 1}")
@@ -196,6 +202,26 @@ class TrainEvaluator:
                     break
         return sum(recent) / len(recent), step
 
+    def fit(self, model: nn.Module, seed: int, *, loss_fn: LossFn | None = None,
+            progress: Progress | None = None) -> tuple[dict[str, float], float, int]:
+        """Train ``model`` in place (data order seeded by ``seed``), recalibrate batch norm if
+        configured, and score it on ``config.eval_split``. Returns ``(metrics, train_loss,
+        steps)``. Raises :class:`Diverged`; the caller sets threads, device and weight seed."""
+        c = self.config
+        device = torch.device(c.device)
+        model.to(device)
+        generator = torch.Generator().manual_seed(seed)
+        train_loader = self._train_loader(self._split("train"), generator)
+        train_loss, steps = self._train(model, train_loader, device, progress, loss_fn)
+        if c.recalibrate_bn:
+            self._recalibrate_bn(model, self._split("train"), device)
+        metrics = dict(self.task.evaluate(model, self._eval_loader(self._split(c.eval_split))))
+        return metrics, train_loss, steps
+
+    def score(self, model: nn.Module, split: str) -> dict[str, float]:
+        """The task's metrics of ``model`` on ``split`` (no training)."""
+        return dict(self.task.evaluate(model, self._eval_loader(self._split(split))))
+
     def evaluate(self, arch: Architecture, checkpoint: Path | None = None,
                  progress: Progress | None = None) -> Result:
         """Build, train and score ``arch``; save its ``state_dict`` to ``checkpoint`` if given.
@@ -209,34 +235,33 @@ class TrainEvaluator:
         try:
             arch = self.space.validate(arch)
             seed = arch_seed(self.seed, arch)
-            device = torch.device(c.device)
-            rng_devices = ([device.index if device.index is not None
-                            else torch.cuda.current_device()] if device.type == "cuda" else [])
-            with _threads(c.num_threads), torch.random.fork_rng(devices=rng_devices):
-                torch.manual_seed(seed)
+            with seeded_threads(c, seed):
                 model = self.task.build_model(self.space, arch)
                 costs = model_costs(model, self.task.input_shape, latency=c.latency,
                                     repeats=c.latency_repeats)
-                model.to(device)
-                generator = torch.Generator().manual_seed(seed)
-                train_loader = self._train_loader(self._split("train"), generator)
-                train_loss, steps = self._train(model, train_loader, device, progress)
-                if c.recalibrate_bn:
-                    self._recalibrate_bn(model, self._split("train"), device)
-                metrics = dict(self.task.evaluate(model, self._eval_loader(
-                    self._split(c.eval_split))))
+                metrics, train_loss, steps = self.fit(model, seed, progress=progress)
             metrics["train_loss"] = train_loss
             bad = {k: v for k, v in metrics.items() if not math.isfinite(float(v))}
             if bad:
                 return Result.failed(f"non-finite metrics {bad}", costs,
                                      time.perf_counter() - t0)
             if checkpoint is not None:
-                path = Path(checkpoint)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+                save_weights(model, checkpoint)
         except Diverged as err:
             return Result.failed(str(err), costs, time.perf_counter() - t0)
         except Exception as err:  # a broken candidate must not stop the search
             return Result.failed(format_error(err), costs, time.perf_counter() - t0)
         return Result.complete(metrics, costs, time.perf_counter() - t0,
                                info={"steps": steps, "seed": seed})
+
+
+@contextmanager
+def seeded_threads(config: TrainConfig, seed: int) -> Iterator[None]:
+    """Run a block with ``config.num_threads`` torch threads and the torch RNG (CPU and the
+    configured CUDA device) forked and seeded with ``seed``; the global RNG is restored."""
+    device = torch.device(config.device)
+    rng_devices = ([device.index if device.index is not None else torch.cuda.current_device()]
+                   if device.type == "cuda" else [])
+    with _threads(config.num_threads), torch.random.fork_rng(devices=rng_devices):
+        torch.manual_seed(seed)
+        yield

@@ -50,6 +50,12 @@ class SearchSpace:
         """Dimension name -> allowed values in words."""
         return {d.name: d.describe() for d in self.dimensions}
 
+    def render(self, arch: Architecture) -> str | None:
+        """Compact one-line text of ``arch`` for leaderboards and reports; ``None`` (the
+        default) means the generic ``name=value`` listing. Spaces with many dimensions
+        override it (nas_segm prints its genotype)."""
+        return None
+
     def spec(self) -> dict[str, Any]:
         """JSON description of the dimensions (enough to rebuild a plain SearchSpace)."""
         return {"name": self.name, "dimensions": [d.spec() for d in self.dimensions]}

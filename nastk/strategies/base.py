@@ -49,6 +49,11 @@ class Strategy(ABC):
     def tell(self, arch: Architecture, result: Result) -> None:
         """Report the result of evaluating ``arch``."""
 
+    def curves(self) -> dict[str, list[float]]:
+        """Diagnostic curves of the strategy's own learning, by name (e.g. the RL controller's
+        mean reward per policy update); the report plots them. Default: none."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this strategy is."""
         return {"rng": self.rng.bit_generator.state}

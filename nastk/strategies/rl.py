@@ -223,6 +223,10 @@ class RLController(Strategy):
             loss.backward()
             self.optimizer.step()
 
+    def curves(self) -> dict[str, list[float]]:
+        """``mean reward per update``: the mean reward of each batch the policy learned from."""
+        return {"mean reward per update": list(self.history)}
+
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(),

@@ -18,6 +18,7 @@ from nastk.errors import NastkError
 from nastk.space.architecture import Architecture
 from nastk.supernet.base import SupernetModel, recalibrate_bn
 from nastk.supernet.dynamic_conv import anneal_temperature
+from nastk.weights import load_matching
 
 CHECKPOINT_FORMAT = "nastk.supernet/1"
 
@@ -348,21 +349,4 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_supernet_weights(model: SupernetModel, state_dict: dict[str, torch.Tensor],
                           source: str) -> None:
     """Load ``state_dict`` into the model's network, naming the first mismatched tensor."""
-    own = model.net.state_dict()
-    for name, tensor in own.items():
-        if name not in state_dict:
-            raise NastkError(f"{source} does not fit search space {model.space.name!r}: tensor "
-                             f"{name!r} (shape {tuple(tensor.shape)}) is missing from the "
-                             "checkpoint. Was it trained with other space or task options?")
-        theirs = state_dict[name]
-        if tuple(theirs.shape) != tuple(tensor.shape):
-            raise NastkError(f"{source} does not fit search space {model.space.name!r}: tensor "
-                             f"{name!r} has shape {tuple(theirs.shape)} in the checkpoint but "
-                             f"{tuple(tensor.shape)} in the supernet. Was it trained with other "
-                             "space or task options?")
-    extra = [k for k in state_dict if k not in own]
-    if extra:
-        raise NastkError(f"{source} does not fit search space {model.space.name!r}: unexpected "
-                         f"tensor {extra[0]!r} in the checkpoint ({len(extra)} unexpected in "
-                         "all). Was it trained with other space or task options?")
-    model.net.load_state_dict(state_dict)
+    load_matching(model.net, state_dict, source, f"search space {model.space.name!r}")

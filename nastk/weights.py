@@ -1,0 +1,62 @@
+"""Saving and loading plain weights: CPU state dicts that load with ``weights_only=True``, and
+loading that names the first tensor that does not fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nastk.errors import NastkError
+
+__all__ = ["load_matching", "read_weights", "save_weights"]
+
+
+def save_weights(model: nn.Module, path: str | Path) -> Path:
+    """Save ``model``'s state dict as CPU tensors, atomically (a killed save never leaves a
+    truncated file behind)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_weights(path: str | Path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Load a state dict saved by :func:`save_weights` (``weights_only=True``, on the CPU)."""
+    p = Path(path)
+    if not p.is_file():
+        raise NastkError(f"{what} {p} not found")
+    try:
+        state = torch.load(p, weights_only=True, map_location="cpu")
+    except Exception as err:
+        raise NastkError(f"cannot read {what} {p}: {err}") from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise NastkError(f"{what} {p} is not a state dict of tensors")
+    return state
+
+
+def load_matching(module: nn.Module, state_dict: dict[str, torch.Tensor], source: str,
+                  target: str) -> None:
+    """Load ``state_dict`` into ``module`` strictly; on a mismatch raise a :class:`NastkError`
+    that names the first missing, reshaped or unexpected tensor (``"<source> does not fit
+    <target>: ..."``)."""
+    own = module.state_dict()
+    hint = "Was it trained with other space or task options?"
+    for name, tensor in own.items():
+        if name not in state_dict:
+            raise NastkError(f"{source} does not fit {target}: tensor {name!r} (shape "
+                             f"{tuple(tensor.shape)}) is missing from the checkpoint. {hint}")
+        theirs = state_dict[name]
+        if tuple(theirs.shape) != tuple(tensor.shape):
+            raise NastkError(f"{source} does not fit {target}: tensor {name!r} has shape "
+                             f"{tuple(theirs.shape)} in the checkpoint but "
+                             f"{tuple(tensor.shape)} in the model. {hint}")
+    extra = [k for k in state_dict if k not in own]
+    if extra:
+        raise NastkError(f"{source} does not fit {target}: unexpected tensor {extra[0]!r} in "
+                         f"the checkpoint ({len(extra)} unexpected in all). {hint}")
+    module.load_state_dict(state_dict)
