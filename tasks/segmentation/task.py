@@ -1,0 +1,294 @@
+"""Semantic segmentation: synthetic scenes (default) or local CamVid / Cityscapes / Pascal VOC."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from nastk.task import Task
+from tasks.segmentation.datasets import CLASS_NAMES, load_dataset
+from tasks.segmentation.distill import icsd_loss, pixel_kd_loss
+from tasks.segmentation.metrics import ConfusionMatrix
+from tasks.segmentation.synthetic import SCENE_CLASSES, make_scenes
+
+__all__ = ["SegmentationModel", "SegmentationTask"]
+
+
+def _conv_bn_relu(cin: int, cout: int, kernel: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class SegmentationModel(nn.Module):
+    """A body plus a segmentation head; outputs class logits at the input's resolution.
+
+    ``head="linear"``: a 3x3 conv-BN-ReLU and a 1x1 classifier on the body's output (for bodies
+    that already decode, such as ``nas_segm``). ``head="fpn"``: a light feature-pyramid
+    decoder over the body's ``forward_features`` (each level projected to ``head_channels`` by
+    a 1x1 conv, merged top-down by upsampling and adding, then 3x3 conv-BN-ReLU and the
+    classifier), for encoder-only bodies such as ``small_cnn`` and ``ofa_mbv3``.
+    """
+
+    def __init__(self, body: nn.Module, num_classes: int, head: str = "linear",
+                 head_channels: int = 32) -> None:
+        super().__init__()
+        self.body = body
+        self.head_kind = head
+        if head == "fpn":
+            channels = getattr(body, "feature_channels", None)
+            if not callable(getattr(body, "forward_features", None)) or not channels:
+                raise TypeError(f"head 'fpn' needs a body with forward_features() and "
+                                f"feature_channels; {type(body).__name__} has none. Use "
+                                "head: linear")
+            self.laterals = nn.ModuleList(nn.Conv2d(int(c), head_channels, 1)
+                                          for c in channels)
+            in_head = head_channels
+        else:
+            channels = getattr(body, "out_channels", None)
+            if not isinstance(channels, int) or channels < 1:
+                raise TypeError(f"the body ({type(body).__name__}) needs an int `out_channels`"
+                                f" attribute, got {channels!r}")
+            in_head = channels
+        self.fuse = _conv_bn_relu(in_head, head_channels, 3)
+        self.classifier = nn.Conv2d(head_channels, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        if self.head_kind == "fpn":
+            feats = self.body.forward_features(x)
+            y = self.laterals[-1](feats[-1])
+            for lateral, f in zip(reversed(self.laterals[:-1]), reversed(feats[:-1]),
+                                  strict=True):
+                y = lateral(f) + F.interpolate(y, size=f.shape[-2:], mode="bilinear",
+                                               align_corners=False)
+        else:
+            y = self.body(x)
+        y = self.classifier(self.fuse(y))
+        return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+class SegmentationTask(Task):
+    """Semantic segmentation scored by mIoU (confusion matrix over the whole split).
+
+    ``dataset: synthetic`` (the default) draws ``n_samples`` scenes of textured, occluding
+    objects on a textured background (:mod:`tasks.segmentation.synthetic`), split
+    train/val/test with ``seed``. ``camvid``, ``cityscapes`` and ``voc`` read a local copy
+    under ``root`` (:mod:`tasks.segmentation.datasets`, resized to ``size``); as in nas-segm,
+    ``val`` is a held-out ``holdout_fraction`` of the official training split (the search's
+    reward split) and ``test`` is the official validation split.
+
+    Metrics: ``miou``, ``pixel_accuracy``, ``mean_accuracy``, ``fw_iou``, ``score`` (the
+    geometric mean of mIoU, mean accuracy and frequency-weighted IoU: nas-segm's reward),
+    ``loss`` and ``iou_<class>`` for every class present; ``omit_classes`` are left out of the
+    class means. Distillation losses: ``pixel_kd`` and ``icsd``
+    (:mod:`tasks.segmentation.distill`).
+    """
+
+    name: ClassVar[str] = "segmentation"
+    primary_metric: ClassVar[str] = "miou"
+    direction: ClassVar[Literal["max", "min"]] = "max"
+
+    class Options(BaseModel):
+        """Options of :class:`SegmentationTask` (``task.options`` in a config)."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        dataset: Literal["synthetic", "camvid", "cityscapes", "voc"] = "synthetic"
+        root: Path | None = Field(None, description="camvid/cityscapes/voc: the local folder")
+        size: int | tuple[int, int] = Field(
+            32, description="image side (synthetic) or (height, width) images are resized to")
+        n_samples: int = Field(600, ge=10, description="synthetic: number of scenes")
+        num_classes: int = Field(5, ge=2, description="synthetic: classes incl. background")
+        noise: float = Field(0.05, ge=0.0, description="synthetic: std of pixel noise")
+        max_objects: int = Field(4, ge=1, description="synthetic: objects per scene, at most")
+        val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="synthetic: val share")
+        test_fraction: float = Field(0.2, ge=0.0, lt=1.0,
+                                     description="synthetic: test share (0: no test split)")
+        holdout_fraction: float = Field(0.1, gt=0.0, lt=1.0,
+                                        description="real datasets: share of the official "
+                                                    "training split held out as `val`")
+        seed: int = Field(0, description="seed of the data and of the splits")
+        ignore_index: int = Field(255, description="label value that is not scored")
+        omit_classes: list[int] = Field(default_factory=list,
+                                        description="classes left out of the class means "
+                                                    "(nas-segm omits VOC's background, 0)")
+        head: Literal["auto", "linear", "fpn"] = Field(
+            "auto", description="auto: fpn when the body has forward_features, else linear")
+        head_channels: int = Field(32, ge=1)
+        kd_temperature: float = Field(1.0, gt=0.0, description="temperature of pixel_kd, icsd")
+        icsd_normalize: bool = Field(True, description="L2-normalise the rows of the ICSD "
+                                                       "similarity matrices before matching")
+
+        @field_validator("size")
+        @classmethod
+        def _size(cls, v: int | tuple[int, int]) -> int | tuple[int, int]:
+            sides = (v,) if isinstance(v, int) else v
+            if any(s < 8 for s in sides):
+                raise ValueError(f"size {v} is too small; use at least 8 pixels a side")
+            return v
+
+        @model_validator(mode="after")
+        def _check(self) -> SegmentationTask.Options:
+            if self.dataset == "synthetic":
+                if self.val_fraction + self.test_fraction >= 0.9:
+                    raise ValueError(f"val_fraction + test_fraction must leave at least 10% for "
+                                     f"training, got {self.val_fraction} + "
+                                     f"{self.test_fraction}")
+                if self.num_classes > len(SCENE_CLASSES):
+                    raise ValueError(f"num_classes {self.num_classes}: the synthetic scenes "
+                                     f"have at most {len(SCENE_CLASSES)} classes")
+            elif self.root is None:
+                raise ValueError(f"dataset {self.dataset!r} needs `root`: the folder holding "
+                                 "your local copy")
+            bad = [c for c in self.omit_classes if not 0 <= c < self.n_classes]
+            if bad:
+                raise ValueError(f"omit_classes {bad} not in [0, {self.n_classes})")
+            return self
+
+        @property
+        def n_classes(self) -> int:
+            return (self.num_classes if self.dataset == "synthetic"
+                    else len(CLASS_NAMES[self.dataset]))
+
+    def __init__(self, **options: Any) -> None:
+        self.options = self.Options(**options)
+        self._splits: dict[str, Dataset] | None = None
+
+    def __repr__(self) -> str:
+        return f"SegmentationTask(dataset={self.options.dataset!r})"
+
+    # -- data ---------------------------------------------------------------------------------
+    @property
+    def image_size(self) -> tuple[int, int]:
+        s = self.options.size
+        return (s, s) if isinstance(s, int) else (int(s[0]), int(s[1]))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (3, *self.image_size)
+
+    @property
+    def num_classes(self) -> int:
+        return self.options.n_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        o = self.options
+        if o.dataset == "synthetic":
+            return list(SCENE_CLASSES[: o.num_classes])
+        return list(CLASS_NAMES[o.dataset])
+
+    def splits(self) -> dict[str, Dataset]:
+        """``train``, ``val`` and (when there is one) ``test`` datasets of ``(image [3,H,W],
+        mask [H,W])``; built once and cached."""
+        if self._splits is None:
+            self._splits = (self._synthetic_splits() if self.options.dataset == "synthetic"
+                            else self._real_splits())
+        return dict(self._splits)
+
+    def _synthetic_splits(self) -> dict[str, Dataset]:
+        o = self.options
+        if not isinstance(o.size, int) and o.size[0] != o.size[1]:
+            raise ValueError(f"synthetic scenes are square; got size {o.size}")
+        images, masks = make_scenes(o.n_samples, self.image_size[0], o.num_classes, seed=o.seed,
+                                    noise=o.noise, max_objects=o.max_objects)
+        order = np.random.default_rng(o.seed).permutation(o.n_samples)
+        n_test = round(o.test_fraction * o.n_samples)
+        n_val = max(1, round(o.val_fraction * o.n_samples))
+        parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test],
+                 "train": order[n_val + n_test:]}
+        out: dict[str, Dataset] = {}
+        for name in ("train", "val", "test"):
+            ix = np.sort(parts[name])
+            if len(ix):
+                out[name] = TensorDataset(torch.from_numpy(images[ix]),
+                                          torch.from_numpy(masks[ix]))
+        return out
+
+    def _real_splits(self) -> dict[str, Dataset]:
+        o = self.options
+        assert o.root is not None
+        official_train = load_dataset(o.dataset, o.root, "train", self.image_size)
+        n = len(official_train)  # type: ignore[arg-type]
+        order = np.random.default_rng(o.seed).permutation(n)
+        n_hold = max(1, round(o.holdout_fraction * n))
+        if n_hold >= n:
+            raise ValueError(f"{o.root}: {n} training images are too few to hold out "
+                             f"{o.holdout_fraction:.0%} as `val`")
+        return {"train": Subset(official_train, np.sort(order[n_hold:]).tolist()),
+                "val": Subset(official_train, np.sort(order[:n_hold]).tolist()),
+                "test": load_dataset(o.dataset, o.root, "val", self.image_size)}
+
+    # -- model, loss, metrics -----------------------------------------------------------------
+    def wrap(self, body: nn.Module) -> nn.Module:
+        head = self.options.head
+        if head == "auto":
+            head = "fpn" if callable(getattr(body, "forward_features", None)) else "linear"
+        return SegmentationModel(body, self.num_classes, head, self.options.head_channels)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs, targets, ignore_index=self.options.ignore_index)
+
+    def distillation_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Pixel-wise KD (used by in-place distillation in supernet training)."""
+        return pixel_kd_loss(student, teacher, self.options.kd_temperature)
+
+    def kd_losses(self) -> dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+        """``pixel_kd``: KL(teacher || student) of the class distribution at every pixel;
+        ``icsd``: inter-class similarity distillation."""
+        t = self.options.kd_temperature
+        normalize = self.options.icsd_normalize
+        c = self.num_classes
+
+        def icsd(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+            if student.shape[1] != c:
+                raise ValueError(f"icsd: logits have {student.shape[1]} classes, the task has "
+                                 f"{c}")
+            return icsd_loss(student, teacher, temperature=t, normalize=normalize)
+
+        return {"pixel_kd": lambda s, te: pixel_kd_loss(s, te, t), "icsd": icsd}
+
+    def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
+        """Confusion-matrix metrics over the whole ``loader`` (eval mode, no grad; the model's
+        train/eval mode is restored)."""
+        o = self.options
+        was_training = model.training
+        model.eval()
+        device = _model_device(model)
+        cm = ConfusionMatrix(self.num_classes, o.ignore_index)
+        loss_sum, counted = 0.0, 0
+        try:
+            with torch.no_grad():
+                for xb, yb in loader:
+                    xb, yb = xb.to(device), yb.to(device)
+                    out = model(xb)
+                    loss_sum += float(F.cross_entropy(out, yb, ignore_index=o.ignore_index,
+                                                      reduction="sum"))
+                    counted += int((yb != o.ignore_index).sum())
+                    cm.update(out, yb)
+        finally:
+            model.train(was_training)
+        if counted == 0:
+            raise ValueError("evaluate: the loader yielded no labelled pixels")
+        scores = cm.compute(omit_classes=o.omit_classes)
+        metrics = {k: float(scores[k]) for k in
+                   ("miou", "pixel_accuracy", "mean_accuracy", "fw_iou", "score")}
+        metrics["loss"] = loss_sum / counted
+        for name, iou in zip(self.class_names, scores["iou"], strict=True):
+            if np.isfinite(iou):
+                metrics[f"iou_{name.lower().replace(' ', '_')}"] = float(iou)
+        return metrics
