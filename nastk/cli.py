@@ -1,4 +1,4 @@
-"""The `nastk` command line: search, list, report, compare, export."""
+"""The `nastk` command line: search, list, report, compare, supernet train, distill, export."""
 
 from __future__ import annotations
 
@@ -41,8 +41,9 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
     outcome = run_experiment(config, resume=args.resume, console=console,
                              progress=not args.no_progress)
     out = _stdout()
-    out.print(report.leaderboard_table(outcome.trials, outcome.objective, top=args.top,
-                                       title=f"leaderboard: {config.name}"))
+    out.print(report.leaderboard_table(
+        outcome.trials, outcome.objective, top=args.top, title=f"leaderboard: {config.name}",
+        render=outcome.space.render if outcome.space is not None else None))
     n_failed = sum(1 for t in outcome.trials if t.result is not None and not t.result.ok)
     out.print(f"{len(outcome.trials)} trials ({n_failed} failed); stopped: "
               f"{outcome.stop_reason}")
@@ -88,14 +89,20 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     with RunStore.open_existing(run_dir) as store:
         config = parse_config(store.get_meta("config"), f"{run_dir}/store.sqlite:config")
         trials = store.trials()
+        state = store.load_strategy_state()
     from nastk.experiment import build_components
 
-    objective: Objective = build_components(config).objective
+    components = build_components(config)
+    objective: Objective = components.objective
+    if state is not None:
+        components.strategy.load_state_dict(state)
     path = report.write_report(run_dir, trials, objective, title=f"nastk run: {config.name}",
-                               meta=run_meta(config))
+                               meta=run_meta(config), curves=components.strategy.curves(),
+                               render=components.space.render)
     out = _stdout()
     out.print(report.leaderboard_table(trials, objective, top=args.top,
-                                       title=f"leaderboard: {config.name}"))
+                                       title=f"leaderboard: {config.name}",
+                                       render=components.space.render))
     out.print(f"report: {path}")
     return 0
 
@@ -155,6 +162,34 @@ def _cmd_supernet_train(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_distill(args: argparse.Namespace, console: Console) -> int:
+    from nastk.config import load_config, parse_config
+    from nastk.distill import DistillConfig, run_distill
+
+    config = load_config(args.config, DistillConfig)
+    updates = {k: v for k, v in (("run_dir", args.run_dir), ("seeds", args.seeds))
+               if v is not None}
+    if updates:
+        config = parse_config({**config.model_dump(), **updates}, args.config, DistillConfig)
+    outcome = run_distill(config, console=console, progress=not args.no_progress)
+    out = _stdout()
+    splits = list(outcome.teacher)
+    metric = outcome.metric
+    table = Table(title=f"distillation: {config.name} ({metric})")
+    table.add_column("model")
+    for s in splits:
+        table.add_column(f"{s} {metric}", justify="right")
+    table.add_row("teacher", *(f"{outcome.teacher[s][metric]:.4f}" for s in splits))
+    for mode, label in (("baseline", "student, no KD"), ("kd", "student + KD")):
+        cells = [outcome.summary.get(f"{mode}/{s}") for s in splits]
+        if all(cells):
+            table.add_row(f"{label} (n={len(config.seeds)})",
+                          *(f"{c['mean']:.4f} ± {c['std']:.4f}" for c in cells))
+    out.print(table)
+    out.print(f"report: {outcome.report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nastk", description="Neural architecture search: one engine, many tasks.")
@@ -201,6 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="override the config's run_dir")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_supernet_train)
+
+    p = sub.add_parser("distill", help="train a student with a teacher (and without, to "
+                                       "compare)")
+    p.add_argument("config", help="distillation YAML (see examples/segmentation_kd.yaml)")
+    p.add_argument("--run-dir", help="override the config's run_dir")
+    p.add_argument("--seeds", type=int, nargs="+", help="override seeds")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_distill)
 
     p = sub.add_parser("export", help="export a run's best architecture and weights")
     p.add_argument("run_dir")

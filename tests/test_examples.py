@@ -8,6 +8,7 @@ import pytest
 
 from nastk.cli import main
 from nastk.config import SupernetConfig, load_config
+from nastk.distill import DistillConfig
 from nastk.experiment import build_components
 from nastk.store import RunStore
 from nastk.supernet.run import CHECKPOINT_NAME, build_supernet_model
@@ -21,9 +22,9 @@ def test_readme_tutorial_is_examples_my_spaces():
     assert (ROOT / "examples" / "my_spaces.py").read_text() in blocks
 
 
-SUPERNET_EXAMPLES = {"supernet_train.yaml", "supernet_search.yaml"}
+OTHER_EXAMPLES = {"supernet_train.yaml", "supernet_search.yaml", "segmentation_kd.yaml"}
 SEARCH_EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml")
-                         if p.name not in SUPERNET_EXAMPLES)
+                         if p.name not in OTHER_EXAMPLES)
 
 
 @pytest.mark.parametrize("name", SEARCH_EXAMPLES)
@@ -59,3 +60,17 @@ def test_custom_space_tutorial_runs(tmp_path, monkeypatch, capsys):
         trials = st.finished()
     assert len(trials) == 3 and all(t.result.ok for t in trials)
     assert all(t.result.metrics["accuracy"] > 0.1 for t in trials)
+
+
+def test_distill_example_reads_the_rl_example():
+    """segmentation_kd.yaml distils the best architecture of segmentation_rl.yaml's run, on
+    the same task, and its loss terms are ones the task offers."""
+    rl = load_config(ROOT / "examples" / "segmentation_rl.yaml")
+    kd = load_config(ROOT / "examples" / "segmentation_kd.yaml", DistillConfig)
+    assert kd.student.arch_from == rl.resolved_run_dir()
+    assert kd.teacher.arch_from == rl.resolved_run_dir()
+    assert kd.task == rl.task and kd.student.space == rl.space
+    from nastk import registry
+
+    task = registry.instantiate(registry.TASKS, kd.task.name, kd.task.options)
+    assert set(kd.losses) <= set(task.kd_losses()) and len(kd.seeds) >= 3
