@@ -43,7 +43,7 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
     out = _stdout()
     out.print(report.leaderboard_table(
         outcome.trials, outcome.objective, top=args.top, title=f"leaderboard: {config.name}",
-        render=outcome.space.render if outcome.space is not None else None))
+        render=outcome.space.render))
     n_failed = sum(1 for t in outcome.trials if t.result is not None and not t.result.ok)
     out.print(f"{len(outcome.trials)} trials ({n_failed} failed); stopped: "
               f"{outcome.stop_reason}")

@@ -244,19 +244,20 @@ def run_distill(config: DistillConfig, *, console: Console | None = None,
         runs: list[dict[str, Any]] = []
         for seed in config.seeds:
             evaluator = TrainEvaluator(task, s_space, config.train, seed=seed)
+            w_seed = arch_seed(seed, s_arch)
             modes = (["baseline"] if config.baseline else []) + ["kd"]
             for mode in modes:
                 trace: list[tuple[float, float]] = []
                 loss_fn = (None if mode == "baseline" else
                            distill_loss_fn(task, teacher, config.losses, config.alw, trace))
-                w_seed = arch_seed(seed, s_arch)
                 try:
                     with seeded_threads(config.train, w_seed):
                         model = task.build_model(s_space, s_arch)
-                        _, train_loss, steps = evaluator.fit(
+                        fitted, train_loss, steps = evaluator.fit(
                             model, w_seed, loss_fn=loss_fn,
                             progress=reporter(f"student seed {seed} {mode}"))
-                        scores = {s: evaluator.score(model, s) for s in splits}
+                        scores = {s: fitted if s == config.train.eval_split
+                                  else evaluator.score(model, s) for s in splits}
                 except Diverged as err:
                     raise NastkError(f"student seed {seed} ({mode}) {err}; lower train.lr") \
                         from None

@@ -161,7 +161,7 @@ class Outcome:
     objective: Objective
     report: Path
     stop_reason: str
-    space: SearchSpace | None = None
+    space: SearchSpace
 
 
 def run_meta(config: SearchConfig) -> dict[str, Any]:

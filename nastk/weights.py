@@ -4,13 +4,14 @@ loading that names the first tensor that does not fit."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from nastk.errors import NastkError
 
-__all__ = ["load_matching", "read_weights", "save_weights"]
+__all__ = ["load_file", "load_matching", "read_weights", "save_weights"]
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
@@ -24,15 +25,22 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     return path
 
 
+def load_file(path: str | Path, what: str = "checkpoint", missing_hint: str = "") -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU, with errors that name ``what`` and
+    the path (``missing_hint`` is appended when the file does not exist)."""
+    p = Path(path)
+    if not p.is_file():
+        raise NastkError(f"{what} {p} not found{missing_hint}")
+    try:
+        return torch.load(p, weights_only=True, map_location="cpu")
+    except Exception as err:
+        raise NastkError(f"cannot read {what} {p}: {err}") from err
+
+
 def read_weights(path: str | Path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Load a state dict saved by :func:`save_weights` (``weights_only=True``, on the CPU)."""
     p = Path(path)
-    if not p.is_file():
-        raise NastkError(f"{what} {p} not found")
-    try:
-        state = torch.load(p, weights_only=True, map_location="cpu")
-    except Exception as err:
-        raise NastkError(f"cannot read {what} {p}: {err}") from err
+    state = load_file(p, what)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
                                               for v in state.values()):
         raise NastkError(f"{what} {p} is not a state dict of tensors")

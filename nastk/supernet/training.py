@@ -18,7 +18,7 @@ from nastk.errors import NastkError
 from nastk.space.architecture import Architecture
 from nastk.supernet.base import SupernetModel, recalibrate_bn
 from nastk.supernet.dynamic_conv import anneal_temperature
-from nastk.weights import load_matching
+from nastk.weights import load_file, load_matching
 
 CHECKPOINT_FORMAT = "nastk.supernet/1"
 
@@ -334,13 +334,8 @@ class SupernetTrainer:
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a supernet checkpoint (weights only) and check its format."""
     p = Path(path)
-    if not p.is_file():
-        raise NastkError(f"supernet checkpoint {p} not found; train one with "
-                         "`nastk supernet train CONFIG` or fix the path")
-    try:
-        state = torch.load(p, weights_only=True, map_location="cpu")
-    except Exception as err:
-        raise NastkError(f"cannot read supernet checkpoint {p}: {err}") from err
+    state = load_file(p, "supernet checkpoint",
+                      "; train one with `nastk supernet train CONFIG` or fix the path")
     if not isinstance(state, dict) or "model" not in state:
         raise NastkError(f"{p} is not a nastk supernet checkpoint (no 'model' entry)")
     return state

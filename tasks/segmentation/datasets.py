@@ -19,6 +19,7 @@ name.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -104,7 +105,7 @@ def _check_size(size: Size | None) -> tuple[int, int] | None:
     return pair[0], pair[1]
 
 
-class SegmentationFolder(Dataset):
+class SegmentationFolder(Dataset, ABC):
     """Shared logic of the folder loaders: the list of ``(image, label)`` file pairs, reading,
     label mapping, checking and resizing.
 
@@ -137,8 +138,9 @@ class SegmentationFolder(Dataset):
                               f"{split!r} in", self._image_dir())
 
     # -- to be provided by subclasses ---------------------------------------------------------
+    @abstractmethod
     def _find_items(self) -> list[tuple[Path, Path]]:
-        raise NotImplementedError
+        """(image, label) file pairs of ``self.split``, in a stable order."""
 
     def _image_dir(self) -> Path:
         return self.root
