@@ -34,6 +34,17 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
         updates["budget"] = budget
     if args.seed is not None:
         updates["seed"] = args.seed
+    if args.executor is not None or args.address is not None:
+        kind = args.executor or ("ray" if args.address is not None else config.executor.kind)
+        if kind == "local" and args.address is not None:
+            from nastk.errors import ConfigError
+
+            raise ConfigError(f"--address {args.address} is for the ray executor; drop it or "
+                              "use --executor ray")
+        changes: dict[str, object] = {"kind": kind}
+        if args.address is not None:
+            changes["address"] = args.address
+        updates["executor"] = {**config.executor.model_dump(), **changes}
     if updates:
         from nastk.config import parse_config
 
@@ -203,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, help="override budget.trials")
     p.add_argument("--time-s", type=float, help="override budget.time_s")
     p.add_argument("--seed", type=int, help="override seed")
+    p.add_argument("--executor", choices=["local", "ray"],
+                   help="override executor.kind: run candidates in this process (local) or on "
+                        "a Ray cluster (ray)")
+    p.add_argument("--address", metavar="auto|HOST:PORT",
+                   help="Ray cluster to use (implies --executor ray): 'auto' for the cluster "
+                        "`ray start` runs on this machine, or the head's HOST:PORT; without "
+                        "it a local Ray starts with this machine's CPUs")
     p.add_argument("--top", type=int, default=10, help="leaderboard rows (default 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_search)

@@ -16,10 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from nastk.errors import ConfigError
 from nastk.evaluation.train import TrainConfig
 from nastk.evaluation.weight_sharing import WeightSharingConfig
+from nastk.executors.config import ExecutorConfig
 from nastk.search import Budget
 from nastk.supernet.training import SupernetTrainConfig
 
 M = TypeVar("M", bound=BaseModel)
+
+#: config fields a resumed run may change (where it runs included)
+IDENTITY_EXCLUDES = ("budget", "run_dir", "keep_checkpoints", "name", "executor")
 
 
 class PluginRef(BaseModel):
@@ -88,7 +92,10 @@ class SearchConfig(BaseModel):
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     evaluator: EvaluatorConfig = Field(default_factory=EvaluatorConfig)
     budget: Budget = Field(default_factory=Budget)
-    executor: Literal["local"] = "local"
+    executor: ExecutorConfig = Field(
+        default_factory=ExecutorConfig,
+        description="local (in-process, default) or ray (a Ray cluster); not part of the "
+                    "run's identity")
     keep_checkpoints: int = Field(3, ge=0, description="trained weights kept for the k best")
 
     @model_validator(mode="after")
@@ -101,13 +108,32 @@ class SearchConfig(BaseModel):
                              "returns")
         return self
 
+    @model_validator(mode="after")
+    def _scheduler_fits(self) -> SearchConfig:
+        ex = self.executor
+        if ex.kind != "ray" or ex.scheduler == "none":
+            return self
+        if ex.resolved_mode(self.evaluator.kind) != "tune":
+            raise ValueError(f"executor.scheduler {ex.scheduler!r} stops Ray Tune trials; it "
+                             f"needs executor.mode 'tune' (got {ex.mode!r} with evaluator kind "
+                             f"{self.evaluator.kind!r}), or set scheduler: none")
+        if self.evaluator.kind != "train" or self.evaluator.train.steps is not None:
+            raise ValueError("executor.scheduler 'asha' needs epoch-based training (evaluator "
+                             "kind 'train' without train.steps); set scheduler: none")
+        if ex.asha.grace_period >= self.evaluator.train.epochs:
+            raise ValueError(f"executor.asha.grace_period ({ex.asha.grace_period}) must be "
+                             f"below evaluator.train.epochs ({self.evaluator.train.epochs}), "
+                             "or no candidate can be stopped early")
+        return self
+
     def resolved_run_dir(self) -> Path:
         return self.run_dir if self.run_dir is not None else Path("runs") / self.name
 
     def identity(self) -> dict[str, Any]:
-        """The parts that must not change when a run is resumed (the budget may)."""
+        """The parts that must not change when a run is resumed (budget, name, run_dir,
+        keep_checkpoints and executor may)."""
         data = self.model_dump(mode="json")
-        for key in ("budget", "run_dir", "keep_checkpoints", "name"):
+        for key in IDENTITY_EXCLUDES:
             data.pop(key, None)
         return data
 

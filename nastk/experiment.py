@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import nastk
 from nastk import registry
-from nastk.config import SearchConfig
+from nastk.config import IDENTITY_EXCLUDES, SearchConfig
 from nastk.errors import ConfigError, StoreError
 from nastk.evaluation.base import Evaluator, FunctionEvaluator
 from nastk.evaluation.train import TrainEvaluator
@@ -63,8 +63,8 @@ class Components:
     evaluator: Evaluator
 
 
-def build_components(config: SearchConfig) -> Components:
-    """Instantiate the registered plugins a config names (validating their options)."""
+def build_space_and_task(config: SearchConfig) -> tuple[SearchSpace, Task | None]:
+    """Import the config's plugins and instantiate its space and task (validating options)."""
     import_plugins(config.plugins)
     space = registry.instantiate(registry.SEARCH_SPACES, config.space.name, config.space.options,
                                  where="space.options")
@@ -72,22 +72,36 @@ def build_components(config: SearchConfig) -> Components:
     if config.task is not None:
         task = registry.instantiate(registry.TASKS, config.task.name, config.task.options,
                                     where="task.options")
+    return space, task
+
+
+def build_objective(config: SearchConfig, task: Task | None) -> Objective:
+    """The config's objective; metric and direction default to the task's primary metric."""
     metric = config.objective.metric or (task.primary_metric if task else None)
     direction = config.objective.direction or (task.direction if task else "max")
-    objective = Objective(metric=metric, direction=direction, costs=tuple(config.objective.costs))
+    return Objective(metric=metric, direction=direction, costs=tuple(config.objective.costs))
+
+
+def build_evaluator(config: SearchConfig, space: SearchSpace, task: Task | None) -> Evaluator:
+    """The evaluator ``config.evaluator`` describes (a supernet checkpoint is loaded here)."""
+    if config.evaluator.kind == "function":
+        assert config.evaluator.function is not None
+        return FunctionEvaluator(resolve_function(config.evaluator.function))
+    assert task is not None
+    if config.evaluator.kind == "supernet":
+        assert config.evaluator.supernet is not None
+        return build_weight_sharing_evaluator(config, space, task)
+    return TrainEvaluator(task, space, config.evaluator.train, seed=config.seed)
+
+
+def build_components(config: SearchConfig) -> Components:
+    """Instantiate the registered plugins a config names (validating their options)."""
+    space, task = build_space_and_task(config)
+    objective = build_objective(config, task)
     strategy = registry.instantiate(registry.STRATEGIES, config.strategy.name,
                                     config.strategy.options, space, objective, seed=config.seed,
                                     where="strategy.options")
-    evaluator: Evaluator
-    if config.evaluator.kind == "function":
-        assert config.evaluator.function is not None
-        evaluator = FunctionEvaluator(resolve_function(config.evaluator.function))
-    elif config.evaluator.kind == "supernet":
-        assert task is not None and config.evaluator.supernet is not None
-        evaluator = build_weight_sharing_evaluator(config, space, task)
-    else:
-        assert task is not None
-        evaluator = TrainEvaluator(task, space, config.evaluator.train, seed=config.seed)
+    evaluator = build_evaluator(config, space, task)
     return Components(space, task, objective, strategy, evaluator)
 
 
@@ -141,13 +155,14 @@ def open_run_store(config: SearchConfig, run_dir: Path, resume: bool) -> RunStor
         store.close()
         raise StoreError(f"run directory {run_dir} already holds a run. Pass --resume to "
                          "continue it, or choose another run_dir (--run-dir).")
+    identity = {k: v for k, v in identity.items() if k not in IDENTITY_EXCLUDES}
     if identity != config.identity():
         diff = sorted(k for k in set(identity) | set(config.identity())
                       if identity.get(k) != config.identity().get(k))
         store.close()
         raise StoreError(f"--resume: the config differs from the one {run_dir} was started with "
-                         f"in {diff}; only budget, name and keep_checkpoints may change. Use the "
-                         "original config, or a new run_dir.")
+                         f"in {diff}; only budget, name, keep_checkpoints and executor may "
+                         "change. Use the original config, or a new run_dir.")
     store.set_meta("config", config.model_dump(mode="json"))
     return store
 
@@ -167,7 +182,8 @@ class Outcome:
 def run_meta(config: SearchConfig) -> dict[str, Any]:
     return {"space": config.space.name, "task": config.task.name if config.task else "-",
             "strategy": config.strategy.name, "evaluator": config.evaluator.kind,
-            "seed": config.seed, "budget (trials)": config.budget.trials}
+            "seed": config.seed, "budget (trials)": config.budget.trials,
+            "executor": config.executor.kind}
 
 
 def run_experiment(config: SearchConfig, *, resume: bool = False, console: Console | None = None,
@@ -180,29 +196,36 @@ def run_experiment(config: SearchConfig, *, resume: bool = False, console: Conso
     run_dir = config.resolved_run_dir()
     store = open_run_store(config, run_dir, resume)
     try:
+        from nastk.executors import open_executor
         from nastk.search import Search
 
         objective = components.objective
         done_before = store.count()
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[best]}"),
-                      console=console, disable=not progress, transient=False) as bar:
-            task_id = bar.add_task(f"search {config.name}", total=config.budget.trials,
-                                   best="")
+        with open_executor(config, run_dir) as (executor, where):
+            if executor is not None:
+                console.print(f"executor: {where}", highlight=False)
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                          MofNCompleteColumn(), TimeElapsedColumn(),
+                          TextColumn("{task.fields[best]}"), console=console,
+                          disable=not progress, transient=False) as bar:
+                task_id = bar.add_task(f"search {config.name}", total=config.budget.trials,
+                                       best="")
 
-            def on_trial(trial: Trial, n_done: int, best: Trial | None) -> None:
-                text = ""
-                if best is not None and best.result is not None:
-                    text = f"best {objective.metric}={best.result.metrics[objective.metric]:.4g}"
-                bar.update(task_id, completed=n_done, best=text)
+                def on_trial(trial: Trial, n_done: int, best: Trial | None) -> None:
+                    text = ""
+                    if best is not None and best.result is not None:
+                        text = (f"best {objective.metric}="
+                                f"{best.result.metrics[objective.metric]:.4g}")
+                    bar.update(task_id, completed=n_done, best=text)
 
-            search = Search(components.space, components.strategy, components.evaluator,
-                            objective, store, config.budget,
-                            checkpoint_dir=run_dir / "checkpoints" if config.keep_checkpoints
-                            else None,
-                            keep_checkpoints=config.keep_checkpoints, on_trial=on_trial)
-            bar.update(task_id, completed=min(store.count(), config.budget.trials))
-            trials = search.run()
+                search = Search(components.space, components.strategy, components.evaluator,
+                                objective, store, config.budget,
+                                checkpoint_dir=run_dir / "checkpoints" if config.keep_checkpoints
+                                else None,
+                                keep_checkpoints=config.keep_checkpoints, on_trial=on_trial,
+                                executor=executor)
+                bar.update(task_id, completed=min(store.count(), config.budget.trials))
+                trials = search.run()
         if done_before and resume:
             console.print(f"resumed {run_dir}: {done_before} trials were already recorded")
         report_path = report.write_report(run_dir, trials, objective,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +14,7 @@ from nastk.errors import InvalidArchitectureError, StoreError
 from nastk.evaluation.base import Evaluator, format_error
 from nastk.evaluation.result import Result, Status
 from nastk.objective import Objective
+from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.store import RunStore
 from nastk.strategies.base import Strategy
@@ -35,6 +38,32 @@ class Budget(BaseModel):
 TrialCallback = Callable[[Trial, int, "Trial | None"], None]
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """An architecture the search started: its ``running`` row is ``trial_id``; an evaluator
+    that trains weights saves them to ``checkpoint`` (when set)."""
+
+    trial_id: int
+    arch: Architecture
+    checkpoint: Path | None
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs a search's candidates elsewhere (e.g. on a Ray cluster, see :mod:`nastk.executors`).
+
+    ``run`` drives the search until :meth:`Search.propose` returns ``None`` and every
+    candidate it handed out is finished: it evaluates each :class:`Candidate` (concurrently,
+    up to its own limit) and hands every result to :meth:`Search.record`, in this process.
+    """
+
+    def run(self, search: Search) -> None: ...
+
+
+#: store meta key listing the trials in flight (concurrent runs; resumed runs redo them first)
+IN_FLIGHT_META = "in_flight"
+
+
 class Search:
     """Drives one strategy over one space with one evaluator, recording into a :class:`RunStore`.
 
@@ -42,12 +71,22 @@ class Search:
     saved with each tell, so :meth:`run` on a store left by a killed process continues exactly
     where it stopped; an architecture already finished is never evaluated again (a repeated
     proposal is answered from the store).
+
+    Without an ``executor`` candidates are evaluated one at a time in this process. With one,
+    several are in flight at once (:meth:`propose` hands them out, :meth:`record` takes their
+    results back). A proposal of an architecture in flight is told that one's result when it
+    arrives. Every :meth:`record` saves, after the strategy's state, the list of trials then in
+    flight: the state covers their proposals, so a run resumed after a kill evaluates those
+    trials first, and the strategy, restored to that state, proposes anew whatever it proposed
+    later. (One at a time, nothing is in flight when a result is recorded, and a resumed run
+    simply proposes the interrupted trial again.)
     """
 
     def __init__(self, space: SearchSpace, strategy: Strategy, evaluator: Evaluator,
                  objective: Objective, store: RunStore, budget: Budget,
                  checkpoint_dir: Path | None = None, keep_checkpoints: int = 3,
-                 on_trial: TrialCallback | None = None) -> None:
+                 on_trial: TrialCallback | None = None,
+                 executor: Executor | None = None) -> None:
         self.space = space
         self.strategy = strategy
         self.evaluator = evaluator
@@ -57,8 +96,19 @@ class Search:
         self.checkpoint_dir = checkpoint_dir
         self.keep_checkpoints = keep_checkpoints
         self.on_trial = on_trial
+        self.executor = executor
         self.stop_reason: str = ""
         self.duplicates = 0
+        self.n_done = 0
+        self.best: Trial | None = None
+        #: candidates handed out and not yet recorded, by trial id
+        self.in_flight: dict[int, Candidate] = {}
+        self._saved_in_flight: list[int] | None = None
+        self._requeue: list[tuple[int, Architecture]] = []  # (interrupted trial id, arch)
+        self._waiting: dict[str, list[Architecture]] = {}  # in-flight key -> repeat proposals
+        self._streak = 0
+        self._stopped = False
+        self._t0 = time.monotonic()
 
     # -- resume -------------------------------------------------------------------------------
     def restore(self) -> int:
@@ -79,59 +129,126 @@ class Search:
             self.store.mark_told([t.id for t in untold], self.strategy.state_dict())
         return self.store.count(Status.COMPLETE, Status.FAILED)
 
+    def begin(self) -> int:
+        """Restore from the store, queue the trials a killed concurrent run left in flight, and
+        reset the session's counters (budget clock, duplicate streak); returns the number of
+        finished trials."""
+        left_in_flight = set(self.store.get_meta(IN_FLIGHT_META, []) or [])
+        self.n_done = self.restore()
+        self._requeue = []
+        if left_in_flight:
+            seen: set[str] = set()
+            for t in self.store.trials():
+                if (t.id in left_in_flight and t.status is Status.INTERRUPTED
+                        and t.arch.key not in seen and self.store.lookup(t.arch) is None):
+                    seen.add(t.arch.key)
+                    self._requeue.append((t.id, t.arch))
+        self.in_flight = {}
+        self._saved_in_flight = None
+        self._save_in_flight()
+        self._waiting = {}
+        self.best = self._best(self.store.finished())
+        self._t0 = time.monotonic()
+        self._streak = 0
+        self._stopped = False
+        self.stop_reason = "budget of trials reached"
+        return self.n_done
+
     # -- main loop ----------------------------------------------------------------------------
     def run(self) -> list[Trial]:
         """Search until the budget is spent; returns every trial of the run."""
-        n_done = self.restore()
-        best = self._best(self.store.finished())
-        t0 = time.monotonic()
-        streak = 0
-        self.stop_reason = "budget of trials reached"
-        while n_done < self.budget.trials:
-            if self.budget.time_s is not None and time.monotonic() - t0 > self.budget.time_s:
+        self.begin()
+        if self.executor is not None:
+            self.executor.run(self)
+        else:
+            while (candidate := self.propose()) is not None:
+                self.record(candidate, self.evaluate_here(candidate))
+        return self.store.trials()
+
+    def propose(self) -> Candidate | None:
+        """The next candidate to evaluate, its ``running`` row written; ``None`` once the
+        search proposes nothing more (budget of trials or time reached, or a long streak of
+        proposals that were all evaluated before; see :attr:`stop_reason`). Proposals of
+        architectures already finished are answered from the store here."""
+        while not self._stopped:
+            if self.n_done + len(self.in_flight) >= self.budget.trials:
+                return None
+            if self.budget.time_s is not None and time.monotonic() - self._t0 > self.budget.time_s:
                 self.stop_reason = f"time budget of {self.budget.time_s:g} s reached"
+                self._stopped = True
                 break
-            arch = self.strategy.ask(1)[0]
-            try:
-                arch = self.space.validate(arch)
-            except InvalidArchitectureError as err:
-                raise InvalidArchitectureError(
-                    f"strategy {type(self.strategy).__name__} proposed an invalid architecture: "
-                    f"{err}") from None
+            arch = self._requeue.pop(0)[1] if self._requeue else self._ask()
             cached = self.store.lookup(arch)
-            if cached is not None:
-                assert cached.result is not None
-                self.strategy.tell(arch, cached.result)
-                self.store.save_strategy_state(self.strategy.state_dict())
+            if cached is not None or arch.key in self._waiting:
+                if cached is not None:
+                    assert cached.result is not None
+                    self.strategy.tell(arch, cached.result)
+                    self.store.save_strategy_state(self.strategy.state_dict())
+                else:  # in flight: told when that evaluation is recorded
+                    self._waiting[arch.key].append(arch)
                 self.duplicates += 1
-                streak += 1
-                if streak >= self.budget.max_duplicate_streak:
-                    self.stop_reason = (f"{streak} proposals in a row were already evaluated "
-                                        "(space exhausted or strategy converged)")
-                    break
+                self._streak += 1
+                if self._streak >= self.budget.max_duplicate_streak:
+                    self.stop_reason = (f"{self._streak} proposals in a row were already "
+                                        "evaluated (space exhausted or strategy converged)")
+                    self._stopped = True
                 continue
-            streak = 0
+            self._streak = 0
             trial_id = self.store.start_trial(arch)
             ckpt = (self.checkpoint_dir / f"trial_{trial_id}.pt"
                     if self.checkpoint_dir is not None else None)
-            t_start = time.perf_counter()
-            try:
-                result = self.evaluator.evaluate(arch, checkpoint=ckpt)
-            except Exception as err:  # evaluators should not raise; a plugin still might
-                result = Result.failed(format_error(err),
-                                       duration_s=time.perf_counter() - t_start)
-            self.store.finish_trial(trial_id, result)
-            self.strategy.tell(arch, result)
-            self.store.mark_told([trial_id], self.strategy.state_dict())
-            n_done += 1
-            trial = Trial(trial_id, arch, result.status, result, 0.0, time.time())
-            score = self.objective.score(result)
-            if score is not None and (best is None or score > self.objective.score(best.result)):
-                best = trial
-            self._prune_checkpoints()
-            if self.on_trial is not None:
-                self.on_trial(trial, n_done, best)
-        return self.store.trials()
+            candidate = Candidate(trial_id, arch, ckpt)
+            self.in_flight[trial_id] = candidate
+            self._waiting[arch.key] = []
+            return candidate
+        return None
+
+    def _save_in_flight(self) -> None:
+        """List the trials whose proposal the saved strategy state covers but which are not
+        finished (in flight, or left in flight by a killed run and not yet redone), for the next
+        resume to evaluate first."""
+        pending = sorted([*self.in_flight, *(tid for tid, _ in self._requeue)])
+        if pending != self._saved_in_flight:
+            self.store.set_meta(IN_FLIGHT_META, pending)
+            self._saved_in_flight = pending
+
+    def _ask(self) -> Architecture:
+        arch = self.strategy.ask(1)[0]
+        try:
+            return self.space.validate(arch)
+        except InvalidArchitectureError as err:
+            raise InvalidArchitectureError(
+                f"strategy {type(self.strategy).__name__} proposed an invalid architecture: "
+                f"{err}") from None
+
+    def evaluate_here(self, candidate: Candidate) -> Result:
+        """Evaluate a candidate in this process; an evaluator that raises gives a failed
+        result."""
+        t_start = time.perf_counter()
+        try:
+            return self.evaluator.evaluate(candidate.arch, checkpoint=candidate.checkpoint)
+        except Exception as err:  # evaluators should not raise; a plugin still might
+            return Result.failed(format_error(err), duration_s=time.perf_counter() - t_start)
+
+    def record(self, candidate: Candidate, result: Result) -> Trial:
+        """Store a candidate's result, then tell the strategy (and save its state)."""
+        self.store.finish_trial(candidate.trial_id, result)
+        self.strategy.tell(candidate.arch, result)
+        for repeat in self._waiting.pop(candidate.arch.key, []):
+            self.strategy.tell(repeat, result)
+        self.in_flight.pop(candidate.trial_id, None)
+        self.store.mark_told([candidate.trial_id], self.strategy.state_dict())
+        self._save_in_flight()
+        self.n_done += 1
+        trial = Trial(candidate.trial_id, candidate.arch, result.status, result, 0.0, time.time())
+        score = self.objective.score(result)
+        if score is not None and (self.best is None
+                                  or score > self.objective.score(self.best.result)):
+            self.best = trial
+        self._prune_checkpoints()
+        if self.on_trial is not None:
+            self.on_trial(trial, self.n_done, self.best)
+        return trial
 
     def _best(self, trials: list[Trial]) -> Trial | None:
         scored = [(self.objective.score(t.result), t) for t in trials if t.result is not None]

@@ -1,5 +1,9 @@
 import os
+import sqlite3
+import subprocess
 import sys
+import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -25,3 +29,24 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def wait_for_complete(store_path: Path, n: int, timeout: float,
+                      proc: subprocess.Popen | None = None) -> int:
+    """Poll a run store (written by another process) until it holds ``n`` complete trials, the
+    timeout passes or ``proc`` exits; returns the count last seen."""
+    deadline = time.time() + timeout
+    count = 0
+    while time.time() < deadline and (proc is None or proc.poll() is None):
+        time.sleep(0.1)
+        if not store_path.exists():
+            continue
+        with closing(sqlite3.connect(store_path)) as db:
+            try:
+                count = db.execute("SELECT COUNT(*) FROM trials WHERE status='complete'"
+                                   ).fetchone()[0]
+            except sqlite3.OperationalError:  # the schema is not created yet
+                continue
+        if count >= n:
+            break
+    return count

@@ -5,13 +5,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from contextlib import closing
 
 import pytest
 import torch
 import toy_plugin
 import yaml
+from conftest import wait_for_complete
 
 from nastk import Objective, Status
 from nastk.evaluation.base import FunctionEvaluator
@@ -167,20 +166,7 @@ def test_kill_9_mid_search_then_resume(tmp_path, toy_env):
     cfg = _config(tmp_path)
     env = dict(toy_env, NASTK_TOY_SLEEP="0.15")
     proc = _cli(["search", str(cfg), "--no-progress"], env)
-    store_path = tmp_path / "run" / "store.sqlite"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        time.sleep(0.1)
-        if not store_path.exists():
-            continue
-        with closing(sqlite3.connect(store_path)) as db:
-            try:
-                n = db.execute("SELECT COUNT(*) FROM trials WHERE status='complete'"
-                               ).fetchone()[0]
-            except sqlite3.OperationalError:  # the schema is not created yet
-                continue
-        if n >= 8:
-            break
+    wait_for_complete(tmp_path / "run" / "store.sqlite", 8, 60)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     with RunStore.open_existing(tmp_path / "run") as st:

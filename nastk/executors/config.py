@@ -1,0 +1,82 @@
+"""Where a search's candidates run: ``executor`` in a search config."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_HOST_PORT = re.compile(r"^(ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+
+
+class AshaConfig(BaseModel):
+    """Asynchronous successive halving (``executor.asha``): after ``grace_period`` epochs, and
+    again every ``reduction_factor`` times as many, a candidate continues only if its metric is
+    in the top ``1/reduction_factor`` of those that got that far."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grace_period: int = Field(1, ge=1, description="epochs every candidate trains for at least")
+    reduction_factor: float = Field(2.0, gt=1.0, description="keep the top 1/reduction_factor "
+                                                             "at each rung")
+
+
+class ExecutorConfig(BaseModel):
+    """How candidates are executed. ``local`` (default): one at a time in this process. ``ray``:
+    on a Ray cluster, several at a time; the store and the strategy stay in this process.
+
+    ``executor: ray`` is shorthand for ``executor: {kind: ray}``. The ray settings are ignored
+    by ``kind: local``, so ``--executor local`` runs a ray config in-process unchanged. The
+    executor is not part of a run's identity: a run started locally may be resumed on a
+    cluster and vice versa.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(
+        None, description="Ray cluster: 'auto' (the cluster `ray start` started on this "
+        "machine), HOST:PORT of its head, or ray://HOST:PORT (Ray client); None starts a local "
+        "Ray with this machine's CPUs")
+    cpus_per_candidate: float = Field(1.0, gt=0, description="CPUs reserved per candidate")
+    gpus_per_candidate: float = Field(0.0, ge=0, description="GPUs reserved per candidate "
+                                                             "(fractions share a GPU)")
+    max_concurrent: int | None = Field(
+        None, ge=1, description="candidates running at once; default: as many as the "
+        "cluster's CPUs (and GPUs) allow at the per-candidate resources")
+    max_retries: int = Field(
+        1, ge=0, description="times a candidate whose worker process died is run again before "
+        "it is recorded as failed with the error")
+    mode: Literal["auto", "tune", "actors"] = Field(
+        "auto", description="tune: one Ray Tune trial per candidate (expensive candidates, "
+        "ASHA); actors: a pool of long-lived actors that build the evaluator once (cheap "
+        "candidates); auto: tune for evaluator kind 'train', actors otherwise")
+    actors: int | None = Field(None, ge=1, description="actor-pool size; default max_concurrent")
+    batch_size: int = Field(
+        1, ge=1, description="actors mode: candidates sent to an actor per call (larger "
+        "batches amortise the ~1 ms round trip; more candidates are then in flight)")
+    scheduler: Literal["none", "asha"] = Field(
+        "none", description="tune mode: 'asha' stops poor candidates after some epochs "
+        "(evaluator kind 'train' with epochs, not steps)")
+    asha: AshaConfig = Field(default_factory=AshaConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"kind": data} if isinstance(data, str) else data
+
+    @field_validator("address")
+    @classmethod
+    def _address_form(cls, value: str | None) -> str | None:
+        if value is None or value == "auto" or _HOST_PORT.match(value):
+            return value
+        raise ValueError(f"address {value!r} should be 'auto', HOST:PORT (e.g. 10.0.0.5:6379, "
+                         "the head's address printed by `ray start --head`) or ray://HOST:PORT; "
+                         "leave it out to start a local Ray")
+
+    def resolved_mode(self, evaluator_kind: str) -> Literal["tune", "actors"]:
+        """``tune`` or ``actors``; ``auto`` picks tune for training from scratch."""
+        if self.mode != "auto":
+            return self.mode
+        return "tune" if evaluator_kind == "train" else "actors"
