@@ -24,3 +24,7 @@ class RegistryError(NastkError, KeyError):
 
 class StoreError(NastkError, RuntimeError):
     """A run store cannot be opened or does not match the run being started."""
+
+
+class BenchmarkDataError(NastkError, FileNotFoundError):
+    """A tabular benchmark's data files are missing or malformed."""

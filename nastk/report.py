@@ -244,12 +244,16 @@ def _columns(rows: Sequence[Mapping[str, Any]], key: str) -> list[str]:
 
 
 def leaderboard_table(trials: Iterable[Trial], objective: Objective, top: int = 10,
-                      title: str = "Leaderboard", other_metrics: bool = False,
+                      title: str = "Leaderboard", other_metrics: bool | None = None,
                       render: Render | None = None) -> Table:
     """The leaderboard as a :class:`rich.table.Table` for the terminal (the objective's metric,
-    costs and architecture; ``other_metrics`` adds a column per further metric)."""
+    costs and architecture; ``other_metrics`` adds a column per further metric; ``None``
+    adds them when there are at most three, e.g. a tabular benchmark's test accuracy, but not
+    a segmentation task's per-class IoUs)."""
     rows = leaderboard(trials, objective, top=top, render=render)
-    metric_cols = _columns(rows, "metrics") if other_metrics else []
+    metric_cols = _columns(rows, "metrics")
+    if not (other_metrics or (other_metrics is None and len(metric_cols) <= 3)):
+        metric_cols = []
     cost_cols = _columns(rows, "costs")
     arrow = "↑" if objective.direction == "max" else "↓"
     table = Table(title=title, show_lines=False)

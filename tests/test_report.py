@@ -124,6 +124,22 @@ def test_leaderboard_table_formats_numbers() -> None:
     assert "no successful trials" in console.export_text()
 
 
+def test_leaderboard_table_shows_a_few_other_metrics_by_default() -> None:
+    """One further metric ("aux") gets a column; a task with many (per-class IoUs) does not,
+    unless asked."""
+    def text(trials, **kw):
+        console = Console(record=True, width=250)
+        console.print(leaderboard_table(trials, ACC, **kw))
+        return console.export_text()
+
+    assert "aux" in text([ok(1, value=0.8)])
+    assert "aux" not in text([ok(1, value=0.8)], other_metrics=False)
+    many = Result.complete({"accuracy": 0.8, **{f"iou_{c}": 0.1 for c in "abcd"}})
+    wide = [Trial(1, arch(1), Status.COMPLETE, many, started=1.0, finished=2.0)]
+    assert "iou_a" not in text(wide)
+    assert "iou_a" in text(wide, other_metrics=True)
+
+
 def test_formatters() -> None:
     assert format_count(950) == "950"
     assert format_count(12_345) == "12.3K"

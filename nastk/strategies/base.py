@@ -14,6 +14,19 @@ from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 
 
+def draw_unseen(space: SearchSpace, rng: np.random.Generator, seen: set[str],
+                tries: int = 100) -> Architecture:
+    """A uniform sample of ``space`` whose key is not in ``seen``, redrawn up to ``tries`` times
+    (then a repeat is returned: the space is tiny or nearly exhausted); its key joins ``seen``."""
+    arch = space.sample(rng)
+    for _ in range(tries - 1):
+        if arch.key not in seen:
+            break
+        arch = space.sample(rng)
+    seen.add(arch.key)
+    return arch
+
+
 class NoOptions(BaseModel):
     """A strategy without options."""
 

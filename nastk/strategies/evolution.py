@@ -12,7 +12,7 @@ from nastk.evaluation.result import Result
 from nastk.objective import Objective
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
-from nastk.strategies.base import Strategy
+from nastk.strategies.base import Strategy, draw_unseen
 
 
 class EvolutionOptions(BaseModel):
@@ -59,13 +59,7 @@ class RegularizedEvolution(Strategy):
 
     def _propose(self) -> Architecture:
         if len(self.population) < self.options.population:
-            arch = self.space.sample(self.rng)
-            for _ in range(99):
-                if arch.key not in self._proposed:
-                    break
-                arch = self.space.sample(self.rng)
-            self._proposed.add(arch.key)
-            return arch
+            return draw_unseen(self.space, self.rng, self._proposed)
         parent = self._tournament()
         if self.options.crossover_prob > 0 and self.rng.random() < self.options.crossover_prob:
             other = self._tournament()

@@ -1,0 +1,215 @@
+"""Compare search strategies on NAS-Bench-201 against the published numbers.
+
+Every strategy gets the same budget of distinct queries. The search signal is the 12-epoch
+validation accuracy; the figure reported is the 200-epoch test accuracy of the incumbent (the
+best architecture by that signal), as in the NAS-Bench-201 paper. Prints, per dataset, the final
+test accuracy (mean +- std over seeds) beside the published figure, the regret (optimum - test
+accuracy of the incumbent) along the search, and how many queries each strategy needs to reach
+the published regularized-evolution accuracy; writes regret-curve plots and a JSON file.
+
+    python benchmarks/compare_strategies.py                       # 3 datasets x 6 strategies
+    python benchmarks/compare_strategies.py --seeds 5 --datasets cifar10 --strategies random rea
+
+Needs the tables in ../shared/data/nasbench201-tables (or $NASTK_NB201_DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# published test accuracies (mean +- std), NAS-Bench-201 paper (Dong & Yang, ICLR 2020), Table 5
+PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
+    "cifar10": {"random": (93.70, 0.36), "reinforce": (93.85, 0.37), "rea": (93.92, 0.30)},
+    "cifar100": {"random": (71.04, 1.07), "reinforce": (71.71, 1.09), "rea": (71.84, 0.99)},
+    "ImageNet16-120": {"random": (44.57, 1.25), "reinforce": (45.24, 1.18),
+                       "rea": (45.54, 1.03)},
+}
+OPTIMUM = {"cifar10": 94.37, "cifar100": 73.51, "ImageNet16-120": 47.31}
+
+EVO = {"population": 10, "sample_size": 3}
+#: name -> (registered strategy, options, objective costs)
+STRATEGIES: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
+    "random": ("random", {}, ()),
+    "rea": ("evolution", EVO, ()),
+    "reinforce": ("rl", {"algorithm": "reinforce"}, ()),
+    "nsga2": ("nsga2", {}, ("flops",)),
+    "predictor_guided": ("predictor_guided", {"inner_options": EVO}, ()),
+    "path_filter": ("path_filter_search", {"warmup": 30, "keep_ratio": 0.25,
+                                           "inner_options": EVO}, ()),
+}
+CHECKPOINTS = (10, 25, 50, 100, 150, 200, 300)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_one(dataset: str, name: str, seed: int, budget: int) -> dict[str, Any]:
+    """One search; returns the incumbent's test accuracy after every query."""
+    from nastk import registry
+    from nastk.benchmarking import run_tabular
+    from nastk.objective import Objective
+    from search_spaces.nb201 import NB201Evaluator
+
+    strategy_name, options, costs = STRATEGIES[name]
+    evaluator = NB201Evaluator(dataset)
+    objective = Objective(metric=evaluator.SEARCH_METRIC, costs=costs)
+    strategy = registry.instantiate(registry.STRATEGIES, strategy_name, options,
+                                    evaluator.bench.space, objective, seed=seed)
+    t0 = time.perf_counter()
+    traj = run_tabular(strategy, evaluator, objective, budget, evaluator.REPORT_METRIC)
+    curve = list(traj.incumbent_report)
+    # a strategy that converged (1000 repeated proposals in a row) stops early: its incumbent
+    # stays what it is for the rest of the budget
+    curve += curve[-1:] * (budget - len(curve))
+    return {"dataset": dataset, "strategy": name, "seed": seed, "incumbent_test": curve,
+            "queries": traj.queries, "seconds": time.perf_counter() - t0}
+
+
+def queries_to(curve: list[float], target: float) -> int | None:
+    for i, v in enumerate(curve):
+        if v >= target - 1e-9:
+            return i + 1
+    return None
+
+
+def summarize(runs: list[dict[str, Any]], dataset: str, budget: int) -> list[dict[str, Any]]:
+    rows = []
+    target = PUBLISHED[dataset]["rea"][0]
+    for name in STRATEGIES:
+        mine = [r for r in runs if r["dataset"] == dataset and r["strategy"] == name]
+        if not mine:
+            continue
+        finals = np.array([r["incumbent_test"][-1] for r in mine])
+        reach = [queries_to(r["incumbent_test"], target) for r in mine]
+        censored = np.array([budget + 1 if q is None else q for q in reach], dtype=float)
+        curves = np.array([r["incumbent_test"] for r in mine], dtype=float)
+        regret = OPTIMUM[dataset] - curves
+        rows.append({
+            "strategy": name, "seeds": len(mine), "mean": float(finals.mean()),
+            "std": float(finals.std()), "published": PUBLISHED[dataset].get(name),
+            "regret": float(OPTIMUM[dataset] - finals.mean()),
+            "regret_at": {c: float(regret[:, c - 1].mean()) for c in CHECKPOINTS if c <= budget},
+            "reached": int(sum(q is not None for q in reach)),
+            "median_queries_to_rea": float(np.median(censored)),
+            "mean_queries_to_rea": float(censored.mean()),
+            "mean_regret_curve": regret.mean(axis=0).tolist(),
+            "seconds": float(np.mean([r["seconds"] for r in mine])),
+            "stopped_early": int(sum(r["queries"] < budget for r in mine)),
+        })
+    return rows
+
+
+def print_table(dataset: str, rows: list[dict[str, Any]], budget: int) -> None:
+    target = PUBLISHED[dataset]["rea"][0]
+    print(f"\n## {dataset}: optimum {OPTIMUM[dataset]:.2f}, budget {budget} queries")
+    cps = [c for c in CHECKPOINTS if c <= budget]
+    head = (["strategy", "test acc (ours)", "published", "regret"]
+            + [f"regret@{c}" for c in cps]
+            + [f"queries to {target:.2f} (median; reached)", "s/run"])
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        pub = r["published"]
+        pub_text = f"{pub[0]:.2f} +- {pub[1]:.2f}" if pub else "-"
+        median = r["median_queries_to_rea"]
+        median_text = f">{budget}" if median > budget else f"{median:.0f}"
+        cells = ([r["strategy"], f"{r['mean']:.2f} +- {r['std']:.2f}", pub_text,
+                  f"{r['regret']:.2f}"]
+                 + [f"{r['regret_at'][c]:.2f}" for c in cps]
+                 + [f"{median_text}; {r['reached']}/{r['seeds']}", f"{r['seconds']:.1f}"])
+        print("| " + " | ".join(cells) + " |")
+    early = [f"{r['strategy']} ({r['stopped_early']})" for r in rows if r["stopped_early"]]
+    if early:
+        print(f"converged before the budget (1000 repeated proposals in a row), seeds: "
+              f"{', '.join(early)}")
+
+
+def plot(dataset: str, rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        curve = np.asarray(r["mean_regret_curve"])
+        ax.plot(np.arange(1, len(curve) + 1), np.maximum(curve, 1e-3), label=r["strategy"])
+    ax.set_yscale("log")
+    ax.set_xlabel("queries (distinct architectures)")
+    ax.set_ylabel("regret of the incumbent's test accuracy (points)")
+    ax.set_title(f"NAS-Bench-201 {dataset}: mean regret over {rows[0]['seeds']} seeds")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=list(PUBLISHED),
+                        choices=list(PUBLISHED))
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
+                        choices=list(STRATEGIES))
+    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--budget", type=int, default=150, help="distinct queries per search")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--out", type=Path, default=Path("runs/compare_strategies"),
+                        help="folder for the plots and the JSON results")
+    args = parser.parse_args(argv)
+
+    from search_spaces.nb201 import nb201_data_missing
+
+    missing = nb201_data_missing()
+    if missing:
+        print(missing, file=sys.stderr)
+        return 2
+    print("command: python benchmarks/compare_strategies.py " + " ".join(argv or sys.argv[1:]))
+    jobs = [(d, s, seed) for d in args.datasets for s in args.strategies
+            for seed in range(args.seeds)]
+    t0 = time.time()
+    runs: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(args.workers, initializer=_init_worker) as pool:
+        futures = [pool.submit(run_one, d, s, seed, args.budget) for d, s, seed in jobs]
+        for i, fut in enumerate(as_completed(futures), start=1):
+            runs.append(fut.result())
+            if i % max(1, len(jobs) // 20) == 0 or i == len(jobs):
+                print(f"  {i}/{len(jobs)} searches done ({time.time() - t0:.0f} s)",
+                      file=sys.stderr, flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "runs.json").write_text(json.dumps(runs))
+    results = {}
+    for d in args.datasets:
+        rows = summarize(runs, d, args.budget)
+        results[d] = rows
+        print_table(d, rows, args.budget)
+        plot(d, rows, args.out / f"regret_{d}.png")
+    (args.out / "results.json").write_text(json.dumps(
+        {"budget": args.budget, "seeds": args.seeds, "results": results}, indent=1))
+    print(f"\n{len(jobs)} searches in {time.time() - t0:.0f} s on {args.workers} workers; "
+          f"plots and results.json in {args.out}")
+    rea = {d: next((r for r in results[d] if r["strategy"] == "rea"), None)
+           for d in args.datasets}
+    for d, r in rea.items():
+        if r is not None:
+            verdict = "matches or beats" if r["mean"] >= PUBLISHED[d]["rea"][0] else "is below"
+            print(f"{d}: our REA {r['mean']:.2f} {verdict} the published "
+                  f"{PUBLISHED[d]['rea'][0]:.2f}")
+    return 0 if not math.isnan(sum(r["mean"] for rows in results.values() for r in rows)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

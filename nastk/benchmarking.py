@@ -1,0 +1,100 @@
+"""Fast in-memory search loops for tabular benchmarks: strategy comparisons over many seeds.
+
+:class:`nastk.search.Search` records every trial in SQLite so runs survive crashes; a tabular
+benchmark answers a query in microseconds, so comparing strategies over dozens of seeds uses
+this loop instead. It keeps the engine's semantics: proposals are validated, a repeated
+proposal is answered from the results so far (telling the strategy again) and does not count
+against the budget, and the budget is a number of distinct architectures evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from nastk.evaluation.base import Evaluator
+from nastk.evaluation.result import Result
+from nastk.objective import Objective
+from nastk.space.architecture import Architecture
+from nastk.strategies.base import Strategy
+
+
+@dataclass
+class Trajectory:
+    """One search's history: the incumbent (best by the search metric) after every query."""
+
+    archs: list[Architecture] = field(default_factory=list)
+    search_values: list[float] = field(default_factory=list)  # search metric of each query
+    incumbent_search: list[float] = field(default_factory=list)
+    incumbent_report: list[float] = field(default_factory=list)  # report metric of incumbent
+    duplicates: int = 0
+
+    @property
+    def queries(self) -> int:
+        return len(self.archs)
+
+    @property
+    def final_report(self) -> float:
+        return self.incumbent_report[-1] if self.incumbent_report else math.nan
+
+    def queries_to_reach(self, target: float) -> int | None:
+        """First query after which the incumbent's report metric is at least ``target``."""
+        for i, v in enumerate(self.incumbent_report):
+            if v >= target:
+                return i + 1
+        return None
+
+
+def run_tabular(strategy: Strategy, evaluator: Evaluator, objective: Objective, budget: int,
+                report_metric: str | None = None, max_duplicate_streak: int = 1000,
+                on_query: Callable[[int, Trajectory], None] | None = None) -> Trajectory:
+    """Search with ``strategy`` until ``budget`` distinct architectures were evaluated.
+
+    The incumbent is the architecture with the best ``objective`` score so far; the trajectory
+    records its ``report_metric`` (e.g. the 200-epoch test accuracy when the search metric is
+    the 12-epoch validation accuracy; default: the objective's metric).
+    """
+    report_metric = report_metric or objective.metric
+    seen: dict[str, Result] = {}
+    traj = Trajectory()
+    best_score = -math.inf
+    best_report = math.nan
+    best_search = math.nan
+    streak = 0
+    while traj.queries < budget:
+        arch = strategy.space.validate(strategy.ask(1)[0])
+        cached = seen.get(arch.key)
+        if cached is not None:
+            strategy.tell(arch, cached)
+            traj.duplicates += 1
+            streak += 1
+            if streak >= max_duplicate_streak:
+                break
+            continue
+        streak = 0
+        result = evaluator.evaluate(arch)
+        seen[arch.key] = result
+        strategy.tell(arch, result)
+        score = objective.score(result)
+        if score is not None and score > best_score:
+            best_score = score
+            best_search = float(result.metrics[objective.metric])
+            best_report = float(result.value(report_metric) or math.nan)
+        traj.archs.append(arch)
+        traj.search_values.append(math.nan if score is None
+                                  else float(result.metrics[objective.metric]))
+        traj.incumbent_search.append(best_search)
+        traj.incumbent_report.append(best_report)
+        if on_query is not None:
+            on_query(traj.queries, traj)
+    return traj
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and (population) standard deviation, ignoring NaN."""
+    vals = [v for v in values if not math.isnan(v)]
+    if not vals:
+        return math.nan, math.nan
+    m = sum(vals) / len(vals)
+    return m, math.sqrt(sum((v - m) ** 2 for v in vals) / len(vals))

@@ -1,0 +1,574 @@
+"""The DetOFA-style path filter: a predictor of *relative* performance among architectures of
+similar cost, and the pruning built on it.
+
+DetOFA (Sony, arXiv 2303.13121) prunes a once-for-all supernet's paths with a
+resource-conditioned "path filter" before detection fine-tuning; its code is not public, so the
+details here are ours:
+
+* **Buckets.** Architectures are grouped by cost (``flops``, ``params``, ``latency_ms`` or any
+  number) into ``n_buckets`` buckets cut at the cost quantiles of the training set
+  (:mod:`predictors.buckets`).
+* **Model.** An MLP scores ``encoding ⊕ one-hot(bucket)``.
+* **Loss.** Pairwise logistic ranking loss ``softplus(-(s_i - s_j))`` over pairs *inside the
+  same bucket* where architecture ``i`` scored better than ``j``; pairs across buckets are never
+  compared, so the filter learns "which of these similar-cost paths is better", not "bigger is
+  better".
+* **Pruning.** ``prune`` keeps the predicted top ``keep_ratio`` of every bucket: for a list of
+  candidates exactly ``ceil(keep_ratio * n_b)`` (at least 1) of each bucket ``b``; for a search
+  space a :class:`PrunedSpace` whose constraint check rejects architectures scoring below their
+  bucket's threshold (thresholds estimated from samples of the space), so every strategy's
+  ``sample``/``mutate``/``crossover`` stays inside the kept part; for supernet training
+  :func:`pruned_sampler_factory`, a drop-in ``sampler_factory`` for
+  :class:`nastk.supernet.training.SupernetTrainer` that samples only unpruned paths.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from nastk.errors import InvalidArchitectureError, NastkError
+from nastk.space.architecture import Architecture
+from nastk.space.search_space import SearchSpace
+from nastk.supernet.training import PhaseSampler
+from nastk.weights import load_file
+from predictors.base import ArchLike, NotFittedError, Predictor, PredictorError, check_lengths
+from predictors.buckets import bucket_index, kept_count, quantile_edges
+from predictors.mlp import build_mlp, torch_context
+
+if TYPE_CHECKING:
+    from nastk.supernet.base import SupernetModel
+
+STATE_FORMAT = "nastk.path_filter/1"
+
+Cost = float | Mapping[str, float]
+CostFn = Callable[[Architecture], Cost]
+
+
+class PathFilterOptions(BaseModel):
+    """Options of :class:`PathFilter`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_buckets: int = Field(5, ge=1, description="cost buckets, cut at cost quantiles of the "
+                                                "training architectures")
+    cost: str = Field("flops", description="which entry to read when a cost is a mapping "
+                                           "(e.g. bench.costs(arch)): flops, params, "
+                                           "latency_ms, ...")
+    hidden: tuple[int, ...] = Field((64, 64), description="hidden layer widths")
+    steps: int = Field(400, ge=1, description="optimizer steps")
+    pairs_per_step: int = Field(4096, ge=1, description="same-bucket pairs drawn per step "
+                                                        "(all of them when fewer)")
+    lr: float = Field(3e-3, gt=0, description="AdamW peak learning rate (cosine-annealed)")
+    weight_decay: float = Field(1e-3, ge=0)
+    num_threads: int | None = Field(1, ge=1, description="torch CPU threads while fitting "
+                                                         "and scoring; null = unchanged")
+
+
+class PathFilter(Predictor):
+    """DetOFA-style path filter: ranks architectures within cost buckets (pairwise loss).
+
+    ``fit(archs, scores, costs)`` trains it; ``score``/``rank`` order architectures inside their
+    cost bucket; ``prune`` keeps the predicted top fraction of every bucket of a candidate list
+    or a search space. Costs are given explicitly (numbers, or mappings read at the ``cost``
+    option) or come from ``cost_fn(arch)``.
+
+    ``predict`` (the :class:`Predictor` interface) maps the ranking score onto the score scale
+    with a per-bucket monotone affine calibration fitted on the training set, so predictions
+    also compare across buckets; ``score`` is the raw network output, meaningful only within a
+    bucket. There is no uncertainty estimate.
+    """
+
+    Options = PathFilterOptions
+    uses_costs = True
+
+    def __init__(self, space: SearchSpace, seed: int = 0, cost_fn: CostFn | None = None,
+                 **options: Any) -> None:
+        super().__init__(space, seed, **options)
+        self.cost_fn = cost_fn
+        self.edges = np.zeros(0)
+        self.calibration = np.zeros((self.options.n_buckets, 2))
+        self.history: list[float] = []
+
+    # -- costs and buckets --------------------------------------------------------------------
+    def cost_values(self, archs: Sequence[ArchLike],
+                    costs: Sequence[Cost] | np.ndarray | None = None,
+                    cost_fn: CostFn | None = None) -> np.ndarray:
+        """Costs of ``archs`` as floats: from ``costs`` if given, else ``cost_fn`` (or the one
+        given at construction). Mapping costs are read at the ``cost`` option."""
+        archs = list(archs)
+        if costs is None:
+            fn = cost_fn or self.cost_fn
+            if fn is None:
+                raise PredictorError(
+                    f"{self.name}: no costs for {len(archs)} architectures; pass costs=[...] "
+                    "(one per architecture) or give the filter a cost_fn(arch) -> float")
+            costs = [fn(a if isinstance(a, Architecture) else Architecture(a)) for a in archs]
+        if isinstance(costs, np.ndarray):
+            values = costs.astype(np.float64).reshape(-1)
+        else:
+            values = np.asarray([self._one_cost(c) for c in costs], dtype=np.float64)
+        if values.size != len(archs):
+            raise PredictorError(f"{self.name}: got {values.size} costs for {len(archs)} "
+                                 "architectures; pass one cost per architecture")
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise PredictorError(f"{self.name}: cost #{int(bad[0])} is {values[bad[0]]}; every "
+                                 "architecture needs a finite cost")
+        return values
+
+    def _one_cost(self, c: Cost) -> float:
+        if isinstance(c, Mapping):
+            key = self.options.cost
+            if key not in c:
+                raise PredictorError(f"{self.name}: cost {key!r} not in {sorted(c)}; set the "
+                                     f"option cost to one of them")
+            return float(c[key])
+        return float(c)
+
+    def bucket_of(self, costs: Sequence[Cost] | np.ndarray | Cost) -> np.ndarray:
+        """Cost bucket (0 = cheapest) of each cost, with the edges fitted on the training set.
+        Costs outside the training range fall into the first or last bucket."""
+        self._require_fitted()
+        if isinstance(costs, (int, float, Mapping)):
+            costs = [costs]
+        values = (np.asarray(costs, dtype=np.float64).reshape(-1) if isinstance(costs, np.ndarray)
+                  else np.asarray([self._one_cost(c) for c in costs], dtype=np.float64))
+        return bucket_index(values, self.edges)
+
+    def encode_with_costs(self, archs: Sequence[ArchLike],
+                          costs: Sequence[Cost] | np.ndarray | None = None) -> np.ndarray:
+        """The network's input: each encoding followed by the one-hot of its cost bucket."""
+        archs = list(archs)
+        buckets = bucket_index(self.cost_values(archs, costs), self.edges)
+        one_hot = np.zeros((len(archs), self.options.n_buckets), dtype=np.float32)
+        one_hot[np.arange(len(archs)), buckets] = 1.0
+        return np.concatenate([self.encode(archs), one_hot], axis=1)
+
+    # -- training -----------------------------------------------------------------------------
+    def fit(self, archs: Sequence[ArchLike], scores: Sequence[float] | np.ndarray,
+            costs: Sequence[Cost] | np.ndarray | None = None) -> PathFilter:
+        """Cut the cost buckets at the quantiles of the training costs and train the ranking
+        MLP on same-bucket pairs; returns ``self``."""
+        archs = list(archs)
+        check_lengths(self.name, len(archs), scores)
+        values = self.cost_values(archs, costs)
+        self.edges = quantile_edges(values, self.options.n_buckets)
+        return self.fit_encoded(self.encode_with_costs(archs, values), scores)
+
+    def _buckets_of_encoded(self, X: np.ndarray) -> np.ndarray:
+        return np.argmax(X[:, -self.options.n_buckets:], axis=1)
+
+    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+        o = self.options
+        buckets = self._buckets_of_encoded(X)
+        first, second = [], []
+        for b in np.unique(buckets):
+            idx = np.flatnonzero(buckets == b)
+            i, j = np.triu_indices(idx.size, 1)
+            i, j = idx[i], idx[j]
+            differ = z[i] != z[j]
+            i, j = i[differ], j[differ]
+            better_first = z[i] > z[j]
+            first.append(np.where(better_first, i, j))  # the better of each pair first
+            second.append(np.where(better_first, j, i))
+        win = np.concatenate(first) if first else np.zeros(0, dtype=np.int64)
+        lose = np.concatenate(second) if second else np.zeros(0, dtype=np.int64)
+        if win.size == 0:
+            raise PredictorError(
+                f"{self.name}.fit: no two architectures with different scores share a cost "
+                f"bucket ({X.shape[0]} architectures, {o.n_buckets} buckets); fit on more "
+                "architectures or lower n_buckets")
+        rng = np.random.default_rng(self.seed)
+        self.history = []
+        with torch_context(self.seed, o.num_threads):
+            self.net = build_mlp(X.shape[1], o.hidden)
+            opt = torch.optim.AdamW(self.net.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=o.steps)
+            xt = torch.from_numpy(X)
+            win_t, lose_t = torch.from_numpy(win), torch.from_numpy(lose)
+            self.net.train()
+            for _ in range(o.steps):
+                if win.size > o.pairs_per_step:
+                    sel = torch.from_numpy(rng.integers(0, win.size, size=o.pairs_per_step))
+                    w, lo = win_t[sel], lose_t[sel]
+                else:
+                    w, lo = win_t, lose_t
+                s = self.net(xt).squeeze(-1)
+                loss = nn.functional.softplus(s[lo] - s[w]).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                self.history.append(float(loss.detach()))
+            self.net.eval()
+        self.calibration = self._calibrate(self._raw(X), z, buckets)
+
+    def _calibrate(self, s: np.ndarray, z: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+        """Per bucket ``(slope >= 0, intercept)`` of a least-squares map from raw score to
+        standardized target; buckets with fewer than 2 architectures (or constant scores) use
+        the pooled within-bucket slope."""
+        nb = self.options.n_buckets
+        cov = np.zeros(nb)
+        var = np.zeros(nb)
+        for b in range(nb):
+            m = buckets == b
+            if m.sum() >= 2:
+                sc, zc = s[m] - s[m].mean(), z[m] - z[m].mean()
+                cov[b], var[b] = float(sc @ zc), float(sc @ sc)
+        pooled = max(cov.sum() / var.sum(), 0.0) if var.sum() > 0 else 0.0
+        out = np.zeros((nb, 2))
+        for b in range(nb):
+            m = buckets == b
+            slope = max(cov[b] / var[b], 0.0) if var[b] > 1e-12 else pooled
+            if m.any():
+                out[b] = slope, z[m].mean() - slope * s[m].mean()
+            else:
+                out[b] = slope, z.mean() - slope * s.mean()
+        return out
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _raw(self, X: np.ndarray) -> np.ndarray:
+        with torch_context(self.seed, self.options.num_threads), torch.no_grad():
+            return self.net(torch.from_numpy(np.ascontiguousarray(X))).squeeze(-1).double().numpy()
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        cal = self.calibration[self._buckets_of_encoded(X)]
+        return cal[:, 0] * self._raw(X) + cal[:, 1]
+
+    def predict(self, archs: Sequence[ArchLike],
+                costs: Sequence[Cost] | np.ndarray | None = None) -> np.ndarray:
+        """Calibrated predicted scores (original scale); see the class docstring."""
+        self._require_fitted()
+        return self.predict_encoded(self.encode_with_costs(archs, costs))
+
+    def predict_with_std(self, archs: Sequence[ArchLike],
+                         costs: Sequence[Cost] | np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Not available: the path filter has no uncertainty estimate."""
+        raise PredictorError(f"{self.name} has no uncertainty estimate; use 'ensemble' or 'gp' "
+                             "for predict_with_std, or score()/predict() here")
+
+    def score(self, archs: Sequence[ArchLike],
+              costs: Sequence[Cost] | np.ndarray | None = None) -> np.ndarray:
+        """Raw ranking scores (larger = predicted better); compare them only within a bucket."""
+        self._require_fitted()
+        archs = list(archs)
+        if not archs:
+            return np.zeros(0)
+        return self._raw(self._check_predict(self.encode_with_costs(archs, costs)))
+
+    def _scores_and_buckets(self, archs: Sequence[ArchLike],
+                            costs: Sequence[Cost] | np.ndarray | None
+                            ) -> tuple[np.ndarray, np.ndarray]:
+        self._require_fitted()
+        archs = list(archs)
+        values = self.cost_values(archs, costs)
+        return self.score(archs, values), bucket_index(values, self.edges)
+
+    def rank(self, archs: Sequence[ArchLike],
+             costs: Sequence[Cost] | np.ndarray | None = None) -> np.ndarray:
+        """Each architecture's rank inside its own cost bucket among ``archs`` (0 = predicted
+        best of its bucket; ties go to the earlier architecture)."""
+        s, buckets = self._scores_and_buckets(archs, costs)
+        ranks = np.zeros(s.size, dtype=np.int64)
+        for b in np.unique(buckets):
+            idx = np.flatnonzero(buckets == b)
+            order = idx[np.argsort(-s[idx], kind="stable")]
+            ranks[order] = np.arange(idx.size)
+        return ranks
+
+    def thresholds(self, archs: Sequence[ArchLike], keep_ratio: float,
+                   costs: Sequence[Cost] | np.ndarray | None = None) -> np.ndarray:
+        """Per bucket, the lowest score kept when the top ``keep_ratio`` of ``archs`` in that
+        bucket are kept (``-inf`` for buckets without any of ``archs``: nothing to judge by)."""
+        check_keep_ratio(keep_ratio)
+        s, buckets = self._scores_and_buckets(archs, costs)
+        return self._thresholds_from(s, buckets, keep_ratio)
+
+    def _thresholds_from(self, s: np.ndarray, buckets: np.ndarray,
+                         keep_ratio: float) -> np.ndarray:
+        out = np.full(self.options.n_buckets, -np.inf)
+        for b in np.unique(buckets):
+            vals = np.sort(s[buckets == b])[::-1]
+            out[b] = vals[kept_count(vals.size, keep_ratio) - 1]
+        return out
+
+    # -- pruning ------------------------------------------------------------------------------
+    def prune(self, candidates: SearchSpace | Sequence[ArchLike], keep_ratio: float,
+              costs: Sequence[Cost] | np.ndarray | None = None,
+              cost_fn: CostFn | None = None, n_samples: int = 2000,
+              seed: int | None = None) -> list[Architecture] | PrunedSpace:
+        """Keep the predicted top ``keep_ratio`` of every cost bucket.
+
+        * A list of candidates: returns the kept ones in their original order, exactly
+          ``ceil(keep_ratio * n_b)`` (at least 1) of each bucket's ``n_b`` candidates.
+        * A search space: returns a :class:`PrunedSpace` whose per-bucket thresholds are
+          estimated from ``n_samples`` samples of the space (``seed`` defaults to the
+          filter's); costs come from ``cost_fn`` (or the filter's own).
+        """
+        check_keep_ratio(keep_ratio)
+        if isinstance(candidates, SearchSpace):
+            return PrunedSpace(candidates, self, keep_ratio, cost_fn=cost_fn,
+                               n_samples=n_samples, seed=self.seed if seed is None else seed)
+        archs = [a if isinstance(a, Architecture) else Architecture(a) for a in candidates]
+        if not archs:
+            return []
+        s, buckets = self._scores_and_buckets(archs, self.cost_values(archs, costs, cost_fn))
+        keep = np.zeros(len(archs), dtype=bool)
+        for b in np.unique(buckets):
+            idx = np.flatnonzero(buckets == b)
+            order = idx[np.argsort(-s[idx], kind="stable")]
+            keep[order[:kept_count(idx.size, keep_ratio)]] = True
+        return [a for a, k in zip(archs, keep, strict=True) if k]
+
+    # -- persistence --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a fitted filter needs, as plain values and tensors (loads with
+        ``torch.load(..., weights_only=True)``)."""
+        self._require_fitted()
+        return {
+            "format": STATE_FORMAT,
+            "options": json.dumps(self.options.model_dump()),
+            "seed": self.seed,
+            "space": self.space.name,
+            "encoding_size": int(self.space.encoding_size()),
+            "edges": torch.from_numpy(self.edges.astype(np.float64).copy()),
+            "calibration": torch.from_numpy(self.calibration.astype(np.float64).copy()),
+            "y_mean": self._y_mean,
+            "y_scale": self._y_scale,
+            "net": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; its options (which shape the network) replace this
+        filter's. The space must encode to the same size as the one it was fitted on."""
+        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
+            found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
+            raise PredictorError(f"{self.name}: not a path-filter state (format {found!r}, "
+                                 f"expected {STATE_FORMAT!r}); save one with state_dict()")
+        size = int(self.space.encoding_size())
+        if int(state["encoding_size"]) != size:
+            raise PredictorError(
+                f"{self.name}: state was fitted on search space {state['space']!r} with "
+                f"{state['encoding_size']}-long encodings, but {self.space.name!r} encodes to "
+                f"{size}; load it with the space it was fitted on")
+        self.options = self.Options(**json.loads(state["options"]))
+        self.seed = int(state["seed"])
+        self.edges = state["edges"].numpy().astype(np.float64)
+        self.calibration = state["calibration"].numpy().astype(np.float64)
+        self._y_mean = float(state["y_mean"])
+        self._y_scale = float(state["y_scale"])
+        self._n_features = size + self.options.n_buckets
+        self.net = build_mlp(self._n_features, self.options.hidden)
+        self.net.load_state_dict(state["net"])
+        self.net.eval()
+        self._fitted = True
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`state_dict` to ``path`` atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, space: SearchSpace,
+             cost_fn: CostFn | None = None) -> PathFilter:
+        """A filter restored from a file written by :meth:`save`."""
+        state = load_file(path, "path filter", "; fit one and save it with PathFilter.save")
+        filt = cls(space, cost_fn=cost_fn)
+        filt.load_state_dict(state)
+        return filt
+
+    def _require_fitted(self) -> None:
+        if not self._fitted:
+            raise NotFittedError(f"{self.name} is not fitted; call fit(archs, scores, costs) "
+                                 "first (or load a saved filter with PathFilter.load)")
+
+
+def check_keep_ratio(keep_ratio: float) -> None:
+    if not (isinstance(keep_ratio, (int, float)) and 0 < keep_ratio <= 1):
+        raise PredictorError(f"keep_ratio must be in (0, 1], got {keep_ratio!r}")
+
+
+class _KeepRule:
+    """Per-bucket score thresholds estimated from samples, with a cache of decisions."""
+
+    def __init__(self, path_filter: PathFilter, cost_fn: CostFn, samples: list[Architecture],
+                 keep_ratio: float) -> None:
+        path_filter._require_fitted()
+        self.filter = path_filter
+        self.cost_fn = cost_fn
+        self.keep_ratio = keep_ratio
+        s, b = path_filter._scores_and_buckets(samples,
+                                               path_filter.cost_values(samples, cost_fn=cost_fn))
+        self.thresholds = path_filter._thresholds_from(s, b, keep_ratio)
+        #: the fraction of the samples that the rule keeps (close to ``keep_ratio``)
+        self.sample_share = float(np.mean(s >= self.thresholds[b]))
+        self._cache: dict[str, tuple[bool, float, float, int]] = {}
+
+    def judge(self, arch: Architecture) -> tuple[bool, float, float, int]:
+        """``(kept, score, cost, bucket)`` of one architecture."""
+        hit = self._cache.get(arch.key)
+        if hit is None:
+            cost = self.filter.cost_values([arch], cost_fn=self.cost_fn)
+            bucket = int(bucket_index(cost, self.filter.edges)[0])
+            score = float(self.filter.score([arch], cost)[0])
+            hit = (score >= self.thresholds[bucket], score, float(cost[0]), bucket)
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache[arch.key] = hit
+        return hit
+
+
+def _resolve_cost_fn(path_filter: PathFilter, cost_fn: CostFn | None) -> CostFn:
+    fn = cost_fn or path_filter.cost_fn
+    if fn is None:
+        raise PredictorError("pruning a search space needs each architecture's cost: pass "
+                             "cost_fn(arch) -> float (or give the PathFilter one)")
+    return fn
+
+
+class PrunedSpace(SearchSpace):
+    """A search space restricted to the paths a :class:`PathFilter` keeps.
+
+    Same dimensions as the wrapped space; :meth:`check_constraints` runs the wrapped space's
+    rules and then rejects an architecture whose filter score is below its cost bucket's
+    threshold (the score of the ``ceil(keep_ratio * n_b)``-th best of the ``n_b`` samples in
+    that bucket, from ``n_samples`` draws of ``space.sample``; a bucket no sample fell in keeps
+    everything). So ``validate``, ``is_valid``, ``mutate``, ``crossover`` and ``neighbours``
+    stay inside the kept part, and :meth:`sample` draws from the wrapped space's own
+    distribution until an architecture is kept. ``build`` and every other attribute (e.g.
+    ``largest``, ``build_supernet``) are the wrapped space's.
+    """
+
+    def __init__(self, space: SearchSpace, path_filter: PathFilter, keep_ratio: float,
+                 cost_fn: CostFn | None = None, n_samples: int = 2000, seed: int = 0) -> None:
+        check_keep_ratio(keep_ratio)
+        if n_samples < 1:
+            raise PredictorError(f"n_samples must be >= 1, got {n_samples}")
+        if space.encoding_size() != path_filter.space.encoding_size():
+            raise PredictorError(
+                f"the path filter was fitted on search space {path_filter.space.name!r}, whose "
+                f"encoding differs from {space.name!r}'s; prune the space it was fitted on")
+        super().__init__(space.dimensions, name=f"{space.name}-pruned")
+        self.base = space
+        self.keep_ratio = float(keep_ratio)
+        rng = np.random.default_rng(seed)
+        samples = [space.sample(rng) for _ in range(n_samples)]
+        self.rule = _KeepRule(path_filter, _resolve_cost_fn(path_filter, cost_fn), samples,
+                              keep_ratio)
+        self._max_tries = max(1000, math.ceil(50 / keep_ratio))
+
+    @property
+    def path_filter(self) -> PathFilter:
+        return self.rule.filter
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """Per-bucket score thresholds (``-inf``: the bucket keeps everything)."""
+        return self.rule.thresholds
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("base", "rule") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def is_kept(self, arch: Architecture | Mapping[str, Any]) -> bool:
+        """Whether the filter keeps ``arch`` (which must be valid in the wrapped space)."""
+        return self.rule.judge(self.base.validate(arch))[0]
+
+    def check_constraints(self, arch: Architecture) -> None:
+        self.base.check_constraints(arch)
+        kept, score, cost, bucket = self.rule.judge(arch)
+        if not kept:
+            raise InvalidArchitectureError(
+                f"search space {self.name!r}: architecture pruned by the path filter (score "
+                f"{score:.4g} below {self.thresholds[bucket]:.4g}, the keep threshold of cost "
+                f"bucket {bucket}, cost {cost:.4g}, keep_ratio={self.keep_ratio}); pick a kept "
+                f"architecture or search the unpruned space {self.base.name!r}")
+
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        """A draw of the wrapped space's ``sample`` that the filter keeps."""
+        for _ in range(self._max_tries):
+            arch = self.base.sample(rng)
+            if self.rule.judge(arch)[0]:
+                return arch
+        raise NastkError(f"search space {self.name!r}: no kept architecture in "
+                         f"{self._max_tries} draws (keep_ratio={self.keep_ratio}); raise "
+                         "keep_ratio")
+
+    def size(self) -> int:
+        """An *estimate*: the wrapped space's size times the share of samples kept."""
+        return max(1, round(self.base.size() * self.rule.sample_share))
+
+    def build(self, arch: Architecture, in_channels: int) -> nn.Module:
+        return self.base.build(arch, in_channels)
+
+    def render(self, arch: Architecture) -> str | None:
+        return self.base.render(arch)
+
+
+class PrunedPhaseSampler(PhaseSampler):
+    """A :class:`~nastk.supernet.training.PhaseSampler` whose random sub-networks are only
+    paths the filter keeps.
+
+    The keep thresholds are estimated per phase from ``n_samples`` draws of the phase's own
+    distribution (unlocked dimensions random, the rest largest), so each phase keeps the top
+    ``keep_ratio`` of the paths it can reach. The sandwich's ``largest`` and
+    ``smallest_in_phase`` stay as they are: they bound the sandwich and the largest is the
+    in-place distillation teacher.
+    """
+
+    def __init__(self, model: SupernetModel, unlock: list[str] | None, path_filter: PathFilter,
+                 keep_ratio: float, cost_fn: CostFn | None = None, n_samples: int = 1000,
+                 seed: int = 0) -> None:
+        super().__init__(model, unlock)
+        check_keep_ratio(keep_ratio)
+        rng = np.random.default_rng(seed)
+        samples = [super(PrunedPhaseSampler, self).sample(rng) for _ in range(n_samples)]
+        self.rule = _KeepRule(path_filter, _resolve_cost_fn(path_filter, cost_fn), samples,
+                              keep_ratio)
+        self._max_tries = max(1000, math.ceil(50 / keep_ratio))
+
+    def is_kept(self, arch: Architecture) -> bool:
+        return self.rule.judge(arch)[0]
+
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        for _ in range(self._max_tries):
+            arch = super().sample(rng)
+            if self.rule.judge(arch)[0]:
+                return arch
+        raise NastkError(f"no kept sub-network in {self._max_tries} draws for unlocked "
+                         f"dimensions {sorted(self.unlock)} (keep_ratio="
+                         f"{self.rule.keep_ratio}); raise keep_ratio")
+
+
+def pruned_sampler_factory(path_filter: PathFilter, cost_fn: CostFn | None = None,
+                           keep_ratio: float = 0.5, n_samples: int = 1000, seed: int = 0
+                           ) -> Callable[[SupernetModel, list[str] | None], PrunedPhaseSampler]:
+    """A ``sampler_factory`` for :class:`~nastk.supernet.training.SupernetTrainer` that trains
+    only the paths ``path_filter`` keeps (see :class:`PrunedPhaseSampler`)::
+
+        SupernetTrainer(model, cfg, sampler_factory=pruned_sampler_factory(filt, flops, 0.3))
+    """
+    check_keep_ratio(keep_ratio)
+    path_filter._require_fitted()
+    fn = _resolve_cost_fn(path_filter, cost_fn)
+
+    def factory(model: SupernetModel, unlock: list[str] | None) -> PrunedPhaseSampler:
+        return PrunedPhaseSampler(model, unlock, path_filter, keep_ratio, cost_fn=fn,
+                                  n_samples=n_samples, seed=seed)
+
+    return factory

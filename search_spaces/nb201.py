@@ -1,0 +1,490 @@
+"""NAS-Bench-201: the cell search space, its network, and the tabular benchmark.
+
+The cell is a DAG on four nodes (0 = the cell input, 3 = its output); each of the six edges
+``j -> i`` (``j < i``) carries one of five operations. The space has ``5 ** 6 = 15625``
+architectures, written in the official string form
+``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` (the ops entering node 1, then node 2, then node 3, each
+tagged with its source node). :meth:`NB201Space.build` builds the benchmark's network: a 3x3 stem,
+three stages of five cells (16, 32 and 64 channels) joined by residual reduction blocks, and a
+final batch norm + ReLU; the classification task adds pooling and the linear classifier. Its
+parameter count equals the benchmark's own figure for every architecture.
+
+:class:`NB201Bench` reads the accuracy tables the NAS-Bench-201 / NATS-Bench authors published
+(``nasbench201-tables/nb201_merged.csv``) and measured latencies
+(``nasbench201-hardware/nb201_latency_ms.csv``); nothing is trained. Searches query the 12-epoch
+validation accuracy (the protocol of the NAS-Bench-201 paper for non-weight-sharing searchers) and
+report the 200-epoch test accuracy of what they found.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import networkx as nx
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from nastk.errors import BenchmarkDataError, InvalidArchitectureError
+from nastk.evaluation.result import Result
+from nastk.space.architecture import Architecture
+from nastk.space.dimensions import Categorical
+from nastk.space.search_space import SearchSpace
+
+__all__ = [
+    "DATASETS",
+    "EDGES",
+    "OPS",
+    "NB201Bench",
+    "NB201Evaluator",
+    "NB201Network",
+    "NB201Space",
+    "architecture_costs",
+    "find_data_dir",
+    "nb201_data_missing",
+]
+
+#: the five candidate operations, in the benchmark's order
+OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+#: the six edges (target node, source node), in the order of the architecture string
+EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+#: dimension name of each edge
+EDGE_NAMES: tuple[str, ...] = tuple(f"edge_{i}_{j}" for i, j in EDGES)
+
+#: dataset -> (number of classes, input resolution)
+DATASETS: dict[str, tuple[int, int]] = {"cifar10": (10, 32), "cifar100": (100, 32),
+                                        "ImageNet16-120": (120, 16)}
+_DATASET_ALIASES = {"cifar10": "cifar10", "cifar-10": "cifar10", "c10": "cifar10",
+                    "cifar100": "cifar100", "cifar-100": "cifar100", "c100": "cifar100",
+                    "imagenet16-120": "ImageNet16-120", "imagenet16": "ImageNet16-120",
+                    "in16": "ImageNet16-120"}
+
+#: accuracy kind -> dataset -> column of nb201_merged.csv (see its SOURCE.md)
+_COLUMNS: dict[str, dict[str, str]] = {
+    "val12": {"cifar10": "c10valid_xvalid_12ep", "cifar100": "c100_xvalid_12ep",
+              "ImageNet16-120": "in16_xvalid_12ep"},
+    "test12": {"cifar10": "c10_oritest_12ep", "cifar100": "c100_xtest_12ep",
+               "ImageNet16-120": "in16_xtest_12ep"},
+    "val200": {"cifar10": "c10valid_xvalid_200ep_mean", "cifar100": "c100_xvalid_200ep_naslib",
+               "ImageNet16-120": "in16_xvalid_200ep_naslib"},
+    "test200": {"cifar10": "c10_oritest_200ep_mean", "cifar100": "c100_xtest_200ep_mean",
+                "ImageNet16-120": "in16_xtest_200ep_mean"},
+}
+AccuracyKind = Literal["val12", "test12", "val200", "test200"]
+
+TABLES = "nasbench201-tables"
+HARDWARE = "nasbench201-hardware"
+ACC_FILE = "nb201_merged.csv"
+LATENCY_FILE = "nb201_latency_ms.csv"
+ENV_VAR = "NASTK_NB201_DIR"
+
+
+def canonical_dataset(name: str) -> str:
+    """``cifar10`` / ``cifar100`` / ``ImageNet16-120`` from a name or an alias."""
+    key = _DATASET_ALIASES.get(str(name).lower())
+    if key is None:
+        raise ValueError(f"NAS-Bench-201 dataset {name!r} unknown; use one of "
+                         f"{sorted(DATASETS)}")
+    return key
+
+
+# -- the search space -----------------------------------------------------------------------------
+
+
+class NB201Space(SearchSpace):
+    """NAS-Bench-201 cell: 6 edges of a 4-node DAG, 5 operations each (15,625 architectures)."""
+
+    name = "nb201"
+
+    class Options(BaseModel):
+        """Options of the NB201 space (the network's widths; the benchmark used the defaults)."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        channels: int = Field(16, ge=1, description="channels of the first stage (then x2, x4)")
+        cells_per_stage: int = Field(5, ge=1, description="cells in each of the three stages")
+
+    def __init__(self, **options: Any) -> None:
+        self.options = self.Options(**options)
+        super().__init__([Categorical(n, OPS) for n in EDGE_NAMES], name="nb201")
+
+    # -- conversions --------------------------------------------------------------------------
+    @staticmethod
+    def to_string(arch: Mapping[str, Any]) -> str:
+        """The official architecture string, e.g. ``|nor_conv_3x3~0|+|...|``."""
+        nodes = []
+        for target in (1, 2, 3):
+            ops = [f"{arch[f'edge_{target}_{src}']}~{src}" for src in range(target)]
+            nodes.append("|" + "|".join(ops) + "|")
+        return "+".join(nodes)
+
+    def from_string(self, text: str) -> Architecture:
+        """Parse an official architecture string, naming the part that is wrong."""
+        nodes = text.strip().split("+")
+        if len(nodes) != 3:
+            raise InvalidArchitectureError(
+                f"NB201 string {text!r}: expected 3 node groups joined by '+', got {len(nodes)}")
+        values: dict[str, str] = {}
+        for target, group in enumerate(nodes, start=1):
+            items = [s for s in group.strip("|").split("|") if s]
+            if len(items) != target:
+                raise InvalidArchitectureError(
+                    f"NB201 string {text!r}: node {target} needs {target} inputs, got {items}")
+            for item in items:
+                op, _, src = item.partition("~")
+                if not src.isdigit() or int(src) >= target:
+                    raise InvalidArchitectureError(
+                        f"NB201 string {text!r}: bad edge {item!r} into node {target}")
+                values[f"edge_{target}_{int(src)}"] = op
+        return self.validate(values)
+
+    def render(self, arch: Architecture) -> str:
+        return self.to_string(arch)
+
+    def graph(self, arch: Mapping[str, Any]) -> nx.DiGraph:
+        """The cell as a networkx DAG: nodes 0..3, one edge per non-``none`` operation (attribute
+        ``op``)."""
+        g = nx.DiGraph()
+        g.add_nodes_from(range(4))
+        for (i, j), name in zip(EDGES, EDGE_NAMES, strict=True):
+            if arch[name] != "none":
+                g.add_edge(j, i, op=arch[name])
+        return g
+
+    def is_connected(self, arch: Mapping[str, Any]) -> bool:
+        """Whether the output node is reachable from the input (341 architectures are not: their
+        output is identically zero and they train to chance accuracy)."""
+        return nx.has_path(self.graph(arch), 0, 3)
+
+    def arch_costs(self, arch: Mapping[str, Any]) -> dict[str, float]:
+        """``params`` and ``flops`` of the CIFAR-10 network, without building it (strategies
+        that prune by cost, such as ``path_filter_search``, call this for unseen candidates)."""
+        return architecture_costs(arch, "cifar10", self.options.channels,
+                                  self.options.cells_per_stage)
+
+    # -- the network --------------------------------------------------------------------------
+    def build(self, arch: Architecture | Mapping[str, Any], in_channels: int) -> NB201Network:
+        arch = self.validate(arch)
+        return NB201Network(arch, in_channels, self.options.channels,
+                            self.options.cells_per_stage)
+
+
+class _ReLUConvBN(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int) -> None:
+        super().__init__(nn.ReLU(inplace=False),
+                         nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2, bias=False),
+                         nn.BatchNorm2d(c_out))
+
+
+class _Zero(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul(0.0)
+
+
+def _op(name: str, channels: int) -> nn.Module:
+    if name == "none":
+        return _Zero()
+    if name == "skip_connect":
+        return nn.Identity()
+    if name == "nor_conv_1x1":
+        return _ReLUConvBN(channels, channels, 1, 1)
+    if name == "nor_conv_3x3":
+        return _ReLUConvBN(channels, channels, 3, 1)
+    if name == "avg_pool_3x3":
+        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+    raise InvalidArchitectureError(f"NB201: unknown operation {name!r}; use one of {OPS}")
+
+
+class _Cell(nn.Module):
+    def __init__(self, arch: Mapping[str, Any], channels: int) -> None:
+        super().__init__()
+        self.edges = nn.ModuleDict({name: _op(arch[name], channels) for name in EDGE_NAMES})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        for target in (1, 2, 3):
+            nodes.append(sum(self.edges[f"edge_{target}_{src}"](nodes[src])
+                             for src in range(target)))
+        return nodes[3]
+
+
+class _Reduction(nn.Module):
+    """Residual block halving the resolution and changing the width between stages."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv_a = _ReLUConvBN(c_in, c_out, 3, 2)
+        self.conv_b = _ReLUConvBN(c_out, c_out, 3, 1)
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2, stride=2),
+                                      nn.Conv2d(c_in, c_out, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_b(self.conv_a(x)) + self.shortcut(x)
+
+
+class NB201Network(nn.Module):
+    """The NAS-Bench-201 network body for one cell (``out_channels`` = 4 x ``channels``)."""
+
+    def __init__(self, arch: Mapping[str, Any], in_channels: int, channels: int = 16,
+                 cells_per_stage: int = 5) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(channels))
+        layers: list[nn.Module] = []
+        width = channels
+        for stage in range(3):
+            if stage > 0:
+                layers.append(_Reduction(width, width * 2))
+                width *= 2
+            layers += [_Cell(arch, width) for _ in range(cells_per_stage)]
+        self.layers = nn.Sequential(*layers)
+        self.last = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=False))
+        self.out_channels: int = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last(self.layers(self.stem(x)))
+
+
+# -- costs ----------------------------------------------------------------------------------------
+
+
+@cache
+def _cost_model(dataset: str, channels: int, cells: int) -> tuple[dict[str, float],
+                                                                     dict[str, dict[str, float]]]:
+    """Exact additive cost model: costs of the all-``none`` network, and what each operation on
+    one edge adds (every edge of every cell adds the same per operation). Measured once per
+    dataset with fvcore on real networks."""
+    from nastk.cost import count_flops, count_params
+
+    classes, res = DATASETS[dataset]
+
+    def measure(arch: dict[str, str]) -> dict[str, float]:
+        model = nn.Sequential(NB201Network(arch, 3, channels, cells), nn.AdaptiveAvgPool2d(1),
+                              nn.Flatten(), nn.Linear(channels * 4, classes))
+        return {"params": float(count_params(model)),
+                "flops": float(count_flops(model, (3, res, res)))}
+
+    none = dict.fromkeys(EDGE_NAMES, "none")
+    base = measure(none)
+    per_op = {}
+    for op in OPS:
+        m = measure({**none, EDGE_NAMES[0]: op})
+        per_op[op] = {k: m[k] - base[k] for k in base}
+    return base, per_op
+
+
+def architecture_costs(arch: Mapping[str, Any], dataset: str = "cifar10", channels: int = 16,
+                       cells_per_stage: int = 5) -> dict[str, float]:
+    """``params`` and ``flops`` (fvcore convention: one multiply-add = one flop) of the whole
+    classification network for ``dataset``, without building it."""
+    base, per_op = _cost_model(canonical_dataset(dataset), channels, cells_per_stage)
+    out = dict(base)
+    for name in EDGE_NAMES:
+        for k, v in per_op[arch[name]].items():
+            out[k] += v
+    return out
+
+
+# -- the tabular benchmark ------------------------------------------------------------------------
+
+
+def _candidate_dirs() -> list[Path]:
+    repo = Path(__file__).resolve().parents[1]
+    out = []
+    if os.environ.get(ENV_VAR):
+        out.append(Path(os.environ[ENV_VAR]))
+    out += [Path.cwd() / ".." / "shared" / "data", repo / ".." / "shared" / "data",
+            Path.cwd() / "data"]
+    return out
+
+
+def find_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The folder holding ``nasbench201-tables/`` (and optionally ``nasbench201-hardware/``).
+
+    Looks at ``data_dir`` when given, else ``$NASTK_NB201_DIR``, ``../shared/data`` (from the
+    working directory and from the repository) and ``./data``; raises
+    :class:`BenchmarkDataError` saying where to put the files.
+    """
+    candidates = [Path(data_dir)] if data_dir is not None else _candidate_dirs()
+    for d in candidates:
+        if (d / TABLES / ACC_FILE).is_file():
+            return d.resolve()
+    looked = ", ".join(str(d) for d in candidates)
+    raise BenchmarkDataError(
+        f"NAS-Bench-201 tables not found (looked for {TABLES}/{ACC_FILE} in: {looked}). Put the "
+        f"folder {TABLES}/ (with {ACC_FILE}) and optionally {HARDWARE}/ (with {LATENCY_FILE}) "
+        f"in one folder and pass it as data_dir, or set {ENV_VAR}=/path/to/that/folder.")
+
+
+def nb201_data_missing() -> str | None:
+    """``None`` when the benchmark tables are found, else the reason (for test skips)."""
+    try:
+        find_data_dir()
+    except BenchmarkDataError as err:
+        return str(err)
+    return None
+
+
+def _parse_trusted(text: str, path: Path, pos: int) -> Architecture:
+    """Fast parse of a table's architecture string (the format is fixed; ops are checked)."""
+    ops = [item.partition("~")[0] for item in text.replace("+", "").split("|") if item]
+    if len(ops) != 6 or not set(ops) <= set(OPS):
+        raise BenchmarkDataError(f"{path}: row {pos}: {text!r} is not a NAS-Bench-201 "
+                                 "architecture string")
+    return Architecture(dict(zip(EDGE_NAMES, ops, strict=True)))
+
+
+class NB201Bench:
+    """Look-up of NAS-Bench-201 accuracies and costs for all 15,625 architectures.
+
+    Accuracies are percentages, averaged over the benchmark's training seeds (see
+    ``nasbench201-tables/SOURCE.md``). Latencies (ms) come from the measured tables in
+    ``nasbench201-hardware``, one column per device; params and FLOPs are computed from the
+    network (:func:`architecture_costs`).
+    """
+
+    _cache: ClassVar[dict[tuple[str, str], NB201Bench]] = {}
+
+    def __init__(self, data_dir: Path, latency_device: str = "pixel3") -> None:
+        self.data_dir = data_dir
+        self.space = NB201Space()
+        self.latency_device = latency_device
+        path = data_dir / TABLES / ACC_FILE
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        if len(rows) != 15625:
+            raise BenchmarkDataError(f"{path}: expected 15625 architectures, found {len(rows)}; "
+                                     "the file is truncated or not the NAS-Bench-201 table")
+        needed = {c for cols in _COLUMNS.values() for c in cols.values()} | {"index", "arch_str"}
+        missing = needed - set(rows[0])
+        if missing:
+            raise BenchmarkDataError(f"{path}: missing columns {sorted(missing)}")
+        self._archs: list[Architecture] = []
+        self._index: dict[str, int] = {}
+        self._acc: dict[str, list[float]] = {c: [] for c in needed - {"index", "arch_str"}}
+        for pos, row in enumerate(rows):
+            if int(row["index"]) != pos:
+                raise BenchmarkDataError(f"{path}: row {pos} has index {row['index']}; rows "
+                                         "must be in official index order")
+            arch = _parse_trusted(row["arch_str"], path, pos)
+            self._archs.append(arch)
+            self._index[arch.key] = pos
+            for c in self._acc:
+                self._acc[c].append(float(row[c]) if row[c] else math.nan)
+        self._latency: list[float] | None = None
+        lat_path = data_dir / HARDWARE / LATENCY_FILE
+        if lat_path.is_file():
+            with lat_path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                if latency_device not in (reader.fieldnames or []):
+                    devices = [c for c in reader.fieldnames or [] if c not in ("index",
+                                                                               "arch_str")]
+                    raise BenchmarkDataError(f"latency device {latency_device!r} not in "
+                                             f"{lat_path}; devices: {devices}")
+                self._latency = [float(r[latency_device]) if r[latency_device] else math.nan
+                                 for r in reader]
+
+    @classmethod
+    def load(cls, data_dir: str | Path | None = None,
+             latency_device: str = "pixel3") -> NB201Bench:
+        """The benchmark from ``data_dir`` (see :func:`find_data_dir`), cached per process."""
+        root = find_data_dir(data_dir)
+        key = (str(root), latency_device)
+        if key not in cls._cache:
+            cls._cache[key] = cls(root, latency_device)
+        return cls._cache[key]
+
+    def __len__(self) -> int:
+        return len(self._archs)
+
+    def archs(self) -> list[Architecture]:
+        """All architectures, in official index order."""
+        return list(self._archs)
+
+    def index(self, arch: Architecture | Mapping[str, Any]) -> int:
+        """The official NB201 index of ``arch``."""
+        return self._index[self.space.validate(arch).key]
+
+    def accuracy(self, arch: Architecture | Mapping[str, Any], dataset: str = "cifar10",
+                 kind: AccuracyKind = "val12") -> float:
+        """Accuracy (%) of ``arch``: ``val12`` (12-epoch validation, the search signal),
+        ``test12``, ``val200`` or ``test200`` (200-epoch test, the reported figure)."""
+        if kind not in _COLUMNS:
+            raise ValueError(f"accuracy kind {kind!r} unknown; use one of {sorted(_COLUMNS)}")
+        return self._acc[_COLUMNS[kind][canonical_dataset(dataset)]][self.index(arch)]
+
+    def column(self, dataset: str, kind: AccuracyKind) -> list[float]:
+        """One accuracy for every architecture, in index order."""
+        return list(self._acc[_COLUMNS[kind][canonical_dataset(dataset)]])
+
+    def optimum(self, dataset: str = "cifar10", kind: AccuracyKind = "test200") -> float:
+        """The best accuracy of the whole space."""
+        return max(v for v in self.column(dataset, kind) if not math.isnan(v))
+
+    def costs(self, arch: Architecture | Mapping[str, Any],
+              dataset: str = "cifar10") -> dict[str, float]:
+        """``params``, ``flops`` and, when the hardware table is present, ``latency_ms`` on
+        ``latency_device`` (missing for the Eagle device's 341 disconnected architectures)."""
+        arch = self.space.validate(arch)
+        out = architecture_costs(arch, dataset)
+        if self._latency is not None:
+            lat = self._latency[self._index[arch.key]]
+            if not math.isnan(lat):
+                out["latency_ms"] = lat
+        return out
+
+
+class NB201Evaluator:
+    """Tabular evaluator: a candidate's 12-epoch validation accuracy (``val_acc_12ep``, what
+    searches optimise) and 200-epoch test accuracy (``test_acc_200ep``, what is reported), plus
+    costs, looked up in NAS-Bench-201. Counts the queries it answered."""
+
+    SEARCH_METRIC = "val_acc_12ep"
+    REPORT_METRIC = "test_acc_200ep"
+
+    def __init__(self, dataset: str = "cifar10", data_dir: str | Path | None = None,
+                 latency_device: str = "pixel3") -> None:
+        self.dataset = canonical_dataset(dataset)
+        self.bench = NB201Bench.load(data_dir, latency_device)
+        self.queries = 0
+
+    def metrics(self, arch: Architecture) -> dict[str, float]:
+        return {self.SEARCH_METRIC: self.bench.accuracy(arch, self.dataset, "val12"),
+                self.REPORT_METRIC: self.bench.accuracy(arch, self.dataset, "test200")}
+
+    def evaluate(self, arch: Architecture, checkpoint: Path | None = None) -> Result:
+        self.queries += 1
+        return Result.complete(self.metrics(arch), self.bench.costs(arch, self.dataset),
+                               info={"nb201_index": self.bench.index(arch)})
+
+
+def _function(dataset: str) -> Any:
+    def evaluate(arch: Architecture) -> tuple[dict[str, float], dict[str, float]]:
+        ev = _evaluator(dataset)
+        return ev.metrics(arch), ev.bench.costs(arch, dataset)
+
+    evaluate.__doc__ = (f"NAS-Bench-201 {dataset} look-up for `evaluator: {{kind: function}}` "
+                        f"(data from ${ENV_VAR} or ../shared/data)")
+    return evaluate
+
+
+@cache
+def _evaluator(dataset: str) -> NB201Evaluator:
+    return NB201Evaluator(dataset)
+
+
+#: ``evaluator: {kind: function, function: search_spaces.nb201:cifar10}`` in a config
+cifar10 = _function("cifar10")
+cifar100 = _function("cifar100")
+imagenet16 = _function("ImageNet16-120")
+
+
+def strings(archs: Sequence[Architecture]) -> list[str]:
+    """Official strings of several architectures."""
+    return [NB201Space.to_string(a) for a in archs]
