@@ -1,4 +1,5 @@
-"""The `nastk` command line: search, list, report, compare, supernet train, distill, export."""
+"""The `nastk` command line: search, list, report, compare, supernet train, path-filter fit,
+distill, export."""
 
 from __future__ import annotations
 
@@ -201,6 +202,21 @@ def _cmd_distill(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_path_filter_fit(args: argparse.Namespace, console: Console) -> int:
+    from nastk.pruning import fit_from_run
+
+    summary = fit_from_run(args.run_dir, args.out, cost=args.cost, n_buckets=args.buckets,
+                           holdout=args.holdout, seed=args.seed)
+    out = _stdout()
+    if summary.n_holdout:
+        out.print(f"held out {summary.n_holdout} of {summary.n_train} trials: Kendall tau "
+                  f"within {summary.cost} buckets {summary.bucket_tau:.3f} (1 = perfect "
+                  "ranking, 0 = chance)")
+    out.print(f"path filter fitted on {summary.n_train} trials, {summary.n_buckets} "
+              f"{summary.cost} buckets: {summary.file}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nastk", description="Neural architecture search: one engine, many tasks.")
@@ -254,6 +270,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="override the config's run_dir")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_supernet_train)
+
+    p = sub.add_parser("path-filter", help="DetOFA path filter: rank paths within cost buckets")
+    pf_sub = p.add_subparsers(dest="path_filter_command", required=True)
+    p = pf_sub.add_parser("fit", help="fit a path filter on a run's results and save it (for "
+                                      "`path_filter:` in a supernet config)")
+    p.add_argument("run_dir", help="a finished or running search's run directory")
+    p.add_argument("--out", required=True, help="file to write (e.g. runs/filter.pt)")
+    p.add_argument("--cost", default="flops", help="recorded cost that defines the buckets "
+                                                   "(default flops)")
+    p.add_argument("--buckets", type=int, default=5, help="cost buckets (default 5)")
+    p.add_argument("--holdout", type=float, default=0.2,
+                   help="share of the trials held out to measure the ranking (default 0.2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_path_filter_fit)
 
     p = sub.add_parser("distill", help="train a student with a teacher (and without, to "
                                        "compare)")

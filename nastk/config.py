@@ -17,6 +17,7 @@ from nastk.errors import ConfigError
 from nastk.evaluation.train import TrainConfig
 from nastk.evaluation.weight_sharing import WeightSharingConfig
 from nastk.executors.config import ExecutorConfig
+from nastk.pruning import PathFilterUse
 from nastk.search import Budget
 from nastk.supernet.training import SupernetTrainConfig
 
@@ -150,15 +151,21 @@ class SupernetConfig(BaseModel):
     space: PluginRef
     task: PluginRef
     training: SupernetTrainConfig = Field(default_factory=SupernetTrainConfig)
+    path_filter: PathFilterUse | None = Field(
+        None, description="train only the paths a fitted path filter keeps (DetOFA); the "
+                          "sandwich's largest and smallest paths are always trained")
 
     def resolved_run_dir(self) -> Path:
         return self.run_dir if self.run_dir is not None else Path("runs") / self.name
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must share with a config that resumes or uses it."""
-        return {"space": self.space.model_dump(mode="json"),
-                "task": self.task.model_dump(mode="json"),
-                "training": self.training.model_dump(mode="json"), "seed": self.seed}
+        out = {"space": self.space.model_dump(mode="json"),
+               "task": self.task.model_dump(mode="json"),
+               "training": self.training.model_dump(mode="json"), "seed": self.seed}
+        if self.path_filter is not None:
+            out["path_filter"] = self.path_filter.model_dump(mode="json")
+        return out
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:

@@ -330,6 +330,14 @@ class PathFilter(Predictor):
             keep[order[:kept_count(idx.size, keep_ratio)]] = True
         return [a for a, k in zip(archs, keep, strict=True) if k]
 
+    def supernet_sampler_factory(self, keep_ratio: float, n_samples: int = 1000, seed: int = 0,
+                                 cost_fn: CostFn | None = None
+                                 ) -> Callable[[SupernetModel, list[str] | None],
+                                               PrunedPhaseSampler]:
+        """:func:`pruned_sampler_factory` for this filter (what `nastk supernet train` uses for
+        a config's ``path_filter``)."""
+        return pruned_sampler_factory(self, cost_fn, keep_ratio, n_samples, seed)
+
     # -- persistence --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything a fitted filter needs, as plain values and tensors (loads with

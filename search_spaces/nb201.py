@@ -299,9 +299,9 @@ def _candidate_dirs() -> list[Path]:
     out = []
     if os.environ.get(ENV_VAR):
         out.append(Path(os.environ[ENV_VAR]))
-    out += [Path.cwd() / ".." / "shared" / "data", repo / ".." / "shared" / "data",
+    out += [Path.cwd().parent / "shared" / "data", repo.parent / "shared" / "data",
             Path.cwd() / "data"]
-    return out
+    return list(dict.fromkeys(p.resolve() for p in out))  # without repeats, in order
 
 
 def find_data_dir(data_dir: str | Path | None = None) -> Path:

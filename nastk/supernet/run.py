@@ -60,8 +60,14 @@ def train_supernet(config: SupernetConfig, *, resume: bool = False,
         if bad:
             raise ConfigError(f"training.phases.{name}.unlock: unknown dimensions {bad}; space "
                               f"{model.space.name!r} has {names}")
+    extra: dict[str, Any] = {}
+    if config.path_filter is not None:
+        from nastk.pruning import supernet_sampler_factory
+
+        extra["sampler_factory"] = supernet_sampler_factory(config.path_filter, model,
+                                                            seed=config.seed)
     trainer = SupernetTrainer(model, config.training, seed=config.seed, checkpoint_path=ckpt,
-                              identity=config.identity())
+                              identity=config.identity(), **extra)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
     metric = model.task.primary_metric
