@@ -33,8 +33,9 @@ class PathFilterUse(BaseModel):
     file: Path = Field(description="a filter written by `nastk path-filter fit`")
     keep_ratio: float = Field(0.5, gt=0.0, le=1.0,
                               description="fraction of every cost bucket trained")
-    n_samples: int = Field(300, ge=10, description="paths drawn per phase to set each bucket's "
-                                                    "keep threshold (each is costed once)")
+    n_samples: int = Field(200, ge=10, description="paths drawn and costed per phase; the kept "
+                                                    "ones (about keep_ratio of them) are the "
+                                                    "random paths that phase trains")
 
 
 def subnet_cost_fn(model: Any, cost: str) -> Callable[[Architecture], float]:

@@ -419,12 +419,18 @@ class _KeepRule:
         self.filter = path_filter
         self.cost_fn = cost_fn
         self.keep_ratio = keep_ratio
-        s, b = path_filter._scores_and_buckets(samples,
-                                               path_filter.cost_values(samples, cost_fn=cost_fn))
+        costs = path_filter.cost_values(samples, cost_fn=cost_fn)
+        s, b = path_filter._scores_and_buckets(samples, costs)
         self.thresholds = path_filter._thresholds_from(s, b, keep_ratio)
+        kept = s >= self.thresholds[b]
         #: the fraction of the samples that the rule keeps (close to ``keep_ratio``)
-        self.sample_share = float(np.mean(s >= self.thresholds[b]))
-        self._cache: dict[str, tuple[bool, float, float, int]] = {}
+        self.sample_share = float(np.mean(kept))
+        self._cache: dict[str, tuple[bool, float, float, int]] = {
+            a.key: (bool(k), float(sc), float(c), int(bb))
+            for a, k, sc, c, bb in zip(samples, kept, s, costs, b, strict=True)}
+        #: the kept samples, without repeats, in draw order
+        self.kept_samples = list({a.key: a for a, k in zip(samples, kept, strict=True)
+                                  if k}.values())
 
     def judge(self, arch: Architecture) -> tuple[bool, float, float, int]:
         """``(kept, score, cost, bucket)`` of one architecture."""
@@ -534,9 +540,11 @@ class PrunedPhaseSampler(PhaseSampler):
 
     The keep thresholds are estimated per phase from ``n_samples`` draws of the phase's own
     distribution (unlocked dimensions random, the rest largest), so each phase keeps the top
-    ``keep_ratio`` of the paths it can reach. The sandwich's ``largest`` and
-    ``smallest_in_phase`` stay as they are: they bound the sandwich and the largest is the
-    in-place distillation teacher.
+    ``keep_ratio`` of the paths it can reach. Random sub-networks are then drawn uniformly
+    from the kept ones among those draws (about ``keep_ratio * n_samples`` paths per phase), so
+    a training step never pays for costing a path (for a supernet, a FLOP count of the
+    extracted network). The sandwich's ``largest`` and ``smallest_in_phase`` stay as they are:
+    they bound the sandwich and the largest is the in-place distillation teacher.
     """
 
     def __init__(self, model: SupernetModel, unlock: list[str] | None, path_filter: PathFilter,
@@ -548,19 +556,17 @@ class PrunedPhaseSampler(PhaseSampler):
         samples = [super(PrunedPhaseSampler, self).sample(rng) for _ in range(n_samples)]
         self.rule = _KeepRule(path_filter, _resolve_cost_fn(path_filter, cost_fn), samples,
                               keep_ratio)
-        self._max_tries = max(1000, math.ceil(50 / keep_ratio))
 
     def is_kept(self, arch: Architecture) -> bool:
         return self.rule.judge(arch)[0]
 
     def sample(self, rng: np.random.Generator) -> Architecture:
-        for _ in range(self._max_tries):
-            arch = super().sample(rng)
-            if self.rule.judge(arch)[0]:
-                return arch
-        raise NastkError(f"no kept sub-network in {self._max_tries} draws for unlocked "
-                         f"dimensions {sorted(self.unlock)} (keep_ratio="
-                         f"{self.rule.keep_ratio}); raise keep_ratio")
+        pool = self.rule.kept_samples
+        if not pool:
+            raise NastkError(f"no kept sub-network among the phase's draws for unlocked "
+                             f"dimensions {sorted(self.unlock)} (keep_ratio="
+                             f"{self.rule.keep_ratio}); raise keep_ratio or n_samples")
+        return pool[int(rng.integers(len(pool)))]
 
 
 def pruned_sampler_factory(path_filter: PathFilter, cost_fn: CostFn | None = None,
