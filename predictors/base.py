@@ -157,7 +157,8 @@ class Predictor(ABC):
 
     def _predict_with_std(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Standardized ``(mean, std)``; predictors with ``has_uncertainty`` override it."""
-        raise NotImplementedError
+        raise TypeError(f"{self.name} sets has_uncertainty = True but does not implement "
+                        "_predict_with_std(X)")
 
     def _check_predict(self, X: np.ndarray) -> np.ndarray:
         if not self._fitted:
