@@ -78,14 +78,9 @@ def run_one(dataset: str, name: str, seed: int, budget: int) -> dict[str, Any]:
             "queries": traj.queries, "seconds": time.perf_counter() - t0}
 
 
-def queries_to(curve: list[float], target: float) -> int | None:
-    for i, v in enumerate(curve):
-        if v >= target - 1e-9:
-            return i + 1
-    return None
-
-
 def summarize(runs: list[dict[str, Any]], dataset: str, budget: int) -> list[dict[str, Any]]:
+    from nastk.benchmarking import first_reach
+
     rows = []
     target = PUBLISHED[dataset]["rea"][0]
     for name in STRATEGIES:
@@ -93,7 +88,7 @@ def summarize(runs: list[dict[str, Any]], dataset: str, budget: int) -> list[dic
         if not mine:
             continue
         finals = np.array([r["incumbent_test"][-1] for r in mine])
-        reach = [queries_to(r["incumbent_test"], target) for r in mine]
+        reach = [first_reach(r["incumbent_test"], target) for r in mine]
         censored = np.array([budget + 1 if q is None else q for q in reach], dtype=float)
         curves = np.array([r["incumbent_test"] for r in mine], dtype=float)
         regret = OPTIMUM[dataset] - curves

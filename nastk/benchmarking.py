@@ -25,8 +25,6 @@ class Trajectory:
     """One search's history: the incumbent (best by the search metric) after every query."""
 
     archs: list[Architecture] = field(default_factory=list)
-    search_values: list[float] = field(default_factory=list)  # search metric of each query
-    incumbent_search: list[float] = field(default_factory=list)
     incumbent_report: list[float] = field(default_factory=list)  # report metric of incumbent
     duplicates: int = 0
 
@@ -40,10 +38,15 @@ class Trajectory:
 
     def queries_to_reach(self, target: float) -> int | None:
         """First query after which the incumbent's report metric is at least ``target``."""
-        for i, v in enumerate(self.incumbent_report):
-            if v >= target:
-                return i + 1
-        return None
+        return first_reach(self.incumbent_report, target)
+
+
+def first_reach(curve: Sequence[float], target: float) -> int | None:
+    """1-based position of the first value of ``curve`` that is at least ``target``."""
+    for i, v in enumerate(curve):
+        if v >= target:
+            return i + 1
+    return None
 
 
 def run_tabular(strategy: Strategy, evaluator: Evaluator, objective: Objective, budget: int,
@@ -60,7 +63,6 @@ def run_tabular(strategy: Strategy, evaluator: Evaluator, objective: Objective, 
     traj = Trajectory()
     best_score = -math.inf
     best_report = math.nan
-    best_search = math.nan
     streak = 0
     while traj.queries < budget:
         arch = strategy.space.validate(strategy.ask(1)[0])
@@ -79,22 +81,10 @@ def run_tabular(strategy: Strategy, evaluator: Evaluator, objective: Objective, 
         score = objective.score(result)
         if score is not None and score > best_score:
             best_score = score
-            best_search = float(result.metrics[objective.metric])
             best_report = float(result.value(report_metric) or math.nan)
         traj.archs.append(arch)
-        traj.search_values.append(math.nan if score is None
-                                  else float(result.metrics[objective.metric]))
-        traj.incumbent_search.append(best_search)
         traj.incumbent_report.append(best_report)
         if on_query is not None:
             on_query(traj.queries, traj)
     return traj
 
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and (population) standard deviation, ignoring NaN."""
-    vals = [v for v in values if not math.isnan(v)]
-    if not vals:
-        return math.nan, math.nan
-    m = sum(vals) / len(vals)
-    return m, math.sqrt(sum((v - m) ** 2 for v in vals) / len(vals))

@@ -89,20 +89,6 @@ class FitSummary:
     bucket_tau: float  # held-out Kendall tau within cost buckets (weighted by bucket size)
 
 
-def _bucket_tau(truth: np.ndarray, pred: np.ndarray, buckets: np.ndarray) -> float:
-    from scipy import stats
-
-    taus, weights = [], []
-    for b in np.unique(buckets):
-        m = buckets == b
-        if m.sum() >= 3 and np.ptp(truth[m]) > 0:
-            tau = stats.kendalltau(truth[m], pred[m]).statistic
-            if not math.isnan(tau):
-                taus.append(tau)
-                weights.append(int(m.sum()))
-    return float(np.average(taus, weights=weights)) if taus else math.nan
-
-
 def fit_from_run(run_dir: str | Path, out: str | Path, cost: str = "flops", n_buckets: int = 5,
                  holdout: float = 0.2, seed: int = 0,
                  options: dict[str, Any] | None = None) -> FitSummary:
@@ -143,8 +129,7 @@ def fit_from_run(run_dir: str | Path, out: str | Path, cost: str = "flops", n_bu
         n_hold = max(3, round(holdout * len(rows)))
         hold, train = order[:n_hold], order[n_hold:]
         filt = make().fit([archs[i] for i in train], scores[train], costs[train])
-        pred = filt.score([archs[i] for i in hold], costs[hold])
-        tau = _bucket_tau(scores[hold], np.asarray(pred), np.asarray(filt.bucket_of(costs[hold])))
+        tau = filt.within_bucket_tau([archs[i] for i in hold], scores[hold], costs[hold])
     final = make().fit(archs, scores, costs)
     path = final.save(out)
     return FitSummary(path, len(rows), n_hold, cost, n_buckets, tau)

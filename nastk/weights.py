@@ -3,6 +3,7 @@ loading that names the first tensor that does not fit."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +12,33 @@ from torch import nn
 
 from nastk.errors import NastkError
 
-__all__ = ["load_file", "load_matching", "read_weights", "save_weights"]
+__all__ = ["load_file", "load_matching", "read_weights", "save_state", "save_weights",
+           "write_atomic"]
 
 
-def save_weights(model: nn.Module, path: str | Path) -> Path:
-    """Save ``model``'s state dict as CPU tensors, atomically (a killed save never leaves a
-    truncated file behind)."""
+def write_atomic(path: str | Path, data: bytes | Callable[[Path], None]) -> Path:
+    """Write ``data`` (bytes, or a function writing the file it is given) to ``path`` through a
+    temporary sibling renamed into place: a killed write never leaves a truncated file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        data(tmp)
     tmp.replace(path)
     return path
+
+
+def save_state(state: Any, path: str | Path) -> Path:
+    """``torch.save(state)`` to ``path`` atomically; ``state`` should hold only plain values and
+    tensors so that it loads with ``weights_only=True``."""
+    return write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+
+def save_weights(model: nn.Module, path: str | Path) -> Path:
+    """Save ``model``'s state dict as CPU tensors, atomically."""
+    return save_state({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
 
 
 def load_file(path: str | Path, what: str = "checkpoint", missing_hint: str = "") -> Any:

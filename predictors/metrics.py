@@ -67,10 +67,12 @@ def precision_at_top_k(y_true: Sequence[float] | np.ndarray,
 
 def bucketed_kendall_tau(y_true: Sequence[float] | np.ndarray,
                          y_pred: Sequence[float] | np.ndarray,
-                         costs: Sequence[float] | np.ndarray, n_buckets: int = 5) -> float:
+                         costs: Sequence[float] | np.ndarray, n_buckets: int = 5,
+                         buckets: Sequence[int] | np.ndarray | None = None) -> float:
     """Mean Kendall tau inside cost buckets, weighted by bucket size.
 
-    Buckets are cut at quantiles of ``costs`` (:func:`predictors.buckets.quantile_edges`).
+    Buckets are cut at quantiles of ``costs`` (:func:`predictors.buckets.quantile_edges`), or
+    given as one bucket index per architecture (e.g. a fitted path filter's ``bucket_of``).
     Buckets with fewer than 2 architectures or an undefined tau (constant scores) are left out;
     ``nan`` if none remains.
     """
@@ -79,7 +81,12 @@ def bucketed_kendall_tau(y_true: Sequence[float] | np.ndarray,
     if c.shape != a.shape:
         raise PredictorError(f"bucketed_kendall_tau: got {c.size} costs for {a.size} scores; "
                              "pass one cost per architecture")
-    buckets = bucket_index(c, quantile_edges(c, n_buckets))
+    if buckets is None:
+        buckets = bucket_index(c, quantile_edges(c, n_buckets))
+    buckets = np.asarray(buckets).reshape(-1)
+    if buckets.shape != a.shape:
+        raise PredictorError(f"bucketed_kendall_tau: got {buckets.size} bucket indices for "
+                             f"{a.size} scores; pass one per architecture")
     total, weight = 0.0, 0
     for bkt in np.unique(buckets):
         idx = np.flatnonzero(buckets == bkt)

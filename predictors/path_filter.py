@@ -39,9 +39,10 @@ from nastk.errors import InvalidArchitectureError, NastkError
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.supernet.training import PhaseSampler
-from nastk.weights import load_file
+from nastk.weights import load_file, save_state
 from predictors.base import ArchLike, NotFittedError, Predictor, PredictorError, check_lengths
 from predictors.buckets import bucket_index, kept_count, quantile_edges
+from predictors.metrics import bucketed_kendall_tau
 from predictors.mlp import build_mlp, torch_context
 
 if TYPE_CHECKING:
@@ -330,6 +331,14 @@ class PathFilter(Predictor):
             keep[order[:kept_count(idx.size, keep_ratio)]] = True
         return [a for a, k in zip(archs, keep, strict=True) if k]
 
+    def within_bucket_tau(self, archs: Sequence[ArchLike], scores: Sequence[float] | np.ndarray,
+                          costs: Sequence[Cost] | np.ndarray | None = None) -> float:
+        """Kendall tau between ``scores`` and this filter's ranking inside its own cost buckets
+        (weighted by bucket size): how well it would prune these architectures."""
+        values = self.cost_values(list(archs), costs)
+        return bucketed_kendall_tau(scores, self.score(archs, values), values,
+                                    buckets=self.bucket_of(values))
+
     def supernet_sampler_factory(self, keep_ratio: float, n_samples: int = 1000, seed: int = 0,
                                  cost_fn: CostFn | None = None
                                  ) -> Callable[[SupernetModel, list[str] | None],
@@ -383,12 +392,7 @@ class PathFilter(Predictor):
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`state_dict` to ``path`` atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(path)
-        return path
+        return save_state(self.state_dict(), path)
 
     @classmethod
     def load(cls, path: str | Path, space: SearchSpace,

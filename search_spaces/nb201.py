@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -484,7 +484,3 @@ cifar10 = _function("cifar10")
 cifar100 = _function("cifar100")
 imagenet16 = _function("ImageNet16-120")
 
-
-def strings(archs: Sequence[Architecture]) -> list[str]:
-    """Official strings of several architectures."""
-    return [NB201Space.to_string(a) for a in archs]

@@ -1,3 +1,4 @@
+import itertools
 import os
 import sqlite3
 import subprocess
@@ -50,3 +51,14 @@ def wait_for_complete(store_path: Path, n: int, timeout: float,
         if count >= n:
             break
     return count
+
+
+def all_architectures(space) -> list:
+    """Every valid architecture of a small space, in the order of its decisions (dimension by
+    dimension, each in its choices' order)."""
+    out = []
+    for idx in itertools.product(*(range(n) for n in space.decisions())):
+        arch = space.from_decisions(list(idx))
+        if space.is_valid(arch):
+            out.append(space.validate(arch))
+    return out

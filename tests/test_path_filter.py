@@ -2,11 +2,11 @@
 bucket, prune keeps the requested fraction of every bucket, a pruned space and the supernet
 sampler only hand out kept paths, and a fitted filter survives a save/load round trip."""
 
-import itertools
 
 import numpy as np
 import pytest
 import torch
+from conftest import all_architectures
 from toy_supernet import ToySupernetSpace
 
 from nastk import Architecture, Categorical, IntRange, Objective, SearchSpace
@@ -43,17 +43,10 @@ def toy_cost(arch) -> float:
     return float(arch["c"] + 2 * arch["a"])
 
 
-def all_archs(space: SearchSpace) -> list[Architecture]:
-    names = [d.name for d in space.dimensions]
-    choices = [[0, 1, 2, 3], ["x", "y", "z"], list(range(7)), ["p", "q", "r", "s"]]
-    return [space.validate(dict(zip(names, combo, strict=True)))
-            for combo in itertools.product(*choices)]
-
-
 @pytest.fixture(scope="module")
 def toy():
     space = toy_space()
-    archs = all_archs(space)  # 336
+    archs = all_architectures(space)  # 336
     order = np.random.default_rng(0).permutation(len(archs))
     train = [archs[i] for i in order[:150]]
     filt = PathFilter(space, seed=0, cost_fn=toy_cost, n_buckets=4)

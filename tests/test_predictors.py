@@ -2,12 +2,12 @@
 away from the data, the input checks name the fix, and the ranking metrics match hand-computed
 values."""
 
-import itertools
 
 import numpy as np
 import pytest
+from conftest import all_architectures
 
-from nastk import Architecture, Categorical, IntRange, SearchSpace
+from nastk import Categorical, IntRange, SearchSpace
 from nastk.errors import ConfigError
 from nastk.registry import PREDICTORS, instantiate
 from predictors import (
@@ -41,18 +41,10 @@ def toy_score(arch) -> float:
     return A_VALUES[arch["a"]] + B_VALUES[arch["b"]] + 0.4 * arch["c"] + D_VALUES[arch["d"]]
 
 
-def all_archs(space: SearchSpace) -> list[Architecture]:
-    dims = space.dimensions
-    choices = [d.choices if hasattr(d, "choices") else list(range(d.low, d.high + 1))
-               for d in dims]
-    return [Architecture(dict(zip([d.name for d in dims], combo, strict=True)))
-            for combo in itertools.product(*choices)]
-
-
 @pytest.fixture(scope="module")
 def split():
     space = toy_space()
-    archs = all_archs(space)  # 336
+    archs = all_architectures(space)  # 336
     order = np.random.default_rng(0).permutation(len(archs))
     train = [archs[i] for i in order[:120]]
     test = [archs[i] for i in order[120:]]
@@ -126,7 +118,7 @@ def test_uncertainty_grows_away_from_the_data(name):
     """Trained where a in {0, 1} and c <= 2; the std on the training points is well below the
     std on architectures with a in {2, 3} and c = 6 (never seen)."""
     space = toy_space()
-    archs = all_archs(space)
+    archs = all_architectures(space)
     near = [a for a in archs if a["a"] in (0, 1) and a["c"] <= 2]
     far = [a for a in archs if a["a"] in (2, 3) and a["c"] == 6]
     pred = instantiate(PREDICTORS, name, {}, space, seed=0)

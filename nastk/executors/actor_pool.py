@@ -31,9 +31,9 @@ from nastk.executors.worker import (
     WorkerSpec,
     evaluate_candidate,
     with_info,
-    write_weights,
 )
 from nastk.search import Candidate, Search
+from nastk.weights import write_atomic
 
 
 class CandidateActor:
@@ -186,7 +186,7 @@ class ActorPoolExecutor:
             if job.deaths:
                 result = with_info(result, worker_retries=job.deaths)
             if weights is not None and job.candidate.checkpoint is not None:
-                write_weights(job.candidate.checkpoint, weights)
+                write_atomic(job.candidate.checkpoint, weights)
             search.record(job.candidate, result)
 
     def _worker_died(self, jobs: list[_Job], error: str, search: Search) -> None:

@@ -39,9 +39,9 @@ from nastk.executors.worker import (
     enter_driver_cwd,
     evaluate_candidate,
     with_info,
-    write_weights,
 )
 from nastk.search import Candidate, Search
+from nastk.weights import write_atomic
 
 #: the value every report carries for schedulers: the objective's score (larger is better)
 SCORE = "nastk_score"
@@ -231,7 +231,7 @@ class _RecordingCallback(tune.Callback):
             result = Result.from_dict(json.loads(last[_RESULT]))
             weights = last.pop(_WEIGHTS, None) or b""  # not kept in Tune's experiment state
             if weights and candidate.checkpoint is not None and result.ok:
-                write_weights(candidate.checkpoint, bytes(weights))
+                write_atomic(candidate.checkpoint, bytes(weights))
         elif trial.trial_id in b.stopped_early and "metrics" in last:
             epoch = int(last.get("epoch", 0))
             result = Result.complete(json.loads(last["metrics"]), json.loads(last["costs"]),

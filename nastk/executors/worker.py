@@ -162,14 +162,6 @@ def evaluate_candidate(evaluator: Evaluator, arch_json: str,
     return result.to_dict(), weights
 
 
-def write_weights(path: Path, data: bytes) -> None:
-    """Write checkpoint bytes received from a worker, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def with_info(result: Result, **info: Any) -> Result:
     """``result`` with entries added to its ``info``."""
     return Result(result.status, result.metrics, result.costs, result.error, result.duration_s,

@@ -18,7 +18,7 @@ from nastk.errors import NastkError
 from nastk.space.architecture import Architecture
 from nastk.supernet.base import SupernetModel, recalibrate_bn
 from nastk.supernet.dynamic_conv import anneal_temperature
-from nastk.weights import load_file, load_matching
+from nastk.weights import load_file, load_matching, save_state
 
 CHECKPOINT_FORMAT = "nastk.supernet/1"
 
@@ -311,10 +311,7 @@ class SupernetTrainer:
         }
 
     def save_checkpoint(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state(), tmp)
-        tmp.replace(path)  # atomic: a kill never leaves a half-written checkpoint
+        save_state(self.state(), path)  # atomic: a kill never leaves a half-written checkpoint
 
     def load_checkpoint(self, path: Path) -> None:
         state = read_checkpoint(path)
