@@ -2,6 +2,9 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -50,10 +53,40 @@ def test_architecture_json_round_trip(space):
         assert space.validate(back) == arch
 
 
+#: built from a dict whose insertion order follows a set of strings, so it differs between
+#: processes with different PYTHONHASHSEEDs; prints the key, the short id and that order
+KEY_SCRIPT = """
+from nastk import Architecture
+values = {"width": 8, "kernel": [3, 5, 7], "act": "gelu", "cell": [["conv", 0], ["skip", 1]],
+          "ratio": 0.25, "use_se": True, "name": "caf\\u00e9"}
+built = {k: values[k] for k in set(values)}
+arch = Architecture(built)
+print(arch.key)
+print(arch.short_id)
+print(",".join(built))
+"""
+
+
 def test_key_is_stable_across_processes():
-    # the key is canonical JSON, not Python's salted hash
+    # the key is canonical JSON, not Python's salted hash: two processes with different hash
+    # seeds (so different set and dict orders) compute the same key and short id as this one
+    outputs = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        proc = subprocess.run([sys.executable, "-c", KEY_SCRIPT], env=env, capture_output=True,
+                              text=True, check=True, timeout=120)
+        outputs.append(proc.stdout.splitlines())
+    (key1, id1, order1), (key2, id2, order2) = outputs
+    assert order1 != order2  # the processes really built their dicts in different orders
+    values = {"width": 8, "kernel": [3, 5, 7], "act": "gelu",
+              "cell": [["conv", 0], ["skip", 1]], "ratio": 0.25, "use_se": True,
+              "name": "caf\u00e9"}
+    here = Architecture(dict(reversed(list(values.items()))))
+    assert key1 == key2 == here.key
+    assert id1 == id2 == here.short_id
+    assert here.key == ('{"act":"gelu","cell":[["conv",0],["skip",1]],"kernel":[3,5,7],'
+                        '"name":"caf\\u00e9","ratio":0.25,"use_se":true,"width":8}')
     assert Architecture(w=8, k=[3, 5]).key == '{"k":[3,5],"w":8}'
-    assert Architecture(w=8).short_id == Architecture(w=8).short_id
 
 
 def test_size_matches_enumeration_for_small_space():

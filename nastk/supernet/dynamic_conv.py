@@ -28,7 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nastk.supernet.elastic import ElasticLinear, _transform_key
+from nastk.supernet.elastic import (
+    ElasticKernelMixin,
+    ElasticLinear,
+    check_elastic_conv,
+    crop_kernel,
+    kernel_transforms,
+)
 
 __all__ = ["DynamicConv2d", "ElasticDynamicConv2d", "anneal_temperature", "dynamic_conv2d"]
 
@@ -130,7 +136,7 @@ class DynamicConv2d(nn.Module):
                 f"hidden={self.fc1.out_features}, temperature={self.temperature:g}")
 
 
-class ElasticDynamicConv2d(nn.Module):
+class ElasticDynamicConv2d(ElasticKernelMixin, nn.Module):
     """An elastic dynamic conv: ``K`` kernels sliced from one ``(K, max_out, max_in, Kmax, Kmax)``
     weight, mixed per sample by a softmax attention.
 
@@ -148,16 +154,11 @@ class ElasticDynamicConv2d(nn.Module):
                  depthwise: bool = False, bias: bool = False, kernel_transform: bool = True,
                  reduction: int = 4, temperature: float = 30.0) -> None:
         super().__init__()
-        ks = sorted(set(int(k) for k in kernel_sizes))
-        if not ks or any(k < 1 or k % 2 == 0 for k in ks):
-            raise ValueError(f"kernel sizes must be odd and positive, got {list(kernel_sizes)}")
-        if depthwise and max_in != max_out:
-            raise ValueError(f"a depthwise conv needs max_in == max_out, got {max_in}, {max_out}")
+        self.kernel_sizes = check_elastic_conv(max_in, max_out, kernel_sizes, depthwise)
         if num_kernels < 1:
             raise ValueError(f"num_kernels must be >= 1, got {num_kernels}")
         self.max_in, self.max_out = max_in, max_out
-        self.kernel_sizes = tuple(ks)
-        self.max_kernel = ks[-1]
+        self.max_kernel = self.kernel_sizes[-1]
         self.num_kernels = num_kernels
         self.stride, self.dilation, self.depthwise = stride, dilation, depthwise
         # a buffer, so a checkpoint keeps the annealed value
@@ -169,27 +170,12 @@ class ElasticDynamicConv2d(nn.Module):
         for k in range(num_kernels):
             nn.init.kaiming_normal_(self.weight.data[k], mode="fan_out", nonlinearity="relu")
         self.bias = nn.Parameter(torch.zeros(num_kernels, max_out)) if bias else None
-        self.transforms = nn.ParameterDict()
-        if kernel_transform:
-            for big, small in zip(ks[::-1], ks[-2::-1], strict=False):
-                self.transforms[_transform_key(big, small)] = nn.Parameter(
-                    torch.eye(small * small))
+        self.transforms = kernel_transforms(self.kernel_sizes, kernel_transform)
         hidden = _hidden_size(max_in, reduction)
         self.fc1 = ElasticLinear(max_in, hidden)
         self.fc2 = nn.Linear(hidden, num_kernels)
         self.active_out = max_out
         self.active_kernel = self.max_kernel
-
-    def set_active(self, out_channels: int | None = None, kernel: int | None = None) -> None:
-        """Choose the active output channels and/or kernel size (``None`` keeps the current)."""
-        if out_channels is not None:
-            if not 1 <= out_channels <= self.max_out:
-                raise ValueError(f"out_channels {out_channels} not in 1..{self.max_out}")
-            self.active_out = out_channels
-        if kernel is not None:
-            if kernel not in self.kernel_sizes:
-                raise ValueError(f"kernel {kernel} not in {list(self.kernel_sizes)}")
-            self.active_kernel = kernel
 
     @property
     def temperature(self) -> float:
@@ -207,24 +193,8 @@ class ElasticDynamicConv2d(nn.Module):
         at a time (the same transform for all ``K`` kernels)."""
         out_c = self.active_out if out_channels is None else out_channels
         k = self.active_kernel if kernel is None else kernel
-        if self.depthwise:
-            w = self.weight[:, :out_c]
-        else:
-            w = self.weight[:, :out_c, :in_channels]
-        size = self.max_kernel
-        for nxt in reversed(self.kernel_sizes):
-            if nxt >= size:
-                continue
-            if nxt < k:
-                break
-            start = (size - nxt) // 2
-            w = w[..., start:start + nxt, start:start + nxt]
-            key = _transform_key(size, nxt)
-            if key in self.transforms:
-                shape = w.shape
-                w = (w.reshape(-1, nxt * nxt) @ self.transforms[key]).reshape(shape)
-            size = nxt
-        return w
+        w = self.weight[:, :out_c] if self.depthwise else self.weight[:, :out_c, :in_channels]
+        return crop_kernel(w, self.kernel_sizes, self.transforms, k)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The per-sample kernel weights, shape ``(B, K)``; each row sums to 1."""

@@ -25,38 +25,63 @@ def _transform_key(big: int, small: int) -> str:
     return f"{big}to{small}"
 
 
-class ElasticConv2d(nn.Module):
-    """A conv whose kernel size and channels are sliced from one ``(max_out, max_in, K, K)``
-    weight. Input channels follow the input tensor; set ``active_out`` and ``active_kernel``
-    (or call :meth:`set_active`) before the forward pass."""
+def check_elastic_conv(max_in: int, max_out: int, kernel_sizes: Sequence[int],
+                       depthwise: bool) -> tuple[int, ...]:
+    """The kernel sizes of an elastic conv, sorted and without repeats; raises ``ValueError``
+    for an even or non-positive size, or a depthwise conv with ``max_in != max_out``."""
+    ks = sorted(set(int(k) for k in kernel_sizes))
+    if not ks or any(k < 1 or k % 2 == 0 for k in ks):
+        raise ValueError(f"kernel sizes must be odd and positive, got {list(kernel_sizes)}")
+    if depthwise and max_in != max_out:
+        raise ValueError(f"a depthwise conv needs max_in == max_out, got {max_in}, {max_out}")
+    return tuple(ks)
 
-    def __init__(self, max_in: int, max_out: int, kernel_sizes: Sequence[int] = (3,),
-                 stride: int = 1, dilation: int = 1, depthwise: bool = False,
-                 bias: bool = False, kernel_transform: bool = True) -> None:
-        super().__init__()
-        ks = sorted(set(int(k) for k in kernel_sizes))
-        if not ks or any(k < 1 or k % 2 == 0 for k in ks):
-            raise ValueError(f"kernel sizes must be odd and positive, got {list(kernel_sizes)}")
-        if depthwise and max_in != max_out:
-            raise ValueError(f"a depthwise conv needs max_in == max_out, got {max_in}, {max_out}")
-        self.max_in, self.max_out = max_in, max_out
-        self.kernel_sizes = tuple(ks)
-        self.max_kernel = ks[-1]
-        self.stride, self.dilation, self.depthwise = stride, dilation, depthwise
-        in_per_group = 1 if depthwise else max_in
-        self.weight = nn.Parameter(torch.empty(max_out, in_per_group, self.max_kernel,
-                                               self.max_kernel))
-        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
-        self.bias = nn.Parameter(torch.zeros(max_out)) if bias else None
-        self.transforms = nn.ParameterDict()
-        if kernel_transform:
-            for big, small in zip(ks[::-1], ks[-2::-1], strict=False):
-                self.transforms[_transform_key(big, small)] = nn.Parameter(
-                    torch.eye(small * small))
-        self.active_out = max_out
-        self.active_kernel = self.max_kernel
+
+def kernel_transforms(kernel_sizes: Sequence[int], enabled: bool = True) -> nn.ParameterDict:
+    """One learned ``(k*k, k*k)`` matrix per kernel-size step (``"7to5"``, ``"5to3"``, ...),
+    initialised to identity; empty when not ``enabled``. ``kernel_sizes`` ascending."""
+    transforms = nn.ParameterDict()
+    if enabled:
+        for big, small in zip(kernel_sizes[::-1], kernel_sizes[-2::-1], strict=False):
+            transforms[_transform_key(big, small)] = nn.Parameter(torch.eye(small * small))
+    return transforms
+
+
+def crop_kernel(weight: torch.Tensor, kernel_sizes: Sequence[int],
+                transforms: nn.ParameterDict, kernel: int) -> torch.Tensor:
+    """Shrink ``weight`` (``(..., K, K)`` with ``K`` the largest of ``kernel_sizes``, ascending)
+    to ``kernel``: one size step at a time, centre crop to the next smaller size and multiply
+    the flattened kernels by that step's transform matrix (when ``transforms`` has it). Any
+    leading axes (output / input channels, the K kernels of a dynamic conv) share the
+    transform."""
+    w = weight
+    size = kernel_sizes[-1]
+    for nxt in reversed(kernel_sizes):
+        if nxt >= size:
+            continue
+        if nxt < kernel:
+            break
+        start = (size - nxt) // 2
+        w = w[..., start:start + nxt, start:start + nxt]
+        key = _transform_key(size, nxt)
+        if key in transforms:
+            shape = w.shape
+            w = (w.reshape(-1, nxt * nxt) @ transforms[key]).reshape(shape)
+        size = nxt
+    return w
+
+
+class ElasticKernelMixin:
+    """``set_active`` of the elastic convs: expects ``max_out``, ``kernel_sizes``,
+    ``active_out`` and ``active_kernel`` attributes."""
+
+    max_out: int
+    kernel_sizes: tuple[int, ...]
+    active_out: int
+    active_kernel: int
 
     def set_active(self, out_channels: int | None = None, kernel: int | None = None) -> None:
+        """Choose the active output channels and/or kernel size (``None`` keeps the current)."""
         if out_channels is not None:
             if not 1 <= out_channels <= self.max_out:
                 raise ValueError(f"out_channels {out_channels} not in 1..{self.max_out}")
@@ -66,30 +91,37 @@ class ElasticConv2d(nn.Module):
                 raise ValueError(f"kernel {kernel} not in {list(self.kernel_sizes)}")
             self.active_kernel = kernel
 
+
+class ElasticConv2d(ElasticKernelMixin, nn.Module):
+    """A conv whose kernel size and channels are sliced from one ``(max_out, max_in, K, K)``
+    weight. Input channels follow the input tensor; set ``active_out`` and ``active_kernel``
+    (or call :meth:`set_active`) before the forward pass."""
+
+    def __init__(self, max_in: int, max_out: int, kernel_sizes: Sequence[int] = (3,),
+                 stride: int = 1, dilation: int = 1, depthwise: bool = False,
+                 bias: bool = False, kernel_transform: bool = True) -> None:
+        super().__init__()
+        self.kernel_sizes = check_elastic_conv(max_in, max_out, kernel_sizes, depthwise)
+        self.max_in, self.max_out = max_in, max_out
+        self.max_kernel = self.kernel_sizes[-1]
+        self.stride, self.dilation, self.depthwise = stride, dilation, depthwise
+        in_per_group = 1 if depthwise else max_in
+        self.weight = nn.Parameter(torch.empty(max_out, in_per_group, self.max_kernel,
+                                               self.max_kernel))
+        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        self.bias = nn.Parameter(torch.zeros(max_out)) if bias else None
+        self.transforms = kernel_transforms(self.kernel_sizes, kernel_transform)
+        self.active_out = max_out
+        self.active_kernel = self.max_kernel
+
     def active_weight(self, in_channels: int, out_channels: int | None = None,
                       kernel: int | None = None) -> torch.Tensor:
         """The weight of the active sub-layer: channel slice, then centre crop + transform
         from the largest kernel down to ``kernel``, one size step at a time."""
         out_c = self.active_out if out_channels is None else out_channels
         k = self.active_kernel if kernel is None else kernel
-        if self.depthwise:
-            w = self.weight[:out_c]
-        else:
-            w = self.weight[:out_c, :in_channels]
-        size = self.max_kernel
-        for nxt in reversed(self.kernel_sizes):
-            if nxt >= size:
-                continue
-            if nxt < k:
-                break
-            start = (size - nxt) // 2
-            w = w[:, :, start:start + nxt, start:start + nxt]
-            key = _transform_key(size, nxt)
-            if key in self.transforms:
-                shape = w.shape
-                w = (w.reshape(-1, nxt * nxt) @ self.transforms[key]).reshape(shape)
-            size = nxt
-        return w
+        w = self.weight[:out_c] if self.depthwise else self.weight[:out_c, :in_channels]
+        return crop_kernel(w, self.kernel_sizes, self.transforms, k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         in_c = x.size(1)
