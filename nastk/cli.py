@@ -22,8 +22,8 @@ def _stdout() -> Console:
 
 def _cmd_search(args: argparse.Namespace, console: Console) -> int:
     from nastk import report
+    from nastk.commands.search import run_experiment
     from nastk.config import load_config
-    from nastk.experiment import run_experiment
 
     config = load_config(args.config)
     updates = {}
@@ -68,7 +68,7 @@ def _cmd_list(args: argparse.Namespace, console: Console) -> int:
     from nastk import registry
 
     if args.plugins:
-        from nastk.experiment import import_plugins
+        from nastk.build import import_plugins
 
         import_plugins(args.plugins)
     kinds = registry.ALL if args.kind is None else {args.kind: registry.ALL[args.kind]}
@@ -92,35 +92,23 @@ def _cmd_list(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     from nastk import report
-    from nastk.config import parse_config
-    from nastk.experiment import run_meta
-    from nastk.objective import Objective
-    from nastk.store import RunStore
+    from nastk.commands.report import report_run
 
-    run_dir = Path(args.run_dir)
-    with RunStore.open_existing(run_dir) as store:
-        config = parse_config(store.get_meta("config"), f"{run_dir}/store.sqlite:config")
-        trials = store.trials()
-        state = store.load_strategy_state()
-    from nastk.experiment import build_components
-
-    components = build_components(config)
-    objective: Objective = components.objective
-    if state is not None:
-        components.strategy.load_state_dict(state)
-    path = report.write_report(run_dir, trials, objective, title=f"nastk run: {config.name}",
-                               meta=run_meta(config), curves=components.strategy.curves(),
-                               render=components.space.render)
+    done = report_run(args.run_dir)
+    record = done.record
     out = _stdout()
-    out.print(report.leaderboard_table(trials, objective, top=args.top,
-                                       title=f"leaderboard: {config.name}",
-                                       render=components.space.render))
-    out.print(f"report: {path}")
+    out.print(report.leaderboard_table(record.trials, record.objective, top=args.top,
+                                       title=f"leaderboard: {record.config.name}",
+                                       render=done.render))
+    if done.source == "stored":
+        console.print("note: the run's plugins did not load; its strategy curves and architecture "
+                  "texts come from the store")
+    out.print(f"report: {done.path}")
     return 0
 
 
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
-    from nastk.export import export_run
+    from nastk.commands.export import export_run
 
     exported = export_run(args.run_dir, args.out, args.trial)
     out = _stdout()
@@ -129,14 +117,14 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     out.print(f"trial {exported.trial.id}: {exported.trial.arch.key}")
     out.print(f"architecture: {exported.arch_json}")
     if exported.checkpoint:
-        out.print(f"checkpoint:   {exported.checkpoint}  (nastk.export.load_exported)")
+        out.print(f"checkpoint:   {exported.checkpoint}  (nastk.commands.export.load_exported)")
     if exported.program:
         out.print(f"program:      {exported.program}  (torch.export.load, no nastk needed)")
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from nastk.compare import compare_runs, write_comparison
+    from nastk.commands.compare import compare_runs, write_comparison
 
     objective, groups = compare_runs([Path(d) for d in args.run_dirs], by=args.by)
     path = write_comparison(Path(args.out), objective, groups)
@@ -152,8 +140,8 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_supernet_train(args: argparse.Namespace, console: Console) -> int:
+    from nastk.commands.supernet_train import train_supernet
     from nastk.config import SupernetConfig, load_config, parse_config
-    from nastk.supernet.run import train_supernet
 
     config = load_config(args.config, SupernetConfig)
     if args.run_dir is not None:
@@ -175,8 +163,9 @@ def _cmd_supernet_train(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_distill(args: argparse.Namespace, console: Console) -> int:
+    from nastk.commands.distill import run_distill
     from nastk.config import load_config, parse_config
-    from nastk.distill import DistillConfig, run_distill
+    from nastk.distill import DistillConfig
 
     config = load_config(args.config, DistillConfig)
     updates = {k: v for k, v in (("run_dir", args.run_dir), ("seeds", args.seeds))
@@ -203,7 +192,7 @@ def _cmd_distill(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_path_filter_fit(args: argparse.Namespace, console: Console) -> int:
-    from nastk.pruning import fit_from_run
+    from nastk.commands.path_filter import fit_from_run
 
     summary = fit_from_run(args.run_dir, args.out, cost=args.cost, n_buckets=args.buckets,
                            holdout=args.holdout, seed=args.seed)

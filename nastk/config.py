@@ -1,4 +1,5 @@
-"""The experiment config a user writes (YAML), validated by pydantic.
+"""The configs a user writes (YAML), validated by pydantic: the schemas only (building what
+they name is :mod:`nastk.build`).
 
 Errors name the file, the field path and the fix, e.g.::
 
@@ -17,7 +18,6 @@ from nastk.errors import ConfigError
 from nastk.evaluation.train import TrainConfig
 from nastk.evaluation.weight_sharing import WeightSharingConfig
 from nastk.executors.config import ExecutorConfig
-from nastk.pruning import PathFilterUse
 from nastk.search import Budget
 from nastk.supernet.training import SupernetTrainConfig
 
@@ -25,6 +25,48 @@ M = TypeVar("M", bound=BaseModel)
 
 #: config fields a resumed run may change (where it runs included)
 IDENTITY_EXCLUDES = ("budget", "run_dir", "keep_checkpoints", "name", "executor")
+
+
+class _RunName(BaseModel):
+    name: str = Field("run", min_length=1)
+    run_dir: Path | None = Field(None, description="defaults to runs/<name>")
+
+    def resolved_run_dir(self) -> Path:
+        return self.run_dir if self.run_dir is not None else Path("runs") / self.name
+
+
+class _RunSeed(BaseModel):
+    seed: int = 0
+
+
+class _RunPlugins(BaseModel):
+    plugins: list[str] = Field(default_factory=list,
+                               description="modules to import first (they register plugins)")
+
+
+class RunConfig(_RunPlugins, _RunName):
+    """What every run config has: a ``name``, a ``run_dir`` (default ``runs/<name>``) and the
+    ``plugins`` to import first. Subclasses set their own default ``name``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SeededRunConfig(RunConfig, _RunPlugins, _RunSeed, _RunName):
+    """A :class:`RunConfig` with a ``seed``. (The mixin order keeps the fields in the order the
+    configs always had: name, run_dir, seed, plugins.)"""
+
+
+class PathFilterUse(BaseModel):
+    """``path_filter:`` in a supernet config: train only the paths a fitted filter keeps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: Path = Field(description="a filter written by `nastk path-filter fit`")
+    keep_ratio: float = Field(0.5, gt=0.0, le=1.0,
+                              description="fraction of every cost bucket trained")
+    n_samples: int = Field(200, ge=10, description="paths drawn and costed per phase; the kept "
+                                                    "ones (about keep_ratio of them) are the "
+                                                    "random paths that phase trains")
 
 
 class PluginRef(BaseModel):
@@ -77,16 +119,10 @@ class EvaluatorConfig(BaseModel):
         return self
 
 
-class SearchConfig(BaseModel):
+class SearchConfig(SeededRunConfig):
     """One search: space x task x strategy x evaluator, with a budget and a run directory."""
 
-    model_config = ConfigDict(extra="forbid")
-
     name: str = Field("search", min_length=1)
-    run_dir: Path | None = Field(None, description="defaults to runs/<name>")
-    seed: int = 0
-    plugins: list[str] = Field(default_factory=list,
-                               description="modules to import first (they register plugins)")
     space: PluginRef
     task: PluginRef | None = None
     strategy: PluginRef = Field(default_factory=lambda: PluginRef(name="evolution"))
@@ -127,9 +163,6 @@ class SearchConfig(BaseModel):
                              "or no candidate can be stopped early")
         return self
 
-    def resolved_run_dir(self) -> Path:
-        return self.run_dir if self.run_dir is not None else Path("runs") / self.name
-
     def identity(self) -> dict[str, Any]:
         """The parts that must not change when a run is resumed (budget, name, run_dir,
         keep_checkpoints and executor may)."""
@@ -139,24 +172,16 @@ class SearchConfig(BaseModel):
         return data
 
 
-class SupernetConfig(BaseModel):
+class SupernetConfig(SeededRunConfig):
     """Training one supernet: a weight-sharing space, a task, and the training schedule."""
 
-    model_config = ConfigDict(extra="forbid")
-
     name: str = Field("supernet", min_length=1)
-    run_dir: Path | None = Field(None, description="defaults to runs/<name>")
-    seed: int = 0
-    plugins: list[str] = Field(default_factory=list)
     space: PluginRef
     task: PluginRef
     training: SupernetTrainConfig = Field(default_factory=SupernetTrainConfig)
     path_filter: PathFilterUse | None = Field(
         None, description="train only the paths a fitted path filter keeps (DetOFA); the "
                           "sandwich's largest and smallest paths are always trained")
-
-    def resolved_run_dir(self) -> Path:
-        return self.run_dir if self.run_dir is not None else Path("runs") / self.name
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must share with a config that resumes or uses it."""

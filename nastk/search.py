@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nastk.errors import InvalidArchitectureError, StoreError
+from nastk.errors import InvalidArchitectureError
 from nastk.evaluation.base import Evaluator, format_error
 from nastk.evaluation.result import Result, Status
 from nastk.objective import Objective
@@ -268,11 +268,3 @@ class Search:
                                               scores.get(i) or 0.0), reverse=True)
         for tid in ranked[self.keep_checkpoints:]:
             files[tid].unlink(missing_ok=True)
-
-
-def check_fresh(store: RunStore) -> None:
-    """Refuse to start a new search over a store that already holds trials."""
-    n = store.count()
-    if n:
-        raise StoreError(f"run store {store.path} already holds {n} trials. Pass --resume to "
-                         "continue that run, or choose another run_dir (--run-dir).")

@@ -28,6 +28,19 @@ from nastk.trial import Trial
 
 SCHEMA_VERSION = "1"
 
+# meta keys a search run describes itself with (written by nastk.commands.search), so that
+# report, compare and export read a run without rebuilding its plugins
+#: the validated config (JSON data)
+META_CONFIG = "config"
+#: the resolved objective: ``{"metric", "direction", "costs"}``
+META_OBJECTIVE = "objective"
+#: space, task, strategy (with their options), evaluator kind, seed, nastk version
+META_RUN = "run"
+#: the strategy's learning curves at the end of the last session (``Strategy.curves()``)
+META_CURVES = "strategy_curves"
+#: ``arch key -> the space's render(arch)`` of every trial at the end of the last session
+META_RENDERED = "rendered"
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trials (

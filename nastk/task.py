@@ -1,18 +1,47 @@
-"""The task interface: data, the model around a search space's body, loss and metrics."""
+"""The task interface: data, the model around a search space's body, loss, post-processing and
+metrics.
+
+The contract every task is served by, old and new:
+
+- **samples** are ``(input tensor, targets)``; targets may be any nested structure of tensors,
+  numbers, lists and dicts (a label, a mask, per-image ``{"boxes", "labels"}`` dicts...);
+  :meth:`Task.collate` batches them (torch's default collate unless overridden) and the engine
+  builds every loader through :func:`nastk.loaders.make_loader`;
+- :meth:`Task.loss` returns a scalar tensor or a mapping of named scalar terms (their sum is
+  optimised; each term's last-epoch mean is recorded as ``train_loss_<term>``);
+- :meth:`Task.postprocess` turns the network's raw outputs into predictions (decoding boxes,
+  non-maximum suppression...) in evaluation only; costs (params, FLOPs, latency) are measured
+  on the network alone;
+- :meth:`Task.evaluate` scores a model on a loader; by default it runs the engine's loop —
+  eval mode, no gradient, batches moved to the model's device, ``postprocess`` — and feeds a
+  :class:`Meter` from :meth:`Task.meter`. Tasks that need their own loop override it.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
     from torch.utils.data import DataLoader, Dataset
 
+    from nastk.losses import LossValue
     from nastk.space.architecture import Architecture
     from nastk.space.search_space import SearchSpace
+
+
+class Meter(Protocol):
+    """Accumulates a task's metrics over the batches of a split."""
+
+    def update(self, outputs: Any, predictions: Any, targets: Any) -> None:
+        """Add one batch: the network's raw ``outputs``, the task's ``predictions``
+        (``postprocess(outputs)``) and the batch's ``targets``."""
+
+    def compute(self) -> dict[str, float]:
+        """The metrics over every batch added."""
 
 
 class Task(ABC):
@@ -34,20 +63,39 @@ class Task(ABC):
 
     @abstractmethod
     def splits(self) -> dict[str, Dataset]:
-        """Datasets by split name; must contain ``train`` and ``val`` (``test`` optional)."""
+        """Datasets by split name; must contain ``train`` and ``val`` (``test`` optional).
+        Each sample is ``(input tensor, targets)``."""
+
+    def collate(self, samples: list[Any]) -> Any:
+        """A batch from a list of samples; default: torch's ``default_collate`` (stacks tensors,
+        recursing into tuples, lists and dicts). Override for targets that do not stack, e.g.
+        return ``(torch.stack(images), [target, ...])`` for per-image box lists."""
+        from torch.utils.data import default_collate
+
+        return default_collate(samples)
+
+    collate.is_default = True  # type: ignore[attr-defined]  # loaders may gather batches
 
     @abstractmethod
     def wrap(self, body: nn.Module) -> nn.Module:
         """This task's network around a body (a module with ``out_channels``, as built by a
-        search space or a supernet); the result exposes the body as its ``body`` attribute."""
+        search space or a supernet; dense tasks use a :class:`nastk.body.StagedBody`'s
+        multi-scale features through :class:`nastk.neck.FeaturePyramidNeck`); the result
+        exposes the body as its ``body`` attribute."""
 
     def build_model(self, space: SearchSpace, arch: Architecture) -> nn.Module:
         """The full network for ``arch``: the space's body plus this task's head."""
         return self.wrap(space.build(arch, self.input_shape[0]))
 
     @abstractmethod
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Training loss of a batch."""
+    def loss(self, outputs: Any, targets: Any) -> LossValue:
+        """Training loss of a batch: a scalar tensor, or ``{term: scalar tensor}`` whose sum is
+        optimised."""
+
+    def postprocess(self, outputs: Any) -> Any:
+        """Predictions from the network's raw outputs, in evaluation only (e.g. decode boxes and
+        run non-maximum suppression). Default: the outputs themselves."""
+        return outputs
 
     def distillation_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """Loss pulling a student's outputs toward a teacher's (used by in-place distillation in
@@ -63,6 +111,33 @@ class Task(ABC):
         teacher. Default: ``{"kd": distillation_loss}``; dense tasks add their own."""
         return {"kd": self.distillation_loss}
 
-    @abstractmethod
+    def meter(self) -> Meter:
+        """A fresh :class:`Meter` for :meth:`evaluate`'s default loop. Tasks either implement
+        this or override :meth:`evaluate`."""
+        raise NotImplementedError(f"task {self.name!r} implements neither meter() nor "
+                                  "evaluate(); implement one of them")
+
     def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
-        """Metrics of ``model`` on ``loader`` (must include ``primary_metric``)."""
+        """Metrics of ``model`` on ``loader`` (must include ``primary_metric``): the engine's
+        loop (eval mode, no gradient, batches on the model's device, :meth:`postprocess`)
+        feeding :meth:`meter`; the model's train/eval mode is restored."""
+        import torch
+
+        from nastk.loaders import iterate
+
+        meter = self.meter()
+        was_training = model.training
+        model.eval()
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        seen = 0
+        try:
+            with torch.no_grad():
+                for x, y in iterate(loader, device):
+                    out = model(x)
+                    meter.update(out, self.postprocess(out), y)
+                    seen += 1
+        finally:
+            model.train(was_training)
+        if seen == 0:
+            raise ValueError(f"task {self.name!r}: evaluate got a loader with no batches")
+        return meter.compute()

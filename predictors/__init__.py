@@ -6,7 +6,7 @@ register under the ``nastk.predictors`` entry points (``gbdt``, ``random_forest`
 rankings (Kendall tau, Spearman, precision at top-k, tau within cost buckets).
 """
 
-from predictors.base import NotFittedError, Predictor, PredictorError
+from nastk.predictor import NotFittedError, Predictor, PredictorError
 from predictors.ensemble import EnsemblePredictor
 from predictors.metrics import (
     bucketed_kendall_tau,

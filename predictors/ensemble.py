@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from nastk.predictor import Predictor, PredictorError
 from nastk.registry import PREDICTORS, instantiate
 from nastk.space.search_space import SearchSpace
-from predictors.base import Predictor, PredictorError
 
 
 class EnsembleOptions(BaseModel):

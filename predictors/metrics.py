@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from predictors.base import Predictor, PredictorError
+from nastk.predictor import Predictor, PredictorError
 from predictors.buckets import bucket_index, quantile_edges
 
 

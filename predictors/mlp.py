@@ -12,7 +12,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from predictors.base import Predictor
+from nastk.predictor import Predictor
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
+from nastk.body import StemStagesBody
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import StageList
 from nastk.space.search_space import SearchSpace
@@ -46,7 +47,7 @@ class InvertedResidual(nn.Module):
         return x + out if self.use_residual else out
 
 
-class SmallCNNBody(nn.Module):
+class SmallCNNBody(StemStagesBody):
     """Stem conv-BN-act, then one sequence of inverted-residual blocks per stage.
 
     ``forward`` returns the last stage's feature map (``out_channels`` channels);
@@ -72,27 +73,13 @@ class SmallCNNBody(nn.Module):
                 channels = width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
+        self.final = nn.Identity()
         self.out_channels: int = int(widths[-1])
         self.feature_channels: list[int] = [int(w) for w in widths]
         total, self.feature_strides = 1, []
         for s in strides:
             total *= s
             self.feature_strides.append(total)
-
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Each stage's output, first stage first."""
-        x = self.stem(x)
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        return feats
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return x
 
 
 class SmallCNNSpace(SearchSpace):

@@ -121,7 +121,7 @@ def test_compare_groups_runs_by_strategy(tmp_path, capsys, monkeypatch):
     assert "| random | 2 |" in md and "| evolution | 2 |" in md
     assert (tmp_path / "cmp" / "compare.png").read_bytes()[:4] == b"\x89PNG"
 
-    from nastk.compare import compare_runs
+    from nastk.commands.compare import compare_runs
 
     _, groups = compare_runs([tmp_path / "random0", tmp_path / "random1"])
     with RunStore.open_existing(tmp_path / "random0") as st:

@@ -3,10 +3,10 @@
 import pytest
 import yaml
 
+from nastk.build import build_components
 from nastk.cli import main
 from nastk.config import load_config, parse_config
 from nastk.errors import ConfigError
-from nastk.experiment import build_components
 
 GOOD = {
     "name": "t", "space": "small_cnn", "task": {"name": "classification"},

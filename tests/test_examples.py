@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from nastk.build import build_components, build_supernet_model
 from nastk.cli import main
+from nastk.commands.supernet_train import CHECKPOINT_NAME
 from nastk.config import SupernetConfig, load_config
 from nastk.distill import DistillConfig
-from nastk.experiment import build_components
 from nastk.store import RunStore
-from nastk.supernet.run import CHECKPOINT_NAME, build_supernet_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from nastk.cli import main
-from nastk.export import load_exported
+from nastk.commands.export import load_exported
 from nastk.store import RunStore
 
 

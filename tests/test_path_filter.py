@@ -235,3 +235,35 @@ def test_path_filter_errors_name_the_fix(toy):
         PathFilter(space, n_buckets=4).fit(archs[:4], [1.0, 2.0, 3.0, 4.0], [1, 2, 3, 4])
     with pytest.raises(PredictorError, match="no uncertainty"):
         filt.predict_with_std(archs[:3])
+
+
+def test_the_plugin_implements_the_engine_contract_and_an_impostor_is_refused():
+    import nastk.path_filter as contract
+    from nastk.errors import NastkError
+    from nastk.predictor import Predictor
+
+    assert issubclass(PathFilter, contract.PathFilter) and issubclass(PathFilter, Predictor)
+    assert contract.path_filter_class() is PathFilter
+    filt = contract.make_path_filter({"cost": "params"}, toy_space())
+    assert isinstance(filt, contract.PathFilter) and filt.cost == "params"
+
+    class NotAFilter(Predictor):
+        """Ranks nothing."""
+
+        def _fit(self, X, z):
+            pass
+
+        def _predict(self, X):
+            return np.zeros(len(X))
+
+    PREDICTORS.register("path_filter", NotAFilter, override=True)
+    try:
+        with pytest.raises(NastkError, match=r"is not a path filter: it must subclass "
+                                             r"nastk\.path_filter\.PathFilter"):
+            contract.make_path_filter({}, toy_space())
+        with pytest.raises(NastkError, match="not a path filter"):
+            STRATEGIES.get("path_filter_search")(toy_space(), Objective(metric="score"),
+                                                 cost_fn="test_path_filter:toy_score")
+    finally:
+        PREDICTORS.unregister("path_filter")
+    assert PREDICTORS.get("path_filter") is PathFilter  # the entry point again

@@ -6,11 +6,11 @@ import pytest
 import yaml
 from conftest import all_architectures
 
+from nastk.build import build_supernet_model
 from nastk.cli import main
-from nastk.config import SupernetConfig, parse_config
+from nastk.config import PathFilterUse, SupernetConfig, parse_config
 from nastk.errors import ConfigError
-from nastk.pruning import PathFilterUse, load_path_filter, supernet_sampler_factory
-from nastk.supernet.run import build_supernet_model
+from nastk.supernet.pruning import load_path_filter, supernet_sampler_factory
 from nastk.supernet.training import SupernetTrainer
 
 TASK = {"name": "classification",

@@ -17,11 +17,12 @@ import yaml
 from conftest import wait_for_complete
 
 from nastk import Architecture, IntRange, Objective, SearchSpace, Status
+from nastk.build import build_components
 from nastk.cli import main
+from nastk.commands.search import open_run_store, run_experiment
 from nastk.config import parse_config
 from nastk.errors import ConfigError, StoreError
 from nastk.evaluation.base import FunctionEvaluator
-from nastk.experiment import build_components, open_run_store, run_experiment
 from nastk.search import Budget, Search
 from nastk.store import RunStore
 from nastk.strategies.base import Strategy
@@ -67,9 +68,20 @@ def test_executor_shorthand_defaults_and_identity(tmp_path):
 
 def test_store_identity_written_before_executors_existed_still_resumes(tmp_path):
     cfg = parse_config(search_config(tmp_path, executor="ray"))
-    with RunStore.in_dir(tmp_path / "old") as st:  # identity as older nastk wrote it
-        st.set_meta("identity", {**cfg.identity(), "executor": "local"})
-    open_run_store(cfg, tmp_path / "old", resume=True).close()
+    old_identity = {**cfg.identity(), "executor": "local"}  # as older nastk wrote it
+    with RunStore.in_dir(tmp_path / "old") as st:
+        st.set_meta("identity", old_identity)
+    store = open_run_store(cfg, tmp_path / "old", resume=True)
+    try:
+        assert store.get_meta("identity") == old_identity  # the stored identity is kept
+        assert store.get_meta("config")["executor"]["kind"] == "ray"  # the resuming config
+    finally:
+        store.close()
+    # only the executor entry is ignored: an old identity that differs elsewhere still refuses
+    with RunStore.in_dir(tmp_path / "other") as st:
+        st.set_meta("identity", {**old_identity, "seed": cfg.seed + 1})
+    with pytest.raises(StoreError, match=r"differs .* in \['seed'\]"):
+        open_run_store(cfg, tmp_path / "other", resume=True)
 
 
 @pytest.mark.parametrize("executor, message", [
@@ -107,7 +119,7 @@ def test_epoch_reports_leave_the_training_result_unchanged():
     """ASHA's per-epoch scoring must not change what a candidate that trains to the end
     gets (no RNG, gradients or BN statistics touched)."""
     from nastk.evaluation.train import TrainConfig, TrainEvaluator
-    from nastk.executors.worker import EpochReportingTrainEvaluator
+    from nastk.executors.worker import EpochReports
 
     cfg = parse_config({"space": {"name": "small_cnn", "options": {"stages": 2}},
                         "task": {"name": "classification",
@@ -118,8 +130,9 @@ def test_epoch_reports_leave_the_training_result_unchanged():
     arch = comps.space.sample(__import__("numpy").random.default_rng(0))
     plain = TrainEvaluator(comps.task, comps.space, train, seed=1).evaluate(arch)
     seen = []
-    hooked = EpochReportingTrainEvaluator(comps.task, comps.space, train, seed=1,
-                                          on_epoch=lambda e, m, c: seen.append((e, m, c)))
+    reports = EpochReports(comps.task, train.epochs, lambda e, m, c: seen.append((e, m, c)),
+                           latency=False)
+    hooked = TrainEvaluator(comps.task, comps.space, train, seed=1, callbacks=[reports])
     result = hooked.evaluate(arch)
     assert result.ok and plain.ok
     assert result.metrics == plain.metrics and result.costs == plain.costs

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from nastk.distill import ALWSchedule, distill_loss_fn
+from nastk.losses import combine_loss
 from tasks.segmentation.distill import icsd_loss, icsd_matrix, pixel_kd_loss
 
 LN = math.log
@@ -127,15 +128,21 @@ def test_distill_loss_combines_terms_with_the_alw_share_and_freezes_the_teacher(
         a = 0.8 - 0.6 * progress
         kd = 2.0 * ((out - t) ** 2).sum() + 0.5 * (out - t).abs().sum()
         expected = (1 - a) * _Task.loss(out, target) + a * kd
-        got = fn(out, target, x, progress).detach()
+        terms = fn(out, target, x, progress)
+        assert set(terms) == {"task", "distill_kd", "distill_l1"}  # named terms, summed
+        assert float(terms["task"]) == pytest.approx(
+            float((1 - a) * _Task.loss(out, target)), rel=1e-5)
+        assert float(terms["distill_l1"]) == pytest.approx(
+            float(a * 0.5 * (out - t).abs().sum()), rel=1e-5)
+        got = combine_loss(terms)[0].detach()
         assert float(got) == pytest.approx(float(expected.detach()), rel=1e-5)
     assert [round(a, 6) for _, a in trace] == [0.8, 0.5, 0.2]
-    fn(out, target, x, 0.3).backward()
+    combine_loss(fn(out, target, x, 0.3))[0].backward()
     assert out.grad is not None and all(p.grad is None for p in teacher.parameters())
 
     off = distill_loss_fn(_Task(), teacher, {"kd": 1.0}, ALWSchedule(enabled=False))
     with torch.no_grad():
-        assert float(off(out, target, x, 0.9)) == pytest.approx(
+        assert float(combine_loss(off(out, target, x, 0.9))[0]) == pytest.approx(
             float(_Task.loss(out, target) + ((out - t) ** 2).sum()), rel=1e-5)
 
 

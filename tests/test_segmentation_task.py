@@ -52,7 +52,7 @@ def test_heads_on_every_kind_of_body():
     cnn = SmallCNNSpace()
     model = task.build_model(cnn, cnn.sample(rng))
     assert model.head_kind == "fpn" and model(x).shape == (2, 5, 32, 32)
-    with pytest.raises(TypeError, match="head 'fpn' needs a body with forward_features"):
+    with pytest.raises(TypeError, match="head 'fpn' needs a staged body"):
         SegmentationTask(head="fpn").build_model(segm, segm.sample(rng))
 
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 from toy_supernet import ToySupernetSpace
 
+from nastk.batchnorm import recalibrate_bn
 from nastk.errors import NastkError
-from nastk.supernet.base import SupernetModel, recalibrate_bn
+from nastk.supernet.base import SupernetModel
 from nastk.supernet.elastic import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
 from nastk.supernet.training import (
     Phase,

@@ -4,11 +4,11 @@ import pytest
 import torch
 import yaml
 
+from nastk.build import build_components
 from nastk.cli import main
+from nastk.commands.export import load_exported
 from nastk.config import parse_config
 from nastk.errors import ConfigError
-from nastk.experiment import build_components
-from nastk.export import load_exported
 from nastk.store import RunStore
 
 TASK = {"name": "classification",

@@ -1,24 +1,30 @@
-"""Score an architecture by training it from scratch on a task."""
+"""Score an architecture by training it on a task (from scratch, or from pretrained weights)."""
 
 from __future__ import annotations
 
 import hashlib
 import math
+import sys
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
+from nastk.batchnorm import recalibrate_bn
+from nastk.callbacks import TrainCallback, any_stop
 from nastk.cost import model_costs
 from nastk.evaluation.base import format_error
 from nastk.evaluation.result import Result
+from nastk.loaders import make_loader, split_batch, to_device
+from nastk.losses import LossValue, RecentLosses, combine_loss
+from nastk.pretrained import InitConfig, LoadReport, load_init, lr_groups
 from nastk.space.architecture import Architecture
 from nastk.weights import save_weights
 
@@ -26,12 +32,13 @@ if TYPE_CHECKING:
     from nastk.space.search_space import SearchSpace
     from nastk.task import Task
 
-__all__ = ["Diverged", "LossFn", "TrainConfig", "TrainEvaluator", "arch_seed"]
+__all__ = ["Diverged", "FitResult", "LossFn", "TrainConfig", "TrainEvaluator", "arch_seed"]
 
 Progress = Callable[[int, int], None]
 #: ``loss_fn(outputs, targets, inputs, progress)`` with ``progress`` in [0, 1): the fraction of
-#: training done before this step. Replaces the task's loss (distillation uses it).
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
+#: training done before this step. Replaces the task's loss (distillation uses it); like the
+#: task's loss it returns a scalar tensor or a mapping of named terms.
+LossFn = Callable[[Any, Any, torch.Tensor, float], LossValue]
 
 
 class TrainConfig(BaseModel):
@@ -58,6 +65,11 @@ class TrainConfig(BaseModel):
     recalibrate_bn: bool = Field(
         True, description="after training, recompute batch-norm running statistics with one "
         "pass over the training split (short runs otherwise leave them far off)")
+    init: InitConfig | None = Field(
+        None, description="start from pretrained weights: {from: FILE, part: body | all}")
+    lr_mult: dict[str, float] = Field(
+        default_factory=dict, description="learning-rate multipliers by part of the model, "
+        "e.g. {body: 0.1} to fine-tune a pretrained body slowly")
 
 
 class Diverged(Exception):
@@ -84,25 +96,55 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _rng_devices(device: torch.device) -> list[int]:
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+@dataclass
+class FitResult:
+    """What :meth:`TrainEvaluator.fit` did: the evaluation ``metrics`` after training, the mean
+    ``train_loss`` over the last epoch's worth of steps (and of every named loss term, as
+    ``train_loss_<term>``), the optimizer ``steps`` and ``epochs`` run, and the epoch at which a
+    callback stopped training (``None`` if none did)."""
+
+    metrics: dict[str, float]
+    train_loss: float
+    steps: int
+    epochs: int
+    loss_terms: dict[str, float] = field(default_factory=dict)
+    stopped_epoch: int | None = None
+
+
 class TrainEvaluator:
-    """Trains each architecture from scratch on ``task`` and scores it on ``config.eval_split``.
+    """Trains each architecture on ``task`` and scores it on ``config.eval_split``.
 
     Training is deterministic per architecture: weights, data order and dropout are seeded from
-    ``(seed, arch.key)`` (the global torch RNG is left untouched). Metrics are the task's
-    metrics on the evaluation split plus ``train_loss`` (mean loss over the last epoch's worth
-    of steps), measured after batch-norm statistics are recomputed on the training split (see
-    ``recalibrate_bn``); costs are ``params``, ``flops`` and (unless ``config.latency`` is false)
-    ``latency_ms``. A diverging loss, or any exception while building or training, gives a
-    failed :class:`Result` instead of raising.
+    ``(seed, arch.key)`` (the global torch RNG is left untouched). Weights start from their
+    random initialisation, or from ``config.init``'s file (a load report goes with the result,
+    ``info["init"]``). Metrics are the task's metrics on the evaluation split plus
+    ``train_loss`` (mean loss over the last epoch's worth of steps) and ``train_loss_<term>``
+    for a task whose loss has named terms, measured after batch-norm statistics are recomputed
+    on the training split (see ``recalibrate_bn``); costs are ``params``, ``flops`` and (unless
+    ``config.latency`` is false) ``latency_ms`` of the network alone (no post-processing). A
+    diverging loss, or any exception while building or training, gives a failed
+    :class:`Result` instead of raising. ``callbacks`` (:class:`~nastk.callbacks.TrainCallback`)
+    run at the end of every epoch and may stop training.
     """
 
     def __init__(self, task: Task, space: SearchSpace, config: TrainConfig | None = None,
-                 seed: int = 0, progress: Progress | None = None) -> None:
+                 seed: int = 0, progress: Progress | None = None,
+                 callbacks: Sequence[TrainCallback] = ()) -> None:
         self.task = task
         self.space = space
         self.config = config if config is not None else TrainConfig()
         self.seed = int(seed)
         self.progress = progress
+        self.callbacks: list[TrainCallback] = list(callbacks)
+        self._init_reported = False
+        if self.config.init is not None:
+            self.config.init.check()
 
     def __repr__(self) -> str:
         return f"TrainEvaluator(task={self.task!r}, space={self.space.name!r}, seed={self.seed})"
@@ -119,24 +161,20 @@ class TrainEvaluator:
         bs = self.config.batch_size
         n = len(dataset)  # type: ignore[arg-type]
         drop_last = n > bs and n % bs == 1  # a batch of one breaks batch norm
-        if isinstance(dataset, TensorDataset):
-            # tensors index with a list of indices: one gather per batch instead of a collate
-            sampler = BatchSampler(RandomSampler(dataset, generator=generator), bs, drop_last)
-            return DataLoader(dataset, sampler=sampler, batch_size=None)
-        return DataLoader(dataset, batch_size=bs, shuffle=True, generator=generator,
-                          drop_last=drop_last)
+        return make_loader(self.task, dataset, bs, shuffle=True, generator=generator,
+                           drop_last=drop_last)
 
-    def _eval_loader(self, dataset: Dataset) -> DataLoader:
-        bs = max(self.config.batch_size, 256)
-        if isinstance(dataset, TensorDataset):
-            n = len(dataset)
-            batches = [list(range(i, min(i + bs, n))) for i in range(0, n, bs)]
-            return DataLoader(dataset, sampler=batches, batch_size=None)
-        return DataLoader(dataset, batch_size=bs, shuffle=False)
+    def eval_loader(self, dataset: Dataset) -> DataLoader:
+        """The loader this evaluator scores ``dataset`` with."""
+        return make_loader(self.task, dataset, max(self.config.batch_size, 256))
 
     def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         c = self.config
-        params = [p for p in model.parameters() if p.requires_grad]
+        params: Any = [p for p in model.parameters() if p.requires_grad]
+        if c.lr_mult:
+            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+            params = [{"params": ps, "lr": c.lr * mult} for mult, ps in lr_groups(named,
+                                                                                   c.lr_mult)]
         if c.optimizer == "sgd":
             return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum,
                                    weight_decay=c.weight_decay, foreach=True)
@@ -145,30 +183,11 @@ class TrainEvaluator:
         return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay, foreach=True)
 
     # -- training -----------------------------------------------------------------------------
-    def _recalibrate_bn(self, model: nn.Module, dataset: Dataset, device: torch.device) -> None:
-        """Reset batch-norm running statistics and re-estimate them as the exact average over
-        one pass of ``dataset`` (weights are unchanged)."""
-        norms = [m for m in model.modules()
-                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-        if not norms:
-            return
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative moving average
-        model.train()
-        try:
-            with torch.no_grad():
-                for xb, _ in self._eval_loader(dataset):
-                    if len(xb) > 1:
-                        model(xb.to(device))
-        finally:
-            for m, momentum in zip(norms, momenta, strict=True):
-                m.momentum = momentum
-
     def _train(self, model: nn.Module, loader: DataLoader, device: torch.device,
-               progress: Progress | None, loss_fn: LossFn | None = None) -> tuple[float, int]:
-        """Train in place; returns (train_loss, steps). Raises :class:`Diverged`."""
+               progress: Progress | None, loss_fn: LossFn | None,
+               callbacks: Sequence[TrainCallback]) -> tuple[RecentLosses, int, int, int | None]:
+        """Train in place; returns (recent losses, steps, steps per epoch, epoch a callback
+        stopped at). Raises :class:`Diverged`."""
         c = self.config
         per_epoch = len(loader)
         if per_epoch == 0:
@@ -176,18 +195,22 @@ class TrainEvaluator:
         total = c.steps if c.steps is not None else c.epochs * per_epoch
         optimizer = self._optimizer(model)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-        recent: deque[float] = deque(maxlen=min(per_epoch, total))
+        recent = RecentLosses(min(per_epoch, total))
         model.train()
         step = 0
-        while step < total:
-            for xb, yb in loader:
-                xb, yb = xb.to(device), yb.to(device)
+        stopped: int | None = None
+        while step < total and stopped is None:
+            for batch in loader:
+                xb, yb = split_batch(batch)
+                xb, yb = xb.to(device), to_device(yb, device)
                 out = model(xb)
-                loss = (self.task.loss(out, yb) if loss_fn is None
-                        else loss_fn(out, yb, xb, step / total))
+                loss, terms = combine_loss(self.task.loss(out, yb) if loss_fn is None
+                                           else loss_fn(out, yb, xb, step / total))
                 value = float(loss.detach())
                 if not math.isfinite(value):
-                    raise Diverged(f"diverged: loss became {value} at step {step + 1}")
+                    raise Diverged(f"diverged: loss became {value} at step {step + 1}"
+                                   + (f" (terms: { {k: float(v) for k, v in terms.items()} })"
+                                      if terms else ""))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if c.grad_clip is not None:
@@ -195,52 +218,96 @@ class TrainEvaluator:
                 optimizer.step()
                 schedule.step()
                 step += 1
-                recent.append(value)
+                recent.add(value, terms)
                 if progress is not None:
                     progress(step, total)
+                if callbacks and step % per_epoch == 0 and step < total:
+                    epoch = step // per_epoch
+                    if any_stop(callbacks, epoch, model, self._epoch_metrics(model, device)):
+                        stopped = epoch
+                        break
                 if step >= total:
                     break
-        return sum(recent) / len(recent), step
+        return recent, step, per_epoch, stopped
+
+    def _epoch_metrics(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """The evaluation split's metrics mid-training: eval mode, no gradient, RNG forked, the
+        batch-norm statistics as they are; training resumes exactly as without this."""
+        with torch.random.fork_rng(devices=_rng_devices(device)):
+            metrics = self.score(model, self.config.eval_split)
+        model.train()
+        return metrics
 
     def fit(self, model: nn.Module, seed: int, *, loss_fn: LossFn | None = None,
-            progress: Progress | None = None) -> tuple[dict[str, float], float, int]:
+            progress: Progress | None = None,
+            callbacks: Sequence[TrainCallback] | None = None) -> FitResult:
         """Train ``model`` in place (data order seeded by ``seed``), recalibrate batch norm if
-        configured, and score it on ``config.eval_split``. Returns ``(metrics, train_loss,
-        steps)``. Raises :class:`Diverged`; the caller sets threads, device and weight seed."""
+        configured, and score it on ``config.eval_split``. ``callbacks`` (default: the
+        evaluator's) see every epoch's metrics and may stop training; the last epoch's are the
+        final metrics. Raises :class:`Diverged`; the caller sets threads, device and weight
+        seed."""
         c = self.config
+        callbacks = self.callbacks if callbacks is None else list(callbacks)
         device = torch.device(c.device)
         model.to(device)
         generator = torch.Generator().manual_seed(seed)
         train_loader = self._train_loader(self._split("train"), generator)
-        train_loss, steps = self._train(model, train_loader, device, progress, loss_fn)
+        recent, steps, per_epoch, stopped = self._train(model, train_loader, device, progress,
+                                                        loss_fn, callbacks)
         if c.recalibrate_bn:
-            self._recalibrate_bn(model, self._split("train"), device)
-        metrics = dict(self.task.evaluate(model, self._eval_loader(self._split(c.eval_split))))
-        return metrics, train_loss, steps
+            recalibrate_bn(model, self.eval_loader(self._split("train")), device=device)
+        metrics = dict(self.task.evaluate(model, self.eval_loader(self._split(c.eval_split))))
+        epochs = math.ceil(steps / per_epoch)
+        if callbacks:
+            any_stop(callbacks, epochs, model, metrics)
+        return FitResult(metrics, recent.mean(), steps, epochs, recent.term_means(), stopped)
 
     def score(self, model: nn.Module, split: str) -> dict[str, float]:
         """The task's metrics of ``model`` on ``split`` (no training)."""
-        return dict(self.task.evaluate(model, self._eval_loader(self._split(split))))
+        return dict(self.task.evaluate(model, self.eval_loader(self._split(split))))
+
+    def initialize(self, model: nn.Module, arch: Architecture) -> LoadReport | None:
+        """Load ``config.init``'s weights into a freshly built ``model`` of ``arch`` (printing
+        the load report once per evaluator); ``None`` without ``init``."""
+        if self.config.init is None:
+            return None
+        report = load_init(model, self.config.init, space=self.space, arch=arch,
+                           in_channels=self.task.input_shape[0])
+        if not self._init_reported:
+            print(report.summary(), file=sys.stderr)
+            self._init_reported = True
+        return report
 
     def evaluate(self, arch: Architecture, checkpoint: Path | None = None,
-                 progress: Progress | None = None) -> Result:
+                 progress: Progress | None = None,
+                 callbacks: Sequence[TrainCallback] | None = None) -> Result:
         """Build, train and score ``arch``; save its ``state_dict`` to ``checkpoint`` if given.
         ``progress(step, total)`` (default: the one given to the constructor) is called after
-        every optimizer step. Never raises for a bad candidate: failures become failed
-        results."""
+        every optimizer step; ``callbacks`` (default: the evaluator's) at every epoch's end.
+        Never raises for a bad candidate: failures become failed results."""
         t0 = time.perf_counter()
         c = self.config
         progress = progress if progress is not None else self.progress
         costs: dict[str, float] = {}
+        info: dict[str, Any] = {}
         try:
             arch = self.space.validate(arch)
             seed = arch_seed(self.seed, arch)
             with seeded_threads(c, seed):
                 model = self.task.build_model(self.space, arch)
+                report = self.initialize(model, arch)
+                if report is not None:
+                    info["init"] = {"file": report.file, "part": report.part,
+                                    "loaded": len(report.loaded), "missing": report.missing,
+                                    "unexpected": report.unexpected,
+                                    "mismatched": report.mismatched,
+                                    "extracted": report.extracted}
                 costs = model_costs(model, self.task.input_shape, latency=c.latency,
                                     repeats=c.latency_repeats)
-                metrics, train_loss, steps = self.fit(model, seed, progress=progress)
-            metrics["train_loss"] = train_loss
+                fit = self.fit(model, seed, progress=progress, callbacks=callbacks)
+            metrics = fit.metrics
+            metrics["train_loss"] = fit.train_loss
+            metrics.update(fit.loss_terms)
             bad = {k: v for k, v in metrics.items() if not math.isfinite(float(v))}
             if bad:
                 return Result.failed(f"non-finite metrics {bad}", costs,
@@ -251,8 +318,10 @@ class TrainEvaluator:
             return Result.failed(str(err), costs, time.perf_counter() - t0)
         except Exception as err:  # a broken candidate must not stop the search
             return Result.failed(format_error(err), costs, time.perf_counter() - t0)
-        return Result.complete(metrics, costs, time.perf_counter() - t0,
-                               info={"steps": steps, "seed": seed})
+        info.update({"steps": fit.steps, "seed": seed})
+        if fit.stopped_epoch is not None:
+            info.update({"stopped_epoch": fit.stopped_epoch, "early_stopped": True})
+        return Result.complete(metrics, costs, time.perf_counter() - t0, info=info)
 
 
 @contextmanager
@@ -260,8 +329,6 @@ def seeded_threads(config: TrainConfig, seed: int) -> Iterator[None]:
     """Run a block with ``config.num_threads`` torch threads and the torch RNG (CPU and the
     configured CUDA device) forked and seeded with ``seed``; the global RNG is restored."""
     device = torch.device(config.device)
-    rng_devices = ([device.index if device.index is not None else torch.cuda.current_device()]
-                   if device.type == "cuda" else [])
-    with _threads(config.num_threads), torch.random.fork_rng(devices=rng_devices):
+    with _threads(config.num_threads), torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(seed)
         yield

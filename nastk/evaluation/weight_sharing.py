@@ -7,13 +7,15 @@ from pathlib import Path
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch.utils.data import DataLoader
 
+from nastk.batchnorm import recalibrate_bn
 from nastk.cost import model_costs
 from nastk.evaluation.base import format_error
 from nastk.evaluation.result import Result
+from nastk.loaders import calibration_batches, make_loader
 from nastk.space.architecture import Architecture
-from nastk.supernet.base import SupernetModel, recalibrate_bn
+from nastk.supernet.base import SupernetModel
+from nastk.weights import save_weights
 
 
 class WeightSharingConfig(BaseModel):
@@ -48,16 +50,11 @@ class WeightSharingEvaluator:
         if config.eval_split not in splits:
             raise ValueError(f"eval_split {config.eval_split!r} not in the task's splits "
                              f"{sorted(splits)}")
-        gen = torch.Generator().manual_seed(seed + 7)
-        loader = DataLoader(splits["train"], batch_size=config.calib_batch_size, shuffle=True,
-                            generator=gen)
-        self.calibration: list[torch.Tensor] = []
-        for x, _ in loader:
-            if len(self.calibration) >= config.calib_batches:
-                break
-            self.calibration.append(x.to(self.device))
-        self.eval_loader = DataLoader(splits[config.eval_split],
-                                      batch_size=config.eval_batch_size)
+        self.calibration: list[torch.Tensor] = calibration_batches(
+            self.task, splits["train"], config.calib_batch_size, config.calib_batches, seed + 7,
+            device=self.device)
+        self.eval_loader = make_loader(self.task, splits[config.eval_split],
+                                       config.eval_batch_size)
 
     def evaluate(self, arch: Architecture, checkpoint: Path | None = None) -> Result:
         t0 = time.perf_counter()
@@ -72,8 +69,7 @@ class WeightSharingEvaluator:
             costs = model_costs(sub.cpu(), self.task.input_shape, latency=self.config.latency,
                                 repeats=self.config.latency_repeats)
             if checkpoint is not None:
-                checkpoint.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(sub.state_dict(), checkpoint)
+                save_weights(sub, checkpoint)
         except Exception as err:
             return Result.failed(format_error(err), duration_s=time.perf_counter() - t0)
         finally:
@@ -83,7 +79,3 @@ class WeightSharingEvaluator:
             return Result.failed(f"non-finite metrics {bad}", costs, time.perf_counter() - t0)
         return Result.complete(metrics, costs, time.perf_counter() - t0,
                                info={"evaluator": "weight_sharing"})
-
-    def evaluate_many(self, archs: list[Architecture]) -> list[Result]:
-        """Evaluate several candidates in a row on the same loaded supernet."""
-        return [self.evaluate(a) for a in archs]

@@ -71,14 +71,16 @@ def run_candidate(config: dict[str, Any], spec: WorkerSpec) -> None:
                                                                     f"{err}", 1000)})
         return
     enter_driver_cwd(spec)  # Tune moves each trial into its own directory
+    callbacks = []
     if spec.epoch_reports:
         def on_epoch(epoch: int, metrics: dict[str, float], costs: dict[str, float]) -> None:
             partial = Result.complete(metrics, costs)
             tune.report({SCORE: _score(ctx.objective, partial), "epoch": epoch,
                          "metrics": json.dumps(metrics), "costs": json.dumps(costs)})
 
-        ctx.evaluator.on_epoch = on_epoch  # type: ignore[attr-defined]
-    result_dict, weights = evaluate_candidate(ctx.evaluator, config["arch"], config["weights"])
+        callbacks.append(ctx.epoch_reports(on_epoch))
+    result_dict, weights = evaluate_candidate(ctx.evaluator, config["arch"], config["weights"],
+                                              callbacks)
     final: dict[str, Any] = {SCORE: _score(ctx.objective, Result.from_dict(result_dict)),
                              _RESULT: json.dumps(result_dict), _WEIGHTS: weights or b""}
     if spec.epoch_reports:

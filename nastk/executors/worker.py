@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from nastk.callbacks import TrainCallback
 from nastk.config import SearchConfig, parse_config
 from nastk.cost import model_costs
 from nastk.evaluation.base import Evaluator, format_error
 from nastk.evaluation.result import Result
-from nastk.evaluation.train import LossFn, Progress, TrainConfig, TrainEvaluator
 from nastk.objective import Objective
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
@@ -50,48 +50,32 @@ class WorkerSpec:
         return json.dumps([self.config, self.cwd, self.epoch_reports], sort_keys=True)
 
 
-class EpochReportingTrainEvaluator(TrainEvaluator):
-    """A :class:`TrainEvaluator` that also scores the model on the evaluation split after every
-    epoch but the last and passes the metrics (and the model's costs) to ``on_epoch``, so a
-    scheduler such as ASHA can stop a poor candidate early.
+class EpochReports(TrainCallback):
+    """A training callback that passes every epoch's metrics but the last (and the model's
+    costs, measured once on the network alone) to ``on_epoch``, so a scheduler such as ASHA can
+    stop a poor candidate early. The last epoch is left out: its metrics are the result.
 
-    The extra scoring runs in eval mode without gradients and with the torch RNG forked, so a
-    candidate that trains to the end gets exactly the result :class:`TrainEvaluator` gives it.
-    Intermediate metrics use the batch-norm running statistics as they are (no recalibration);
-    the final ones are computed as usual.
+    It runs inside :meth:`nastk.evaluation.train.TrainEvaluator.fit`'s epoch hook (eval mode,
+    no gradient, RNG forked), so a candidate that trains to the end gets exactly the result it
+    gets without it.
     """
 
-    def __init__(self, task: Task, space: SearchSpace, config: TrainConfig | None = None,
-                 seed: int = 0,
-                 on_epoch: EpochHook | None = None) -> None:
-        super().__init__(task, space, config, seed)
-        self.on_epoch = on_epoch
+    def __init__(self, task: Task, epochs: int, on_epoch: EpochHook, *, latency: bool = True,
+                 latency_repeats: int = 10) -> None:
+        self.task, self.epochs, self.on_epoch = task, int(epochs), on_epoch
+        self.latency, self.latency_repeats = latency, latency_repeats
+        self.costs: dict[str, float] = {}
 
-    def fit(self, model: nn.Module, seed: int, *, loss_fn: LossFn | None = None,
-            progress: Progress | None = None) -> tuple[dict[str, float], float, int]:
-        hook = self.on_epoch
-        if hook is None:
-            return super().fit(model, seed, loss_fn=loss_fn, progress=progress)
-        c = self.config
-        costs: dict[str, float] = {}
-        device = torch.device(c.device)
-        rng_devices = ([device.index if device.index is not None else torch.cuda.current_device()]
-                       if device.type == "cuda" else [])
-
-        def progress_and_epochs(step: int, total: int) -> None:
-            if progress is not None:
-                progress(step, total)
-            per_epoch = max(total // c.epochs, 1)
-            if step % per_epoch or step >= total:
-                return
-            with torch.random.fork_rng(devices=rng_devices):
-                if not costs:
-                    costs.update(model_costs(model, self.task.input_shape, latency=c.latency,
-                                             repeats=c.latency_repeats))
-                metrics = self.score(model, c.eval_split)
-            hook(step // per_epoch, metrics, dict(costs))
-
-        return super().fit(model, seed, loss_fn=loss_fn, progress=progress_and_epochs)
+    def on_epoch_end(self, epoch: int, model: nn.Module, metrics: dict[str, float]
+                     ) -> bool | None:
+        if epoch >= self.epochs:
+            return None
+        if not self.costs:
+            with torch.random.fork_rng():
+                self.costs.update(model_costs(model, self.task.input_shape, latency=self.latency,
+                                              repeats=self.latency_repeats))
+        self.on_epoch(epoch, dict(metrics), dict(self.costs))
+        return None
 
 
 @dataclass
@@ -108,20 +92,21 @@ class WorkerContext:
     def build(cls, spec: WorkerSpec) -> WorkerContext:
         """Import the config's plugins and build space, task, objective and evaluator (a
         supernet checkpoint is loaded here, once)."""
-        from nastk.experiment import build_evaluator, build_objective, build_space_and_task
+        from nastk.build import build_evaluator, build_objective, build_space_and_task
 
         enter_driver_cwd(spec)
         config = parse_config(spec.config, "search config sent to a Ray worker")
         space, task = build_space_and_task(config)
         objective = build_objective(config, task)
-        evaluator: Evaluator
-        if spec.epoch_reports:
-            assert task is not None
-            evaluator = EpochReportingTrainEvaluator(task, space, config.evaluator.train,
-                                                     seed=config.seed)
-        else:
-            evaluator = build_evaluator(config, space, task)
+        evaluator = build_evaluator(config, space, task)
         return cls(config, space, task, objective, evaluator)
+
+    def epoch_reports(self, on_epoch: EpochHook) -> EpochReports:
+        """An :class:`EpochReports` callback for this context's train evaluator."""
+        assert self.task is not None, "epoch reports need a task"
+        train = self.config.evaluator.train
+        return EpochReports(self.task, train.epochs, on_epoch, latency=train.latency,
+                            latency_repeats=train.latency_repeats)
 
     @classmethod
     def get(cls, spec: WorkerSpec) -> WorkerContext:
@@ -143,18 +128,21 @@ def enter_driver_cwd(spec: WorkerSpec) -> None:
         os.chdir(spec.cwd)
 
 
-def evaluate_candidate(evaluator: Evaluator, arch_json: str,
-                       want_weights: bool) -> tuple[dict[str, Any], bytes | None]:
+def evaluate_candidate(evaluator: Evaluator, arch_json: str, want_weights: bool,
+                       callbacks: Sequence[TrainCallback] = ()
+                       ) -> tuple[dict[str, Any], bytes | None]:
     """Evaluate one candidate; returns ``(Result.to_dict(), weights)``, where ``weights`` are
     the bytes of the checkpoint the evaluator wrote (``None`` unless ``want_weights`` and the
-    candidate completed). Never raises for a bad candidate."""
+    candidate completed). ``callbacks`` go to a training evaluator's epoch hook. Never raises
+    for a bad candidate."""
     t0 = time.perf_counter()
     weights: bytes | None = None
     try:
         arch = Architecture.from_json(arch_json)
         with tempfile.TemporaryDirectory(prefix="nastk-weights-") as tmp:
             ckpt = Path(tmp) / "weights.pt" if want_weights else None
-            result = evaluator.evaluate(arch, checkpoint=ckpt)
+            result = (evaluator.evaluate(arch, checkpoint=ckpt, callbacks=list(callbacks))
+                      if callbacks else evaluator.evaluate(arch, checkpoint=ckpt))
             if ckpt is not None and result.ok and ckpt.is_file():
                 weights = ckpt.read_bytes()
     except Exception as err:  # evaluators should not raise; a plugin still might

@@ -187,8 +187,9 @@ class SearchSpace:
     # -- models -------------------------------------------------------------------------------
     def build(self, arch: Architecture, in_channels: int) -> nn.Module:
         """Build the network body for ``arch``. Spaces that describe networks override this and
-        return a module with an ``out_channels`` attribute (and, for dense-prediction heads,
-        ``feature_channels`` listing the channels of each returned scale)."""
+        return a module with an ``out_channels`` attribute; bodies whose stages dense heads can
+        read subclass :class:`nastk.body.StagedBody` (``forward_features``, ``feature_channels``,
+        ``feature_strides``)."""
         raise TypeError(
             f"search space {self.name!r} describes no network ({type(self).__name__} does not "
             "override build); pair it with an evaluator that needs no model, e.g. a function "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,12 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from nastk import registry
 from nastk.errors import ConfigError
 from nastk.evaluation.result import Result
+from nastk.loading import load_object
 from nastk.objective import Objective
+from nastk.path_filter import CostFn, PathFilter, make_path_filter
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy, draw_unseen
-
-CostFn = Callable[[Architecture], "float | Mapping[str, float]"]
 
 
 class PathFilterSearchOptions(BaseModel):
@@ -43,19 +42,6 @@ class PathFilterSearchOptions(BaseModel):
     inner_options: dict[str, Any] = Field(default_factory=dict)
 
 
-def _resolve(spec: str) -> CostFn:
-    import importlib
-
-    module_name, _, attr = spec.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise ConfigError(f"strategy.options.cost_fn: cannot load {spec!r}: {err}") from None
-    if not callable(fn):
-        raise ConfigError(f"strategy.options.cost_fn: {spec!r} is not callable")
-    return fn
-
-
 class PathFilterSearch(Strategy):
     """Random warm-up, then a path filter prunes each cost bucket and the inner strategy searches
     what is left.
@@ -75,7 +61,7 @@ class PathFilterSearch(Strategy):
         super().__init__(space, objective, seed, **options)
         o = self.options
         if o.cost_fn is not None:
-            self._cost_fn: CostFn = _resolve(o.cost_fn)
+            self._cost_fn: CostFn = load_object(o.cost_fn, "strategy.options.cost_fn")
         elif callable(getattr(space, "arch_costs", None)):
             self._cost_fn = space.arch_costs  # type: ignore[attr-defined]
         else:
@@ -88,12 +74,11 @@ class PathFilterSearch(Strategy):
         self.pruned: SearchSpace | None = None
         self._make_filter()  # check the options now
 
-    def _make_filter(self) -> Any:
+    def _make_filter(self) -> PathFilter:
         o = self.options
         opts = {**o.filter_options, "n_buckets": o.n_buckets, "cost": o.cost}
-        return registry.instantiate(registry.PREDICTORS, "path_filter", opts, self.space,
-                                    seed=self.seed, cost_fn=self._cost_fn,
-                                    where="strategy.options.filter_options")
+        return make_path_filter(opts, self.space, seed=self.seed, cost_fn=self._cost_fn,
+                                where="strategy.options.filter_options")
 
     def _n_scored(self) -> int:
         return sum(1 for _, r in self._warm if self.objective.score(r) is not None)

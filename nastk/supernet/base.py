@@ -9,7 +9,6 @@ outputs equal the supernet's. :class:`SupernetModel` puts a task's head around t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -20,7 +19,7 @@ from nastk.space.search_space import SearchSpace
 
 class SupernetBody(nn.Module, ABC):
     """A weight-sharing network body. Like a plain body it has ``out_channels`` (and, for dense
-    heads, ``feature_channels`` and ``forward_features``); its output channels do not depend on
+    heads, it is also a :class:`nastk.body.StagedBody`); its output channels do not depend on
     the active architecture, so a task's ordinary head fits every sub-network."""
 
     out_channels: int
@@ -111,38 +110,3 @@ class SupernetModel(nn.Module):
             self.set_active(previous)
         device = next(self.net.parameters()).device
         return sub.to(device).train(self.training)
-
-
-def batchnorm_layers(model: nn.Module) -> Iterable[nn.modules.batchnorm._BatchNorm]:
-    return (m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
-
-
-@torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor | tuple], *,
-                   device: torch.device | str | None = None) -> int:
-    """Recompute every batch norm's running statistics as the exact average over ``batches``
-    (inputs, or ``(inputs, targets)`` pairs) with the current sub-network active.
-    Returns the number of batches used. Training data only: calibrating on the validation split
-    leaks it into the score."""
-    layers = list(batchnorm_layers(model))
-    saved = [(bn, bn.momentum) for bn in layers]
-    was_training = model.training
-    for bn in layers:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the calibration batches
-    model.train()
-    n = 0
-    try:
-        for batch in batches:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            if device is not None:
-                x = x.to(device)
-            model(x)
-            n += 1
-    finally:
-        for bn, momentum in saved:
-            bn.momentum = momentum
-        model.train(was_training)
-    if n == 0:
-        raise ValueError("recalibrate_bn: no batches given")
-    return n

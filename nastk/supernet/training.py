@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -14,11 +15,15 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader
 
+from nastk.batchnorm import recalibrate_bn
 from nastk.errors import NastkError
+from nastk.loaders import calibration_batches, detach, make_loader, split_batch, to_device
+from nastk.losses import combine_loss
+from nastk.pretrained import InitConfig, LoadReport, load_init, lr_groups
 from nastk.space.architecture import Architecture
-from nastk.supernet.base import SupernetModel, recalibrate_bn
+from nastk.supernet.base import SupernetModel
 from nastk.supernet.dynamic_conv import anneal_temperature
-from nastk.weights import load_file, load_matching, save_state
+from nastk.weights import load_file, load_matching, save_state, write_atomic
 
 CHECKPOINT_FORMAT = "nastk.supernet/1"
 
@@ -69,6 +74,12 @@ class SupernetTrainConfig(BaseModel):
                                                         "recalibrate BN before each evaluation")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads")
     device: str = "cpu"
+    init: InitConfig | None = Field(
+        None, description="start from pretrained weights, e.g. a classification supernet's "
+                          "checkpoint: {from: FILE, part: body | all}")
+    lr_mult: dict[str, float] = Field(
+        default_factory=dict, description="learning-rate multipliers by part of the model, "
+                                          "e.g. {body: 0.1}")
 
     def schedule(self) -> list[Phase]:
         return list(self.phases) or [Phase(epochs=self.epochs)]
@@ -104,18 +115,28 @@ class PhaseSampler:
         raise NastkError(f"no valid sub-network found for unlocked dimensions {self.unlock}")
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.dim() <= 1 or "transforms" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+def _param_groups(model: torch.nn.Module, weight_decay: float,
+                  lr_mult: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Weight-decayed and not decayed (BN, biases, kernel transforms) parameters, split further
+    by ``lr_mult`` part; each group carries its ``lr_mult``."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if lr_mult:
+        ids = {id(p): n for n, p in named}
+        parts = [(m, [(ids[id(p)], p) for p in ps]) for m, ps in lr_groups(named, lr_mult)]
+    else:
+        parts = [(1.0, named)]
+    groups: list[dict[str, Any]] = []
+    for mult, members in parts:
+        decay, no_decay = [], []
+        for name, p in members:
+            (no_decay if p.dim() <= 1 or "transforms" in name else decay).append(p)
+        groups += [{"params": decay, "weight_decay": weight_decay, "lr_mult": mult},
+                   {"params": no_decay, "weight_decay": 0.0, "lr_mult": mult}]
+    return groups
 
 
 def make_optimizer(model: torch.nn.Module, cfg: SupernetTrainConfig) -> torch.optim.Optimizer:
-    groups = _param_groups(model, cfg.weight_decay)
+    groups = _param_groups(model, cfg.weight_decay, cfg.lr_mult)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov
                                and cfg.momentum > 0)
@@ -152,10 +173,13 @@ class SupernetTrainer:
         self.model.to(self.device)
         self.task = model.task
         self.train_set = self.task.splits()["train"]
-        self.optimizer = make_optimizer(model, config)
+        self.optimizer = make_optimizer(model.net, config)  # names as in checkpoints
         self.rng = np.random.default_rng(seed)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
+        self.init_report: LoadReport | None = None
+        if config.init is not None:
+            config.init.check()
 
     # -- schedule -----------------------------------------------------------------------------
     def _phase_at(self, epoch: int) -> tuple[int, Phase, int]:
@@ -171,25 +195,32 @@ class SupernetTrainer:
         peak = phase.lr or self.config.lr
         lr = 0.5 * peak * (1 + math.cos(math.pi * min(progress, 1.0)))
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_mult", 1.0)
         return lr
 
     def _loader(self, epoch: int) -> DataLoader:
         gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        return DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True,
-                          generator=gen, drop_last=len(self.train_set) > self.config.batch_size)
+        return make_loader(self.task, self.train_set, self.config.batch_size, shuffle=True,
+                           generator=gen,
+                           drop_last=len(self.train_set) > self.config.batch_size)
 
     def calibration_batches(self) -> list[torch.Tensor]:
         """A fixed set of training batches for BN recalibration (the same for every arch)."""
-        gen = torch.Generator().manual_seed(self.seed + 7)
-        loader = DataLoader(self.train_set, batch_size=self.config.batch_size, shuffle=True,
-                            generator=gen)
-        out = []
-        for i, (x, _) in enumerate(loader):
-            if i >= self.config.bn_calib_batches:
-                break
-            out.append(x)
-        return out
+        return calibration_batches(self.task, self.train_set, self.config.batch_size,
+                                   self.config.bn_calib_batches, self.seed + 7)
+
+    def initialize(self) -> LoadReport | None:
+        """Load ``config.init``'s weights into the supernet (before the first epoch), print
+        the load report and keep it (in every checkpoint, and as ``init_report.json`` beside
+        the checkpoint)."""
+        if self.config.init is None:
+            return None
+        self.init_report = load_init(self.model.net, self.config.init)
+        print(self.init_report.summary(), file=sys.stderr)
+        if self.checkpoint_path is not None:
+            write_atomic(self.checkpoint_path.with_name("init_report.json"),
+                         json.dumps(self.init_report.to_dict(), indent=2).encode())
+        return self.init_report
 
     # -- one step -----------------------------------------------------------------------------
     def _subnets(self, sampler: PhaseSampler) -> list[tuple[str, Architecture]]:
@@ -201,18 +232,19 @@ class SupernetTrainer:
         nets += [("random", sampler.sample(self.rng)) for _ in range(cfg.n_random)]
         return nets
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor,
+    def train_step(self, x: torch.Tensor, y: Any,
                    sampler: PhaseSampler) -> dict[str, float]:
-        """One optimizer step over the sandwich; returns the loss of each kind of subnet."""
+        """One optimizer step over the sandwich; returns the task loss of each kind of subnet
+        (``kind``) and of each named loss term (``kind_term``)."""
         cfg = self.config
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        teacher: torch.Tensor | None = None
+        teacher: Any = None
         losses: dict[str, list[float]] = {}
         for kind, arch in self._subnets(sampler):
             self.model.set_active(arch)
             out = self.model(x)
-            task_loss = self.task.loss(out, y)
+            task_loss, terms = combine_loss(self.task.loss(out, y))
             if kind == "largest" or teacher is None or not cfg.inplace_distill:
                 loss = task_loss
             else:
@@ -224,8 +256,10 @@ class SupernetTrainer:
                                  "set training.grad_clip")
             loss.backward()
             if kind == "largest" and cfg.inplace_distill:
-                teacher = out.detach()
+                teacher = detach(out)
             losses.setdefault(kind, []).append(float(task_loss.detach()))
+            for name, term in terms.items():
+                losses.setdefault(f"{kind}_{name}", []).append(float(term.detach()))
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
@@ -238,7 +272,7 @@ class SupernetTrainer:
         self.model.set_active(arch)
         recalibrate_bn(self.model, calib if calib is not None else self.calibration_batches(),
                        device=self.device)
-        loader = DataLoader(self.task.splits()[split], batch_size=256)
+        loader = make_loader(self.task, self.task.splits()[split], 256)
         return self.task.evaluate(self.model, loader)
 
     # -- the loop -----------------------------------------------------------------------------
@@ -249,6 +283,8 @@ class SupernetTrainer:
             if self.checkpoint_path is None or not self.checkpoint_path.is_file():
                 raise NastkError(f"--resume: no checkpoint at {self.checkpoint_path}")
             self.load_checkpoint(self.checkpoint_path)
+        elif self.epoch == 0:
+            self.initialize()
         threads = torch.get_num_threads()
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
@@ -272,11 +308,12 @@ class SupernetTrainer:
         counts: dict[str, int] = {}
         lr = 0.0
         cfg = self.config
-        for step, (x, y) in enumerate(loader):
+        for step, batch in enumerate(loader):
+            x, y = split_batch(batch)
             lr = self._set_lr(phase, (within + step / n_steps) / phase.epochs)
             anneal_temperature(self.model, (self.epoch + step / n_steps) / cfg.temperature_epochs,
                                cfg.temperature_start, cfg.temperature_end)
-            losses = self.train_step(x.to(self.device), y.to(self.device), sampler)
+            losses = self.train_step(x.to(self.device), to_device(y, self.device), sampler)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
                 counts[k] = counts.get(k, 0) + 1
@@ -308,6 +345,7 @@ class SupernetTrainer:
             "epoch": self.epoch,
             "rng": self.rng.bit_generator.state,
             "history": json.dumps(self.history),
+            "init_report": json.dumps(self.init_report.to_dict() if self.init_report else None),
         }
 
     def save_checkpoint(self, path: Path) -> None:
@@ -315,8 +353,8 @@ class SupernetTrainer:
 
     def load_checkpoint(self, path: Path) -> None:
         state = read_checkpoint(path)
-        if self.identity and json.loads(state["identity"]) != self.identity:
-            theirs = json.loads(state["identity"])
+        theirs = _normalized_identity(json.loads(state["identity"]))
+        if self.identity and theirs != _normalized_identity(self.identity):
             diff = sorted(k for k in set(theirs) | set(self.identity)
                           if theirs.get(k) != self.identity.get(k))
             raise NastkError(f"--resume: {path} was trained with a different config (differs "
@@ -326,6 +364,19 @@ class SupernetTrainer:
         self.epoch = int(state["epoch"])
         self.rng.bit_generator.state = state["rng"]
         self.history = json.loads(state["history"])
+
+
+def _normalized_identity(identity: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's identity with its ``training`` settings re-validated, so settings added
+    since it was written (at their defaults) do not make it look different."""
+    out = dict(identity)
+    if isinstance(out.get("training"), dict):
+        try:
+            out["training"] = SupernetTrainConfig.model_validate(out["training"]).model_dump(
+                mode="json")
+        except ValueError:  # not a valid config of this version: compare as written
+            pass
+    return out
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from nastk.task import Task
 from tasks.classification.synthetic import SHAPES, make_shapes
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["ClassificationModel", "ClassificationTask"]
+__all__ = ["AccuracyMeter", "ClassificationModel", "ClassificationTask"]
 
 
 class ClassificationModel(nn.Module):
@@ -37,12 +34,6 @@ class ClassificationModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.body(x)).flatten(1)
         return self.head(self.dropout(x))
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 class ClassificationTask(Task):
@@ -74,6 +65,9 @@ class ClassificationTask(Task):
         num_classes: int = Field(6, ge=2, le=len(SHAPES), description="synthetic: shapes used")
         noise: float = Field(0.1, ge=0.0, description="synthetic: std of per-pixel noise")
         dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
+        channels: Literal[1, 3] = Field(
+            1, description="image channels: 3 repeats the grey images as RGB, so that a body "
+                           "pretrained here fits RGB tasks (segmentation, saliency, detection)")
 
         @model_validator(mode="after")
         def _fractions(self) -> ClassificationTask.Options:
@@ -94,15 +88,16 @@ class ClassificationTask(Task):
     # -- data ---------------------------------------------------------------------------------
     @property
     def input_shape(self) -> tuple[int, int, int]:
+        c = self.options.channels
         if self.options.dataset == "digits":
-            return (1, 8, 8)
-        return (1, self.options.image_size, self.options.image_size)
+            return (c, 8, 8)
+        return (c, self.options.image_size, self.options.image_size)
 
     @property
     def num_classes(self) -> int:
         return 10 if self.options.dataset == "digits" else self.options.num_classes
 
-    def _load(self) -> tuple[np.ndarray, np.ndarray]:
+    def _load_grey(self) -> tuple[np.ndarray, np.ndarray]:
         o = self.options
         if o.dataset == "digits":
             from sklearn.datasets import load_digits
@@ -111,6 +106,12 @@ class ClassificationTask(Task):
             x = (digits.images.astype(np.float32) / 16.0)[:, None, :, :]
             return x, digits.target.astype(np.int64)
         return make_shapes(o.n_samples, o.image_size, o.num_classes, o.noise, o.seed)
+
+    def _load(self) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self._load_grey()
+        if self.options.channels == 3:
+            x = np.ascontiguousarray(np.repeat(x, 3, axis=1))
+        return x, y
 
     def splits(self) -> dict[str, Dataset]:
         """``train``, ``val`` and (unless ``test_fraction`` is 0) ``test`` TensorDatasets of
@@ -148,23 +149,25 @@ class ClassificationTask(Task):
         return F.kl_div(F.log_softmax(student, dim=1), F.softmax(teacher.detach(), dim=1),
                         reduction="batchmean")
 
-    def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
-        """``accuracy`` and mean cross-entropy ``loss`` over ``loader`` (eval mode, no grad;
-        the model's previous train/eval mode is restored)."""
-        was_training = model.training
-        model.eval()
-        device = _model_device(model)
-        correct, total, loss_sum = 0, 0, 0.0
-        try:
-            with torch.no_grad():
-                for xb, yb in loader:
-                    xb, yb = xb.to(device), yb.to(device)
-                    out = model(xb)
-                    loss_sum += float(F.cross_entropy(out, yb, reduction="sum"))
-                    correct += int((out.argmax(dim=1) == yb).sum())
-                    total += int(yb.numel())
-        finally:
-            model.train(was_training)
-        if total == 0:
+    def meter(self) -> AccuracyMeter:
+        """``accuracy`` and mean cross-entropy ``loss`` over a split (the engine's evaluation
+        loop feeds it; see :meth:`nastk.task.Task.evaluate`)."""
+        return AccuracyMeter()
+
+
+class AccuracyMeter:
+    """Streaming top-1 accuracy and mean cross-entropy over batches of logits."""
+
+    def __init__(self) -> None:
+        self.correct, self.total, self.loss_sum = 0, 0, 0.0
+
+    def update(self, outputs: torch.Tensor, predictions: torch.Tensor,
+               targets: torch.Tensor) -> None:
+        self.loss_sum += float(F.cross_entropy(outputs, targets, reduction="sum"))
+        self.correct += int((predictions.argmax(dim=1) == targets).sum())
+        self.total += int(targets.numel())
+
+    def compute(self) -> dict[str, float]:
+        if self.total == 0:
             raise ValueError("evaluate: the loader yielded no examples")
-        return {"accuracy": correct / total, "loss": loss_sum / total}
+        return {"accuracy": self.correct / self.total, "loss": self.loss_sum / self.total}

@@ -11,15 +11,17 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
+from nastk.body import is_staged
+from nastk.neck import FeaturePyramidNeck
 from nastk.task import Task
 from tasks.segmentation.datasets import CLASS_NAMES, load_dataset
 from tasks.segmentation.distill import icsd_loss, pixel_kd_loss
 from tasks.segmentation.metrics import ConfusionMatrix
 from tasks.segmentation.synthetic import SCENE_CLASSES, make_scenes
 
-__all__ = ["SegmentationModel", "SegmentationTask"]
+__all__ = ["SegmentationMeter", "SegmentationModel", "SegmentationTask"]
 
 
 def _conv_bn_relu(cin: int, cout: int, kernel: int = 1) -> nn.Sequential:
@@ -31,10 +33,11 @@ class SegmentationModel(nn.Module):
     """A body plus a segmentation head; outputs class logits at the input's resolution.
 
     ``head="linear"``: a 3x3 conv-BN-ReLU and a 1x1 classifier on the body's output (for bodies
-    that already decode, such as ``nas_segm``). ``head="fpn"``: a light feature-pyramid
-    decoder over the body's ``forward_features`` (each level projected to ``head_channels`` by
-    a 1x1 conv, merged top-down by upsampling and adding, then 3x3 conv-BN-ReLU and the
-    classifier), for encoder-only bodies such as ``small_cnn`` and ``ofa_mbv3``.
+    that already decode, such as ``nas_segm``). ``head="fpn"``: the engine's
+    :class:`~nastk.neck.FeaturePyramidNeck` over a staged body's multi-scale features (each
+    scale projected to ``head_channels`` by a 1x1 conv, merged top-down by upsampling and
+    adding), then 3x3 conv-BN-ReLU and the classifier on the finest merged map, for
+    encoder-only bodies such as ``small_cnn`` and ``ofa_mbv3``.
     """
 
     def __init__(self, body: nn.Module, num_classes: int, head: str = "linear",
@@ -43,42 +46,31 @@ class SegmentationModel(nn.Module):
         self.body = body
         self.head_kind = head
         if head == "fpn":
-            channels = getattr(body, "feature_channels", None)
-            if not callable(getattr(body, "forward_features", None)) or not channels:
-                raise TypeError(f"head 'fpn' needs a body with forward_features() and "
-                                f"feature_channels; {type(body).__name__} has none. Use "
-                                "head: linear")
-            self.laterals = nn.ModuleList(nn.Conv2d(int(c), head_channels, 1)
-                                          for c in channels)
+            if not is_staged(body):
+                raise TypeError(f"head 'fpn' needs a staged body (forward_features, "
+                                f"feature_channels, feature_strides); {type(body).__name__} "
+                                "is not one. Use head: linear")
+            self.neck: FeaturePyramidNeck | None = FeaturePyramidNeck.for_body(body,
+                                                                               head_channels)
             in_head = head_channels
         else:
             channels = getattr(body, "out_channels", None)
             if not isinstance(channels, int) or channels < 1:
                 raise TypeError(f"the body ({type(body).__name__}) needs an int `out_channels`"
                                 f" attribute, got {channels!r}")
+            self.neck = None
             in_head = channels
         self.fuse = _conv_bn_relu(in_head, head_channels, 3)
         self.classifier = nn.Conv2d(head_channels, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
-        if self.head_kind == "fpn":
-            feats = self.body.forward_features(x)
-            y = self.laterals[-1](feats[-1])
-            for lateral, f in zip(reversed(self.laterals[:-1]), reversed(feats[:-1]),
-                                  strict=True):
-                y = lateral(f) + F.interpolate(y, size=f.shape[-2:], mode="bilinear",
-                                               align_corners=False)
+        if self.neck is not None:
+            y = self.neck(self.body.forward_features(x))[0]
         else:
             y = self.body(x)
         y = self.classifier(self.fuse(y))
         return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 class SegmentationTask(Task):
@@ -127,7 +119,8 @@ class SegmentationTask(Task):
                                         description="classes left out of the class means "
                                                     "(nas-segm omits VOC's background, 0)")
         head: Literal["auto", "linear", "fpn"] = Field(
-            "auto", description="auto: fpn when the body has forward_features, else linear")
+            "auto", description="auto: fpn when the body is staged (multi-scale features), else "
+                            "linear")
         head_channels: int = Field(32, ge=1)
         kd_temperature: float = Field(1.0, gt=0.0, description="temperature of pixel_kd, icsd")
         icsd_normalize: bool = Field(True, description="L2-normalise the rows of the ICSD "
@@ -237,7 +230,7 @@ class SegmentationTask(Task):
     def wrap(self, body: nn.Module) -> nn.Module:
         head = self.options.head
         if head == "auto":
-            head = "fpn" if callable(getattr(body, "forward_features", None)) else "linear"
+            head = "fpn" if is_staged(body) else "linear"
         return SegmentationModel(body, self.num_classes, head, self.options.head_channels)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -262,32 +255,38 @@ class SegmentationTask(Task):
 
         return {"pixel_kd": lambda s, te: pixel_kd_loss(s, te, t), "icsd": icsd}
 
-    def evaluate(self, model: nn.Module, loader: DataLoader) -> dict[str, float]:
-        """Confusion-matrix metrics over the whole ``loader`` (eval mode, no grad; the model's
-        train/eval mode is restored)."""
+    def meter(self) -> SegmentationMeter:
+        """Confusion-matrix metrics over a whole split (fed by the engine's evaluation loop)."""
         o = self.options
-        was_training = model.training
-        model.eval()
-        device = _model_device(model)
-        cm = ConfusionMatrix(self.num_classes, o.ignore_index)
-        loss_sum, counted = 0.0, 0
-        try:
-            with torch.no_grad():
-                for xb, yb in loader:
-                    xb, yb = xb.to(device), yb.to(device)
-                    out = model(xb)
-                    loss_sum += float(F.cross_entropy(out, yb, ignore_index=o.ignore_index,
-                                                      reduction="sum"))
-                    counted += int((yb != o.ignore_index).sum())
-                    cm.update(out, yb)
-        finally:
-            model.train(was_training)
-        if counted == 0:
+        return SegmentationMeter(self.num_classes, o.ignore_index, o.omit_classes,
+                                 self.class_names)
+
+
+class SegmentationMeter:
+    """Streaming confusion matrix and cross-entropy over batches of per-pixel logits."""
+
+    def __init__(self, num_classes: int, ignore_index: int, omit_classes: list[int],
+                 class_names: list[str]) -> None:
+        self.cm = ConfusionMatrix(num_classes, ignore_index)
+        self.ignore_index = ignore_index
+        self.omit_classes = list(omit_classes)
+        self.class_names = list(class_names)
+        self.loss_sum, self.counted = 0.0, 0
+
+    def update(self, outputs: torch.Tensor, predictions: torch.Tensor,
+               targets: torch.Tensor) -> None:
+        self.loss_sum += float(F.cross_entropy(outputs, targets, ignore_index=self.ignore_index,
+                                               reduction="sum"))
+        self.counted += int((targets != self.ignore_index).sum())
+        self.cm.update(predictions, targets)
+
+    def compute(self) -> dict[str, float]:
+        if self.counted == 0:
             raise ValueError("evaluate: the loader yielded no labelled pixels")
-        scores = cm.compute(omit_classes=o.omit_classes)
+        scores = self.cm.compute(omit_classes=self.omit_classes)
         metrics = {k: float(scores[k]) for k in
                    ("miou", "pixel_accuracy", "mean_accuracy", "fw_iou", "score")}
-        metrics["loss"] = loss_sum / counted
+        metrics["loss"] = self.loss_sum / self.counted
         for name, iou in zip(self.class_names, scores["iou"], strict=True):
             if np.isfinite(iou):
                 metrics[f"iou_{name.lower().replace(' ', '_')}"] = float(iou)

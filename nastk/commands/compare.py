@@ -1,4 +1,5 @@
-"""Compare finished runs: best-so-far curves grouped by strategy (mean ± std over seeds)."""
+"""`nastk compare`: finished runs' best-so-far curves grouped by strategy (mean ± std over
+seeds). Each run's objective and trials come from its store; no plugin is built."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from typing import Literal
 import numpy as np
 
 from nastk import report
-from nastk.config import SearchConfig, parse_config
+from nastk.commands.run_record import open_run
 from nastk.errors import NastkError
 from nastk.objective import Objective
-from nastk.store import RunStore
 
 
 @dataclass
@@ -33,12 +33,6 @@ class GroupSummary:
         return float(np.std(self.final)) if self.final else float("nan")
 
 
-def _objective(config: SearchConfig) -> Objective:
-    from nastk.experiment import build_components
-
-    return build_components(config).objective
-
-
 def compare_runs(run_dirs: list[Path], by: Literal["strategy", "name"] = "strategy"
                  ) -> tuple[Objective, dict[str, GroupSummary]]:
     """Load each run's trials and group their best-so-far curves by strategy (or run name).
@@ -48,10 +42,8 @@ def compare_runs(run_dirs: list[Path], by: Literal["strategy", "name"] = "strate
     groups: dict[str, GroupSummary] = {}
     objective: Objective | None = None
     for run_dir in run_dirs:
-        with RunStore.open_existing(run_dir) as store:
-            config = parse_config(store.get_meta("config"), f"{run_dir}/store.sqlite:config")
-            trials = store.trials()
-        obj = _objective(config)
+        record = open_run(run_dir)
+        config, trials, obj = record.config, record.trials, record.objective
         if objective is None:
             objective = obj
         elif (obj.metric, obj.direction) != (objective.metric, objective.direction):

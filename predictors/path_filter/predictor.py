@@ -1,31 +1,9 @@
-"""The DetOFA-style path filter: a predictor of *relative* performance among architectures of
-similar cost, and the pruning built on it.
-
-DetOFA (Sony, arXiv 2303.13121) prunes a once-for-all supernet's paths with a
-resource-conditioned "path filter" before detection fine-tuning; its code is not public, so the
-details here are ours:
-
-* **Buckets.** Architectures are grouped by cost (``flops``, ``params``, ``latency_ms`` or any
-  number) into ``n_buckets`` buckets cut at the cost quantiles of the training set
-  (:mod:`predictors.buckets`).
-* **Model.** An MLP scores ``encoding ⊕ one-hot(bucket)``.
-* **Loss.** Pairwise logistic ranking loss ``softplus(-(s_i - s_j))`` over pairs *inside the
-  same bucket* where architecture ``i`` scored better than ``j``; pairs across buckets are never
-  compared, so the filter learns "which of these similar-cost paths is better", not "bigger is
-  better".
-* **Pruning.** ``prune`` keeps the predicted top ``keep_ratio`` of every bucket: for a list of
-  candidates exactly ``ceil(keep_ratio * n_b)`` (at least 1) of each bucket ``b``; for a search
-  space a :class:`PrunedSpace` whose constraint check rejects architectures scoring below their
-  bucket's threshold (thresholds estimated from samples of the space), so every strategy's
-  ``sample``/``mutate``/``crossover`` stays inside the kept part; for supernet training
-  :func:`pruned_sampler_factory`, a drop-in ``sampler_factory`` for
-  :class:`nastk.supernet.training.SupernetTrainer` that samples only unpruned paths.
-"""
+"""The path filter itself: an MLP ranking architectures within cost buckets (pairwise loss),
+its calibration, pruning and persistence. See :mod:`predictors.path_filter`."""
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,15 +13,17 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from nastk.errors import InvalidArchitectureError, NastkError
+from nastk.path_filter import CostFn
+from nastk.path_filter import PathFilter as PathFilterContract
+from nastk.predictor import ArchLike, NotFittedError, Predictor, PredictorError, check_lengths
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
-from nastk.supernet.training import PhaseSampler
 from nastk.weights import load_file, save_state
-from predictors.base import ArchLike, NotFittedError, Predictor, PredictorError, check_lengths
 from predictors.buckets import bucket_index, kept_count, quantile_edges
 from predictors.metrics import bucketed_kendall_tau
 from predictors.mlp import build_mlp, torch_context
+from predictors.path_filter.pruned_space import PrunedSpace, check_keep_ratio
+from predictors.path_filter.sampler import PrunedPhaseSampler, pruned_sampler_factory
 
 if TYPE_CHECKING:
     from nastk.supernet.base import SupernetModel
@@ -51,7 +31,6 @@ if TYPE_CHECKING:
 STATE_FORMAT = "nastk.path_filter/1"
 
 Cost = float | Mapping[str, float]
-CostFn = Callable[[Architecture], Cost]
 
 
 class PathFilterOptions(BaseModel):
@@ -74,7 +53,7 @@ class PathFilterOptions(BaseModel):
                                                          "and scoring; null = unchanged")
 
 
-class PathFilter(Predictor):
+class PathFilter(Predictor, PathFilterContract):
     """DetOFA-style path filter: ranks architectures within cost buckets (pairwise loss).
 
     ``fit(archs, scores, costs)`` trains it; ``score``/``rank`` order architectures inside their
@@ -98,6 +77,11 @@ class PathFilter(Predictor):
         self.edges = np.zeros(0)
         self.calibration = np.zeros((self.options.n_buckets, 2))
         self.history: list[float] = []
+
+    @property
+    def cost(self) -> str:
+        """The cost the buckets are cut on (the ``cost`` option)."""
+        return self.options.cost
 
     # -- costs and buckets --------------------------------------------------------------------
     def cost_values(self, archs: Sequence[ArchLike],
@@ -407,186 +391,3 @@ class PathFilter(Predictor):
         if not self._fitted:
             raise NotFittedError(f"{self.name} is not fitted; call fit(archs, scores, costs) "
                                  "first (or load a saved filter with PathFilter.load)")
-
-
-def check_keep_ratio(keep_ratio: float) -> None:
-    if not (isinstance(keep_ratio, (int, float)) and 0 < keep_ratio <= 1):
-        raise PredictorError(f"keep_ratio must be in (0, 1], got {keep_ratio!r}")
-
-
-class _KeepRule:
-    """Per-bucket score thresholds estimated from samples, with a cache of decisions."""
-
-    def __init__(self, path_filter: PathFilter, cost_fn: CostFn, samples: list[Architecture],
-                 keep_ratio: float) -> None:
-        path_filter._require_fitted()
-        self.filter = path_filter
-        self.cost_fn = cost_fn
-        self.keep_ratio = keep_ratio
-        costs = path_filter.cost_values(samples, cost_fn=cost_fn)
-        s, b = path_filter._scores_and_buckets(samples, costs)
-        self.thresholds = path_filter._thresholds_from(s, b, keep_ratio)
-        kept = s >= self.thresholds[b]
-        #: the fraction of the samples that the rule keeps (close to ``keep_ratio``)
-        self.sample_share = float(np.mean(kept))
-        self._cache: dict[str, tuple[bool, float, float, int]] = {
-            a.key: (bool(k), float(sc), float(c), int(bb))
-            for a, k, sc, c, bb in zip(samples, kept, s, costs, b, strict=True)}
-        #: the kept samples, without repeats, in draw order
-        self.kept_samples = list({a.key: a for a, k in zip(samples, kept, strict=True)
-                                  if k}.values())
-
-    def judge(self, arch: Architecture) -> tuple[bool, float, float, int]:
-        """``(kept, score, cost, bucket)`` of one architecture."""
-        hit = self._cache.get(arch.key)
-        if hit is None:
-            cost = self.filter.cost_values([arch], cost_fn=self.cost_fn)
-            bucket = int(bucket_index(cost, self.filter.edges)[0])
-            score = float(self.filter.score([arch], cost)[0])
-            hit = (score >= self.thresholds[bucket], score, float(cost[0]), bucket)
-            if len(self._cache) > 200_000:
-                self._cache.clear()
-            self._cache[arch.key] = hit
-        return hit
-
-
-def _resolve_cost_fn(path_filter: PathFilter, cost_fn: CostFn | None) -> CostFn:
-    fn = cost_fn or path_filter.cost_fn
-    if fn is None:
-        raise PredictorError("pruning a search space needs each architecture's cost: pass "
-                             "cost_fn(arch) -> float (or give the PathFilter one)")
-    return fn
-
-
-class PrunedSpace(SearchSpace):
-    """A search space restricted to the paths a :class:`PathFilter` keeps.
-
-    Same dimensions as the wrapped space; :meth:`check_constraints` runs the wrapped space's
-    rules and then rejects an architecture whose filter score is below its cost bucket's
-    threshold (the score of the ``ceil(keep_ratio * n_b)``-th best of the ``n_b`` samples in
-    that bucket, from ``n_samples`` draws of ``space.sample``; a bucket no sample fell in keeps
-    everything). So ``validate``, ``is_valid``, ``mutate``, ``crossover`` and ``neighbours``
-    stay inside the kept part, and :meth:`sample` draws from the wrapped space's own
-    distribution until an architecture is kept. ``build`` and every other attribute (e.g.
-    ``largest``, ``build_supernet``) are the wrapped space's.
-    """
-
-    def __init__(self, space: SearchSpace, path_filter: PathFilter, keep_ratio: float,
-                 cost_fn: CostFn | None = None, n_samples: int = 2000, seed: int = 0) -> None:
-        check_keep_ratio(keep_ratio)
-        if n_samples < 1:
-            raise PredictorError(f"n_samples must be >= 1, got {n_samples}")
-        if space.encoding_size() != path_filter.space.encoding_size():
-            raise PredictorError(
-                f"the path filter was fitted on search space {path_filter.space.name!r}, whose "
-                f"encoding differs from {space.name!r}'s; prune the space it was fitted on")
-        super().__init__(space.dimensions, name=f"{space.name}-pruned")
-        self.base = space
-        self.keep_ratio = float(keep_ratio)
-        rng = np.random.default_rng(seed)
-        samples = [space.sample(rng) for _ in range(n_samples)]
-        self.rule = _KeepRule(path_filter, _resolve_cost_fn(path_filter, cost_fn), samples,
-                              keep_ratio)
-        self._max_tries = max(1000, math.ceil(50 / keep_ratio))
-
-    @property
-    def path_filter(self) -> PathFilter:
-        return self.rule.filter
-
-    @property
-    def thresholds(self) -> np.ndarray:
-        """Per-bucket score thresholds (``-inf``: the bucket keeps everything)."""
-        return self.rule.thresholds
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("base", "rule") or name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.base, name)
-
-    def is_kept(self, arch: Architecture | Mapping[str, Any]) -> bool:
-        """Whether the filter keeps ``arch`` (which must be valid in the wrapped space)."""
-        return self.rule.judge(self.base.validate(arch))[0]
-
-    def check_constraints(self, arch: Architecture) -> None:
-        self.base.check_constraints(arch)
-        kept, score, cost, bucket = self.rule.judge(arch)
-        if not kept:
-            raise InvalidArchitectureError(
-                f"search space {self.name!r}: architecture pruned by the path filter (score "
-                f"{score:.4g} below {self.thresholds[bucket]:.4g}, the keep threshold of cost "
-                f"bucket {bucket}, cost {cost:.4g}, keep_ratio={self.keep_ratio}); pick a kept "
-                f"architecture or search the unpruned space {self.base.name!r}")
-
-    def sample(self, rng: np.random.Generator) -> Architecture:
-        """A draw of the wrapped space's ``sample`` that the filter keeps."""
-        for _ in range(self._max_tries):
-            arch = self.base.sample(rng)
-            if self.rule.judge(arch)[0]:
-                return arch
-        raise NastkError(f"search space {self.name!r}: no kept architecture in "
-                         f"{self._max_tries} draws (keep_ratio={self.keep_ratio}); raise "
-                         "keep_ratio")
-
-    def size(self) -> int:
-        """An *estimate*: the wrapped space's size times the share of samples kept."""
-        return max(1, round(self.base.size() * self.rule.sample_share))
-
-    def build(self, arch: Architecture, in_channels: int) -> nn.Module:
-        return self.base.build(arch, in_channels)
-
-    def render(self, arch: Architecture) -> str | None:
-        return self.base.render(arch)
-
-
-class PrunedPhaseSampler(PhaseSampler):
-    """A :class:`~nastk.supernet.training.PhaseSampler` whose random sub-networks are only
-    paths the filter keeps.
-
-    The keep thresholds are estimated per phase from ``n_samples`` draws of the phase's own
-    distribution (unlocked dimensions random, the rest largest), so each phase keeps the top
-    ``keep_ratio`` of the paths it can reach. Random sub-networks are then drawn uniformly
-    from the kept ones among those draws (about ``keep_ratio * n_samples`` paths per phase), so
-    a training step never pays for costing a path (for a supernet, a FLOP count of the
-    extracted network). The sandwich's ``largest`` and ``smallest_in_phase`` stay as they are:
-    they bound the sandwich and the largest is the in-place distillation teacher.
-    """
-
-    def __init__(self, model: SupernetModel, unlock: list[str] | None, path_filter: PathFilter,
-                 keep_ratio: float, cost_fn: CostFn | None = None, n_samples: int = 1000,
-                 seed: int = 0) -> None:
-        super().__init__(model, unlock)
-        check_keep_ratio(keep_ratio)
-        rng = np.random.default_rng(seed)
-        samples = [super(PrunedPhaseSampler, self).sample(rng) for _ in range(n_samples)]
-        self.rule = _KeepRule(path_filter, _resolve_cost_fn(path_filter, cost_fn), samples,
-                              keep_ratio)
-
-    def is_kept(self, arch: Architecture) -> bool:
-        return self.rule.judge(arch)[0]
-
-    def sample(self, rng: np.random.Generator) -> Architecture:
-        pool = self.rule.kept_samples
-        if not pool:
-            raise NastkError(f"no kept sub-network among the phase's draws for unlocked "
-                             f"dimensions {sorted(self.unlock)} (keep_ratio="
-                             f"{self.rule.keep_ratio}); raise keep_ratio or n_samples")
-        return pool[int(rng.integers(len(pool)))]
-
-
-def pruned_sampler_factory(path_filter: PathFilter, cost_fn: CostFn | None = None,
-                           keep_ratio: float = 0.5, n_samples: int = 1000, seed: int = 0
-                           ) -> Callable[[SupernetModel, list[str] | None], PrunedPhaseSampler]:
-    """A ``sampler_factory`` for :class:`~nastk.supernet.training.SupernetTrainer` that trains
-    only the paths ``path_filter`` keeps (see :class:`PrunedPhaseSampler`)::
-
-        SupernetTrainer(model, cfg, sampler_factory=pruned_sampler_factory(filt, flops, 0.3))
-    """
-    check_keep_ratio(keep_ratio)
-    path_filter._require_fitted()
-    fn = _resolve_cost_fn(path_filter, cost_fn)
-
-    def factory(model: SupernetModel, unlock: list[str] | None) -> PrunedPhaseSampler:
-        return PrunedPhaseSampler(model, unlock, path_filter, keep_ratio, cost_fn=fn,
-                                  n_samples=n_samples, seed=seed)
-
-    return factory

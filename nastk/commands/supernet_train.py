@@ -10,10 +10,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nastk import registry
+from nastk.build import build_supernet_model
 from nastk.config import SupernetConfig
 from nastk.errors import ConfigError, StoreError
-from nastk.supernet.base import SupernetModel, SupernetSpace
+from nastk.supernet.pruning import supernet_sampler_factory
 from nastk.supernet.training import SupernetTrainer
 
 CHECKPOINT_NAME = "supernet.pt"
@@ -24,20 +24,6 @@ class SupernetOutcome:
     run_dir: Path
     checkpoint: Path
     history: list[dict[str, Any]]
-
-
-def build_supernet_model(config: SupernetConfig) -> SupernetModel:
-    from nastk.experiment import import_plugins
-
-    import_plugins(config.plugins)
-    space = registry.instantiate(registry.SEARCH_SPACES, config.space.name, config.space.options,
-                                 where="space.options")
-    if not isinstance(space, SupernetSpace):
-        raise ConfigError(f"space: {config.space.name!r} is not a weight-sharing space (no "
-                          "build_supernet); pick one such as ofa_mbv3")
-    task = registry.instantiate(registry.TASKS, config.task.name, config.task.options,
-                                where="task.options")
-    return SupernetModel(space, task)
 
 
 def train_supernet(config: SupernetConfig, *, resume: bool = False,
@@ -62,8 +48,6 @@ def train_supernet(config: SupernetConfig, *, resume: bool = False,
                               f"{model.space.name!r} has {names}")
     extra: dict[str, Any] = {}
     if config.path_filter is not None:
-        from nastk.pruning import supernet_sampler_factory
-
         extra["sampler_factory"] = supernet_sampler_factory(config.path_filter, model,
                                                             seed=config.seed)
     trainer = SupernetTrainer(model, config.training, seed=config.seed, checkpoint_path=ckpt,

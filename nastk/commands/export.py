@@ -1,4 +1,9 @@
-"""Export a run's best architecture: its JSON, a weights-only checkpoint, and a torch.export file.
+"""`nastk export`: a run's best architecture as its JSON, a weights-only checkpoint, and a
+torch.export file.
+
+The best trial is picked by the objective the run recorded in its store; the model is built
+from the run's space and task, and the evaluator only when the trial's weights must be
+trained again.
 
 ``model.pt`` holds plain data and tensors only (loads with ``torch.load(..., weights_only=True)``)
 and rebuilds with :func:`load_exported`; ``model.pt2`` is a ``torch.export`` program that loads
@@ -15,12 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from nastk import registry
-from nastk.config import SearchConfig, parse_config
+from nastk.build import build_evaluator, build_from_refs, build_space_and_task
+from nastk.commands.run_record import RunRecord, open_run
+from nastk.config import SearchConfig
 from nastk.errors import NastkError
-from nastk.experiment import build_components
+from nastk.objective import Objective
 from nastk.space.architecture import Architecture
-from nastk.store import RunStore
 from nastk.trial import Trial
 
 FORMAT = "nastk.export/1"
@@ -44,7 +49,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None,
     kept, the candidate is trained again with the run's evaluator (training is seeded by the
     architecture, so it reproduces the recorded weights on the same machine)."""
     run_dir = Path(run_dir)
-    config, comps, trial = _load_trial(run_dir, trial_id)
+    run, trial = _load_trial(run_dir, trial_id)
+    config = run.config
     out = Path(out_dir) if out_dir is not None else run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
     assert trial.result is not None
@@ -55,33 +61,35 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None,
     arch_path = out / "arch.json"
     arch_path.write_text(json.dumps(record, indent=2) + "\n")
     result = Exported(trial, arch_path)
-    if comps.task is None:
+    if config.task is None:
         result.notes.append("this run scored architectures with a function; there is no model "
                             "to export, only its architecture")
         return result
+    space, task = build_space_and_task(config)
+    assert task is not None
     ckpt = run_dir / "checkpoints" / f"trial_{trial.id}.pt"
     if not ckpt.is_file():
         result.notes.append(f"no checkpoint kept for trial {trial.id}; ran its evaluation "
                             "again to rebuild the weights")
         ckpt = out / f"trial_{trial.id}_retrained.pt"
-        retrained = comps.evaluator.evaluate(trial.arch, checkpoint=ckpt)
+        retrained = build_evaluator(config, space, task).evaluate(trial.arch, checkpoint=ckpt)
         if not retrained.ok:
             raise NastkError(f"re-training trial {trial.id} failed: {retrained.error}")
-    model = comps.task.build_model(comps.space, trial.arch)
+    model = task.build_model(space, trial.arch)
     model.load_state_dict(torch.load(ckpt, weights_only=True))
     model.eval()
     payload: dict[str, Any] = {
         "format": FORMAT, "arch": trial.arch.to_json(),
         "space": json.dumps(config.space.model_dump()),
         "task": json.dumps(config.task.model_dump() if config.task else None),
-        "plugins": list(config.plugins), "input_shape": list(comps.task.input_shape),
+        "plugins": list(config.plugins), "input_shape": list(task.input_shape),
         "metrics": dict(trial.result.metrics), "costs": dict(trial.result.costs),
         "state_dict": model.state_dict(),
     }
     result.checkpoint = out / "model.pt"
     torch.save(payload, result.checkpoint)
     try:
-        example = torch.zeros(2, *comps.task.input_shape)
+        example = torch.zeros(2, *task.input_shape)
         batch = torch.export.Dim("batch", min=1, max=1 << 16)
         program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
         result.program = out / "model.pt2"
@@ -94,20 +102,17 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None,
 
 def best_trial(run_dir: str | Path, trial_id: int | None = None) -> tuple[SearchConfig, Trial]:
     """The config of the search run in ``run_dir`` and its best successful trial (by the
-    run's objective), or trial ``trial_id``."""
-    config, _, trial = _load_trial(Path(run_dir), trial_id)
-    return config, trial
+    run's objective, read from its store), or trial ``trial_id``."""
+    record, trial = _load_trial(Path(run_dir), trial_id)
+    return record.config, trial
 
 
-def _load_trial(run_dir: Path, trial_id: int | None) -> tuple[SearchConfig, Any, Trial]:
-    with RunStore.open_existing(run_dir) as store:
-        config = parse_config(store.get_meta("config"), f"{run_dir}/store.sqlite:config")
-        trials = store.finished()
-    comps = build_components(config)
-    return config, comps, _pick(trials, comps.objective, trial_id, run_dir)
+def _load_trial(run_dir: Path, trial_id: int | None) -> tuple[RunRecord, Trial]:
+    record = open_run(run_dir)
+    return record, _pick(record.finished, record.objective, trial_id, run_dir)
 
 
-def _pick(trials: list[Trial], objective: Any, trial_id: int | None, run_dir: Path) -> Trial:
+def _pick(trials: list[Trial], objective: Objective, trial_id: int | None, run_dir: Path) -> Trial:
     if trial_id is not None:
         for t in trials:
             if t.id == trial_id:
@@ -128,13 +133,9 @@ def load_exported(path: str | Path) -> nn.Module:
     payload = torch.load(Path(path), weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise NastkError(f"{path} is not a nastk export (expected format {FORMAT!r})")
-    from nastk.experiment import import_plugins
-
-    import_plugins(payload["plugins"])
-    space_ref = json.loads(payload["space"])
-    task_ref = json.loads(payload["task"])
-    space = registry.instantiate(registry.SEARCH_SPACES, space_ref["name"], space_ref["options"])
-    task = registry.instantiate(registry.TASKS, task_ref["name"], task_ref["options"])
+    space, task = build_from_refs(payload["plugins"], json.loads(payload["space"]),
+                                  json.loads(payload["task"]))
+    assert task is not None
     arch = space.validate(Architecture.from_json(payload["arch"]))
     model = task.build_model(space, arch)
     model.load_state_dict(payload["state_dict"])

@@ -1,5 +1,7 @@
-"""The performance-predictor interface: ``fit(archs, scores)`` / ``predict(archs)`` over a search
-space's numeric encoding (:meth:`nastk.SearchSpace.encode`)."""
+"""The performance-predictor contract: ``fit(archs, scores)`` / ``predict(archs)`` over a search
+space's numeric encoding (:meth:`nastk.SearchSpace.encode`).
+
+The engine owns it; the predictor plugins (``predictors/``) subclass :class:`Predictor`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,146 @@
+"""From a validated config to live objects: the plugins it names imported and instantiated
+(space, task, strategy), its objective, its evaluator, and a supernet model.
+
+Commands (:mod:`nastk.commands`) and Ray workers (:mod:`nastk.executors.worker`) build through
+here; this module imports no command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from nastk import registry
+from nastk.config import PluginRef, SearchConfig, SupernetConfig
+from nastk.errors import ConfigError
+from nastk.evaluation.base import Evaluator, FunctionEvaluator
+from nastk.evaluation.train import TrainEvaluator
+from nastk.loading import load_object
+from nastk.objective import Objective
+from nastk.space.search_space import SearchSpace
+from nastk.strategies.base import Strategy
+from nastk.supernet.base import SupernetModel, SupernetSpace
+from nastk.task import Task
+
+
+def import_plugins(modules: list[str]) -> None:
+    """Import modules that register plugins (``plugins:`` in a config)."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ConfigError(f"plugins: cannot import {name!r}: {err}. Is it installed or on "
+                              "PYTHONPATH?") from err
+
+
+def build_space(ref: PluginRef, where: str = "space.options") -> SearchSpace:
+    """The registered search space ``ref`` names, with its options validated."""
+    return registry.instantiate(registry.SEARCH_SPACES, ref.name, ref.options, where=where)
+
+
+def build_task(ref: PluginRef, where: str = "task.options") -> Task:
+    """The registered task ``ref`` names, with its options validated (no data is loaded)."""
+    return registry.instantiate(registry.TASKS, ref.name, ref.options, where=where)
+
+
+@dataclass
+class Components:
+    """Everything a search needs, built from a config."""
+
+    space: SearchSpace
+    task: Task | None
+    objective: Objective
+    strategy: Strategy
+    evaluator: Evaluator
+
+
+def build_space_and_task(config: SearchConfig) -> tuple[SearchSpace, Task | None]:
+    """Import the config's plugins and instantiate its space and task (validating options)."""
+    import_plugins(config.plugins)
+    space = build_space(config.space)
+    task = build_task(config.task) if config.task is not None else None
+    return space, task
+
+
+def build_objective(config: SearchConfig, task: Task | None) -> Objective:
+    """The config's objective; metric and direction default to the task's primary metric."""
+    metric = config.objective.metric or (task.primary_metric if task else None)
+    direction = config.objective.direction or (task.direction if task else "max")
+    return Objective(metric=metric, direction=direction, costs=tuple(config.objective.costs))
+
+
+def build_strategy(config: SearchConfig, space: SearchSpace, objective: Objective) -> Strategy:
+    """The registered strategy the config names, over ``space`` (validating its options)."""
+    return registry.instantiate(registry.STRATEGIES, config.strategy.name,
+                                config.strategy.options, space, objective, seed=config.seed,
+                                where="strategy.options")
+
+
+def build_evaluator(config: SearchConfig, space: SearchSpace, task: Task | None) -> Evaluator:
+    """The evaluator ``config.evaluator`` describes (a supernet checkpoint is loaded here)."""
+    if config.evaluator.kind == "function":
+        assert config.evaluator.function is not None
+        return FunctionEvaluator(load_object(config.evaluator.function, "evaluator.function"))
+    assert task is not None
+    if config.evaluator.kind == "supernet":
+        assert config.evaluator.supernet is not None
+        return build_weight_sharing_evaluator(config, space, task)
+    return TrainEvaluator(task, space, config.evaluator.train, seed=config.seed)
+
+
+def build_components(config: SearchConfig) -> Components:
+    """Instantiate the registered plugins a config names (validating their options)."""
+    space, task = build_space_and_task(config)
+    objective = build_objective(config, task)
+    strategy = build_strategy(config, space, objective)
+    evaluator = build_evaluator(config, space, task)
+    return Components(space, task, objective, strategy, evaluator)
+
+
+def build_weight_sharing_evaluator(config: SearchConfig, space: SearchSpace,
+                                   task: Task) -> Evaluator:
+    """A :class:`WeightSharingEvaluator` over the supernet checkpoint a config names, refusing a
+    checkpoint trained for another space or task."""
+    from nastk.evaluation.weight_sharing import WeightSharingEvaluator
+    from nastk.supernet.training import load_supernet_weights, read_checkpoint
+
+    ws = config.evaluator.supernet
+    assert ws is not None and config.task is not None
+    if not isinstance(space, SupernetSpace):
+        raise ConfigError(f"evaluator.kind 'supernet': search space {config.space.name!r} has "
+                          "no supernet (it is not a SupernetSpace); use a weight-sharing space "
+                          "such as ofa_mbv3, or evaluator.kind 'train'")
+    state = read_checkpoint(ws.checkpoint)
+    trained_for = json.loads(state.get("identity", "{}") or "{}")
+    wanted = {"space": config.space.model_dump(mode="json"),
+              "task": config.task.model_dump(mode="json")}
+    for key in ("space", "task"):
+        if key in trained_for and trained_for[key] != wanted[key]:
+            raise ConfigError(f"evaluator.supernet.checkpoint: {ws.checkpoint} was trained for "
+                              f"{key} {trained_for[key]}, this config has {wanted[key]}; use "
+                              "the same space and task as the supernet config")
+    model = SupernetModel(space, task)
+    load_supernet_weights(model, state["model"], str(ws.checkpoint))
+    return WeightSharingEvaluator(model, ws, seed=config.seed)
+
+
+def build_supernet_model(config: SupernetConfig) -> SupernetModel:
+    """The untrained supernet of a supernet config: its weight-sharing space with the task's
+    head."""
+    import_plugins(config.plugins)
+    space = build_space(config.space)
+    if not isinstance(space, SupernetSpace):
+        raise ConfigError(f"space: {config.space.name!r} is not a weight-sharing space (no "
+                          "build_supernet); pick one such as ofa_mbv3")
+    return SupernetModel(space, build_task(config.task))
+
+
+def build_from_refs(plugins: list[str], space: dict[str, Any],
+                    task: dict[str, Any] | None) -> tuple[SearchSpace, Task | None]:
+    """Space and task from plugin references stored as data (``{"name", "options"}``), e.g. in
+    an exported model's payload."""
+    import_plugins(plugins)
+    return (build_space(PluginRef.model_validate(space)),
+            build_task(PluginRef.model_validate(task)) if task is not None else None)

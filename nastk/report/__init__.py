@@ -1,0 +1,56 @@
+"""Results of a finished or running search as tables (terminal, markdown) and plots (PNG).
+
+Every function takes the run's trials (any order; they are sorted by id, which is the
+evaluation order) and the search's :class:`~nastk.objective.Objective`. Values are always in the
+metric's own units: a metric minimised (``direction="min"``) is reported as is, never negated.
+
+Plots are drawn on standalone :class:`matplotlib.figure.Figure` objects with the Agg canvas, so
+nothing touches pyplot's global figure registry or needs a display.
+
+Modules: :mod:`~nastk.report.formatting` (numbers and architectures as text),
+:mod:`~nastk.report.results` (best so far, leaderboard, Pareto front),
+:mod:`~nastk.report.plots` (PNG figures), :mod:`~nastk.report.markdown` (``report.md``).
+"""
+
+from nastk.report.formatting import (
+    COST_HEADERS,
+    COST_LABELS,
+    STANDARD_COSTS,
+    Render,
+    arch_text,
+    format_cost,
+    format_count,
+    format_duration,
+    format_metric,
+)
+from nastk.report.markdown import write_report
+from nastk.report.plots import plot_best_so_far, plot_compare, plot_pareto, plot_strategy_curves
+from nastk.report.results import (
+    ParetoPoints,
+    best_so_far,
+    leaderboard,
+    leaderboard_table,
+    pareto_points,
+)
+
+__all__ = [
+    "COST_HEADERS",
+    "COST_LABELS",
+    "STANDARD_COSTS",
+    "ParetoPoints",
+    "Render",
+    "arch_text",
+    "best_so_far",
+    "format_cost",
+    "format_count",
+    "format_duration",
+    "format_metric",
+    "leaderboard",
+    "leaderboard_table",
+    "pareto_points",
+    "plot_best_so_far",
+    "plot_compare",
+    "plot_pareto",
+    "plot_strategy_curves",
+    "write_report",
+]

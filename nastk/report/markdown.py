@@ -1,0 +1,219 @@
+"""The markdown report of a run: ``report.md`` with its plots beside it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nastk.evaluation.result import Status
+from nastk.objective import Objective
+from nastk.report.formatting import (
+    COST_HEADERS,
+    Render,
+    _cost_label,
+    arch_text,
+    format_cost,
+    format_duration,
+    format_metric,
+)
+from nastk.report.plots import plot_best_so_far, plot_pareto, plot_strategy_curves
+from nastk.report.results import _by_id, _columns, _successes, leaderboard, pareto_points
+from nastk.trial import Trial
+
+#: how many characters of a failed trial's error the report keeps
+ERROR_CHARS = 200
+
+
+def _md_cell(value: Any) -> str:
+    text = str(value).replace("\r", " ").replace("\n", " ").replace("|", "\\|")
+    return text.strip() or " "
+
+
+def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]],
+              align: Sequence[str] | None = None) -> list[str]:
+    aligns = list(align) if align is not None else ["l"] * len(header)
+    rule = ["---:" if a == "r" else "---" for a in aligns]
+    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |",
+             "| " + " | ".join(rule) + " |"]
+    lines.extend("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows)
+    return lines
+
+
+def _truncate(text: str, limit: int = ERROR_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _fmt_meta(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _strategy_section(curves: Mapping[str, Sequence[float]], run_dir: Path) -> list[str]:
+    png = run_dir / "strategy.png"
+    curves = {k: list(v) for k, v in curves.items() if len(v)}
+    if not curves:
+        png.unlink(missing_ok=True)
+        return []
+    lines = ["", "## Strategy learning", ""]
+    rows = []
+    for name, v in curves.items():
+        third = max(1, len(v) // 3)
+        first, last = float(np.mean(v[:third])), float(np.mean(v[-third:]))
+        rows.append((name, len(v), format_metric(v[0]), format_metric(v[-1]),
+                     format_metric(first), format_metric(last),
+                     f"{last - first:+.4g}"))
+    lines += _md_table(["curve", "updates", "first", "last", "mean of first third",
+                        "mean of last third", "change"], rows,
+                       ["l", "r", "r", "r", "r", "r", "r"])
+    plot_strategy_curves(curves, png)
+    return [*lines, "", "![strategy learning](strategy.png)"]
+
+
+#: how the report's cost columns were measured
+COSTS_NOTE = ("Costs (params, FLOPs, latency) are measured on the network alone: a task's "
+              "post-processing (e.g. box decoding and non-maximum suppression) is not "
+              "included. FLOPs count one fused multiply-add as one flop (fvcore).")
+
+
+def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *, title: str,
+                 meta: Mapping[str, Any], top: int = 10, cost: str | None = None,
+                 curves: Mapping[str, Sequence[float]] | None = None,
+                 render: Render | None = None) -> Path:
+    """Write ``run_dir/report.md`` with ``best_so_far.png`` and ``pareto.png`` beside it.
+
+    The Pareto section uses ``cost`` (default: the objective's first cost, else ``flops``); when
+    no successful trial reports it, the plot is skipped and the report says so. Trials without
+    a result (running or interrupted) are counted but never ranked. Returns the report's path.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trials = _by_id(trials)
+    cost = cost or (objective.costs[0] if objective.costs else "flops")
+    counts = {s: sum(1 for t in trials if t.status is s) for s in Status}
+    successes = _successes(trials, objective)
+    durations = [t.result.duration_s for t in trials if t.result is not None]
+    rows = leaderboard(trials, objective, top=top, render=render)
+    best = leaderboard(trials, objective, top=1)
+
+    lines: list[str] = [f"# {title}", "", "## Summary", ""]
+    summary: list[tuple[str, str]] = [
+        ("trials", str(len(trials))),
+        ("complete", str(counts[Status.COMPLETE])),
+        ("failed", str(counts[Status.FAILED])),
+    ]
+    if counts[Status.RUNNING]:
+        summary.append(("running (no result yet)", str(counts[Status.RUNNING])))
+    if counts[Status.INTERRUPTED]:
+        summary.append(("interrupted", str(counts[Status.INTERRUPTED])))
+    unusable = counts[Status.COMPLETE] - len(successes)
+    if unusable > 0:
+        summary.append((f"complete without {objective.metric}", str(unusable)))
+    if best:
+        b = best[0]
+        summary.append((f"best {objective.metric} ({objective.direction})",
+                        f"{format_metric(b['metric'])} (trial {b['trial']}, `{b['arch_id']}`)"))
+    else:
+        summary.append((f"best {objective.metric} ({objective.direction})",
+                        "none: no successful trial"))
+    summary.append(("total evaluation time", format_duration(sum(durations))))
+    summary.append(("mean evaluation time",
+                    format_duration(sum(durations) / len(durations)) if durations else "-"))
+    lines += _md_table(["", "value"], summary, ["l", "r"])
+    if meta:
+        lines += ["", "### Run", ""]
+        lines += _md_table(["setting", "value"], [(k, _fmt_meta(v)) for k, v in meta.items()])
+
+    # best so far
+    lines += ["", "## Best so far", ""]
+    plot_best_so_far(trials, objective, run_dir / "best_so_far.png")
+    if not successes:
+        lines += ["No trial has completed successfully yet, so there is no best-so-far curve.", ""]
+    lines += ["![best so far](best_so_far.png)"]
+
+    lines += _strategy_section(curves or {}, run_dir)
+
+    # leaderboard
+    lines += ["", f"## Leaderboard (top {top})" if len(successes) > top else "## Leaderboard", ""]
+    if rows:
+        metric_cols = _columns(rows, "metrics")
+        cost_cols = _columns(rows, "costs")
+        arrow = "↑" if objective.direction == "max" else "↓"
+        header = ["#", "trial", "arch id", f"{objective.metric} {arrow}", *metric_cols,
+                  *(COST_HEADERS.get(c, c) for c in cost_cols), "time", "architecture"]
+        align = ["r", "r", "l", "r", *["r"] * (len(metric_cols) + len(cost_cols)), "r", "l"]
+        body = [
+            [r["rank"], r["trial"], f"`{r['arch_id']}`", format_metric(r["metric"]),
+             *(format_metric(r["metrics"].get(m)) for m in metric_cols),
+             *(format_cost(c, r["costs"].get(c)) for c in cost_cols),
+             format_duration(r["duration_s"]), f"`{r['arch']}`"]
+            for r in rows
+        ]
+        lines += _md_table(header, body, align)
+        lines += ["", COSTS_NOTE]
+        terms = [m for m in metric_cols if m.startswith("train_loss_")]
+        if terms:
+            lines += ["", "`train_loss` is the sum of the task's loss terms ("
+                      + ", ".join(f"`{t}`" for t in terms) + "), each the mean over the last "
+                      "epoch of training."]
+    else:
+        lines += ["No successful trials: nothing to rank."]
+
+    # pareto front
+    lines += ["", f"## Pareto front: {objective.metric} vs {_cost_label(cost)}", ""]
+    pts = pareto_points(trials, objective, cost=cost)
+    pareto_png = run_dir / "pareto.png"
+    if len(pts.trials):
+        plot_pareto(trials, objective, pareto_png, cost=cost)
+        front = sorted((i for i in range(len(pts.trials)) if pts.mask[i]),
+                       key=lambda i: (pts.cost[i], pts.trials[i].id))
+        lines += [f"{len(front)} of {len(pts.trials)} successful trials are on the front "
+                  f"(lower {_cost_label(cost)}, "
+                  f"{'higher' if objective.direction == 'max' else 'lower'} "
+                  f"{objective.metric}).", ""]
+        lines += _md_table(
+            ["trial", "arch id", _cost_label(cost), objective.metric, "architecture"],
+            [(pts.trials[i].id, f"`{pts.trials[i].arch.short_id}`",
+              format_cost(cost, float(pts.cost[i])), format_metric(float(pts.metric[i])),
+              f"`{arch_text(pts.trials[i].arch, render=render)}`") for i in front],
+            ["r", "l", "r", "r", "l"])
+        lines += ["", "![pareto front](pareto.png)"]
+    else:
+        pareto_png.unlink(missing_ok=True)  # never leave a stale plot from an earlier report
+        why = "no successful trials" if not successes else f"no successful trial reports {cost!r}"
+        lines += [f"Skipped: {why}, so there is no Pareto plot."]
+
+    # failed trials
+    failed = [t for t in trials if t.status is Status.FAILED
+              or (t.result is not None and t.result.status is Status.FAILED)]
+    lines += ["", f"## Failed trials ({len(failed)})", ""]
+    if failed:
+        lines += _md_table(
+            ["trial", "arch id", "time", "error"],
+            [(t.id, f"`{t.arch.short_id}`",
+              format_duration(t.result.duration_s) if t.result is not None else "-",
+              _truncate((t.result.error if t.result is not None else None) or "(no error text)"))
+             for t in failed],
+            ["r", "l", "r", "l"])
+    else:
+        lines += ["None."]
+
+    # unfinished trials
+    failed_ids = {t.id for t in failed}
+    unfinished = [t for t in trials if t.result is None and t.id not in failed_ids]
+    if unfinished:
+        lines += ["", f"## Unfinished trials ({len(unfinished)})", ""]
+        lines += _md_table(["trial", "arch id", "status", "architecture"],
+                           [(t.id, f"`{t.arch.short_id}`", t.status.value,
+                             f"`{arch_text(t.arch, render=render)}`") for t in unfinished],
+                           ["r", "l", "l", "l"])
+
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

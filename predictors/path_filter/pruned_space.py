@@ -1,0 +1,150 @@
+"""Pruning a search space with a fitted path filter: per-bucket keep rules estimated from
+samples, and :class:`PrunedSpace`, whose constraint check rejects what the filter prunes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from torch import nn
+
+from nastk.errors import InvalidArchitectureError, NastkError
+from nastk.path_filter import CostFn
+from nastk.predictor import PredictorError
+from nastk.space.architecture import Architecture
+from nastk.space.search_space import SearchSpace
+from predictors.buckets import bucket_index
+
+if TYPE_CHECKING:
+    from predictors.path_filter.predictor import PathFilter
+
+
+def check_keep_ratio(keep_ratio: float) -> None:
+    if not (isinstance(keep_ratio, (int, float)) and 0 < keep_ratio <= 1):
+        raise PredictorError(f"keep_ratio must be in (0, 1], got {keep_ratio!r}")
+
+
+class _KeepRule:
+    """Per-bucket score thresholds estimated from samples, with a cache of decisions."""
+
+    def __init__(self, path_filter: PathFilter, cost_fn: CostFn, samples: list[Architecture],
+                 keep_ratio: float) -> None:
+        path_filter._require_fitted()
+        self.filter = path_filter
+        self.cost_fn = cost_fn
+        self.keep_ratio = keep_ratio
+        costs = path_filter.cost_values(samples, cost_fn=cost_fn)
+        s, b = path_filter._scores_and_buckets(samples, costs)
+        self.thresholds = path_filter._thresholds_from(s, b, keep_ratio)
+        kept = s >= self.thresholds[b]
+        #: the fraction of the samples that the rule keeps (close to ``keep_ratio``)
+        self.sample_share = float(np.mean(kept))
+        self._cache: dict[str, tuple[bool, float, float, int]] = {
+            a.key: (bool(k), float(sc), float(c), int(bb))
+            for a, k, sc, c, bb in zip(samples, kept, s, costs, b, strict=True)}
+        #: the kept samples, without repeats, in draw order
+        self.kept_samples = list({a.key: a for a, k in zip(samples, kept, strict=True)
+                                  if k}.values())
+
+    def judge(self, arch: Architecture) -> tuple[bool, float, float, int]:
+        """``(kept, score, cost, bucket)`` of one architecture."""
+        hit = self._cache.get(arch.key)
+        if hit is None:
+            cost = self.filter.cost_values([arch], cost_fn=self.cost_fn)
+            bucket = int(bucket_index(cost, self.filter.edges)[0])
+            score = float(self.filter.score([arch], cost)[0])
+            hit = (score >= self.thresholds[bucket], score, float(cost[0]), bucket)
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache[arch.key] = hit
+        return hit
+
+
+def _resolve_cost_fn(path_filter: PathFilter, cost_fn: CostFn | None) -> CostFn:
+    fn = cost_fn or path_filter.cost_fn
+    if fn is None:
+        raise PredictorError("pruning a search space needs each architecture's cost: pass "
+                             "cost_fn(arch) -> float (or give the PathFilter one)")
+    return fn
+
+
+class PrunedSpace(SearchSpace):
+    """A search space restricted to the paths a :class:`PathFilter` keeps.
+
+    Same dimensions as the wrapped space; :meth:`check_constraints` runs the wrapped space's
+    rules and then rejects an architecture whose filter score is below its cost bucket's
+    threshold (the score of the ``ceil(keep_ratio * n_b)``-th best of the ``n_b`` samples in
+    that bucket, from ``n_samples`` draws of ``space.sample``; a bucket no sample fell in keeps
+    everything). So ``validate``, ``is_valid``, ``mutate``, ``crossover`` and ``neighbours``
+    stay inside the kept part, and :meth:`sample` draws from the wrapped space's own
+    distribution until an architecture is kept. ``build`` and every other attribute (e.g.
+    ``largest``, ``build_supernet``) are the wrapped space's.
+    """
+
+    def __init__(self, space: SearchSpace, path_filter: PathFilter, keep_ratio: float,
+                 cost_fn: CostFn | None = None, n_samples: int = 2000, seed: int = 0) -> None:
+        check_keep_ratio(keep_ratio)
+        if n_samples < 1:
+            raise PredictorError(f"n_samples must be >= 1, got {n_samples}")
+        if space.encoding_size() != path_filter.space.encoding_size():
+            raise PredictorError(
+                f"the path filter was fitted on search space {path_filter.space.name!r}, whose "
+                f"encoding differs from {space.name!r}'s; prune the space it was fitted on")
+        super().__init__(space.dimensions, name=f"{space.name}-pruned")
+        self.base = space
+        self.keep_ratio = float(keep_ratio)
+        rng = np.random.default_rng(seed)
+        samples = [space.sample(rng) for _ in range(n_samples)]
+        self.rule = _KeepRule(path_filter, _resolve_cost_fn(path_filter, cost_fn), samples,
+                              keep_ratio)
+        self._max_tries = max(1000, math.ceil(50 / keep_ratio))
+
+    @property
+    def path_filter(self) -> PathFilter:
+        return self.rule.filter
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """Per-bucket score thresholds (``-inf``: the bucket keeps everything)."""
+        return self.rule.thresholds
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("base", "rule") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def is_kept(self, arch: Architecture | Mapping[str, Any]) -> bool:
+        """Whether the filter keeps ``arch`` (which must be valid in the wrapped space)."""
+        return self.rule.judge(self.base.validate(arch))[0]
+
+    def check_constraints(self, arch: Architecture) -> None:
+        self.base.check_constraints(arch)
+        kept, score, cost, bucket = self.rule.judge(arch)
+        if not kept:
+            raise InvalidArchitectureError(
+                f"search space {self.name!r}: architecture pruned by the path filter (score "
+                f"{score:.4g} below {self.thresholds[bucket]:.4g}, the keep threshold of cost "
+                f"bucket {bucket}, cost {cost:.4g}, keep_ratio={self.keep_ratio}); pick a kept "
+                f"architecture or search the unpruned space {self.base.name!r}")
+
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        """A draw of the wrapped space's ``sample`` that the filter keeps."""
+        for _ in range(self._max_tries):
+            arch = self.base.sample(rng)
+            if self.rule.judge(arch)[0]:
+                return arch
+        raise NastkError(f"search space {self.name!r}: no kept architecture in "
+                         f"{self._max_tries} draws (keep_ratio={self.keep_ratio}); raise "
+                         "keep_ratio")
+
+    def size(self) -> int:
+        """An *estimate*: the wrapped space's size times the share of samples kept."""
+        return max(1, round(self.base.size() * self.rule.sample_share))
+
+    def build(self, arch: Architecture, in_channels: int) -> nn.Module:
+        return self.base.build(arch, in_channels)
+
+    def render(self, arch: Architecture) -> str | None:
+        return self.base.render(arch)

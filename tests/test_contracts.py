@@ -1,0 +1,260 @@
+"""Contract tests over the registries (in the style of Optuna's sampler tests): every registered
+strategy, search space and task is checked against the interface the search loop relies on.
+
+The cases are parametrized over ``registry.*.names()``, so a newly registered plugin is covered
+without editing this file; the per-plugin dicts below only hold small options that keep each
+case fast (a plugin missing from them is tested with its defaults).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from nastk import registry
+from nastk.cost import model_costs
+from nastk.errors import BenchmarkDataError, InvalidArchitectureError
+from nastk.evaluation.result import Result, Status
+from nastk.evaluation.train import TrainConfig, TrainEvaluator
+from nastk.objective import Objective
+from nastk.space import Architecture, Categorical, IntRange, SearchSpace
+
+# -- strategies ---------------------------------------------------------------------------------
+
+#: small options per strategy, so each run gets past its warm-up within STEPS proposals
+STRATEGY_OPTIONS: dict[str, dict[str, Any]] = {
+    "random": {},
+    "evolution": {"population": 6, "sample_size": 3},
+    "nsga2": {"population": 6},
+    "rl": {"batch_size": 4},
+    "predictor_guided": {"predictor": "gp", "acquisition": "ucb", "warmup": 6,
+                         "candidates": 16},
+    "path_filter_search": {"warmup": 8, "cost": "cost", "n_buckets": 2, "n_samples": 40,
+                           "filter_options": {"steps": 20, "hidden": [16]},
+                           "inner_options": {"population": 6, "sample_size": 3}},
+}
+STEPS, KILL_AT = 30, 15
+
+OPS = ["conv", "pool", "skip", "none"]
+ACTS = ["relu", "gelu", "swish"]
+
+
+class ContractSpace(SearchSpace):
+    """4 x 3 x 8 x 4 = 384 architectures; ``arch_costs`` tells the cost before evaluation
+    (what cost-pruning strategies such as path_filter_search ask the space for)."""
+
+    def __init__(self) -> None:
+        super().__init__([Categorical("op", OPS), Categorical("act", ACTS),
+                          IntRange("width", 8, 64, 8), IntRange("depth", 1, 4)],
+                         name="contract")
+
+    def arch_costs(self, arch: Architecture) -> dict[str, float]:
+        return {"cost": float(arch["width"] * arch["depth"] + 5 * OPS.index(arch["op"]))}
+
+
+OBJECTIVE = Objective(metric="score", costs=("cost",))
+
+
+def synthetic_result(space: ContractSpace, arch: Architecture) -> Result:
+    """Deterministic in the architecture: a score that conflicts with the cost, and a failure
+    for one corner of the space (op 'none' with act 'relu': 32 of 384)."""
+    if arch["op"] == "none" and arch["act"] == "relu":
+        return Result.failed("synthetic failure")
+    score = (math.log(arch["width"]) + 0.5 * arch["depth"]
+             + [0.3, 0.1, 0.0, -0.2][OPS.index(arch["op"])]
+             + 0.05 * ACTS.index(arch["act"]))
+    return Result.complete({"score": score}, space.arch_costs(arch))
+
+
+def make_strategy(name: str, space: SearchSpace, seed: int) -> Any:
+    options = STRATEGY_OPTIONS.get(name)
+    try:
+        return registry.instantiate(registry.STRATEGIES, name, options or {}, space, OBJECTIVE,
+                                    seed=seed)
+    except Exception as err:
+        if options is None:
+            pytest.fail(f"strategy {name!r} cannot be built with its default options on a "
+                        f"small space ({type(err).__name__}: {err}); add small options for it "
+                        "to STRATEGY_OPTIONS in tests/test_contracts.py")
+        raise
+
+
+def drive(strategy: Any, space: ContractSpace, steps: int) -> list[str]:
+    """``steps`` rounds of the search loop's ask(1) / tell; returns the keys proposed."""
+    keys = []
+    for _ in range(steps):
+        (arch,) = strategy.ask(1)
+        assert space.is_valid(arch), f"invalid proposal {arch}"
+        keys.append(arch.key)
+        strategy.tell(arch, synthetic_result(space, arch))
+    return keys
+
+
+def through_store(state: dict[str, Any]) -> dict[str, Any]:
+    """The state as the run store keeps it: ``torch.save`` bytes, read back weights-only."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
+
+
+@pytest.mark.parametrize("name", registry.STRATEGIES.names())
+def test_strategy_resumes_from_its_state_dict_exactly(name):
+    space = ContractSpace()
+    reference = make_strategy(name, space, seed=11)
+    expected = drive(reference, space, STEPS)
+    assert len(set(expected)) > STEPS // 2, f"{name} keeps proposing the same few: {expected}"
+
+    killed = make_strategy(name, space, seed=11)
+    before = drive(killed, space, KILL_AT)
+    assert before == expected[:KILL_AT]  # same seed, same proposals
+    state = through_store(killed.state_dict())
+    killed.ask(1)  # the proposal in flight when the process dies; its state is never saved
+    del killed
+
+    resumed = make_strategy(name, space, seed=11)
+    resumed.load_state_dict(state)
+    after = drive(resumed, space, STEPS - KILL_AT)
+    assert after == expected[KILL_AT:]
+
+
+def test_strategy_options_cover_only_registered_strategies():
+    """A renamed or removed strategy must not leave a stale entry behind."""
+    assert set(STRATEGY_OPTIONS) <= set(registry.STRATEGIES.names())
+
+
+# -- search spaces ------------------------------------------------------------------------------
+
+#: small options per search space (the defaults of some build large networks)
+SPACE_OPTIONS: dict[str, dict[str, Any]] = {
+    "small_cnn": {"stages": 2},
+    "ofa_mbv3": {"stages": [8, 16], "depths": [1, 2], "expands": [2, 3], "kernels": [3, 5],
+                 "final_channels": 16, "conv_types": ["static", "dynamic"],
+                 "dynamic_kernels": 2},
+    "nas_segm": {"n_templates": 2, "n_layers": 2, "n_stride_layers": 1, "max_repeats": 2,
+                 "decoder_channels": 8, "agg_channels": 8, "encoder_widths": [8, 8, 16],
+                 "encoder_depths": [1, 1, 1]},
+    "nb201": {"channels": 4, "cells_per_stage": 1},
+}
+BUILD_TASK = ("classification", {"dataset": "synthetic", "n_samples": 60, "image_size": 32})
+SENTINEL = "__not_a_valid_value__"
+
+
+def make_space(name: str) -> SearchSpace:
+    return registry.instantiate(registry.SEARCH_SPACES, name, SPACE_OPTIONS.get(name, {}))
+
+
+def samples(space: SearchSpace, seed: int, n: int = 8) -> list[Architecture]:
+    rng = np.random.default_rng(seed)
+    return [space.sample(rng) for _ in range(n)]
+
+
+@pytest.mark.parametrize("name", registry.SEARCH_SPACES.names())
+def test_space_samples_deterministically_and_encodes_to_fixed_finite_vectors(name):
+    space = make_space(name)
+    first = samples(space, seed=3)
+    assert [a.key for a in first] == [a.key for a in samples(space, seed=3)]
+    if space.size() > 1:
+        many = samples(space, seed=3, n=20) + samples(space, seed=4, n=20)
+        assert len({a.key for a in many}) > 1, "sampling always gives the same architecture"
+    size = space.encoding_size()
+    assert size > 0
+    for arch in first:
+        assert space.validate(arch) == arch  # samples are valid and already canonical
+        vec = space.encode(arch)
+        assert vec.shape == (size,) and np.all(np.isfinite(vec)), vec
+
+
+@pytest.mark.parametrize("name", registry.SEARCH_SPACES.names())
+def test_space_rejects_an_invalid_value_naming_the_dimension(name):
+    space = make_space(name)
+    arch = samples(space, seed=5, n=1)[0]
+    for dim in space.dimensions:
+        bad_values = [SENTINEL]
+        value = arch[dim.name]
+        if isinstance(value, (list, tuple)) and value:  # right shape, one bad element
+            bad_values.append([SENTINEL, *list(value)[1:]])
+        for bad in bad_values:
+            with pytest.raises(InvalidArchitectureError, match=repr(dim.name)):
+                space.validate(arch.replace(**{dim.name: bad}))
+            assert not space.is_valid(arch.replace(**{dim.name: bad}))
+    with pytest.raises(InvalidArchitectureError, match="missing dimensions"):
+        space.validate({k: v for k, v in arch.items() if k != space.dimensions[0].name})
+
+
+def _builds_networks(space: SearchSpace) -> bool:
+    return type(space).build is not SearchSpace.build
+
+
+@pytest.mark.parametrize("name", registry.SEARCH_SPACES.names())
+def test_space_builds_a_model_with_positive_costs(name):
+    space = make_space(name)
+    if not _builds_networks(space):
+        pytest.skip(f"search space {name!r} describes no network (no build)")
+    task = registry.instantiate(registry.TASKS, BUILD_TASK[0], BUILD_TASK[1])
+    arch = samples(space, seed=7, n=1)[0]
+    try:
+        model = task.build_model(space, arch)
+    except BenchmarkDataError as err:
+        pytest.skip(f"search space {name!r} cannot build here: {err}")
+    costs = model_costs(model, task.input_shape, latency=False)
+    assert costs["params"] > 0 and costs["flops"] > 0, costs
+    with torch.no_grad():
+        out = model.eval()(torch.randn(2, *task.input_shape))
+    assert out.shape == (2, task.num_classes) and torch.isfinite(out).all()
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+
+#: small options per task (tiny data sets)
+TASK_OPTIONS: dict[str, dict[str, Any]] = {
+    "classification": {"dataset": "synthetic", "n_samples": 60, "image_size": 8},
+    "segmentation": {"n_samples": 40, "size": 16, "head": "fpn"},
+}
+#: the body every task wraps: a tiny small_cnn (its forward_features feeds dense heads)
+MODEL_SPACE = ("small_cnn", {"stages": 2, "depths": [1], "widths": [8], "kernels": [3],
+                             "expansions": [1], "stem_width": 8})
+
+
+def make_task(name: str) -> Any:
+    return registry.instantiate(registry.TASKS, name, TASK_OPTIONS.get(name, {}))
+
+
+def model_space() -> SearchSpace:
+    return registry.instantiate(registry.SEARCH_SPACES, *MODEL_SPACE)
+
+
+@pytest.mark.parametrize("name", registry.TASKS.names())
+def test_task_trains_one_step_and_scores_the_model(name):
+    task = make_task(name)
+    space = model_space()
+    arch = samples(space, seed=0, n=1)[0]
+    evaluator = TrainEvaluator(task, space, TrainConfig(steps=1, batch_size=8, latency=False),
+                               seed=0)
+    result = evaluator.evaluate(arch)
+    assert result.status is Status.COMPLETE, result.error
+    assert result.ok and result.info["steps"] == 1
+    primary = task.primary_metric
+    assert primary in result.metrics, sorted(result.metrics)
+    assert all(math.isfinite(v) for v in result.metrics.values()), result.metrics
+    assert "train_loss" in result.metrics
+    assert result.costs["params"] > 0 and result.costs["flops"] > 0
+
+    # an untrained model is scored with the same metrics (all of them, all finite), and the
+    # task leaves the model in the mode it found it in
+    model = task.build_model(space, arch)
+    for training in (True, False):
+        model.train(training)
+        metrics = evaluator.score(model, "val")
+        assert model.training is training
+        assert set(metrics) == set(result.metrics) - {"train_loss"}
+        assert primary in metrics and all(math.isfinite(v) for v in metrics.values()), metrics
+
+
+def test_option_tables_name_registered_plugins_only():
+    assert set(SPACE_OPTIONS) <= set(registry.SEARCH_SPACES.names())
+    assert set(TASK_OPTIONS) <= set(registry.TASKS.names())
