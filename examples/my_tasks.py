@@ -78,6 +78,7 @@ class BlobTask(Task):
     name: ClassVar[str] = "blobs"
     primary_metric: ClassVar[str] = "center_error"
     direction: ClassVar[Literal["max", "min"]] = "min"
+    metrics: ClassVar[tuple[str, ...]] = ("center_error", "radius_error")  # evaluate's keys
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")

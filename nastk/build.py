@@ -19,6 +19,7 @@ from nastk.evaluation.base import Evaluator, FunctionEvaluator
 from nastk.evaluation.train import TrainEvaluator
 from nastk.loading import load_object
 from nastk.objective import Objective
+from nastk.preflight import check_objective, check_task_data
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy
 from nastk.supernet.base import SupernetModel, SupernetSpace
@@ -35,14 +36,18 @@ def import_plugins(modules: list[str]) -> None:
                               "PYTHONPATH?") from err
 
 
-def build_space(ref: PluginRef, where: str = "space.options") -> SearchSpace:
-    """The registered search space ``ref`` names, with its options validated."""
-    return registry.instantiate(registry.SEARCH_SPACES, ref.name, ref.options, where=where)
+def build_space(ref: PluginRef, where: str = "space.options",
+                source: str | None = None) -> SearchSpace:
+    """The registered search space ``ref`` names, with its options validated (errors start
+    with ``source``, the config file, when given)."""
+    return registry.instantiate(registry.SEARCH_SPACES, ref.name, ref.options, where=where,
+                                source=source)
 
 
-def build_task(ref: PluginRef, where: str = "task.options") -> Task:
+def build_task(ref: PluginRef, where: str = "task.options", source: str | None = None) -> Task:
     """The registered task ``ref`` names, with its options validated (no data is loaded)."""
-    return registry.instantiate(registry.TASKS, ref.name, ref.options, where=where)
+    return registry.instantiate(registry.TASKS, ref.name, ref.options, where=where,
+                                source=source)
 
 
 @dataclass
@@ -59,8 +64,8 @@ class Components:
 def build_space_and_task(config: SearchConfig) -> tuple[SearchSpace, Task | None]:
     """Import the config's plugins and instantiate its space and task (validating options)."""
     import_plugins(config.plugins)
-    space = build_space(config.space)
-    task = build_task(config.task) if config.task is not None else None
+    space = build_space(config.space, source=config.source)
+    task = build_task(config.task, source=config.source) if config.task is not None else None
     return space, task
 
 
@@ -75,7 +80,7 @@ def build_strategy(config: SearchConfig, space: SearchSpace, objective: Objectiv
     """The registered strategy the config names, over ``space`` (validating its options)."""
     return registry.instantiate(registry.STRATEGIES, config.strategy.name,
                                 config.strategy.options, space, objective, seed=config.seed,
-                                where="strategy.options")
+                                where="strategy.options", source=config.source)
 
 
 def build_evaluator(config: SearchConfig, space: SearchSpace, task: Task | None) -> Evaluator:
@@ -90,10 +95,22 @@ def build_evaluator(config: SearchConfig, space: SearchSpace, task: Task | None)
     return TrainEvaluator(task, space, config.evaluator.train, seed=config.seed)
 
 
-def build_components(config: SearchConfig) -> Components:
-    """Instantiate the registered plugins a config names (validating their options)."""
+def build_components(config: SearchConfig, *, check: bool = True) -> Components:
+    """Instantiate the registered plugins a config names (validating their options). With
+    ``check`` (the default), first refuse an objective metric the task does not report and
+    read a first batch of every split the evaluator needs (:mod:`nastk.preflight`), so a run
+    that cannot succeed fails here, before anything is written."""
     space, task = build_space_and_task(config)
     objective = build_objective(config, task)
+    if check:
+        check_objective(objective, task)
+        if task is not None and config.evaluator.kind in ("train", "supernet"):
+            ev = config.evaluator
+            eval_split = (ev.supernet.eval_split if ev.kind == "supernet" and ev.supernet
+                          else ev.train.eval_split)
+            batch = (ev.supernet.calib_batch_size if ev.kind == "supernet" and ev.supernet
+                     else ev.train.batch_size)
+            check_task_data(task, ["train", eval_split], batch)
     strategy = build_strategy(config, space, objective)
     evaluator = build_evaluator(config, space, task)
     return Components(space, task, objective, strategy, evaluator)
@@ -130,11 +147,11 @@ def build_supernet_model(config: SupernetConfig) -> SupernetModel:
     """The untrained supernet of a supernet config: its weight-sharing space with the task's
     head."""
     import_plugins(config.plugins)
-    space = build_space(config.space)
+    space = build_space(config.space, source=config.source)
     if not isinstance(space, SupernetSpace):
         raise ConfigError(f"space: {config.space.name!r} is not a weight-sharing space (no "
                           "build_supernet); pick one such as ofa_mbv3")
-    return SupernetModel(space, build_task(config.task))
+    return SupernetModel(space, build_task(config.task, source=config.source))
 
 
 def build_from_refs(plugins: list[str], space: dict[str, Any],

@@ -50,17 +50,37 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
         from nastk.config import parse_config
 
         config = parse_config({**config.model_dump(), **updates}, args.config)
-    outcome = run_experiment(config, resume=args.resume, console=console,
-                             progress=not args.no_progress)
+    try:
+        outcome = run_experiment(config, resume=args.resume, console=console,
+                                 progress=not args.no_progress)
+    except KeyboardInterrupt:
+        again = ["nastk search", args.config, "--resume"]
+        if args.run_dir is not None:
+            again += ["--run-dir", args.run_dir]
+        if args.trials is not None:
+            again += ["--trials", str(args.trials)]
+        run_dir = config.resolved_run_dir()
+        console.print(f"interrupted: finished trials are kept in {run_dir / 'store.sqlite'}"
+                      + (f", report {run_dir / 'report.md'}" if (run_dir / "report.md").is_file()
+                         else "") + f"; continue with `{' '.join(again)}`", highlight=False,
+                      soft_wrap=True)
+        return 130
     out = _stdout()
     out.print(report.leaderboard_table(
         outcome.trials, outcome.objective, top=args.top, title=f"leaderboard: {config.name}",
         render=outcome.space.render))
-    n_failed = sum(1 for t in outcome.trials if t.result is not None and not t.result.ok)
-    out.print(f"{len(outcome.trials)} trials ({n_failed} failed); stopped: "
+    finished = [t for t in outcome.trials if t.result is not None]
+    failed = [t for t in finished if not t.result.ok]
+    out.print(f"{len(finished)} trials ({len(failed)} failed); stopped: "
               f"{outcome.stop_reason}")
     out.print(f"store:  {outcome.run_dir / 'store.sqlite'}")
     out.print(f"report: {outcome.report}")
+    if len(failed) == len(finished):
+        why = (f"; the first failed with: {escape(str(failed[0].result.error))}" if failed
+               else "")
+        console.print(f"[bold red]error:[/bold red] no trial succeeded{why}", highlight=False,
+                      soft_wrap=True)
+        return 1
     return 0
 
 
@@ -78,15 +98,32 @@ def _cmd_list(args: argparse.Namespace, console: Console) -> int:
         table.add_column("name", style="bold")
         table.add_column("what it is")
         table.add_column("from", style="dim")
+        loaded = {}
         for name in reg.names():
             try:
-                summary = registry.summary(reg.get(name))
+                loaded[name] = reg.get(name)
+                summary = registry.summary(loaded[name])
             except NastkError as err:
                 summary = f"[red]cannot load: {escape(str(err))}[/red]"
             table.add_row(name, summary, reg.source(name))
         if not reg.names():
             table.add_row("(none)", "", "")
         out.print(table)
+        if args.kind is None:
+            continue
+        for name, obj in loaded.items():  # a kind asked for: each plugin's options
+            rows = registry.options_table(obj)
+            options = Table(title=f"{name}: options", title_justify="left")
+            for col in ("option", "type", "default", "description"):
+                options.add_column(col, style="bold" if col == "option" else None)
+            for row in rows:
+                options.add_row(*(escape(cell) for cell in row))
+            if not rows:
+                options.add_row("(none)", "", "", "")
+            out.print(options)
+    if args.kind is None:
+        out.print("`nastk list KIND` (spaces, tasks, strategies, predictors) shows each "
+                  "plugin's options", highlight=False)
     return 0
 
 
@@ -124,17 +161,14 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from nastk.commands.compare import compare_runs, write_comparison
+    from nastk.commands.compare import compare_runs, seed_notes, summary_table, write_comparison
 
     objective, groups = compare_runs([Path(d) for d in args.run_dirs], by=args.by)
-    path = write_comparison(Path(args.out), objective, groups)
-    table = Table(title=f"best {objective.metric} ({objective.direction}) by {args.by}")
-    for col in ("group", "runs", "final best mean ± std"):
-        table.add_column(col, justify="left" if col == "group" else "right")
-    for g in groups.values():
-        table.add_row(g.name, str(len(g.runs)), f"{g.mean:.4f} ± {g.std:.4f}")
+    path = write_comparison(Path(args.out) if args.out else None, objective, groups, by=args.by)
     out = _stdout()
-    out.print(table)
+    out.print(summary_table(objective, groups, by=args.by))
+    for note in seed_notes(groups):
+        console.print(f"note: {note}", highlight=False)
     out.print(f"comparison: {path}")
     return 0
 
@@ -172,7 +206,8 @@ def _cmd_distill(args: argparse.Namespace, console: Console) -> int:
                if v is not None}
     if updates:
         config = parse_config({**config.model_dump(), **updates}, args.config, DistillConfig)
-    outcome = run_distill(config, console=console, progress=not args.no_progress)
+    outcome = run_distill(config, console=console, progress=not args.no_progress,
+                          overwrite=args.overwrite)
     out = _stdout()
     splits = list(outcome.teacher)
     metric = outcome.metric
@@ -231,8 +266,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("list", help="list registered spaces, tasks, strategies, predictors")
-    p.add_argument("kind", nargs="?",
-                   choices=["search spaces", "tasks", "strategies", "predictors"])
+
+    def list_kind(text: str) -> str:
+        from nastk.registry import resolve_kind
+
+        try:
+            return resolve_kind(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    p.add_argument("kind", nargs="?", type=list_kind, metavar="KIND",
+                   help="spaces (or search_spaces), tasks, strategies or predictors: list "
+                        "only these, with each plugin's options and their defaults")
     p.add_argument("--plugins", nargs="*", default=[],
                    help="modules to import first (they register plugins)")
     p.set_defaults(func=_cmd_list)
@@ -246,7 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--by", choices=["strategy", "name"], default="strategy",
                    help="group runs by their strategy (default) or their name")
-    p.add_argument("--out", default="comparison", help="output folder (default comparison/)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: beside the runs, <their common parent>/"
+                        "comparison)")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("supernet", help="weight-sharing supernets")
@@ -279,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="distillation YAML (see examples/segmentation_kd.yaml)")
     p.add_argument("--run-dir", help="override the config's run_dir")
     p.add_argument("--seeds", type=int, nargs="+", help="override seeds")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a distillation already in the run directory")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_distill)
 

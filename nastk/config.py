@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from nastk.errors import ConfigError
 from nastk.evaluation.train import TrainConfig
@@ -46,9 +46,16 @@ class _RunPlugins(BaseModel):
 
 class RunConfig(_RunPlugins, _RunName):
     """What every run config has: a ``name``, a ``run_dir`` (default ``runs/<name>``) and the
-    ``plugins`` to import first. Subclasses set their own default ``name``."""
+    ``plugins`` to import first. Subclasses set their own default ``name``. ``source`` is the
+    file it was read from (``None`` when built in code), so that plugin-option errors found
+    later name the file."""
 
     model_config = ConfigDict(extra="forbid")
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        return self._source
 
 
 class SeededRunConfig(RunConfig, _RunPlugins, _RunSeed, _RunName):
@@ -213,9 +220,12 @@ def parse_config(data: Any, source: str = "config", schema: type[M] = SearchConf
         raise ConfigError(f"{source}: expected a mapping of fields (space, task, ...), got "
                           f"{type(data).__name__}")
     try:
-        return schema.model_validate(data)
+        config = schema.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
+    if isinstance(config, RunConfig) and source != "config":
+        config._source = source
+    return config
 
 
 def load_config(path: str | Path, schema: type[M] = SearchConfig) -> M:

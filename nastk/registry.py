@@ -8,6 +8,8 @@ time with ``STRATEGIES.register("name")(cls)``. Lookups give an error that lists
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -19,11 +21,16 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Name -> plugin object, filled from an entry-point group and by :meth:`register`."""
+    """Name -> plugin object, filled from an entry-point group and by :meth:`register`.
 
-    def __init__(self, kind: str, group: str) -> None:
+    ``attr`` is the name of the module attribute holding the registry (``STRATEGIES``), which
+    the error for an unknown name tells users to register with.
+    """
+
+    def __init__(self, kind: str, group: str, *, attr: str) -> None:
         self.kind = kind
         self.group = group
+        self.attr = attr
         self._objects: dict[str, T] = {}
         self._sources: dict[str, str] = {}
         self._entry_points: dict[str, importlib.metadata.EntryPoint] | None = None
@@ -76,7 +83,7 @@ class Registry(Generic[T]):
             known = ", ".join(self.names()) or "none"
             raise RegistryError(f"unknown {self.kind} {name!r}; registered: {known}. Fix the "
                                 f"name, or register yours with nastk.registry."
-                                f"{self.kind.upper().replace(' ', '_')}S.register")
+                                f"{self.attr}.register")
         try:
             obj = eps[name].load()
         except Exception as err:  # a broken plugin must say which one
@@ -87,13 +94,32 @@ class Registry(Generic[T]):
         return obj
 
 
-SEARCH_SPACES: Registry[Callable[..., Any]] = Registry("search space", "nastk.search_spaces")
-TASKS: Registry[Callable[..., Any]] = Registry("task", "nastk.tasks")
-STRATEGIES: Registry[Callable[..., Any]] = Registry("strategy", "nastk.strategies")
-PREDICTORS: Registry[Callable[..., Any]] = Registry("predictor", "nastk.predictors")
+SEARCH_SPACES: Registry[Callable[..., Any]] = Registry("search space", "nastk.search_spaces",
+                                                      attr="SEARCH_SPACES")
+TASKS: Registry[Callable[..., Any]] = Registry("task", "nastk.tasks", attr="TASKS")
+STRATEGIES: Registry[Callable[..., Any]] = Registry("strategy", "nastk.strategies",
+                                                   attr="STRATEGIES")
+PREDICTORS: Registry[Callable[..., Any]] = Registry("predictor", "nastk.predictors",
+                                                   attr="PREDICTORS")
 
 ALL: dict[str, Registry[Any]] = {"search spaces": SEARCH_SPACES, "tasks": TASKS,
                                  "strategies": STRATEGIES, "predictors": PREDICTORS}
+
+#: other spellings of the keys of :data:`ALL` (after lower-casing, ``_``/``-`` -> space)
+_KIND_ALIASES: dict[str, str] = {"spaces": "search spaces", "space": "search spaces",
+                                 "search space": "search spaces", "task": "tasks",
+                                 "strategy": "strategies", "predictor": "predictors"}
+
+
+def resolve_kind(text: str) -> str:
+    """The key of :data:`ALL` that ``text`` names: ``spaces``, ``search_spaces``,
+    ``search-spaces`` and ``search space`` all name ``search spaces``; singulars work too.
+    Raises :class:`ValueError` listing the kinds otherwise."""
+    key = " ".join(text.strip().lower().replace("_", " ").replace("-", " ").split())
+    key = _KIND_ALIASES.get(key, key)
+    if key not in ALL:
+        raise ValueError(f"unknown kind {text!r}; choose one of {', '.join(ALL)}")
+    return key
 
 
 def _qualname(obj: Any) -> str:
@@ -108,14 +134,21 @@ def summary(obj: Any) -> str:
 
 
 def instantiate(registry: Registry[Any], name: str, options: Mapping[str, Any] | None,
-                *args: Any, where: str = "", **kwargs: Any) -> Any:
+                *args: Any, where: str = "", source: str = "", **kwargs: Any) -> Any:
     """Look ``name`` up and call it with ``*args, **kwargs`` plus the user's ``options``,
     validated by the plugin's pydantic ``Options`` model when it has one. Errors name the
-    config field (``where``) and the bad option."""
-    obj = registry.get(name)
+    config file (``source``, e.g. ``exp.yaml``), the config field (``where``, e.g.
+    ``space.options``) and the bad option: ``exp.yaml: space.options: ...``."""
+    try:
+        obj = registry.get(name)
+    except RegistryError as err:
+        if not source:
+            raise
+        field = f"{where.removesuffix('.options')}: " if where else ""
+        raise RegistryError(f"{source}: {field}{err}") from err.__cause__
     opts = dict(options or {})
     schema = getattr(obj, "Options", None)
-    prefix = f"{where}: " if where else ""
+    prefix = "".join(f"{part}: " for part in (source, where) if part)
     if isinstance(schema, type) and issubclass(schema, BaseModel):
         try:
             opts = schema(**opts).model_dump()
@@ -131,3 +164,53 @@ def instantiate(registry: Registry[Any], name: str, options: Mapping[str, Any] |
     except TypeError as err:
         raise ConfigError(f"{prefix}{registry.kind} {name!r} rejected options "
                           f"{sorted(opts)}: {err}") from err
+
+
+# -- options of a plugin, as `nastk list` shows them -----------------------------------------
+
+#: the default shown for an option without one
+REQUIRED = "(required)"
+_MODULE_PREFIX = re.compile(r"\b(?:typing|typing_extensions|pathlib|collections\.abc)\.")
+
+
+def _type_text(annotation: Any) -> str:
+    if annotation is inspect.Parameter.empty or annotation is None:
+        return ""
+    if isinstance(annotation, str):  # postponed annotations of a signature
+        return annotation
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    return _MODULE_PREFIX.sub("", str(annotation)).replace("NoneType", "None")
+
+
+def options_table(obj: Any) -> list[tuple[str, str, str, str]]:
+    """``(name, type, default, description)`` of each option a plugin accepts, as text.
+
+    From the plugin's pydantic ``Options`` model when it has one (defaults from a
+    ``default_factory`` are computed); otherwise from its signature (a class's ``__init__``):
+    the parameters that have a default, and keyword-only ones (``(required)`` when they have
+    none); ``*args``/``**kwargs`` and parameters before the first default (what the engine
+    passes, e.g. space and objective) are left out. Defaults are ``repr`` text.
+    """
+    schema = getattr(obj, "Options", None)
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        rows = []
+        for name, field in schema.model_fields.items():
+            default = (REQUIRED if field.is_required()
+                       else repr(field.get_default(call_default_factory=True)))
+            rows.append((field.alias or name, _type_text(field.annotation), default,
+                         field.description or ""))
+        return rows
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature
+        return []
+    rows = []
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is p.empty and p.kind is not p.KEYWORD_ONLY:
+            continue
+        default = REQUIRED if p.default is p.empty else repr(p.default)
+        rows.append((p.name, _type_text(p.annotation), default, ""))
+    return rows

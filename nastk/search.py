@@ -16,9 +16,10 @@ from nastk.evaluation.result import Result, Status
 from nastk.objective import Objective
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
-from nastk.store import RunStore
+from nastk.store import IN_FLIGHT_META, RunStore
 from nastk.strategies.base import Strategy
 from nastk.trial import Trial
+from nastk.weights import DiskFullError
 
 
 class Budget(BaseModel):
@@ -32,6 +33,10 @@ class Budget(BaseModel):
         1000, gt=0, description="stop after this many proposals in a row that were all "
                                 "evaluated before (the strategy has converged or the space is "
                                 "exhausted)")
+    max_failure_streak: int = Field(
+        5, ge=1, description="stop when this many trials in a row failed with the same error "
+                             "and none has succeeded yet (a broken evaluator, task or "
+                             "environment fails every candidate)")
 
 
 #: called after every finished trial with (trial, number finished, best trial so far)
@@ -60,26 +65,26 @@ class Executor(Protocol):
     def run(self, search: Search) -> None: ...
 
 
-#: store meta key listing the trials in flight (concurrent runs; resumed runs redo them first)
-IN_FLIGHT_META = "in_flight"
-
-
 class Search:
     """Drives one strategy over one space with one evaluator, recording into a :class:`RunStore`.
 
-    Every finished trial is written before the strategy is told, and the strategy's state is
-    saved with each tell, so :meth:`run` on a store left by a killed process continues exactly
-    where it stopped; an architecture already finished is never evaluated again (a repeated
-    proposal is answered from the store).
+    Every finished trial is written before the strategy is told; the strategy's state is saved
+    with each tell and with each new trial's row (the state just after it proposed that trial),
+    together with the list of trials then in flight. The saved state therefore always covers
+    every trial in the store, so :meth:`run` on a store left by a process killed at any point
+    continues exactly where it stopped: results stored but not told are told to the restored
+    state, trials cut off mid-evaluation are evaluated again first (not proposed again), and
+    the strategy proposes anew only what it proposed after its state was saved. An
+    architecture already finished is never evaluated again (a repeated proposal is answered
+    from the store).
 
     Without an ``executor`` candidates are evaluated one at a time in this process. With one,
     several are in flight at once (:meth:`propose` hands them out, :meth:`record` takes their
     results back). A proposal of an architecture in flight is told that one's result when it
-    arrives. Every :meth:`record` saves, after the strategy's state, the list of trials then in
-    flight: the state covers their proposals, so a run resumed after a kill evaluates those
-    trials first, and the strategy, restored to that state, proposes anew whatever it proposed
-    later. (One at a time, nothing is in flight when a result is recorded, and a resumed run
-    simply proposes the interrupted trial again.)
+    arrives.
+
+    A run whose first ``budget.max_failure_streak`` trials all fail with the same error stops
+    (see :attr:`stop_reason`): a broken evaluator or environment would fail every candidate.
     """
 
     def __init__(self, space: SearchSpace, strategy: Strategy, evaluator: Evaluator,
@@ -109,13 +114,21 @@ class Search:
         self._streak = 0
         self._stopped = False
         self._t0 = time.monotonic()
+        #: trials of the run recorded complete / failed (counted from the store by begin)
+        self.n_complete = 0
+        self.n_failed = 0
+        self._failure_streak = 0  # failures in a row with one error, in this session
+        self._failure_error: str | None = None
+        self._unsaved = False  # the strategy was asked since its state was last saved
 
     # -- resume -------------------------------------------------------------------------------
     def restore(self) -> int:
         """Bring the strategy up to date with the store; returns the number of finished trials.
 
-        ``running`` rows left by a dead process become ``interrupted`` (they will be proposed
-        and evaluated again); results recorded but not yet told are told now.
+        ``running`` rows left by a dead process become ``interrupted`` (:meth:`begin` queues
+        those the saved state covers to be evaluated first; a store of an earlier nastk, which
+        saved the state only when told, has them proposed again); results recorded but not yet
+        told are told now, to the state that proposed them.
         """
         self.store.mark_interrupted()
         state = self.store.load_strategy_state()
@@ -151,6 +164,10 @@ class Search:
         self._t0 = time.monotonic()
         self._streak = 0
         self._stopped = False
+        self._unsaved = False
+        self.n_complete = self.store.count(Status.COMPLETE)
+        self.n_failed = self.store.count(Status.FAILED)
+        self._failure_streak, self._failure_error = 0, None
         self.stop_reason = "budget of trials reached"
         return self.n_done
 
@@ -184,6 +201,7 @@ class Search:
                     assert cached.result is not None
                     self.strategy.tell(arch, cached.result)
                     self.store.save_strategy_state(self.strategy.state_dict())
+                    self._unsaved = False
                 else:  # in flight: told when that evaluation is recorded
                     self._waiting[arch.key].append(arch)
                 self.duplicates += 1
@@ -194,7 +212,13 @@ class Search:
                     self._stopped = True
                 continue
             self._streak = 0
-            trial_id = self.store.start_trial(arch)
+            # the state just after this proposal is saved with its row (and the list of trials
+            # in flight): a run killed from here on redoes this trial rather than asking anew
+            pending = [*self.in_flight, *(tid for tid, _ in self._requeue)]
+            state = self.strategy.state_dict() if self._unsaved else None
+            trial_id = self.store.start_trial(arch, state, pending)
+            self._unsaved = False
+            self._saved_in_flight = sorted([*pending, trial_id])
             ckpt = (self.checkpoint_dir / f"trial_{trial_id}.pt"
                     if self.checkpoint_dir is not None else None)
             candidate = Candidate(trial_id, arch, ckpt)
@@ -213,6 +237,7 @@ class Search:
             self._saved_in_flight = pending
 
     def _ask(self) -> Architecture:
+        self._unsaved = True  # asking changes the strategy's state (RNG, pending proposals)
         arch = self.strategy.ask(1)[0]
         try:
             return self.space.validate(arch)
@@ -223,23 +248,32 @@ class Search:
 
     def evaluate_here(self, candidate: Candidate) -> Result:
         """Evaluate a candidate in this process; an evaluator that raises gives a failed
-        result."""
+        result, except for a full disk, which stops the run (the candidate is not at fault, and
+        a resumed run evaluates it again)."""
         t_start = time.perf_counter()
         try:
             return self.evaluator.evaluate(candidate.arch, checkpoint=candidate.checkpoint)
+        except DiskFullError:
+            raise
         except Exception as err:  # evaluators should not raise; a plugin still might
             return Result.failed(format_error(err), duration_s=time.perf_counter() - t_start)
 
     def record(self, candidate: Candidate, result: Result) -> Trial:
-        """Store a candidate's result, then tell the strategy (and save its state)."""
+        """Store a candidate's result, then tell the strategy (and save its state). A result
+        without the objective's metric (or one of its costs) is recorded as failed, naming what
+        is missing and what the result holds."""
+        result = self.objective_checked(result)
         self.store.finish_trial(candidate.trial_id, result)
         self.strategy.tell(candidate.arch, result)
         for repeat in self._waiting.pop(candidate.arch.key, []):
             self.strategy.tell(repeat, result)
         self.in_flight.pop(candidate.trial_id, None)
-        self.store.mark_told([candidate.trial_id], self.strategy.state_dict())
-        self._save_in_flight()
+        pending = sorted([*self.in_flight, *(tid for tid, _ in self._requeue)])
+        self.store.mark_told([candidate.trial_id], self.strategy.state_dict(), in_flight=pending)
+        self._unsaved = False
+        self._saved_in_flight = pending
         self.n_done += 1
+        self._count_outcome(result)
         trial = Trial(candidate.trial_id, candidate.arch, result.status, result, 0.0, time.time())
         score = self.objective.score(result)
         if score is not None and (self.best is None
@@ -249,6 +283,49 @@ class Search:
         if self.on_trial is not None:
             self.on_trial(trial, self.n_done, self.best)
         return trial
+
+    def objective_checked(self, result: Result) -> Result:
+        """``result``, or a failed one when it lacks what the objective scores."""
+        if not result.ok:
+            return result
+        metric = self.objective.metric
+        problems = []
+        if metric not in result.metrics and metric not in result.costs:
+            problems.append(f"no {metric!r} (the objective's metric); it has metrics "
+                            f"{sorted(result.metrics)}" + (f" and costs {sorted(result.costs)}"
+                                                          if result.costs else ""))
+        missing = [c for c in self.objective.costs
+                   if c not in result.costs and c not in result.metrics]
+        if missing:
+            problems.append(f"no cost {missing} (objective.costs); it has costs "
+                            f"{sorted(result.costs)}")
+        if not problems:
+            return result
+        return Result.failed("the result has " + "; ".join(problems), result.costs,
+                             result.duration_s, metrics=result.metrics)
+
+    def _count_outcome(self, result: Result) -> None:
+        """Count a recorded result; stop once ``budget.max_failure_streak`` trials in a row
+        failed with the same error while none has succeeded (nothing will)."""
+        if result.status is Status.COMPLETE:
+            self.n_complete += 1
+            self._failure_streak = 0
+            return
+        self.n_failed += 1
+        if result.error == self._failure_error:
+            self._failure_streak += 1
+        else:
+            self._failure_error, self._failure_streak = result.error, 1
+        k = self.budget.max_failure_streak
+        if self.n_complete == 0 and self._failure_streak >= k and not self._stopped:
+            self._stopped = True
+            if self._failure_streak == self.n_done:
+                self.stop_reason = (f"the first {k} trials all failed with the same error: "
+                                    f"{result.error}; fix it and rerun (nothing succeeded)")
+            else:
+                self.stop_reason = (f"the last {k} trials all failed with the same error: "
+                                    f"{result.error}; fix it and rerun (none of the "
+                                    f"{self.n_done} trials succeeded)")
 
     def _best(self, trials: list[Trial]) -> Trial | None:
         scored = [(self.objective.score(t.result), t) for t in trials if t.result is not None]

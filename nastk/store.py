@@ -1,23 +1,32 @@
 """One SQLite file per run: one row per trial, the run's metadata, and the strategy's state.
 
-Write order per trial: a ``running`` row when the candidate starts, its result when it ends
-(committed *before* the strategy is told), then ``told`` and the strategy's new state in one
-transaction. A process killed at any point therefore loses at most the trials in flight: on
-resume, finished-but-untold trials are told again from their rows and ``running`` rows become
-``interrupted``. A partial unique index makes a second finished row for one architecture
-impossible.
+Write order per trial: a ``running`` row when the candidate starts, together with the
+strategy's state just after it proposed the candidate and the list of trials in flight (one
+transaction); its result when it ends (committed *before* the strategy is told); then ``told``
+and the strategy's new state in one transaction. A process killed at any point therefore loses
+at most the evaluations in flight, and the saved state always covers every trial in the store:
+on resume, finished-but-untold trials are told from their rows, ``running`` rows become
+``interrupted`` and are evaluated again first (their proposal is in the state already), so the
+run goes on exactly as if it had not stopped. A partial unique index makes a second finished
+row for one architecture impossible.
+
+A write that fails for want of disk space raises :class:`DiskFullError` (nothing of that write
+is kept; the run resumes once space is freed); other disk errors raise
+:class:`StoreWriteError`.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import torch
 
@@ -25,6 +34,10 @@ from nastk.errors import StoreError
 from nastk.evaluation.result import Result, Status
 from nastk.space.architecture import Architecture
 from nastk.trial import Trial
+from nastk.weights import DiskFullError as _FileDiskFullError
+
+if TYPE_CHECKING:
+    from nastk.run_lock import RunLock
 
 SCHEMA_VERSION = "1"
 
@@ -40,6 +53,95 @@ META_RUN = "run"
 META_CURVES = "strategy_curves"
 #: ``arch key -> the space's render(arch)`` of every trial at the end of the last session
 META_RENDERED = "rendered"
+#: the trials whose proposal the saved strategy state covers but which are not finished (in
+#: flight when it was saved); a resumed run evaluates them first
+IN_FLIGHT_META = "in_flight"
+
+class StoreWriteError(StoreError):
+    """A write to the run store failed on the disk (an I/O error); nothing of it was kept."""
+
+
+class DiskFullError(StoreWriteError, _FileDiskFullError):
+    """A write to the run store found no space left on the device; nothing of it was kept.
+    (Also a :class:`nastk.weights.DiskFullError`, so one ``except`` serves every file.)"""
+
+
+#: the first bytes of every SQLite database file
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_RESUME_HINT = "start the run again without --resume in a new run_dir, or delete it"
+
+
+def _disk_error(err: BaseException, what: str, path: Path) -> StoreError | None:
+    """The :class:`StoreError` a failed write ``err`` means, or ``None`` when it is not a disk
+    error (then it is raised unchanged)."""
+    name = getattr(err, "sqlite_errorname", "") or ""
+    text = str(err)
+    full = (name == "SQLITE_FULL" or "database or disk is full" in text
+            or (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)))
+    then = ("Nothing of it was written; the run's earlier trials and state are intact. "
+            "{fix}, then `nastk search CONFIG --resume` continues the run.")
+    if full:
+        return DiskFullError(f"no space left on device: {what} failed in the run store {path} "
+                             f"({text}). " + then.format(fix="Free space on that disk"))
+    if name.startswith("SQLITE_IOERR") or "disk I/O error" in text or isinstance(err, OSError):
+        return StoreWriteError(f"disk I/O error: {what} failed in the run store {path} "
+                               f"({text}). " + then.format(
+                                   fix="Check the disk (full, failing or unmounted?)"))
+    return None
+
+
+def check_run_store(path: str | Path, for_resume: bool = True) -> Path:
+    """Check that ``path`` (a run store, or the run folder holding one) is a nastk store that
+    holds a run, without changing it; returns the store's path.
+
+    Raises :class:`StoreError` saying what is wrong: missing, a folder, unreadable, empty
+    (0 bytes), not an SQLite file or not a nastk store, or a nastk store that holds no run (no
+    identity and no trials: its run was never started). ``for_resume`` words the advice for
+    ``--resume``; otherwise for commands reading a finished run.
+    """
+    p = Path(path)
+    if p.name != RunStore.FILENAME and p.is_dir():
+        p = p / RunStore.FILENAME
+    fix = (_RESUME_HINT if for_resume
+           else f"is {p.parent} a run directory written by `nastk search`?")
+    if not p.exists():
+        if for_resume:
+            raise StoreError(f"--resume: no run store at {p}; start the run without --resume "
+                             "first")
+        raise StoreError(f"no run store at {p}: {fix}")
+    if p.is_dir():
+        raise StoreError(f"{p} is a folder, not a run store; {fix}")
+    try:
+        size = p.stat().st_size
+        with p.open("rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except OSError as err:
+        raise StoreError(f"cannot read run store {p}: {err.strerror or err}") from err
+    if size == 0:
+        raise StoreError(f"{p} exists but is empty (0 bytes): it holds no run (its run was cut "
+                         f"short before anything was written?); {fix}")
+    if head != _SQLITE_HEADER:
+        raise StoreError(f"{p} is not a nastk store (not an SQLite database); {fix}")
+    try:
+        uri = f"file:{quote(str(p.resolve()))}?mode=ro"
+        with closing(sqlite3.connect(uri, uri=True, timeout=30.0)) as db:
+            tables = {r[0] for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+            missing = [t for t in ("trials", "meta") if t not in tables]
+            if missing:
+                raise StoreError(
+                    f"{p} is not a nastk store: an SQLite database with no {missing[0]} table "
+                    f"(tables: {', '.join(sorted(tables)) or 'none'}); {fix}")
+            identity = db.execute("SELECT 1 FROM meta WHERE key='identity'").fetchone()
+            n_trials = db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+    except sqlite3.DatabaseError as err:
+        raise StoreError(f"cannot read run store {p}: {err} (a damaged file, or not a nastk "
+                         f"store); {fix}") from err
+    if identity is None and not n_trials:
+        raise StoreError(f"{p} exists but holds no run (no config, no trials: the run never "
+                         f"started); {fix}")
+    return p
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -84,8 +186,20 @@ class RunStore:
 
     FILENAME = "store.sqlite"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, lock: RunLock | None = None) -> None:
+        """Open (or create) the store at ``path``. ``lock``, the run folder's lock
+        (:func:`nastk.run_lock.lock_run_dir`), is released when the store is closed, or at
+        once when it cannot be opened."""
         self.path = Path(path)
+        self.lock = lock
+        try:
+            self._open()
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
@@ -93,6 +207,9 @@ class RunStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as err:
+            disk = _disk_error(err, "opening the store", self.path)
+            if disk is not None:
+                raise disk from err
             raise StoreError(f"cannot open run store {self.path}: {err}. Is it a nastk store? "
                              "Point the run at a new run_dir.") from err
         version = self.get_meta("schema_version")
@@ -108,14 +225,28 @@ class RunStore:
 
     @classmethod
     def open_existing(cls, run_dir: str | Path) -> RunStore:
-        path = Path(run_dir) / cls.FILENAME
-        if not path.is_file():
-            raise StoreError(f"no run store at {path}: is {run_dir} a run directory written by "
-                             "`nastk search`?")
-        return cls(path)
+        """The store of a run written before (for commands that read a run): a
+        :class:`StoreError` when ``run_dir`` holds none, or an empty or foreign one."""
+        return cls(check_run_store(Path(run_dir) / cls.FILENAME, for_resume=False))
+
+    @classmethod
+    def open_for_resume(cls, path: str | Path, *, lock: RunLock | None = None) -> RunStore:
+        """The store of a run to continue (``path``: the store or its run folder); a
+        :class:`StoreError` when it is missing, empty (0 bytes, or holding no run), unreadable
+        or not a nastk store, instead of silently starting a new run in it. ``lock`` as for
+        the constructor (released if the store is refused)."""
+        try:
+            checked = check_run_store(path, for_resume=True)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        return cls(checked, lock=lock)
 
     def close(self) -> None:
         self._db.close()
+        if self.lock is not None:
+            self.lock.release()
 
     def __enter__(self) -> RunStore:
         return self
@@ -124,57 +255,100 @@ class RunStore:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def _tx(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``what`` it writes names it in errors): committed, or rolled
+        back on any error, a disk error becoming a :class:`StoreWriteError`."""
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        except (sqlite3.OperationalError, OSError) as err:
+            disk = _disk_error(err, what, self.path)
+            if disk is None:
+                raise
+            raise disk from err
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back already (it does on a full disk); never mask the error
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     # -- metadata -----------------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
-        with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                       (key, json.dumps(value)))
+        with self._tx(f"writing run metadata {key!r}") as db:
+            self._write_meta(db, key, value)
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])
 
     # -- trials -------------------------------------------------------------------------------
-    def start_trial(self, arch: Architecture) -> int:
-        """Insert a ``running`` row and return its id."""
-        with self._tx() as db:
+    def start_trial(self, arch: Architecture, state: dict[str, Any] | None = None,
+                    in_flight: list[int] | None = None) -> int:
+        """Insert a ``running`` row and return its id.
+
+        With ``state`` (the strategy's state just after it proposed ``arch``), that state and
+        the list of trials in flight (``in_flight`` plus the new one) are saved in the same
+        transaction: the saved state then always covers the proposals of the trials listed,
+        so a resumed run evaluates them first instead of asking the strategy again.
+        """
+        blob = None if state is None else _dumps_state(state)
+        with self._tx(f"starting a trial of {arch.key}") as db:
+            now = time.time()
             cur = db.execute("INSERT INTO trials(key, arch, status, started) VALUES (?, ?, ?, ?)",
-                             (arch.key, arch.to_json(), Status.RUNNING.value, time.time()))
-            return int(cur.lastrowid)
+                             (arch.key, arch.to_json(), Status.RUNNING.value, now))
+            trial_id = int(cur.lastrowid)
+            if blob is not None:
+                self._write_state(db, blob, now)
+                self._write_meta(db, IN_FLIGHT_META, sorted([*(in_flight or []), trial_id]))
+            return trial_id
 
     def finish_trial(self, trial_id: int, result: Result) -> None:
         """Record a finished trial's result (complete or failed)."""
         if result.status not in (Status.COMPLETE, Status.FAILED):
             raise ValueError(f"finish_trial needs a complete or failed result, got "
                              f"{result.status.value}")
-        with self._tx() as db:
+        with self._tx(f"recording the result of trial {trial_id}") as db:
             db.execute(
                 "UPDATE trials SET status=?, metrics=?, costs=?, error=?, info=?, duration_s=?, "
                 "finished=? WHERE id=?",
                 (result.status.value, json.dumps(result.metrics), json.dumps(result.costs),
                  result.error, json.dumps(result.info), result.duration_s, time.time(), trial_id))
 
-    def mark_told(self, trial_ids: list[int], state: dict[str, Any]) -> None:
-        """Mark trials as told and save the strategy's state, atomically."""
+    def mark_told(self, trial_ids: list[int], state: dict[str, Any],
+                  in_flight: list[int] | None = None) -> None:
+        """Mark trials as told and save the strategy's state (and, when given, the list of
+        trials still in flight), atomically."""
         blob = _dumps_state(state)
-        with self._tx() as db:
+        what = ("saving the strategy's state" if not trial_ids else
+                f"marking trial {', '.join(map(str, trial_ids))} told and saving the strategy's "
+                "state")
+        with self._tx(what) as db:
             db.executemany("UPDATE trials SET told=1 WHERE id=?", [(i,) for i in trial_ids])
-            db.execute(
-                "INSERT OR REPLACE INTO strategy_state(id, state, n_told, updated) "
-                "VALUES (1, ?, (SELECT COUNT(*) FROM trials WHERE told=1), ?)",
-                (blob, time.time()))
+            self._write_state(db, blob, time.time())
+            if in_flight is not None:
+                self._write_meta(db, IN_FLIGHT_META, sorted(in_flight))
 
     def save_strategy_state(self, state: dict[str, Any]) -> None:
         self.mark_told([], state)
+
+    @staticmethod
+    def _write_state(db: sqlite3.Connection, blob: bytes, now: float) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO strategy_state(id, state, n_told, updated) "
+            "VALUES (1, ?, (SELECT COUNT(*) FROM trials WHERE told=1), ?)", (blob, now))
+
+    @staticmethod
+    def _write_meta(db: sqlite3.Connection, key: str, value: Any) -> None:
+        db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                   (key, json.dumps(value)))
 
     def load_strategy_state(self) -> dict[str, Any] | None:
         row = self._db.execute("SELECT state FROM strategy_state WHERE id=1").fetchone()
@@ -182,7 +356,7 @@ class RunStore:
 
     def mark_interrupted(self) -> int:
         """Turn rows left ``running`` by a dead process into ``interrupted``; returns how many."""
-        with self._tx() as db:
+        with self._tx("marking the trials left running as interrupted") as db:
             cur = db.execute("UPDATE trials SET status=? WHERE status=?",
                              (Status.INTERRUPTED.value, Status.RUNNING.value))
             return cur.rowcount

@@ -55,6 +55,17 @@ class Task(ABC):
     name: ClassVar[str] = "task"
     primary_metric: ClassVar[str]
     direction: ClassVar[Literal["max", "min"]] = "max"
+    #: every metric :meth:`evaluate` returns (the primary one included); a config's
+    #: ``objective.metric`` is checked against them (and ``train_loss``) before a run starts.
+    #: Empty: not declared, nothing is checked up front.
+    metrics: ClassVar[tuple[str, ...]] = ()
+
+    def metric_names(self) -> list[str]:
+        """The metrics :meth:`evaluate` returns, plus ``train_loss`` (empty when the task
+        declares none); override when they depend on the options (e.g. per-class scores)."""
+        if not self.metrics:
+            return []
+        return list(dict.fromkeys([self.primary_metric, *self.metrics, "train_loss"]))
 
     @property
     @abstractmethod

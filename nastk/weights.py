@@ -3,6 +3,9 @@ loading that names the first tensor that does not fit."""
 
 from __future__ import annotations
 
+import errno
+import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,28 +15,92 @@ from torch import nn
 
 from nastk.errors import NastkError
 
-__all__ = ["load_file", "load_matching", "read_weights", "save_state", "save_weights",
-           "write_atomic"]
+__all__ = ["TMP_SUFFIX", "DiskFullError", "clean_temp_files", "load_file", "load_matching",
+           "read_weights", "save_state", "save_weights", "write_atomic"]
+
+#: suffix of the temporary sibling :func:`write_atomic` writes before renaming it into place
+TMP_SUFFIX = ".tmp"
+
+#: what a file nastk reads weights from should be
+EXPECTED_FILE = ("expected a file written by nastk: a weights-only state dict (a trial "
+                 "checkpoint, an export's model.pt, a saved path filter) or a supernet "
+                 "checkpoint")
+
+
+class DiskFullError(NastkError):
+    """The disk filled up while nastk wrote a file; nothing of that write was kept."""
+
+
+def _no_space(err: BaseException) -> bool:
+    """Whether ``err`` (or an error it was raised from) says the device or quota is full."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def write_atomic(path: str | Path, data: bytes | Callable[[Path], None]) -> Path:
     """Write ``data`` (bytes, or a function writing the file it is given) to ``path`` through a
-    temporary sibling renamed into place: a killed write never leaves a truncated file."""
+    temporary sibling renamed into place: a killed write never leaves a truncated file, and a
+    failed one removes its temporary file (a full disk raises :class:`DiskFullError`, another
+    operating-system error a :class:`NastkError`; both name the file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if isinstance(data, bytes):
-        tmp.write_bytes(data)
-    else:
-        data(tmp)
-    tmp.replace(path)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            data(tmp)
+        tmp.replace(path)
+    except BaseException as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if _no_space(err):
+            raise DiskFullError(
+                f"no space left on device writing {path}; nothing of it was kept (an earlier "
+                "version, if any, is untouched); free space, then run the command again (with "
+                "--resume, a search or a supernet training continues from its last saved "
+                "point)") from err
+        if isinstance(err, OSError):
+            raise NastkError(f"cannot write {path}: {err}") from err
+        raise
     return path
 
 
 def save_state(state: Any, path: str | Path) -> Path:
     """``torch.save(state)`` to ``path`` atomically; ``state`` should hold only plain values and
     tensors so that it loads with ``weights_only=True``."""
-    return write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+    def write(tmp: Path) -> None:
+        # through a Python file, so that a full disk surfaces as OSError(ENOSPC) (torch's own
+        # writer reports it as an unexplained "unexpected pos" RuntimeError)
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+
+    return write_atomic(path, write)
+
+
+def clean_temp_files(run_dir: str | Path) -> list[Path]:
+    """Remove the temporary files a killed or failed :func:`write_atomic` left in ``run_dir``
+    and ``run_dir/checkpoints``; returns the files removed. Call it only while no other process
+    writes there (hold the run's lock, :mod:`nastk.run_lock`)."""
+    run_dir = Path(run_dir)
+    removed = []
+    for folder in (run_dir, run_dir / "checkpoints"):
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.glob(f"*{TMP_SUFFIX}")):
+            if p.is_file() or p.is_symlink():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
@@ -43,14 +110,40 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
 
 def load_file(path: str | Path, what: str = "checkpoint", missing_hint: str = "") -> Any:
     """``torch.load(path, weights_only=True)`` onto the CPU, with errors that name ``what`` and
-    the path (``missing_hint`` is appended when the file does not exist)."""
+    the path (``missing_hint`` is appended when the file does not exist) and say what is wrong
+    with a file that is not a nastk checkpoint (empty, not a torch file, not loadable
+    weights-only)."""
     p = Path(path)
     if not p.is_file():
         raise NastkError(f"{what} {p} not found{missing_hint}")
     try:
+        size = p.stat().st_size
+        with p.open("rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        raise NastkError(f"cannot read {what} {p}: {err.strerror or err}") from err
+    if size == 0:
+        raise NastkError(f"{what} {p} is not a nastk checkpoint: the file is empty (0 bytes). "
+                         f"{EXPECTED_FILE}")
+    try:
         return torch.load(p, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as err:
+        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        if refused:
+            raise NastkError(
+                f"{what} {p} is not a nastk checkpoint: it cannot be loaded weights-only, it "
+                f"holds a {refused.group(1)} object besides tensors and plain values (a whole "
+                f"pickled model or object rather than a state dict?). {EXPECTED_FILE}") from None
+        raise NastkError(f"{what} {p} is not a nastk checkpoint: not a file written by "
+                         f"torch.save. {EXPECTED_FILE}") from None
+    except MemoryError:
+        raise
     except Exception as err:
-        raise NastkError(f"cannot read {what} {p}: {err}") from err
+        if not head.startswith(b"PK"):  # torch's reasons for such files are noise (': 101')
+            raise NastkError(f"{what} {p} is not a nastk checkpoint: not a file written by "
+                             f"torch.save. {EXPECTED_FILE}") from None
+        raise NastkError(f"cannot read {what} {p}: a damaged or incomplete torch file "
+                         f"({type(err).__name__}: {err}). {EXPECTED_FILE}") from err
 
 
 def read_weights(path: str | Path, what: str = "checkpoint") -> dict[str, torch.Tensor]:

@@ -88,6 +88,7 @@ class SpotsMeter:
 class SpotsTask(Task):
     name: ClassVar[str] = "spots_test"
     primary_metric: ClassVar[str] = "count_accuracy"
+    metrics: ClassVar[tuple[str, ...]] = ("count_accuracy", "center_error")
     postprocessed: ClassVar[int] = 0  # calls of postprocess, across instances
 
     def __init__(self, n_samples: int = 96, seed: int = 0) -> None:

@@ -1,6 +1,7 @@
 """The CLI end to end: list, a plugin registered at run time, report, export."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -64,6 +65,31 @@ def test_list_shows_every_registered_plugin(runtime_plugins, capsys, monkeypatch
         assert name in out
     assert "A one-dimensional space defined inside a test module" in out
     assert "registered at run time" in out and "entry point" in out
+
+
+@pytest.mark.parametrize("kind", ["spaces", "search_spaces", "search spaces"])
+def test_list_a_kind_shows_options_with_defaults(kind, runtime_plugins, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["list", kind]) == 0
+    out = capsys.readouterr().out
+    assert "small_cnn" in out and "line_test" in out
+    assert "random" not in out.split()  # strategies are not listed
+    small = out.split("small_cnn", 1)[1]
+    # an Options field: name, type, default, description
+    assert re.search(r"stem_width\s.*int\s.*16\s.*channels of the stem convolution", small)
+    # a plugin without Options: its signature's keyword defaults
+    assert re.search(r"\bn\s.*int\s.*50", out.split("line_test", 1)[1])
+
+
+def test_list_strategies_and_a_bad_kind(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["list", "strategies"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"population\s.*int\s.*20", out)
+    assert "small_cnn" not in out
+    with pytest.raises(SystemExit):
+        main(["list", "models"])
+    assert "choose one of search spaces, tasks, strategies, predictors" in capsys.readouterr().err
 
 
 def test_runtime_plugin_is_usable_by_search(runtime_plugins, tmp_path, capsys):

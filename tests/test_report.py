@@ -304,3 +304,114 @@ def test_write_report_with_strategy_curves_and_a_space_renderer(tmp_path: Path) 
     write_report(tmp_path / "run", trials, ACC, title="t", meta={})
     assert "Strategy learning" not in (tmp_path / "run" / "report.md").read_text()
     assert not (tmp_path / "run" / "strategy.png").exists()
+
+
+# --- early-stopped trials --------------------------------------------------------------------
+
+def stopped(i: int, value: float, **info) -> Trial:
+    result = Result.complete({"accuracy": value}, {"flops": 1e6 * i}, duration_s=1.0, info=info)
+    return Trial(i, arch(i), Status.COMPLETE, result, started=float(i), finished=float(i) + 1)
+
+
+def _stopping_trials() -> list[Trial]:
+    return [ok(1, value=0.9, flops=1e6), stopped(2, 0.8, early_stopped=True, epochs=3),
+            stopped(3, 0.7, stopped_epoch=5, early_stopped=True),
+            stopped(4, 0.6, epochs=20)]  # epochs alone: trained in full
+
+
+def test_leaderboard_rows_say_when_a_trial_stopped_early() -> None:
+    rows = {r["trial"]: r for r in leaderboard(_stopping_trials(), ACC)}
+    assert rows[1]["stopped"] is None and rows[4]["stopped"] is None
+    assert rows[2]["stopped"] == "stopped at epoch 3"
+    assert rows[3]["stopped"] == "stopped at epoch 5"
+
+
+def test_report_marks_early_stopped_trials(tmp_path: Path) -> None:
+    text = write_report(tmp_path, _stopping_trials(), ACC, title="t", meta={}).read_text()
+    board = _leaderboard_section(text)
+    rows = {int(line.split("|")[2]): line for line in board.splitlines()
+            if re.match(r"\| \d+ \|", line)}
+    assert "stopped at epoch 3" in rows[2] and "stopped at epoch 5" in rows[3]
+    assert "stopped" not in rows[1] and "stopped" not in rows[4]
+    assert "early" in board.split("\n\n")[-1] or "stopped early" in board
+    # without early stopping, no such column
+    plain = write_report(tmp_path / "p", [ok(1, flops=1.0)], ACC, title="t", meta={})
+    assert "stopped" not in _leaderboard_section(plain.read_text())
+
+
+def test_leaderboard_table_marks_early_stopped_trials() -> None:
+    console = Console(width=250, record=True)
+    console.print(leaderboard_table(_stopping_trials(), ACC))
+    text = console.export_text()
+    lines = {int(m.group(1)): line for line in text.splitlines()
+             if (m := re.match(r"\D*\d+\D+(\d+)\s", line))}
+    assert "stopped at epoch 3" in lines[2] and "stopped at epoch 5" in lines[3]
+    assert "stopped" not in lines[1]
+    console = Console(width=250, record=True)
+    console.print(leaderboard_table([ok(1, flops=1.0)], ACC))
+    assert "stopped" not in console.export_text()
+
+
+# --- supernet training history ---------------------------------------------------------------
+
+HISTORY = [
+    {"epoch": e, "phase": 1 if e <= 3 else 2, "lr": 0.1,
+     "train_loss_largest": 2.0 / e, "train_loss_smallest": 2.5 / e, "train_loss_kd": 0.3 / e,
+     "val_accuracy_largest": 0.5 + 0.05 * e, "val_accuracy_smallest": 0.4 + 0.04 * e,
+     "val_loss_largest": 1.0 / e}
+    for e in range(1, 7)
+]
+
+
+def test_supernet_history_plot(tmp_path: Path) -> None:
+    from nastk.report.plots import plot_supernet_history, supernet_history_figure
+
+    fig = supernet_history_figure(HISTORY, "accuracy")
+    loss_ax, val_ax = fig.axes
+    loss_labels = {line.get_label() for line in loss_ax.get_lines()}
+    assert {"train_loss_largest", "train_loss_smallest", "train_loss_kd"} <= loss_labels
+    val = {line.get_label(): line for line in val_ax.get_lines()}
+    assert list(val["largest subnet"].get_ydata()) == pytest.approx(
+        [r["val_accuracy_largest"] for r in HISTORY])
+    assert list(val["smallest subnet"].get_xdata()) == [1, 2, 3, 4, 5, 6]
+    # the phase boundary between epochs 3 and 4, on both panels
+    for ax in (loss_ax, val_ax):
+        bounds = [line for line in ax.get_lines() if line.get_gid() == "phase boundary"]
+        assert [b.get_xdata()[0] for b in bounds] == [3.5]
+    assert_png(plot_supernet_history(HISTORY, tmp_path / "history.png", "accuracy"))
+    assert_png(plot_supernet_history([], tmp_path / "empty.png", "accuracy"))
+
+
+def test_supernet_history_without_phase_changes_has_no_boundary() -> None:
+    from nastk.report.plots import supernet_history_figure
+
+    one_phase = [{**r, "phase": 1} for r in HISTORY]
+    for ax in supernet_history_figure(one_phase, "accuracy").axes:
+        assert not [line for line in ax.get_lines() if line.get_gid() == "phase boundary"]
+
+
+# --- pareto tick labels ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("base", [1.0e9, 2.345e6, 7.5e3])
+def test_pareto_tick_labels_are_distinct_for_close_costs(base: float) -> None:
+    from nastk.report.plots import pareto_figure
+
+    # costs within 0.8 % of each other
+    trials = [ok(i, value=0.5 + 0.01 * i, flops=base * (1 + 0.001 * i)) for i in range(1, 9)]
+    fig = pareto_figure(trials, ACC, cost="flops")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert len(labels) >= 3
+    assert len(set(labels)) == len(labels), labels
+
+
+def test_pareto_tick_labels_stay_short_when_far_apart() -> None:
+    from nastk.report.plots import pareto_figure
+
+    trials = [ok(i, value=0.5 + 0.01 * i, flops=1e6 * i) for i in range(1, 9)]
+    fig = pareto_figure(trials, ACC, cost="flops")
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
+    assert len(set(labels)) == len(labels)
+    assert all(len(lab) <= 5 for lab in labels), labels  # e.g. 2M, 4.5M, not 2.000000M

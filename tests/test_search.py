@@ -216,3 +216,61 @@ def test_second_start_without_resume_is_refused(tmp_path, toy_env):
     assert "already holds a run" in err and "--resume" in err
     with RunStore.open_existing(tmp_path / "run") as st:
         assert st.count() == 3  # untouched
+
+
+def _broken(arch):
+    raise FileNotFoundError("dataset /data/missing not found")
+
+
+def test_a_search_whose_first_trials_all_fail_alike_stops_and_says_why(tmp_path):
+    s = make_search(tmp_path, budget=30, strategy_cls=RandomSearch, fn=_broken)
+    trials = s.run()
+    assert len(trials) == 5 == s.n_failed and s.n_complete == 0
+    assert all(t.status is Status.FAILED for t in trials)
+    assert s.stop_reason.startswith("the first 5 trials all failed with the same error: "
+                                    "FileNotFoundError: dataset /data/missing not found")
+    assert s.stop_reason.endswith("; fix it and rerun (nothing succeeded)")
+
+
+def test_the_failure_streak_is_a_budget_setting(tmp_path):
+    space = toy_plugin.ToyGrid()
+    search = Search(space, RandomSearch(space, OBJ, seed=0), FunctionEvaluator(_broken), OBJ,
+                    RunStore.in_dir(tmp_path), Budget(trials=30, max_failure_streak=2))
+    assert len(search.run()) == 2 and "the first 2 trials" in search.stop_reason
+    with pytest.raises(ValueError, match="max_failure_streak"):
+        Budget(max_failure_streak=0)
+
+
+def test_failures_after_a_success_or_with_different_errors_do_not_stop_the_search(tmp_path):
+    calls = {"n": 0}
+
+    def first_ok(arch):  # one success, then the same failure every time
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return {"score": 1.0}
+        raise RuntimeError("out of memory")
+
+    s = make_search(tmp_path / "a", budget=12, strategy_cls=RandomSearch, fn=first_ok)
+    assert len(s.run()) == 12 and s.stop_reason == "budget of trials reached"
+    assert (s.n_complete, s.n_failed) == (1, 11)
+
+    def varied(arch):  # every failure differs: not one broken setting
+        calls["n"] += 1
+        raise RuntimeError(f"failure number {calls['n']}")
+
+    s = make_search(tmp_path / "b", budget=12, strategy_cls=RandomSearch, fn=varied)
+    assert len(s.run()) == 12 and s.stop_reason == "budget of trials reached"
+
+
+def test_a_streak_after_other_failures_is_named_as_the_last_ones(tmp_path):
+    calls = {"n": 0}
+
+    def two_errors(arch):
+        calls["n"] += 1
+        raise RuntimeError("bad option" if calls["n"] <= 2 else "missing file")
+
+    s = make_search(tmp_path, budget=30, strategy_cls=RandomSearch, fn=two_errors)
+    assert len(s.run()) == 7
+    assert s.stop_reason.startswith("the last 5 trials all failed with the same error: "
+                                    "RuntimeError: missing file")
+    assert "none of the 7 trials succeeded" in s.stop_reason

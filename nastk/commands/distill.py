@@ -18,15 +18,16 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
 from nastk import registry
 from nastk.build import import_plugins
 from nastk.commands.export import best_trial
 from nastk.distill import DistillConfig, ModelSpec, distill_loss_fn
-from nastk.errors import ConfigError, NastkError
+from nastk.errors import ConfigError, NastkError, StoreError
 from nastk.evaluation.train import Diverged, TrainEvaluator, arch_seed, seeded_threads
+from nastk.preflight import check_task_data
+from nastk.progress import ProgressView
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.task import Task
@@ -77,10 +78,18 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def run_distill(config: DistillConfig, *, console: Console | None = None,
-                progress: bool = True) -> DistillOutcome:
+                progress: bool = True, overwrite: bool = False) -> DistillOutcome:
     """Train (or load) the teacher, then the student per seed with and without it; write
-    ``distill.json``, ``report.md`` and the student weights into the run directory."""
+    ``distill.json``, ``report.md`` and the student weights into the run directory. A run
+    directory that already holds a distillation is refused unless ``overwrite``."""
     console = console or Console(stderr=True)
+    run_dir = config.resolved_run_dir()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise StoreError(f"run_dir {run_dir} is a file, not a folder; choose another --run-dir")
+    if (run_dir / "distill.json").exists() and not overwrite:
+        raise StoreError(f"run directory {run_dir} already holds a distillation "
+                         "(distill.json). Choose another run_dir (--run-dir), or pass "
+                         "--overwrite to replace it.")
     import_plugins(config.plugins)
     task = registry.instantiate(registry.TASKS, config.task.name, config.task.options,
                                 where="task.options")
@@ -92,16 +101,14 @@ def run_distill(config: DistillConfig, *, console: Console | None = None,
         raise ConfigError(f"splits: none of {config.splits} exist; task {task.name!r} has "
                           f"{sorted(task.splits())}")
     metric = task.primary_metric
-    run_dir = config.resolved_run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
     distill_loss_fn(task, nn.Identity(), config.losses, config.alw)  # check names up front
+    check_task_data(task, ["train", *splits], config.train.batch_size)
+    run_dir.mkdir(parents=True, exist_ok=True)
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, console=console, disable=not progress) as bar:
+    with ProgressView(console, enabled=progress) as view:
         def reporter(label: str) -> Callable[[int, int], None]:
-            job = bar.add_task(label, total=None)
-            return lambda step, total: bar.update(job, completed=step, total=total)
+            job = view.add(label, total=None, unit="steps", percent=0)
+            return lambda step, total: view.update(job, completed=step, total=total)
 
         teacher = _teacher(config, task, t_space, t_arch, reporter)
         t_eval = TrainEvaluator(task, t_space, config.teacher.train)

@@ -27,6 +27,7 @@ from nastk.errors import NastkError
 from nastk.objective import Objective
 from nastk.space.architecture import Architecture
 from nastk.trial import Trial
+from nastk.weights import load_file, read_weights
 
 FORMAT = "nastk.export/1"
 
@@ -76,7 +77,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None,
         if not retrained.ok:
             raise NastkError(f"re-training trial {trial.id} failed: {retrained.error}")
     model = task.build_model(space, trial.arch)
-    model.load_state_dict(torch.load(ckpt, weights_only=True))
+    model.load_state_dict(read_weights(ckpt, f"checkpoint of trial {trial.id}"))
     model.eval()
     payload: dict[str, Any] = {
         "format": FORMAT, "arch": trial.arch.to_json(),
@@ -130,7 +131,8 @@ def _pick(trials: list[Trial], objective: Objective, trial_id: int | None, run_d
 
 def load_exported(path: str | Path) -> nn.Module:
     """Rebuild the model saved by :func:`export_run` (weights-only load)."""
-    payload = torch.load(Path(path), weights_only=True)
+    payload = load_file(Path(path), "exported model",
+                        "; export one with `nastk export RUN_DIR`")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise NastkError(f"{path} is not a nastk export (expected format {FORMAT!r})")
     space, task = build_from_refs(payload["plugins"], json.loads(payload["space"]),

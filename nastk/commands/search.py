@@ -9,15 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import nastk
 from nastk.build import build_components, build_objective, build_space_and_task
 from nastk.commands.run_record import describe_run
 from nastk.config import IDENTITY_EXCLUDES, SearchConfig
 from nastk.errors import StoreError
+from nastk.evaluation.result import Status
 from nastk.executors import open_executor
 from nastk.objective import Objective
+from nastk.progress import ProgressView
+from nastk.run_lock import lock_run_dir
 from nastk.search import Search
 from nastk.space.search_space import SearchSpace
 from nastk.store import (
@@ -27,9 +29,11 @@ from nastk.store import (
     META_RENDERED,
     META_RUN,
     RunStore,
+    check_run_store,
 )
 from nastk.strategies.base import Strategy
 from nastk.trial import Trial
+from nastk.weights import clean_temp_files
 
 
 def objective_record(objective: Objective) -> dict[str, Any]:
@@ -43,10 +47,22 @@ def open_run_store(config: SearchConfig, run_dir: Path, resume: bool,
     run records its config, identity, resolved ``objective`` (built from the config's space and
     task when not given) and description in the store's meta."""
     store_path = run_dir / RunStore.FILENAME
-    if resume and not store_path.is_file():
-        raise StoreError(f"--resume: no run store at {store_path}; start the run without "
-                         "--resume first")
-    store = RunStore(store_path)
+    if resume:
+        if not store_path.exists():
+            raise StoreError(f"--resume: no run store at {store_path}; start the run without "
+                             "--resume first")
+        check_run_store(store_path)  # empty, unreadable or foreign stores are named as such
+        lock = lock_run_dir(run_dir)  # one live process per run folder (names the owner)
+        try:
+            removed = clean_temp_files(run_dir)  # left by a write that died (e.g. disk full)
+        except BaseException:
+            lock.release()
+            raise
+        store = RunStore(store_path, lock=lock)  # the lock is released by store.close()
+        if removed:
+            store.set_meta("cleaned_temp_files", [str(p) for p in removed])
+    else:
+        store = RunStore(store_path, lock=lock_run_dir(run_dir, create=True))
     identity = store.get_meta("identity")
     if identity is None:
         if store.count():
@@ -65,16 +81,34 @@ def open_run_store(config: SearchConfig, run_dir: Path, resume: bool,
     identity = normalized_identity({k: v for k, v in identity.items()
                                     if k not in IDENTITY_EXCLUDES})
     if identity != config.identity():
-        diff = sorted(k for k in set(identity) | set(config.identity())
-                      if identity.get(k) != config.identity().get(k))
+        changes = config_changes(identity, config.identity())
         store.close()
+        shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more"
+                                           if len(changes) > 6 else "")
         raise StoreError(f"--resume: the config differs from the one {run_dir} was started with "
-                         f"in {diff}; only budget, name, keep_checkpoints and executor may "
+                         f"in {sorted({c.split('.')[0].split(':')[0] for c in changes})}: "
+                         f"{shown}. Only budget, name, keep_checkpoints and executor may "
                          "change. Use the original config, or a new run_dir.")
     store.set_meta(META_CONFIG, config.model_dump(mode="json"))
     if store.get_meta(META_OBJECTIVE) is None or store.get_meta(META_RUN) is None:
         _describe(store, config, objective)  # a store written before runs described themselves
     return store
+
+
+def config_changes(before: Any, after: Any, path: str = "") -> list[str]:
+    """``field.path: <run's value> -> <this config's value>`` for every leaf that differs."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out: list[str] = []
+        for key in sorted(set(before) | set(after), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in before:
+                out.append(f"{sub}: (not set) -> {after[key]!r}")
+            elif key not in after:
+                out.append(f"{sub}: {before[key]!r} -> (not set)")
+            else:
+                out += config_changes(before[key], after[key], sub)
+        return out
+    return [] if before == after else [f"{path or '(config)'}: {before!r} -> {after!r}"]
 
 
 def normalized_identity(identity: dict[str, Any]) -> dict[str, Any]:
@@ -131,50 +165,74 @@ def run_meta(config: SearchConfig) -> dict[str, Any]:
 
 def run_experiment(config: SearchConfig, *, resume: bool = False, console: Console | None = None,
                    progress: bool = True) -> Outcome:
-    """Run (or resume) the search a config describes; writes store, checkpoints and report."""
+    """Run (or resume) the search a config describes; writes store, checkpoints and report.
+
+    Nothing is written until the run can start: plugins, options, the objective's metric and
+    the task's data are checked first (:mod:`nastk.preflight`), and a Ray cluster is connected
+    to before the store is created. An interrupted run (Ctrl-C) still writes its report from
+    what the store holds, then re-raises ``KeyboardInterrupt``."""
+    console = console or Console(stderr=True)
+    components = build_components(config)  # fails on bad options or data before any write
+    run_dir = config.resolved_run_dir()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise StoreError(f"run_dir {run_dir} is a file, not a folder; choose another "
+                         "--run-dir")
+    objective = components.objective
+    with open_executor(config, run_dir) as (executor, where):
+        store = open_run_store(config, run_dir, resume, objective)
+        try:
+            return _search(config, components, store, run_dir, executor, where, resume,
+                           console, progress)
+        finally:
+            store.close()
+
+
+def _search(config: SearchConfig, components: Any, store: RunStore, run_dir: Path,
+            executor: Any, where: str, resume: bool, console: Console,
+            progress: bool) -> Outcome:
     from nastk import report  # matplotlib is only needed once a run ends
 
-    console = console or Console(stderr=True)
-    components = build_components(config)  # fails on bad options before any file is written
-    run_dir = config.resolved_run_dir()
     objective = components.objective
-    store = open_run_store(config, run_dir, resume, objective)
-    try:
-        done_before = store.count()
-        with open_executor(config, run_dir) as (executor, where):
-            if executor is not None:
-                console.print(f"executor: {where}", highlight=False)
-            with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                          MofNCompleteColumn(), TimeElapsedColumn(),
-                          TextColumn("{task.fields[best]}"), console=console,
-                          disable=not progress, transient=False) as bar:
-                task_id = bar.add_task(f"search {config.name}", total=config.budget.trials,
-                                       best="")
+    done_before = store.count(Status.COMPLETE, Status.FAILED)
+    if executor is not None:
+        console.print(f"executor: {where}", highlight=False)
+    search: Search | None = None
 
-                def on_trial(trial: Trial, n_done: int, best: Trial | None) -> None:
-                    text = ""
-                    if best is not None and best.result is not None:
-                        text = (f"best {objective.metric}="
-                                f"{best.result.metrics[objective.metric]:.4g}")
-                    bar.update(task_id, completed=n_done, best=text)
-
-                search = Search(components.space, components.strategy, components.evaluator,
-                                objective, store, config.budget,
-                                checkpoint_dir=run_dir / "checkpoints" if config.keep_checkpoints
-                                else None,
-                                keep_checkpoints=config.keep_checkpoints, on_trial=on_trial,
-                                executor=executor)
-                bar.update(task_id, completed=min(store.count(), config.budget.trials))
-                trials = search.run()
-        if done_before and resume:
-            console.print(f"resumed {run_dir}: {done_before} trials were already recorded")
+    def write(trials: list[Trial]) -> Path:
         record_for_report(store, trials, components.strategy, components.space)
-        report_path = report.write_report(run_dir, trials, objective,
-                                          title=f"nastk run: {config.name}",
-                                          meta=run_meta(config),
-                                          curves=components.strategy.curves(),
-                                          render=components.space.render)
-    finally:
-        store.close()
+        return report.write_report(run_dir, trials, objective, title=f"nastk run: {config.name}",
+                                   meta=run_meta(config), curves=components.strategy.curves(),
+                                   render=components.space.render)
+
+    try:
+        with ProgressView(console, enabled=progress) as view:
+            job = view.add(f"search {config.name}", total=config.budget.trials,
+                           completed=min(done_before, config.budget.trials), unit="trials")
+            failures: dict[str, Any] = {"n": 0, "last": None}
+
+            def on_trial(trial: Trial, n_done: int, best: Trial | None) -> None:
+                if trial.result is not None and not trial.result.ok:
+                    failures["n"] += 1
+                    failures["last"] = trial.result.error
+                text = ""
+                if best is not None and best.result is not None:
+                    text = (f"best {objective.metric}="
+                            f"{best.result.metrics[objective.metric]:.4g}")
+                view.update(job, completed=n_done, info=text, failed=failures["n"],
+                            last_error=failures["last"])
+
+            search = Search(components.space, components.strategy, components.evaluator,
+                            objective, store, config.budget,
+                            checkpoint_dir=run_dir / "checkpoints" if config.keep_checkpoints
+                            else None,
+                            keep_checkpoints=config.keep_checkpoints, on_trial=on_trial,
+                            executor=executor)
+            trials = search.run()
+    except KeyboardInterrupt:
+        write(store.finished())  # what finished before the interrupt is reported
+        raise
+    if done_before and resume:
+        console.print(f"resumed {run_dir}: {done_before} trials were already recorded")
+    report_path = write(trials)
     return Outcome(run_dir, trials, objective, report_path, search.stop_reason,
                    components.space)

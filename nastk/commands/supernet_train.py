@@ -8,13 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nastk.build import build_supernet_model
 from nastk.config import SupernetConfig
 from nastk.errors import ConfigError, StoreError
+from nastk.preflight import check_task_data
+from nastk.progress import ProgressView
+from nastk.run_lock import lock_run_dir
 from nastk.supernet.pruning import supernet_sampler_factory
 from nastk.supernet.training import SupernetTrainer
+from nastk.weights import clean_temp_files
 
 CHECKPOINT_NAME = "supernet.pt"
 
@@ -35,11 +38,18 @@ def train_supernet(config: SupernetConfig, *, resume: bool = False,
     console = console or Console(stderr=True)
     run_dir = config.resolved_run_dir()
     ckpt = run_dir / CHECKPOINT_NAME
+    if run_dir.exists() and not run_dir.is_dir():
+        raise StoreError(f"run_dir {run_dir} is a file, not a folder; choose another "
+                         "--run-dir")
     if ckpt.exists() and not resume:
         raise StoreError(f"{ckpt} already exists. Pass --resume to continue that training, or "
                          "choose another run_dir (--run-dir).")
+    if resume and not ckpt.is_file():
+        raise StoreError(f"--resume: no checkpoint at {ckpt}; start the training without "
+                         "--resume (nothing was written)")
     torch.manual_seed(config.seed)
     model = build_supernet_model(config)
+    check_task_data(model.task, ["train", "val"], config.training.batch_size)
     for name, phase in enumerate(config.training.schedule()):
         names = [d.name for d in model.space.dimensions]
         bad = [u for u in phase.unlock or [] if u not in names]
@@ -52,24 +62,36 @@ def train_supernet(config: SupernetConfig, *, resume: bool = False,
                                                             seed=config.seed)
     trainer = SupernetTrainer(model, config.training, seed=config.seed, checkpoint_path=ckpt,
                               identity=config.identity(), **extra)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
-    metric = model.task.primary_metric
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console,
-                  disable=not progress) as bar:
-        epochs = bar.add_task("epochs", total=config.training.total_epochs, info="")
-        steps = bar.add_task("steps", total=None, info="")
+    lock = lock_run_dir(run_dir, create=not resume)  # one live process per run folder
+    try:
+        if resume:
+            clean_temp_files(run_dir)  # left by a checkpoint write that died
+        (run_dir / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+        metric = model.task.primary_metric
+        with ProgressView(console, enabled=progress) as view:
+            epochs = view.add(f"supernet {config.name}", total=config.training.total_epochs,
+                              completed=trainer.epoch, unit="epochs")
+            steps = view.add("steps", total=None, unit="steps", percent=0)
+            started = [False]
 
-        def on_step(step: int, total: int) -> None:
-            bar.update(steps, completed=step, total=total)
+            def on_step(step: int, total: int) -> None:
+                if not started[0]:  # epochs done before a resume do not count in the ETA
+                    view.update(epochs, completed=trainer.epoch, rebase=True)
+                    started[0] = True
+                view.update(steps, completed=step, total=total)
 
-        def on_epoch(rec: dict[str, Any]) -> None:
-            bar.update(epochs, completed=rec["epoch"],
-                       info=f"{metric} largest {rec[f'val_{metric}_largest']:.3f} / smallest "
-                            f"{rec[f'val_{metric}_smallest']:.3f}")
-            (run_dir / "history.json").write_text(json.dumps(trainer.history, indent=2))
+            def on_epoch(rec: dict[str, Any]) -> None:
+                view.update(epochs, completed=rec["epoch"],
+                            info=f"{metric} largest {rec[f'val_{metric}_largest']:.3f} / smallest "
+                                 f"{rec[f'val_{metric}_smallest']:.3f}")
+                (run_dir / "history.json").write_text(json.dumps(trainer.history, indent=2))
 
-        history = trainer.train(resume=resume, on_epoch=on_epoch, on_step=on_step)
-    (run_dir / "history.json").write_text(json.dumps(history, indent=2))
+            history = trainer.train(resume=resume, on_epoch=on_epoch, on_step=on_step)
+        (run_dir / "history.json").write_text(json.dumps(history, indent=2))
+        if history:
+            from nastk import report  # matplotlib only once training ends
+
+            report.plot_supernet_history(history, run_dir / "history.png", metric)
+    finally:
+        lock.release()
     return SupernetOutcome(run_dir, ckpt, history)

@@ -44,9 +44,46 @@ class FunctionEvaluator:
             out = self.fn(arch)
         except Exception as err:
             return Result.failed(format_error(err), duration_s=time.perf_counter() - t0)
-        metrics, costs = out if isinstance(out, tuple) else (out, {})
+        try:
+            metrics, costs = _metrics_and_costs(out)
+        except TypeError as err:
+            return Result.failed(f"{_name(self.fn)}: {err}", duration_s=time.perf_counter() - t0)
         bad = {k: v for k, v in metrics.items() if v != v or v in (float("inf"), float("-inf"))}
         if bad:
             return Result.failed(f"non-finite metrics {bad}", dict(costs),
                                  time.perf_counter() - t0)
         return Result.complete(dict(metrics), dict(costs), time.perf_counter() - t0)
+
+
+def _name(fn: Callable[..., object]) -> str:
+    module = getattr(fn, "__module__", None)
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    return f"{module}:{name}" if module else name
+
+
+def _numbers(what: str, value: object) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{what} must be a mapping of names to numbers, got "
+                        f"{type(value).__name__} {value!r:.60}")
+    out: dict[str, float] = {}
+    for k, v in value.items():
+        if not isinstance(k, str):
+            raise TypeError(f"{what}: keys must be names (str), got {k!r}")
+        number = isinstance(v, (int, float)) or hasattr(v, "__float__")
+        if isinstance(v, bool) or not number:
+            raise TypeError(f"{what}: {k!r} must be a number, got {type(v).__name__} {v!r:.40}")
+        out[k] = float(v)  # type: ignore[arg-type]
+    return out
+
+
+def _metrics_and_costs(out: object) -> tuple[dict[str, float], dict[str, float]]:
+    """What an evaluator function returned, checked: ``metrics`` or ``(metrics, costs)``."""
+    expected = "return {metric: value} or ({metric: value}, {cost: value})"
+    if isinstance(out, tuple):
+        if len(out) != 2:
+            raise TypeError(f"returned a tuple of {len(out)} items; {expected}")
+        return _numbers("metrics", out[0]), _numbers("costs", out[1])
+    try:
+        return _numbers("metrics", out), {}
+    except TypeError as err:
+        raise TypeError(f"{err}; {expected}") from None

@@ -26,7 +26,7 @@ from nastk.loaders import make_loader, split_batch, to_device
 from nastk.losses import LossValue, RecentLosses, combine_loss
 from nastk.pretrained import InitConfig, LoadReport, load_init, lr_groups
 from nastk.space.architecture import Architecture
-from nastk.weights import save_weights
+from nastk.weights import DiskFullError, save_weights
 
 if TYPE_CHECKING:
     from nastk.space.search_space import SearchSpace
@@ -316,6 +316,8 @@ class TrainEvaluator:
                 save_weights(model, checkpoint)
         except Diverged as err:
             return Result.failed(str(err), costs, time.perf_counter() - t0)
+        except DiskFullError:  # not the candidate's fault: the run stops, --resume continues
+            raise
         except Exception as err:  # a broken candidate must not stop the search
             return Result.failed(format_error(err), costs, time.perf_counter() - t0)
         info.update({"steps": fit.steps, "seed": seed})

@@ -15,7 +15,7 @@ from nastk.evaluation.result import Result
 from nastk.loaders import calibration_batches, make_loader
 from nastk.space.architecture import Architecture
 from nastk.supernet.base import SupernetModel
-from nastk.weights import save_weights
+from nastk.weights import DiskFullError, save_weights
 
 
 class WeightSharingConfig(BaseModel):
@@ -70,6 +70,8 @@ class WeightSharingEvaluator:
                                 repeats=self.config.latency_repeats)
             if checkpoint is not None:
                 save_weights(sub, checkpoint)
+        except DiskFullError:  # not the candidate's fault: the run stops, --resume continues
+            raise
         except Exception as err:
             return Result.failed(format_error(err), duration_s=time.perf_counter() - t0)
         finally:

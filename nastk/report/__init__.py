@@ -9,7 +9,8 @@ nothing touches pyplot's global figure registry or needs a display.
 
 Modules: :mod:`~nastk.report.formatting` (numbers and architectures as text),
 :mod:`~nastk.report.results` (best so far, leaderboard, Pareto front),
-:mod:`~nastk.report.plots` (PNG figures), :mod:`~nastk.report.markdown` (``report.md``).
+:mod:`~nastk.report.plots` (PNG figures, and the figures themselves for tests),
+:mod:`~nastk.report.markdown` (``report.md``).
 """
 
 from nastk.report.formatting import (
@@ -24,10 +25,20 @@ from nastk.report.formatting import (
     format_metric,
 )
 from nastk.report.markdown import write_report
-from nastk.report.plots import plot_best_so_far, plot_compare, plot_pareto, plot_strategy_curves
+from nastk.report.plots import (
+    compare_figure,
+    pareto_figure,
+    plot_best_so_far,
+    plot_compare,
+    plot_pareto,
+    plot_strategy_curves,
+    plot_supernet_history,
+    supernet_history_figure,
+)
 from nastk.report.results import (
     ParetoPoints,
     best_so_far,
+    early_stop,
     leaderboard,
     leaderboard_table,
     pareto_points,
@@ -41,16 +52,21 @@ __all__ = [
     "Render",
     "arch_text",
     "best_so_far",
+    "compare_figure",
+    "early_stop",
     "format_cost",
     "format_count",
     "format_duration",
     "format_metric",
     "leaderboard",
     "leaderboard_table",
+    "pareto_figure",
     "pareto_points",
     "plot_best_so_far",
     "plot_compare",
     "plot_pareto",
     "plot_strategy_curves",
+    "plot_supernet_history",
+    "supernet_history_figure",
     "write_report",
 ]

@@ -20,7 +20,14 @@ from nastk.report.formatting import (
     format_metric,
 )
 from nastk.report.plots import plot_best_so_far, plot_pareto, plot_strategy_curves
-from nastk.report.results import _by_id, _columns, _successes, leaderboard, pareto_points
+from nastk.report.results import (
+    EARLY_STOP_NOTE,
+    _by_id,
+    _columns,
+    _successes,
+    leaderboard,
+    pareto_points,
+)
 from nastk.trial import Trial
 
 #: how many characters of a failed trial's error the report keeps
@@ -145,17 +152,23 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
         metric_cols = _columns(rows, "metrics")
         cost_cols = _columns(rows, "costs")
         arrow = "↑" if objective.direction == "max" else "↓"
+        stops = any(r["stopped"] for r in rows)
         header = ["#", "trial", "arch id", f"{objective.metric} {arrow}", *metric_cols,
-                  *(COST_HEADERS.get(c, c) for c in cost_cols), "time", "architecture"]
-        align = ["r", "r", "l", "r", *["r"] * (len(metric_cols) + len(cost_cols)), "r", "l"]
+                  *(COST_HEADERS.get(c, c) for c in cost_cols), "time",
+                  *(["stopped early"] if stops else []), "architecture"]
+        align = ["r", "r", "l", "r", *["r"] * (len(metric_cols) + len(cost_cols)), "r",
+                 *(["l"] if stops else []), "l"]
         body = [
             [r["rank"], r["trial"], f"`{r['arch_id']}`", format_metric(r["metric"]),
              *(format_metric(r["metrics"].get(m)) for m in metric_cols),
              *(format_cost(c, r["costs"].get(c)) for c in cost_cols),
-             format_duration(r["duration_s"]), f"`{r['arch']}`"]
+             format_duration(r["duration_s"]), *([r["stopped"] or ""] if stops else []),
+             f"`{r['arch']}`"]
             for r in rows
         ]
         lines += _md_table(header, body, align)
+        if stops:
+            lines += ["", EARLY_STOP_NOTE]
         lines += ["", COSTS_NOTE]
         terms = [m for m in metric_cols if m.startswith("train_loss_")]
         if terms:

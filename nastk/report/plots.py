@@ -1,4 +1,5 @@
-"""PNG plots of a run: best so far, Pareto front, strategies compared, strategy learning.
+"""PNG plots of a run: best so far, Pareto front, runs compared, strategy learning,
+supernet training history.
 
 Plots are drawn on standalone :class:`matplotlib.figure.Figure` objects with the Agg canvas, so
 nothing touches pyplot's global figure registry or needs a display.
@@ -7,16 +8,17 @@ nothing touches pyplot's global figure registry or needs a display.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import Formatter, MaxNLocator
 
 from nastk.objective import Objective
-from nastk.report.formatting import _cost_label, _metric_label, format_count
+from nastk.report.formatting import _cost_label, _metric_label
 from nastk.report.results import (
     _by_id,
     _failed_evaluations,
@@ -97,13 +99,40 @@ def plot_best_so_far(trials: Iterable[Trial], objective: Objective, path: Path |
     return _save(fig, path)
 
 
-def plot_pareto(trials: Iterable[Trial], objective: Objective, path: Path | str,
-                cost: str = "flops") -> Path:
-    """Write a PNG of metric against ``cost`` with the Pareto front highlighted.
+class CountFormatter(Formatter):
+    """Tick labels of counts with one SI suffix for the axis (``1.5M``) and as few decimals as
+    keep adjacent labels distinct: costs 0.1 % apart get ``1.001G``, ``1.002G``, not ``1.0G``
+    twice. Trailing zeros are dropped only when every label can drop them."""
 
-    Front points are drawn large and joined by a step line (the best metric reachable at each
-    cost); other trials are faded. The x axis is logarithmic when costs span over a decade.
-    """
+    _UNITS = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
+    max_decimals = 9
+
+    def __init__(self) -> None:
+        self.scale, self.suffix, self.decimals = 1.0, "", 0
+
+    def set_locs(self, locs: Sequence[float]) -> None:
+        super().set_locs(locs)
+        values = [float(v) for v in locs if np.isfinite(v)]
+        top = max((abs(v) for v in values), default=0.0)
+        self.scale, self.suffix = next(((s, u) for s, u in self._UNITS if top >= s), (1.0, ""))
+        for d in range(self.max_decimals + 1):
+            self.decimals = d
+            labels = [self._text(v) for v in values]
+            if all(a != b for a, b in pairwise(labels)):
+                break
+
+    def _text(self, value: float) -> str:
+        text = f"{value / self.scale:.{self.decimals}f}"
+        if text.startswith("-") and float(text) == 0:
+            text = text[1:]
+        return f"{text}{self.suffix}" if float(text) != 0 else "0"
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return self._text(float(x))
+
+
+def pareto_figure(trials: Iterable[Trial], objective: Objective, cost: str = "flops") -> Figure:
+    """The figure of :func:`plot_pareto` (for tests and callers that save it themselves)."""
     pts = pareto_points(trials, objective, cost=cost)
     fig, ax = _new_figure()
     x, y, mask = pts.cost, pts.metric, pts.mask
@@ -127,8 +156,20 @@ def plot_pareto(trials: Iterable[Trial], objective: Objective, path: Path | str,
     ax.set_ylabel(_metric_label(objective))
     ax.set_title(f"{objective.metric} vs {_cost_label(cost)}: Pareto front")
     if cost in ("params", "flops", "macs") and ax.get_xscale() == "linear":
-        ax.xaxis.set_major_formatter(lambda v, _pos: format_count(v).replace(".0", ""))
-    return _save(fig, path)
+        ax.xaxis.set_major_formatter(CountFormatter())
+    return fig
+
+
+def plot_pareto(trials: Iterable[Trial], objective: Objective, path: Path | str,
+                cost: str = "flops") -> Path:
+    """Write a PNG of metric against ``cost`` with the Pareto front highlighted.
+
+    Front points are drawn large and joined by a step line (the best metric reachable at each
+    cost); other trials are faded. The x axis is logarithmic when costs span over a decade;
+    count costs (params, FLOPs) are labelled with SI suffixes and enough digits to tell
+    adjacent ticks apart.
+    """
+    return _save(pareto_figure(trials, objective, cost=cost), path)
 
 
 def _curve_on_grid(curve: Sequence[tuple[int, float]], grid: np.ndarray) -> np.ndarray:
@@ -144,50 +185,104 @@ def _curve_on_grid(curve: Sequence[tuple[int, float]], grid: np.ndarray) -> np.n
     return out
 
 
-def plot_compare(curves: Mapping[str, Sequence[Sequence[tuple[int, float]]]],
-                 path: Path | str, objective: Objective) -> Path:
-    """Write a PNG of several strategies' best-so-far curves: mean ± std over their seeds.
+#: how the comparison plot words each grouping of runs
+GROUPINGS: dict[str, str] = {"strategy": "strategy", "name": "run name"}
 
-    ``curves`` maps a strategy's name to one :func:`best_so_far` curve per seed. At each
-    evaluation number, the statistics are over the seeds that have a value there (a seed's
-    curve starts at its first success and ends at its last evaluation).
+
+def runs_text(n_runs: int, seeds: Sequence[int | None] | None = None) -> str:
+    """``3 seeds`` when ``n_runs`` runs have distinct known seeds, else ``3 runs, 2 seeds``
+    (runs repeating a seed are not independent); ``3 runs`` when the seeds are not given."""
+    def plural(n: int, word: str) -> str:
+        return f"{n} {word}{'s' if n != 1 else ''}"
+
+    if seeds is None:
+        return plural(n_runs, "run")
+    distinct = len({s for s in seeds if s is not None})
+    unknown = sum(1 for s in seeds if s is None)
+    if distinct == n_runs:
+        return plural(n_runs, "seed")
+    text = f"{plural(n_runs, 'run')}, {plural(distinct, 'seed')}"
+    return text + (f" ({unknown} unknown)" if unknown else "")
+
+
+def compare_figure(curves: Mapping[str, Sequence[Sequence[tuple[int, float]]]],
+                   objective: Objective, *, group_by: str = "strategy",
+                   seeds: Mapping[str, Sequence[int | None]] | None = None) -> Figure:
+    """The figure of :func:`plot_compare` (for tests and callers that save it themselves).
+
+    Artists carry gids: ``NAME:mean`` (solid mean), ``NAME:fewer runs`` (dotted
+    continuation), ``NAME:run ends`` (ticks where runs end).
     """
     fig, ax = _new_figure()
     n_max = max((p[0] for runs in curves.values() for c in runs for p in c), default=0)
     grid = np.arange(1, n_max + 1, dtype=float)
-    drawn = False
+    drawn = continued = False
     for i, (name, runs) in enumerate(curves.items()):
+        runs = [c for c in runs if c]
         if not runs or n_max == 0:
             continue
+        ends = sorted({int(c[-1][0]) for c in runs})
+        common, last = ends[0], ends[-1]
         vals = np.vstack([_curve_on_grid(c, grid) for c in runs])
         have = ~np.isnan(vals)
         count = have.sum(axis=0)
         ok = count > 0
-        if not ok.any():
-            continue
         filled = np.where(have, vals, 0.0)
         mean = np.full(len(grid), np.nan)
         std = np.full(len(grid), np.nan)
         mean[ok] = filled[:, ok].sum(axis=0) / count[ok]
         dev = np.where(have, vals - mean, 0.0)
-        std[ok] = np.sqrt((dev[:, ok] ** 2).sum(axis=0) / count[ok])
+        two = count > 1  # the sample std needs two runs
+        std[two] = np.sqrt((dev[:, two] ** 2).sum(axis=0) / (count[two] - 1))
         color = f"C{i % 10}"
-        ax.step(grid, mean, where="post", color=color, linewidth=2,
-                label=f"{name} ({len(runs)} seed{'s' if len(runs) != 1 else ''})")
-        ax.fill_between(grid, mean - std, mean + std, step="post", color=color, alpha=0.18,
-                        linewidth=0)
+        full = grid <= common  # every run goes this far
+        group_seeds = None if seeds is None else seeds.get(name)
+        label = f"{name} ({runs_text(len(runs), group_seeds)})"
+        (line,) = ax.step(grid[full], mean[full], where="post", color=color, linewidth=2,
+                          label=label)
+        line.set_gid(f"{name}:mean")
+        ax.fill_between(grid[full], (mean - std)[full], (mean + std)[full], step="post",
+                        color=color, alpha=0.18, linewidth=0)
+        if last > common:  # runs drop out: a dotted mean over the runs still going
+            later = (grid >= common) & (grid <= last)
+            (dots,) = ax.step(grid[later], mean[later], where="post", color=color,
+                              linewidth=1.4, linestyle=":")
+            dots.set_gid(f"{name}:fewer runs")
+            drop = np.asarray(ends[:-1], dtype=float)
+            (ticks,) = ax.plot(drop, mean[drop.astype(int) - 1], linestyle="none", marker="|",
+                               markersize=12, markeredgewidth=1.6, color=color)
+            ticks.set_gid(f"{name}:run ends")
+            continued = True
         drawn = True
     if not drawn:
         _message(ax, "no curves to compare")
     else:
+        if continued:
+            ax.plot([], [], color="0.35", linestyle=":", marker="|", markersize=10,
+                    label="after a run ends (| ): mean of the rest")
         ax.set_xlim(0.5, n_max + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(loc="lower right" if objective.direction == "max" else "upper right",
-                  fontsize=9, framealpha=0.9, title="mean ± std over seeds", title_fontsize=9)
+                  fontsize=9, framealpha=0.9, title="mean ± std over runs", title_fontsize=9)
     ax.set_xlabel("evaluation number")
     ax.set_ylabel(f"best {_metric_label(objective)}")
-    ax.set_title(f"Best {objective.metric} so far: strategies compared")
-    return _save(fig, path)
+    grouping = GROUPINGS.get(group_by, group_by)
+    ax.set_title(f"Best {objective.metric} so far, runs grouped by {grouping}")
+    return fig
+
+
+def plot_compare(curves: Mapping[str, Sequence[Sequence[tuple[int, float]]]],
+                 path: Path | str, objective: Objective, *, group_by: str = "strategy",
+                 seeds: Mapping[str, Sequence[int | None]] | None = None) -> Path:
+    """Write a PNG of groups of runs' best-so-far curves: mean ± std (sample std) over runs.
+
+    ``curves`` maps a group's name (a strategy, or a run name under ``group_by="name"``) to
+    one :func:`best_so_far` curve per run; ``seeds`` (optional) the runs' seeds, so the legend
+    counts distinct seeds. The solid mean and its band go only as far as every run of the group
+    goes (a curve starts at its run's first success and ends at its last evaluation); beyond,
+    a dotted line is the mean of the runs still going, with a tick where each run ends.
+    """
+    return _save(compare_figure(curves, objective, group_by=group_by, seeds=seeds), path)
 
 
 def plot_strategy_curves(curves: Mapping[str, Sequence[float]], path: Path | str) -> Path:
@@ -200,3 +295,65 @@ def plot_strategy_curves(curves: Mapping[str, Sequence[float]], path: Path | str
     ax.set_title("strategy learning")
     ax.legend(loc="best", fontsize=8)
     return _save(fig, path)
+
+
+def _phase_boundaries(history: Sequence[Mapping[str, Any]]) -> list[tuple[float, Any]]:
+    """(x between the two epochs, the new phase) wherever ``phase`` changes."""
+    out = []
+    for prev, rec in pairwise(history):
+        if "phase" in rec and rec.get("phase") != prev.get("phase"):
+            out.append(((float(prev["epoch"]) + float(rec["epoch"])) / 2, rec["phase"]))
+    return out
+
+
+def supernet_history_figure(history: Sequence[Mapping[str, Any]], metric: str) -> Figure:
+    """The figure of :func:`plot_supernet_history`: training losses (left) and the largest and
+    smallest subnets' validation ``metric`` (right) per epoch, phase changes as dashed lines
+    (gid ``phase boundary``)."""
+    fig = Figure(figsize=(11.0, 4.2), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    loss_ax, val_ax = fig.subplots(1, 2)
+    for ax in (loss_ax, val_ax):
+        ax.grid(True, alpha=0.3, linewidth=0.6)
+    epochs = [rec.get("epoch", i + 1) for i, rec in enumerate(history)]
+    loss_keys: list[str] = []
+    for rec in history:
+        loss_keys.extend(k for k in rec if k.startswith("train_loss_") and k not in loss_keys)
+    for key in loss_keys:
+        xs = [e for e, rec in zip(epochs, history, strict=True) if rec.get(key) is not None]
+        ys = [float(rec[key]) for rec in history if rec.get(key) is not None]
+        loss_ax.plot(xs, ys, marker="o", markersize=3, label=key)
+    for kind, color in (("largest", "tab:blue"), ("smallest", "tab:orange")):
+        key = f"val_{metric}_{kind}"
+        xs = [e for e, rec in zip(epochs, history, strict=True) if rec.get(key) is not None]
+        ys = [float(rec[key]) for rec in history if rec.get(key) is not None]
+        if xs:
+            val_ax.plot(xs, ys, marker="o", markersize=3, color=color, label=f"{kind} subnet")
+    for ax in (loss_ax, val_ax):
+        for x, phase in _phase_boundaries(history):
+            line = ax.axvline(x, color="0.4", linestyle="--", linewidth=1)
+            line.set_gid("phase boundary")
+            ax.text(x, 0.98, f" phase {phase}", transform=ax.get_xaxis_transform(),
+                    ha="left", va="top", fontsize=8, color="0.3")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=8, framealpha=0.9)
+    if not loss_keys:
+        _message(loss_ax, "no training losses recorded")
+    if not val_ax.get_lines():
+        _message(val_ax, f"no validation {metric} recorded")
+    loss_ax.set_ylabel("training loss (epoch mean)")
+    loss_ax.set_title("supernet training losses")
+    val_ax.set_ylabel(f"validation {metric}")
+    val_ax.set_title(f"validation {metric}: largest and smallest subnet")
+    return fig
+
+
+def plot_supernet_history(history: Sequence[Mapping[str, Any]], path: Path | str,
+                          metric: str) -> Path:
+    """Write a PNG of a supernet's training history (``SupernetTrainer.history``, as in
+    ``history.json``): per epoch every ``train_loss_*`` term, and ``val_<metric>_largest`` /
+    ``val_<metric>_smallest``, with dashed lines where the progressive-shrinking ``phase``
+    changes."""
+    return _save(supernet_history_figure(history, metric), path)

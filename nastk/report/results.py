@@ -77,13 +77,34 @@ def _failed_evaluations(trials: Iterable[Trial], objective: Objective) -> list[i
     return out
 
 
+def early_stop(result: Result | None) -> str | None:
+    """``stopped at epoch k`` (or ``stopped early``) when the trial's training ended before its
+    budget: ``info.early_stopped`` (ASHA, with ``info.epochs``) or ``info.stopped_epoch`` (an
+    early-stopping callback); None otherwise. ``info.epochs`` alone is a full training."""
+    if result is None:
+        return None
+    info = result.info or {}
+    epoch = info.get("stopped_epoch")
+    if not info.get("early_stopped") and epoch is None:
+        return None
+    if epoch is None:
+        epoch = info.get("epochs")
+    return f"stopped at epoch {epoch}" if epoch is not None else "stopped early"
+
+
+#: the note under a leaderboard that has early-stopped trials
+EARLY_STOP_NOTE = ("stopped at epoch k: training ended early (an early-stopping callback or "
+                   "the ASHA scheduler); the metric is that of the last epoch trained.")
+
+
 def leaderboard(trials: Iterable[Trial], objective: Objective, top: int = 10,
                 render: Render | None = None) -> list[dict]:
     """The ``top`` successful trials, best first by the objective (ties: lower id first).
 
     Each row holds ``rank`` (from 1), ``trial`` (id), ``arch_id`` (short id), ``metric`` (the
     objective's metric value), ``metrics`` (the other metrics), ``costs`` (params, flops,
-    latency_ms, ... where present, in that order), ``duration_s`` and ``arch`` (compact text).
+    latency_ms, ... where present, in that order), ``duration_s``, ``arch`` (compact text)
+    and ``stopped`` (:func:`early_stop`: ``stopped at epoch k``, or None).
     """
     scored = [(t, r, objective.score(r)) for t, r in _successes(trials, objective)]
     ranked = sorted(scored, key=lambda trs: -float(trs[2]))  # type: ignore[arg-type]
@@ -99,6 +120,7 @@ def leaderboard(trials: Iterable[Trial], objective: Objective, top: int = 10,
             "costs": {c: r.costs[c] for c in _ordered_costs(r.costs)},
             "duration_s": r.duration_s,
             "arch": arch_text(t.arch, render=render),
+            "stopped": early_stop(r),
         })
     return rows
 
@@ -134,16 +156,22 @@ def leaderboard_table(trials: Iterable[Trial], objective: Objective, top: int = 
     for c in cost_cols:
         table.add_column(COST_HEADERS.get(c, c), justify="right", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
+    stops = any(row["stopped"] for row in rows)
+    if stops:
+        table.add_column("stopped", style="yellow", no_wrap=True)
     table.add_column("architecture", overflow="fold", min_width=24)
     for row in rows:
         table.add_row(
             str(row["rank"]), str(row["trial"]), row["arch_id"], format_metric(row["metric"]),
             *(format_metric(row["metrics"].get(m)) for m in metric_cols),
             *(format_cost(c, row["costs"].get(c)) for c in cost_cols),
-            format_duration(row["duration_s"]), row["arch"],
+            format_duration(row["duration_s"]), *([row["stopped"] or ""] if stops else []),
+            row["arch"],
         )
     if not rows:
         table.caption = "no successful trials yet"
+    elif stops:
+        table.caption = EARLY_STOP_NOTE
     return table
 
 

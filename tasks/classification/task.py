@@ -48,6 +48,7 @@ class ClassificationTask(Task):
 
     name: ClassVar[str] = "classification"
     primary_metric: ClassVar[str] = "accuracy"
+    metrics: ClassVar[tuple[str, ...]] = ("accuracy", "loss")
     direction: ClassVar[Literal["max", "min"]] = "max"
 
     class Options(BaseModel):

@@ -22,7 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -204,10 +204,22 @@ class SegmentationFolder(Dataset, ABC):
         with Image.open(path) as img:
             return np.array(img.convert("RGB"))
 
+    def _read(self, reader: Any, path: Path, what: str) -> np.ndarray:
+        """``reader(path)``, with a truncated or unreadable file named in the error."""
+        try:
+            return reader(path)
+        except DatasetError:
+            raise
+        except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for broken files
+            raise DatasetError(f"{type(self).__name__}: cannot read {what} {path}: {err} "
+                               "(truncated or not an image? re-copy the file or remove it "
+                               "from the split)") from None
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, label_path = self.items[index]
-        image = self._read_image(image_path)
-        label = self._map_label(self._read_label(label_path), label_path)
+        image = self._read(self._read_image, image_path, "image")
+        label = self._map_label(self._read(self._read_label, label_path, "label file"),
+                                label_path)
         if image.shape[:2] != label.shape:
             raise DatasetError(f"{type(self).__name__}: image {image_path} is "
                                f"{image.shape[1]}x{image.shape[0]} but its label {label_path} "

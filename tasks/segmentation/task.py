@@ -92,6 +92,8 @@ class SegmentationTask(Task):
 
     name: ClassVar[str] = "segmentation"
     primary_metric: ClassVar[str] = "miou"
+    metrics: ClassVar[tuple[str, ...]] = ("miou", "pixel_accuracy", "mean_accuracy", "fw_iou",
+                                           "score", "loss")
     direction: ClassVar[Literal["max", "min"]] = "max"
 
     class Options(BaseModel):
@@ -254,6 +256,11 @@ class SegmentationTask(Task):
             return icsd_loss(student, teacher, temperature=t, normalize=normalize)
 
         return {"pixel_kd": lambda s, te: pixel_kd_loss(s, te, t), "icsd": icsd}
+
+    def metric_names(self) -> list[str]:
+        """The declared metrics plus ``iou_<class>`` for every class."""
+        return [*super().metric_names(),
+                *(f"iou_{n.lower().replace(' ', '_')}" for n in self.class_names)]
 
     def meter(self) -> SegmentationMeter:
         """Confusion-matrix metrics over a whole split (fed by the engine's evaluation loop)."""

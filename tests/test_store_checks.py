@@ -1,0 +1,157 @@
+"""Files that are not what nastk expects there: an empty, foreign or unreadable run store given
+to --resume (or to report/export), and a checkpoint that is not a nastk checkpoint."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+
+from nastk.errors import NastkError, StoreError
+from nastk.evaluation.result import Result
+from nastk.space.architecture import Architecture
+from nastk.store import RunStore, check_run_store
+from nastk.weights import load_file, read_weights, save_state
+
+
+def a_run(run_dir):
+    """A store as `nastk search` leaves it: identity meta, a trial."""
+    with RunStore.in_dir(run_dir) as st:
+        st.set_meta("identity", {"space": "toy"})
+        tid = st.start_trial(Architecture(a=1))
+        st.finish_trial(tid, Result.complete({"score": 1.0}))
+    return run_dir / RunStore.FILENAME
+
+
+def test_a_store_with_a_run_opens_for_resume(tmp_path):
+    path = a_run(tmp_path)
+    with RunStore.open_for_resume(path) as st:
+        assert st.count() == 1
+    with RunStore.open_for_resume(tmp_path) as st:  # the run folder works too
+        assert st.get_meta("identity") == {"space": "toy"}
+
+
+def test_a_store_with_trials_but_no_identity_is_a_run(tmp_path):
+    with RunStore.in_dir(tmp_path) as st:
+        st.start_trial(Architecture(a=1))
+    RunStore.open_for_resume(tmp_path).close()
+
+
+def test_a_missing_store_is_refused_without_creating_it(tmp_path):
+    with pytest.raises(StoreError, match=r"no run store at .*without --resume"):
+        RunStore.open_for_resume(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_empty_store_file_is_reported_not_silently_restarted(tmp_path):
+    path = tmp_path / RunStore.FILENAME
+    path.touch()
+    with pytest.raises(StoreError) as err:
+        RunStore.open_for_resume(path)
+    msg = str(err.value)
+    assert f"{path} exists but is empty (0 bytes)" in msg
+    assert "without --resume" in msg and "delete it" in msg
+    assert path.stat().st_size == 0  # not turned into a new store
+    with pytest.raises(StoreError, match="empty"):  # nor by report / export
+        RunStore.open_existing(tmp_path)
+
+
+def test_a_store_holding_no_run_is_reported(tmp_path):
+    RunStore.in_dir(tmp_path).close()  # created, then the process died before the run began
+    with pytest.raises(StoreError, match=r"exists but holds no run .*without --resume"):
+        RunStore.open_for_resume(tmp_path)
+
+
+RANDOM = np.random.default_rng(0).bytes(8192)
+
+
+@pytest.mark.parametrize("content", [b"hello, this is a text file\n" * 10, RANDOM],
+                         ids=["text", "random bytes"])
+def test_a_file_that_is_no_database_is_not_a_nastk_store(tmp_path, content):
+    path = tmp_path / RunStore.FILENAME
+    path.write_bytes(content)
+    with pytest.raises(StoreError, match="is not a nastk store"):
+        RunStore.open_for_resume(path)
+    assert path.read_bytes() == content
+
+
+def test_another_programs_database_is_not_a_nastk_store_and_is_left_alone(tmp_path):
+    path = tmp_path / RunStore.FILENAME
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE songs (title TEXT)")
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"is not a nastk store.*no trials table"):
+        check_run_store(path)
+    assert path.read_bytes() == before  # no nastk tables added to it
+
+
+def test_an_unreadable_store_is_reported(tmp_path, monkeypatch):
+    path = a_run(tmp_path)
+    real_open = type(path).open
+
+    def no_permission(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(path), "open", no_permission)
+    with pytest.raises(StoreError, match=f"cannot read run store {path}: .*Permission denied"):
+        check_run_store(path)
+
+
+def test_a_folder_where_the_store_should_be_is_reported(tmp_path):
+    (tmp_path / RunStore.FILENAME).mkdir()
+    with pytest.raises(StoreError, match="is a folder, not a run store"):
+        RunStore.open_for_resume(tmp_path)
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+EXPECTED = "a file written by nastk"
+
+
+def test_an_empty_checkpoint_says_it_is_empty(tmp_path):
+    p = tmp_path / "supernet.pt"
+    p.touch()
+    with pytest.raises(NastkError) as err:
+        load_file(p, "supernet checkpoint")
+    msg = str(err.value)
+    assert f"supernet checkpoint {p} is not a nastk checkpoint: the file is empty (0 bytes)" in msg
+    assert EXPECTED in msg and "weights-only state dict" in msg and "supernet checkpoint" in msg
+
+
+@pytest.mark.parametrize("content", [b"epochs: 3\nlr: 0.1\n", b"hello\n" * 40, RANDOM],
+                         ids=["yaml", "text", "random bytes"])
+def test_a_text_or_random_file_is_not_a_torch_file(tmp_path, content):
+    p = tmp_path / "teacher.pt"
+    p.write_bytes(content)
+    with pytest.raises(NastkError) as err:
+        load_file(p, "teacher checkpoint")
+    msg = str(err.value)
+    assert f"teacher checkpoint {p} is not a nastk checkpoint: not a file written by " \
+           "torch.save" in msg
+    assert EXPECTED in msg
+    assert "weights_only=False" not in msg and not msg.rstrip().endswith(": 101")
+
+
+class Custom:
+    pass
+
+
+def test_a_pickled_object_is_not_loadable_weights_only(tmp_path):
+    p = tmp_path / "model.pt"
+    torch.save(torch.nn.Linear(2, 2), p)  # a whole module, not a state dict
+    with pytest.raises(NastkError) as err:
+        read_weights(p, "init file")
+    msg = str(err.value)
+    assert f"init file {p} is not a nastk checkpoint: it cannot be loaded weights-only" in msg
+    assert "Linear" in msg  # what it holds instead
+    assert EXPECTED in msg and "weights_only=False" not in msg
+
+
+def test_real_checkpoints_still_load(tmp_path):
+    p = save_state({"w": torch.ones(2)}, tmp_path / "w.pt")
+    assert torch.equal(read_weights(p)["w"], torch.ones(2))
+    with pytest.raises(NastkError, match="not found; train one"):
+        load_file(tmp_path / "missing.pt", "checkpoint", "; train one")
