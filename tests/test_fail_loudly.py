@@ -223,3 +223,12 @@ def test_a_result_without_the_objectives_metric_fails_and_the_run_stops(tmp_path
         trials = store.finished()
     assert len(trials) == 5 and not any(t.result.ok for t in trials)  # max_failure_streak
     assert "5 trials all failed with the same error" in captured.out.replace("\n", "")
+
+
+def test_resume_of_an_empty_store_is_reported_not_restarted(tmp_path, capsys):
+    path = write(tmp_path / "s.yaml", toy_config(tmp_path))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "store.sqlite").write_bytes(b"")
+    assert main(["search", path, "--resume", "--no-progress"]) == 2
+    assert "is empty (0 bytes)" in capsys.readouterr().err.replace("\n", "")
+    assert (tmp_path / "run" / "store.sqlite").stat().st_size == 0
