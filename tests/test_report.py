@@ -415,3 +415,18 @@ def test_pareto_tick_labels_stay_short_when_far_apart() -> None:
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
     assert len(set(labels)) == len(labels)
     assert all(len(lab) <= 5 for lab in labels), labels  # e.g. 2M, 4.5M, not 2.000000M
+
+
+def test_report_summary_counts_trials_a_scheduler_stopped_even_outside_the_top(
+        tmp_path: Path) -> None:
+    def stopped(i: int, value: float, epochs: int) -> Trial:
+        result = Result.complete({"accuracy": value}, {"flops": 1.0}, duration_s=1.0,
+                                 info={"early_stopped": True, "epochs": epochs})
+        return Trial(i, arch(i), Status.COMPLETE, result, started=float(i),
+                     finished=float(i) + 1)
+
+    trials = [ok(i, value=0.9 + i / 100, flops=1.0) for i in range(1, 4)]
+    trials += [stopped(4, 0.1, 2), stopped(5, 0.2, 2), stopped(6, 0.3, 4)]
+    text = write_report(tmp_path / "run", trials, ACC, title="t", meta={}, top=3).read_text()
+    assert ("| complete, stopped early (scheduler) | 3 (2 stopped at epoch 2, 1 stopped at "
+            "epoch 4) |") in text

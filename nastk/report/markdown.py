@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from nastk.report.results import (
     _by_id,
     _columns,
     _successes,
+    early_stop,
     leaderboard,
     pareto_points,
 )
@@ -115,6 +117,12 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
         ("complete", str(counts[Status.COMPLETE])),
         ("failed", str(counts[Status.FAILED])),
     ]
+    stopped = [early_stop(t.result) for t in trials if t.status is Status.COMPLETE]
+    stopped = [x for x in stopped if x is not None]
+    if stopped:
+        by_epoch = Counter(stopped)
+        summary.append(("complete, stopped early (scheduler)", f"{len(stopped)} ("
+                        + ", ".join(f"{n} {k}" for k, n in sorted(by_epoch.items())) + ")"))
     if counts[Status.RUNNING]:
         summary.append(("running (no result yet)", str(counts[Status.RUNNING])))
     if counts[Status.INTERRUPTED]:
