@@ -103,6 +103,14 @@ class Task(ABC):
         """Training loss of a batch: a scalar tensor, or ``{term: scalar tensor}`` whose sum is
         optimised."""
 
+    def blend_targets(self, targets: Any, teacher_outputs: Any, alpha: float) -> Any:
+        """Self-KD's training target: ``alpha`` of the ground truth ``targets`` and ``1 - alpha``
+        of a teacher's (detached) outputs, in the form :meth:`loss` accepts. Tasks that support
+        Self-KD (:mod:`nastk.self_kd`) override this."""
+        raise NotImplementedError(f"task {self.name!r} does not say how to blend its targets "
+                                  "with a teacher's outputs (Task.blend_targets), so it cannot "
+                                  "train with self_kd; remove self_kd from the config")
+
     def postprocess(self, outputs: Any) -> Any:
         """Predictions from the network's raw outputs, in evaluation only (e.g. decode boxes and
         run non-maximum suppression). Default: the outputs themselves."""

@@ -25,6 +25,7 @@ from nastk.evaluation.result import Result
 from nastk.loaders import make_loader, split_batch, to_device
 from nastk.losses import LossValue, RecentLosses, combine_loss
 from nastk.pretrained import InitConfig, LoadReport, load_init, lr_groups
+from nastk.self_kd import SelfKD, SelfKDConfig
 from nastk.space.architecture import Architecture
 from nastk.weights import DiskFullError, save_weights
 
@@ -70,6 +71,9 @@ class TrainConfig(BaseModel):
     lr_mult: dict[str, float] = Field(
         default_factory=dict, description="learning-rate multipliers by part of the model, "
         "e.g. {body: 0.1} to fine-tune a pretrained body slowly")
+    self_kd: SelfKDConfig | None = Field(
+        None, description="self-distillation: learn from alpha x ground truth + (1 - alpha) x "
+                          "the average of the model's improving epochs (nastk.self_kd)")
 
 
 class Diverged(Exception):
@@ -115,6 +119,8 @@ class FitResult:
     epochs: int
     loss_terms: dict[str, float] = field(default_factory=dict)
     stopped_epoch: int | None = None
+    #: Self-KD: the epochs whose weights make up the teacher (their validation score improved)
+    teacher_epochs: list[int] = field(default_factory=list)
 
 
 class TrainEvaluator:
@@ -185,9 +191,11 @@ class TrainEvaluator:
     # -- training -----------------------------------------------------------------------------
     def _train(self, model: nn.Module, loader: DataLoader, device: torch.device,
                progress: Progress | None, loss_fn: LossFn | None,
-               callbacks: Sequence[TrainCallback]) -> tuple[RecentLosses, int, int, int | None]:
+               callbacks: Sequence[TrainCallback], self_kd: SelfKD | None = None
+               ) -> tuple[RecentLosses, int, int, int | None]:
         """Train in place; returns (recent losses, steps, steps per epoch, epoch a callback
-        stopped at). Raises :class:`Diverged`."""
+        stopped at). With ``self_kd`` every step learns from the blended target once a teacher
+        exists, and every epoch's score updates the teacher. Raises :class:`Diverged`."""
         c = self.config
         per_epoch = len(loader)
         if per_epoch == 0:
@@ -203,6 +211,8 @@ class TrainEvaluator:
             for batch in loader:
                 xb, yb = split_batch(batch)
                 xb, yb = xb.to(device), to_device(yb, device)
+                if self_kd is not None:
+                    yb = self_kd.blend(self.task, yb, xb, step / total)
                 out = model(xb)
                 loss, terms = combine_loss(self.task.loss(out, yb) if loss_fn is None
                                            else loss_fn(out, yb, xb, step / total))
@@ -221,9 +231,12 @@ class TrainEvaluator:
                 recent.add(value, terms)
                 if progress is not None:
                     progress(step, total)
-                if callbacks and step % per_epoch == 0 and step < total:
+                if (callbacks or self_kd is not None) and step % per_epoch == 0 and step < total:
                     epoch = step // per_epoch
-                    if any_stop(callbacks, epoch, model, self._epoch_metrics(model, device)):
+                    metrics = self._epoch_metrics(model, device)
+                    if self_kd is not None:
+                        self_kd.end_epoch(epoch, metrics[self.task.primary_metric], model)
+                    if callbacks and any_stop(callbacks, epoch, model, metrics):
                         stopped = epoch
                         break
                 if step >= total:
@@ -252,15 +265,17 @@ class TrainEvaluator:
         model.to(device)
         generator = torch.Generator().manual_seed(seed)
         train_loader = self._train_loader(self._split("train"), generator)
+        self_kd = (SelfKD(c.self_kd, self.task.direction) if c.self_kd is not None else None)
         recent, steps, per_epoch, stopped = self._train(model, train_loader, device, progress,
-                                                        loss_fn, callbacks)
+                                                        loss_fn, callbacks, self_kd)
         if c.recalibrate_bn:
             recalibrate_bn(model, self.eval_loader(self._split("train")), device=device)
         metrics = dict(self.task.evaluate(model, self.eval_loader(self._split(c.eval_split))))
         epochs = math.ceil(steps / per_epoch)
         if callbacks:
             any_stop(callbacks, epochs, model, metrics)
-        return FitResult(metrics, recent.mean(), steps, epochs, recent.term_means(), stopped)
+        return FitResult(metrics, recent.mean(), steps, epochs, recent.term_means(), stopped,
+                         list(self_kd.improved_epochs) if self_kd is not None else [])
 
     def score(self, model: nn.Module, split: str) -> dict[str, float]:
         """The task's metrics of ``model`` on ``split`` (no training)."""
@@ -323,6 +338,8 @@ class TrainEvaluator:
         info.update({"steps": fit.steps, "seed": seed})
         if fit.stopped_epoch is not None:
             info.update({"stopped_epoch": fit.stopped_epoch, "early_stopped": True})
+        if c.self_kd is not None:
+            info["self_kd_teacher_epochs"] = fit.teacher_epochs
         return Result.complete(metrics, costs, time.perf_counter() - t0, info=info)
 
 

@@ -20,6 +20,7 @@ from nastk.errors import NastkError
 from nastk.loaders import calibration_batches, detach, make_loader, split_batch, to_device
 from nastk.losses import combine_loss
 from nastk.pretrained import InitConfig, LoadReport, load_init, lr_groups
+from nastk.self_kd import SelfKD, SelfKDConfig
 from nastk.space.architecture import Architecture
 from nastk.supernet.base import SupernetModel
 from nastk.supernet.dynamic_conv import anneal_temperature
@@ -80,6 +81,10 @@ class SupernetTrainConfig(BaseModel):
     lr_mult: dict[str, float] = Field(
         default_factory=dict, description="learning-rate multipliers by part of the model, "
                                           "e.g. {body: 0.1}")
+    self_kd: SelfKDConfig | None = Field(
+        None, description="self-distillation: every subnet learns from alpha x ground truth + "
+                          "(1 - alpha) x the largest subnet of the average of the epochs whose "
+                          "largest-subnet validation score improved")
 
     def schedule(self) -> list[Phase]:
         return list(self.phases) or [Phase(epochs=self.epochs)]
@@ -178,6 +183,8 @@ class SupernetTrainer:
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.init_report: LoadReport | None = None
+        self.self_kd = (SelfKD(config.self_kd, self.task.direction)
+                        if config.self_kd is not None else None)
         if config.init is not None:
             config.init.check()
 
@@ -308,12 +315,20 @@ class SupernetTrainer:
         counts: dict[str, int] = {}
         lr = 0.0
         cfg = self.config
+        def teacher_largest(teacher: torch.nn.Module) -> None:
+            teacher.body.set_active(sampler.largest)
+
         for step, batch in enumerate(loader):
             x, y = split_batch(batch)
             lr = self._set_lr(phase, (within + step / n_steps) / phase.epochs)
             anneal_temperature(self.model, (self.epoch + step / n_steps) / cfg.temperature_epochs,
                                cfg.temperature_start, cfg.temperature_end)
-            losses = self.train_step(x.to(self.device), to_device(y, self.device), sampler)
+            x, y = x.to(self.device), to_device(y, self.device)
+            if self.self_kd is not None:  # the teacher's largest subnet, for every subnet
+                y = self.self_kd.blend(self.task, y, x,
+                                       (self.epoch + step / n_steps) / cfg.total_epochs,
+                                       prepare=teacher_largest)
+            losses = self.train_step(x, y, sampler)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
                 counts[k] = counts.get(k, 0) + 1
@@ -328,6 +343,10 @@ class SupernetTrainer:
             record[f"val_{metric}_{kind}"] = scores[metric]
             if "loss" in scores:
                 record[f"val_loss_{kind}"] = scores["loss"]
+        if self.self_kd is not None:
+            record["self_kd_teacher_epochs"] = len(self.self_kd.improved_epochs) + int(
+                self.self_kd.end_epoch(self.epoch + 1, record[f"val_{metric}_largest"],
+                                       self.model.net))
         self.epoch += 1
         self.history.append(record)
         if self.checkpoint_path is not None:
@@ -346,6 +365,10 @@ class SupernetTrainer:
             "rng": self.rng.bit_generator.state,
             "history": json.dumps(self.history),
             "init_report": json.dumps(self.init_report.to_dict() if self.init_report else None),
+            **({"self_kd": {**self.self_kd.average.state_dict(),
+                            "best": json.dumps(self.self_kd.best),
+                            "epochs": json.dumps(self.self_kd.improved_epochs)}}
+               if self.self_kd is not None else {}),
         }
 
     def save_checkpoint(self, path: Path) -> None:
@@ -364,6 +387,11 @@ class SupernetTrainer:
         self.epoch = int(state["epoch"])
         self.rng.bit_generator.state = state["rng"]
         self.history = json.loads(state["history"])
+        if self.self_kd is not None and "self_kd" in state:
+            kd = state["self_kd"]
+            self.self_kd.average.load_state_dict(kd, self.model.net)
+            self.self_kd.best = json.loads(kd["best"])
+            self.self_kd.improved_epochs = json.loads(kd["epochs"])
 
 
 def _normalized_identity(identity: dict[str, Any]) -> dict[str, Any]:

@@ -144,6 +144,14 @@ class ClassificationTask(Task):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets)
 
+    def blend_targets(self, targets: torch.Tensor, teacher_outputs: torch.Tensor,
+                      alpha: float) -> torch.Tensor:
+        """Self-KD: ``alpha`` x one-hot labels + ``(1 - alpha)`` x the teacher's softmax (class
+        probabilities, which the cross-entropy loss accepts as soft targets)."""
+        hard = targets if targets.is_floating_point() else F.one_hot(
+            targets, self.num_classes).to(teacher_outputs.dtype)
+        return alpha * hard + (1.0 - alpha) * F.softmax(teacher_outputs.detach(), dim=1)
+
     def distillation_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """KL(teacher || student) on class probabilities (soft-target cross-entropy up to a
         constant), the teacher detached."""
