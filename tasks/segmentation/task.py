@@ -15,6 +15,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from nastk.body import is_staged
 from nastk.neck import FeaturePyramidNeck
+from nastk.splits import holdout_indices, shuffled_split_indices
 from nastk.task import Task
 from tasks.segmentation.datasets import CLASS_NAMES, load_dataset
 from tasks.segmentation.distill import icsd_loss, pixel_kd_loss
@@ -201,31 +202,19 @@ class SegmentationTask(Task):
             raise ValueError(f"synthetic scenes are square; got size {o.size}")
         images, masks = make_scenes(o.n_samples, self.image_size[0], o.num_classes, seed=o.seed,
                                     noise=o.noise, max_objects=o.max_objects)
-        order = np.random.default_rng(o.seed).permutation(o.n_samples)
-        n_test = round(o.test_fraction * o.n_samples)
-        n_val = max(1, round(o.val_fraction * o.n_samples))
-        parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test],
-                 "train": order[n_val + n_test:]}
         out: dict[str, Dataset] = {}
-        for name in ("train", "val", "test"):
-            ix = np.sort(parts[name])
-            if len(ix):
-                out[name] = TensorDataset(torch.from_numpy(images[ix]),
-                                          torch.from_numpy(masks[ix]))
+        for name, ix in shuffled_split_indices(o.n_samples, o.val_fraction, o.test_fraction,
+                                               o.seed).items():
+            out[name] = TensorDataset(torch.from_numpy(images[ix]), torch.from_numpy(masks[ix]))
         return out
 
     def _real_splits(self) -> dict[str, Dataset]:
         o = self.options
         assert o.root is not None
         official_train = load_dataset(o.dataset, o.root, "train", self.image_size)
-        n = len(official_train)  # type: ignore[arg-type]
-        order = np.random.default_rng(o.seed).permutation(n)
-        n_hold = max(1, round(o.holdout_fraction * n))
-        if n_hold >= n:
-            raise ValueError(f"{o.root}: {n} training images are too few to hold out "
-                             f"{o.holdout_fraction:.0%} as `val`")
-        return {"train": Subset(official_train, np.sort(order[n_hold:]).tolist()),
-                "val": Subset(official_train, np.sort(order[:n_hold]).tolist()),
+        train, val = holdout_indices(len(official_train),  # type: ignore[arg-type]
+                                     o.holdout_fraction, o.seed, str(o.root))
+        return {"train": Subset(official_train, train), "val": Subset(official_train, val),
                 "test": load_dataset(o.dataset, o.root, "val", self.image_size)}
 
     # -- model, loss, metrics -----------------------------------------------------------------

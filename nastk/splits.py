@@ -1,0 +1,34 @@
+"""Seeded split indices shared by the tasks: one permutation of the examples cut into
+``val`` / ``test`` / ``train`` (synthetic data), or a held-out share of an official training
+split used as ``val`` (real data sets whose official validation split serves as ``test``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["holdout_indices", "shuffled_split_indices"]
+
+
+def shuffled_split_indices(n: int, val_fraction: float, test_fraction: float,
+                           seed: int) -> dict[str, np.ndarray]:
+    """Sorted indices of ``train``, ``val`` and ``test`` (empty splits left out): one seeded
+    permutation, ``val`` its first ``max(1, round(val_fraction * n))`` entries, ``test`` the
+    next ``round(test_fraction * n)``, ``train`` the rest."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, round(val_fraction * n))
+    n_test = round(test_fraction * n)
+    parts = {"train": order[n_val + n_test:], "val": order[:n_val],
+             "test": order[n_val:n_val + n_test]}
+    return {name: np.sort(ix) for name, ix in parts.items() if len(ix)}
+
+
+def holdout_indices(n: int, fraction: float, seed: int, where: str = "the data"
+                    ) -> tuple[list[int], list[int]]:
+    """``(train, held_out)`` sorted index lists: a seeded ``max(1, round(fraction * n))`` of
+    ``n`` examples held out; a ``ValueError`` naming ``where`` if nothing would be left."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_hold = max(1, round(fraction * n))
+    if n_hold >= n:
+        raise ValueError(f"{where}: {n} training images are too few to hold out "
+                         f"{fraction:.0%} as `val`")
+    return np.sort(order[n_hold:]).tolist(), np.sort(order[:n_hold]).tolist()

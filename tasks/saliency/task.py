@@ -1,0 +1,227 @@
+"""Saliency prediction: synthetic scenes (default) or a local SALICON / MIT1003 / CAT2000 copy.
+
+A sample is ``(image [3, H, W], {"density": [Hg, Wg], "fixations": [k, 2]})``; batches keep the
+targets as a list of per-image dicts (:meth:`SaliencyTask.collate`: the number of fixations
+differs per image). The network is a body followed by a 1x1 convolution to one channel,
+upsampled to the input's size and squashed by a sigmoid: a saliency map in (0, 1).
+
+Loss: SalNAS's composite ``KLD + (1 - CC) + (1 - sigmoid(NSS))`` as named terms, each weight
+configurable (``loss_weights``). Metrics over every image of the split at the ground truth's
+resolution (:class:`tasks.saliency.metrics.SaliencyMeter`): AUC-Judd, AUC-Borji, shuffled AUC,
+NSS, CC, KLD, SIM, and information gain against the centre-bias baseline fitted on the
+training split (``ig``) and against a uniform map (``ig_uniform``). Self-KD blends density
+maps and keeps the true fixations (:meth:`SaliencyTask.blend_targets`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from nastk.splits import holdout_indices, shuffled_split_indices
+from nastk.task import Task
+from tasks.saliency.datasets import load_dataset
+from tasks.saliency.metrics import CenterBias, SaliencyMeter, saliency_loss
+from tasks.saliency.synthetic import make_saliency_scenes
+
+__all__ = ["SaliencyModel", "SaliencyTask", "SyntheticSaliency"]
+
+
+class SyntheticSaliency(Dataset):
+    """The synthetic scenes as a dataset of ``(image, {"density", "fixations"})``."""
+
+    def __init__(self, images: np.ndarray, densities: np.ndarray,
+                 fixations: list[np.ndarray]) -> None:
+        self.images = torch.from_numpy(np.ascontiguousarray(images))
+        self.densities = torch.from_numpy(np.ascontiguousarray(densities))
+        self.fixations = [torch.as_tensor(f, dtype=torch.int64).reshape(-1, 2)
+                          for f in fixations]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.images[i], {"density": self.densities[i], "fixations": self.fixations[i]}
+
+
+class SaliencyModel(nn.Module):
+    """A body, a 1x1 convolution to one channel, bilinear upsampling to the input's size and a
+    sigmoid: ``[N, 1, H, W]`` saliency maps in (0, 1)."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        channels = getattr(body, "out_channels", None)
+        if not isinstance(channels, int) or channels < 1:
+            raise TypeError(f"the body ({type(body).__name__}) needs an int `out_channels`, got "
+                            f"{channels!r}")
+        self.body = body
+        self.head = nn.Conv2d(channels, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.head(self.body(x))
+        if y.shape[-2:] != x.shape[-2:]:
+            y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.sigmoid(y)
+
+
+class SaliencyTask(Task):
+    """Saliency prediction scored by CC (and every benchmark metric, see the module
+    docstring)."""
+
+    name: ClassVar[str] = "saliency"
+    primary_metric: ClassVar[str] = "cc"
+    direction: ClassVar[Literal["max", "min"]] = "max"
+    metrics: ClassVar[tuple[str, ...]] = ("auc_judd", "auc_borji", "sauc", "nss", "cc", "kld",
+                                          "sim", "ig", "ig_uniform")
+
+    class Options(BaseModel):
+        """Options of :class:`SaliencyTask` (``task.options`` in a config)."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        dataset: Literal["synthetic", "salicon", "mit1003", "cat2000"] = "synthetic"
+        root: Path | None = Field(None, description="salicon/mit1003/cat2000: the local folder")
+        size: tuple[int, int] = Field((48, 64), description="(height, width) of the images "
+                                                             "the network sees")
+        n_samples: int = Field(400, ge=10, description="synthetic: number of scenes")
+        n_observers: int = Field(15, ge=1, description="synthetic: simulated observers")
+        fixations_per_observer: int = Field(8, ge=1)
+        val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="synthetic: val share")
+        test_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="synthetic: test share")
+        holdout_fraction: float = Field(0.1, gt=0.0, lt=1.0,
+                                        description="real data: share of the official "
+                                                    "training split held out as `val`")
+        seed: int = 0
+        loss_weights: dict[Literal["kld", "cc", "nss"], float] = Field(
+            default_factory=lambda: {"kld": 1.0, "cc": 1.0, "nss": 1.0},
+            description="weights of the loss terms (0 drops one)")
+        blur_sigma: float | None = Field(None, gt=0.0, description="Gaussian blur (pixels) "
+                                                                   "of predictions before "
+                                                                   "scoring")
+        auc_splits: int = Field(20, ge=1, description="random-negative splits of AUC-Borji "
+                                                      "and shuffled AUC")
+
+        @model_validator(mode="after")
+        def _check(self) -> SaliencyTask.Options:
+            if any(s < 8 for s in self.size):
+                raise ValueError(f"size {self.size} is too small; use at least 8 pixels a side")
+            if self.dataset == "synthetic" and self.val_fraction + self.test_fraction >= 0.9:
+                raise ValueError("val_fraction + test_fraction must leave at least 10% for "
+                                 "training")
+            if self.dataset != "synthetic" and self.root is None:
+                raise ValueError(f"dataset {self.dataset!r} needs `root`: the folder holding "
+                                 "your local copy")
+            return self
+
+    def __init__(self, **options: Any) -> None:
+        self.options = self.Options(**options)
+        self._splits: dict[str, Dataset] | None = None
+        self._baseline: CenterBias | None = None
+
+    def __repr__(self) -> str:
+        return f"SaliencyTask(dataset={self.options.dataset!r})"
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (3, *self.options.size)
+
+    # -- data ---------------------------------------------------------------------------------
+    def splits(self) -> dict[str, Dataset]:
+        if self._splits is None:
+            self._splits = (self._synthetic() if self.options.dataset == "synthetic"
+                            else self._real())
+        return dict(self._splits)
+
+    def _synthetic(self) -> dict[str, Dataset]:
+        o = self.options
+        images, densities, fixations = make_saliency_scenes(
+            o.n_samples, o.size, o.n_observers, o.fixations_per_observer, o.seed)
+        out: dict[str, Dataset] = {}
+        for name, ix in shuffled_split_indices(o.n_samples, o.val_fraction, o.test_fraction,
+                                               o.seed).items():
+            out[name] = SyntheticSaliency(images[ix], densities[ix], [fixations[i] for i in ix])
+        return out
+
+    def _real(self) -> dict[str, Dataset]:
+        o = self.options
+        assert o.root is not None
+        official = load_dataset(o.dataset, o.root, "train", o.size)
+        train, val = holdout_indices(len(official), o.holdout_fraction, o.seed, str(o.root))
+        out: dict[str, Dataset] = {"train": Subset(official, train), "val": Subset(official, val)}
+        try:
+            out["test"] = load_dataset(o.dataset, o.root, "val", o.size)
+        except ValueError:  # a data set without an official validation split
+            pass
+        return out
+
+    def collate(self, samples: list[Any]) -> Any:
+        images, targets = zip(*samples, strict=True)
+        return torch.stack(images), list(targets)
+
+    def center_bias(self) -> CenterBias:
+        """The centre-bias baseline fitted on the training split's density maps (for the
+        information gain and as the reference a model must beat)."""
+        if self._baseline is None:
+            train = self.splits()["train"]
+            maps = [train[i][1]["density"] for i in range(len(train))]
+            self._baseline = CenterBias().fit(maps)
+        return self._baseline
+
+    # -- model, loss, metrics -----------------------------------------------------------------
+    def wrap(self, body: nn.Module) -> nn.Module:
+        return SaliencyModel(body)
+
+    def loss(self, outputs: torch.Tensor, targets: list[dict[str, torch.Tensor]]
+             ) -> dict[str, torch.Tensor]:
+        return saliency_loss(outputs, targets, weights=dict(self.options.loss_weights))
+
+    def blend_targets(self, targets: list[dict[str, torch.Tensor]], teacher_outputs: Any,
+                      alpha: float) -> list[dict[str, torch.Tensor]]:
+        """Self-KD: each density map becomes ``alpha`` x the (sum-normalised) ground truth +
+        ``(1 - alpha)`` x the teacher's (sum-normalised) map at the ground truth's resolution;
+        the true fixations are kept (NSS is scored on them)."""
+        out = []
+        for target, t_map in zip(targets, teacher_outputs.detach(), strict=True):
+            gt = target["density"].float()
+            t = F.interpolate(t_map[None].reshape(1, 1, *t_map.shape[-2:]), size=gt.shape[-2:],
+                              mode="bilinear", align_corners=False)[0, 0]
+            gt_n = gt / gt.sum().clamp_min(1e-12)
+            t_n = t / t.sum().clamp_min(1e-12)
+            out.append({**target, "density": alpha * gt_n + (1.0 - alpha) * t_n})
+        return out
+
+    def distillation_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """In-place distillation: KL(teacher || student) of the sum-normalised maps."""
+        s = student.flatten(1)
+        t = teacher.detach().flatten(1)
+        s = s / s.sum(1, keepdim=True).clamp_min(1e-12)
+        t = t / t.sum(1, keepdim=True).clamp_min(1e-12)
+        eps = 2.2204e-16
+        return (t * torch.log(eps + t / (s + eps))).sum(1).mean()
+
+    def meter(self) -> _SplitMeter:
+        o = self.options
+        return _SplitMeter(SaliencyMeter(blur_sigma=o.blur_sigma, auc_splits=o.auc_splits,
+                                         seed=o.seed, baseline=self.center_bias()))
+
+
+class _SplitMeter:
+    """The engine's meter protocol around :class:`SaliencyMeter` (it scores the predictions,
+    which for this task are the network's maps)."""
+
+    def __init__(self, inner: SaliencyMeter) -> None:
+        self.inner = inner
+
+    def update(self, outputs: torch.Tensor, predictions: torch.Tensor, targets: Any) -> None:
+        self.inner.update(predictions, targets)
+
+    def compute(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.inner.compute().items()
+                if isinstance(v, (int, float)) and k in SaliencyTask.metrics}

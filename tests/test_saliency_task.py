@@ -1,0 +1,70 @@
+"""The saliency task on the engine: batches keep per-image fixations, the composite loss is
+named terms, Self-KD blends density maps and keeps fixations, and a trained salnas subnet
+beats the centre-bias baseline on the synthetic test split."""
+
+from __future__ import annotations
+
+import torch
+
+from nastk import registry
+from nastk.evaluation.train import TrainConfig, TrainEvaluator
+from nastk.loaders import make_loader
+from nastk.self_kd import SelfKDConfig
+from tasks.saliency import SaliencyTask
+
+SMALL = {"n_samples": 160, "size": (32, 40)}
+
+
+def test_batches_keep_a_list_of_targets_with_their_fixations():
+    task = SaliencyTask(**SMALL)
+    x, targets = next(iter(make_loader(task, task.splits()["train"], 8)))
+    assert x.shape == (8, 3, 32, 40) and isinstance(targets, list) and len(targets) == 8
+    assert all(t["density"].shape == (32, 40) and t["fixations"].shape[1] == 2
+               for t in targets)
+
+
+def test_blended_targets_mix_normalised_densities_and_keep_the_fixations():
+    task = SaliencyTask(**SMALL)
+    _, targets = next(iter(make_loader(task, task.splits()["train"], 2)))
+    teacher = torch.rand(2, 1, 32, 40)
+    blended = task.blend_targets(targets, teacher, 0.25)
+    for b, t, m in zip(blended, targets, teacher, strict=True):
+        assert torch.equal(b["fixations"], t["fixations"])
+        expected = 0.25 * t["density"] / t["density"].sum() + 0.75 * m[0] / m[0].sum()
+        torch.testing.assert_close(b["density"], expected)
+        torch.testing.assert_close(b["density"].sum(), torch.tensor(1.0))
+
+
+def score_centre_bias(task: SaliencyTask, split: str) -> dict[str, float]:
+    meter = task.meter()
+    cb = task.center_bias()
+    for _, targets in make_loader(task, task.splits()[split], 256):
+        maps = torch.stack([cb(t["density"].shape).float() for t in targets])[:, None]
+        meter.update(maps, maps, targets)
+    return meter.compute()
+
+
+def test_a_trained_salnas_subnet_beats_the_centre_bias_on_the_test_split():
+    task = SaliencyTask(n_samples=240, size=(32, 40))
+    space = registry.instantiate(registry.SEARCH_SPACES, "salnas", {})
+    cfg = TrainConfig(epochs=4, batch_size=16, lr=0.005, latency=False, eval_split="test",
+                      num_threads=2)
+    result = TrainEvaluator(task, space, cfg).evaluate(space.largest())
+    assert result.ok, result.error
+    m, base = result.metrics, score_centre_bias(task, "test")
+    assert {"train_loss_kld", "train_loss_cc", "train_loss_nss"} <= set(m)
+    assert set(SaliencyTask.metrics) <= set(m)
+    assert m["cc"] > base["cc"] + 0.2
+    assert m["nss"] > base["nss"] + 0.5
+    assert m["auc_judd"] > base["auc_judd"] + 0.05
+    assert m["ig"] > 0  # more bits per fixation than the centre bias
+
+
+def test_self_kd_trains_a_saliency_model():
+    task = SaliencyTask(**SMALL)
+    space = registry.instantiate(registry.SEARCH_SPACES, "salnas", {})
+    cfg = TrainConfig(epochs=2, batch_size=16, latency=False,
+                      self_kd=SelfKDConfig(alpha=0.5, schedule="progressive"))
+    result = TrainEvaluator(task, space, cfg).evaluate(space.smallest())
+    assert result.ok, result.error
+    assert result.info["self_kd_teacher_epochs"] == [1]
