@@ -111,9 +111,39 @@ def build_components(config: SearchConfig, *, check: bool = True) -> Components:
             batch = (ev.supernet.calib_batch_size if ev.kind == "supernet" and ev.supernet
                      else ev.train.batch_size)
             check_task_data(task, ["train", eval_split], batch)
+    if config.constraints:  # the strategy searches the constrained space
+        evaluator = build_evaluator(config, space, task)
+        space = constrained_space(config, space, task, evaluator)
+        strategy = build_strategy(config, space, objective)
+        return Components(space, task, objective, strategy, evaluator)
     strategy = build_strategy(config, space, objective)
     evaluator = build_evaluator(config, space, task)
     return Components(space, task, objective, strategy, evaluator)
+
+
+def constrained_space(config: SearchConfig, space: SearchSpace, task: Task | None,
+                      evaluator: Evaluator) -> SearchSpace:
+    """``space`` limited to ``config.constraints``' cost ranges, costed as the evaluator
+    records them: a supernet's extracted subnet, or the task's model of the architecture."""
+    from nastk.cost import model_costs
+    from nastk.evaluation.weight_sharing import WeightSharingEvaluator
+    from nastk.space.cost_range import CostRangeSpace
+    from nastk.supernet.pruning import subnet_cost_fn
+
+    names = list(config.constraints)
+    if isinstance(evaluator, WeightSharingEvaluator):
+        fns = {n: subnet_cost_fn(evaluator.model, n) for n in names}
+
+        def costs(arch: Any) -> dict[str, float]:
+            return {n: fn(arch) for n, fn in fns.items()}
+    else:
+        assert task is not None
+
+        def costs(arch: Any) -> dict[str, float]:
+            model = task.build_model(space, arch)
+            return model_costs(model, task.input_shape, latency=False)
+
+    return CostRangeSpace(space, costs, config.constraints)
 
 
 def build_weight_sharing_evaluator(config: SearchConfig, space: SearchSpace,

@@ -141,6 +141,18 @@ class SearchConfig(SeededRunConfig):
         description="local (in-process, default) or ray (a Ray cluster); not part of the "
                     "run's identity")
     keep_checkpoints: int = Field(3, ge=0, description="trained weights kept for the k best")
+    constraints: dict[Literal["params", "flops"], tuple[float | None, float | None]] = Field(
+        default_factory=dict, description="search only architectures whose costs lie in "
+        "these ranges, e.g. {flops: [null, 2.0e7]} (needs a model: evaluator kind train or "
+        "supernet)")
+
+    @model_validator(mode="after")
+    def _constraints_need_a_model(self) -> SearchConfig:
+        if self.constraints and self.evaluator.kind == "function":
+            raise ValueError("constraints need a model to cost (evaluator kind 'train' or "
+                             "'supernet'); a function evaluator's costs are known only after "
+                             "evaluation")
+        return self
 
     @model_validator(mode="after")
     def _task_or_function(self) -> SearchConfig:

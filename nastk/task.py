@@ -116,6 +116,14 @@ class Task(ABC):
         run non-maximum suppression). Default: the outputs themselves."""
         return outputs
 
+    def draw_predictions(self, inputs: torch.Tensor, targets: Any,
+                         predictions: list[tuple[str, Any]], path: Any) -> Any:
+        """Draw ``inputs`` (a batch), their ``targets`` and each labelled model's
+        post-processed ``predictions`` for them into the PNG ``path`` and return it; ``None``
+        (the default) when the task has no picture to draw. Dense tasks override it; the
+        search report then shows the best trials' predictions."""
+        return None
+
     def distillation_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """Loss pulling a student's outputs toward a teacher's (used by in-place distillation in
         supernet training; the teacher's outputs carry no gradient). Default: mean squared

@@ -68,3 +68,34 @@ def test_self_kd_trains_a_saliency_model():
     result = TrainEvaluator(task, space, cfg).evaluate(space.smallest())
     assert result.ok, result.error
     assert result.info["self_kd_teacher_epochs"] == [1]
+
+
+def test_the_saliency_examples_run_end_to_end_with_a_prediction_grid(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import yaml
+
+    from nastk.cli import main
+    from nastk.commands.export import load_exported
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    monkeypatch.chdir(tmp_path)
+    train = yaml.safe_load((root / "saliency_supernet.yaml").read_text())
+    search = yaml.safe_load((root / "saliency_search.yaml").read_text())
+    small = {"dataset": "synthetic", "n_samples": 80, "size": [32, 40]}
+    train["task"]["options"] = search["task"]["options"] = small
+    train["training"]["epochs"] = 2
+    search["budget"]["trials"] = 6
+    search["strategy"]["options"]["population"] = 4
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(train))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(search))
+    assert main(["supernet", "train", "t.yaml", "--no-progress"]) == 0
+    assert (tmp_path / "runs/saliency_supernet/history.png").is_file()
+    assert main(["search", "s.yaml", "--no-progress"]) == 0
+    run = tmp_path / "runs/saliency_search"
+    report = (run / "report.md").read_text()
+    assert "## Pareto front: cc vs FLOPs" in report
+    assert "![predictions](predictions.png)" in report and (run / "predictions.png").is_file()
+    assert main(["export", str(run)]) == 0
+    model = load_exported(run / "export" / "model.pt")
+    assert model(torch.rand(1, 3, 32, 40)).shape == (1, 1, 32, 40)

@@ -18,6 +18,7 @@ from nastk.errors import StoreError
 from nastk.evaluation.result import Status
 from nastk.executors import open_executor
 from nastk.objective import Objective
+from nastk.predictions import draw_best_predictions
 from nastk.progress import ProgressView
 from nastk.run_lock import lock_run_dir
 from nastk.search import Search
@@ -233,6 +234,8 @@ def _search(config: SearchConfig, components: Any, store: RunStore, run_dir: Pat
         raise
     if done_before and resume:
         console.print(f"resumed {run_dir}: {done_before} trials were already recorded")
+    draw_best_predictions(components.task, components.evaluator, trials, objective, run_dir,
+                          run_dir / "checkpoints" if config.keep_checkpoints else None)
     report_path = write(trials)
     return Outcome(run_dir, trials, objective, report_path, search.stop_reason,
                    components.space)

@@ -293,6 +293,19 @@ class TrainEvaluator:
             self._init_reported = True
         return report
 
+    @torch.no_grad()
+    def predict(self, arch: Architecture, inputs: torch.Tensor,
+                checkpoint: Path | None = None) -> Any:
+        """The trained network's outputs for ``inputs``: the model of ``arch`` with the weights
+        of ``checkpoint`` (a kept trial checkpoint), in eval mode. Raises FileNotFoundError when
+        no checkpoint was kept."""
+        if checkpoint is None or not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"no checkpoint {checkpoint} for {arch.short_id}")
+        model = self.task.build_model(self.space, self.space.validate(arch))
+        model.load_state_dict(torch.load(checkpoint, weights_only=True, map_location="cpu"))
+        model.to(torch.device(self.config.device)).eval()
+        return model(inputs.to(torch.device(self.config.device)))
+
     def evaluate(self, arch: Architecture, checkpoint: Path | None = None,
                  progress: Progress | None = None,
                  callbacks: Sequence[TrainCallback] | None = None) -> Result:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -55,6 +56,16 @@ class WeightSharingEvaluator:
             device=self.device)
         self.eval_loader = make_loader(self.task, splits[config.eval_split],
                                        config.eval_batch_size)
+
+    @torch.no_grad()
+    def predict(self, arch: Architecture, inputs: torch.Tensor,
+                checkpoint: Path | None = None) -> Any:
+        """The network's outputs for ``inputs`` with ``arch`` active (batch norm recalibrated
+        on the calibration batches first, as for scoring), in eval mode."""
+        self.model.set_active(arch)
+        recalibrate_bn(self.model, self.calibration)
+        self.model.eval()
+        return self.model(inputs.to(self.device))
 
     def evaluate(self, arch: Architecture, checkpoint: Path | None = None) -> Result:
         t0 = time.perf_counter()

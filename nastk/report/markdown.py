@@ -85,6 +85,9 @@ def _strategy_section(curves: Mapping[str, Sequence[float]], run_dir: Path) -> l
     return [*lines, "", "![strategy learning](strategy.png)"]
 
 
+#: the task's drawing of the best trials' predictions, written beside the report
+PREDICTIONS_PNG = "predictions.png"
+
 #: how the report's cost columns were measured
 COSTS_NOTE = ("Costs (params, FLOPs, latency) are measured on the network alone: a task's "
               "post-processing (e.g. box decoding and non-maximum suppression) is not "
@@ -209,6 +212,12 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
         pareto_png.unlink(missing_ok=True)  # never leave a stale plot from an earlier report
         why = "no successful trials" if not successes else f"no successful trial reports {cost!r}"
         lines += [f"Skipped: {why}, so there is no Pareto plot."]
+
+    # predictions drawn by the task (dense tasks: image, ground truth, the best subnets)
+    if (run_dir / PREDICTIONS_PNG).is_file():
+        lines += ["", "## Predictions of the best trials", "",
+                  "Validation images, their ground truth, and the predictions of the best "
+                  "trials (columns, best first).", "", f"![predictions]({PREDICTIONS_PNG})"]
 
     # failed trials
     failed = [t for t in trials if t.status is Status.FAILED

@@ -206,6 +206,42 @@ class SaliencyTask(Task):
         eps = 2.2204e-16
         return (t * torch.log(eps + t / (s + eps))).sum(1).mean()
 
+    def draw_predictions(self, inputs: torch.Tensor, targets: list[dict[str, torch.Tensor]],
+                         predictions: list[tuple[str, Any]], path: Any) -> Path:
+        """A grid: one row per image; the image, its ground-truth density with the fixations
+        as dots, and each labelled prediction (a heat map at the image's size)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        n = len(inputs)
+        cols = 2 + len(predictions)
+        fig, axes = plt.subplots(n, cols, figsize=(2.2 * cols, 1.8 * n), squeeze=False)
+        for i in range(n):
+            image = inputs[i].detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy()
+            density = targets[i]["density"].detach().cpu().numpy()
+            fix = targets[i]["fixations"].detach().cpu().numpy()
+            axes[i, 0].imshow(image)
+            axes[i, 1].imshow(density, cmap="inferno")
+            if len(fix):
+                axes[i, 1].scatter(fix[:, 1], fix[:, 0], s=3, c="cyan", linewidths=0)
+            for j, (_, maps) in enumerate(predictions):
+                axes[i, 2 + j].imshow(maps[i].detach().cpu().reshape(maps[i].shape[-2:]).numpy(),
+                                      cmap="inferno")
+        titles = ["image", "ground truth + fixations", *(label for label, _ in predictions)]
+        for j, title in enumerate(titles):
+            axes[0, j].set_title(title, fontsize=8)
+        for ax in axes.flat:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.tight_layout()
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=110)
+        plt.close(fig)
+        return out
+
     def meter(self) -> _SplitMeter:
         o = self.options
         return _SplitMeter(SaliencyMeter(blur_sigma=o.blur_sigma, auc_splits=o.auc_splits,
