@@ -306,6 +306,10 @@ def test_docstring_numbers_equal_summary(space):
         text = f"{kind} {p:,} params / {f / 1e6:.2f} MFLOPs"
         assert text in doc, (text, re.findall(rf"{kind} [\d,]+ params / [\d.]+ MFLOPs", doc))
     assert summary["largest"]["flops"] < 50e6  # CPU-sized
+    task_default = space.summary((3, 48, 64))  # the saliency task's synthetic default size
+    for kind in ("smallest", "largest"):
+        p, f = task_default[kind]["params"], task_default[kind]["flops"]
+        assert f"{kind} {p:,} params / {f / 1e6:.2f} MFLOPs" in doc, (kind, p, f)
     dynamic = SalNASSpace(decoder_conv="dynamic").summary((3, 64, 64))
     for kind in ("smallest", "largest"):
         p, f = dynamic[kind]["params"], dynamic[kind]["flops"]

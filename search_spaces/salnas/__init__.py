@@ -35,9 +35,10 @@ Sizes and costs (``SalNASSpace(**options).summary(input_shape)``, measured with
 ``nastk.cost`` on the extracted bodies, no head; fvcore counts one fused multiply-add as one
 flop and the bilinear resizes as zero):
 
-- default options, 3x64x64 input (the synthetic default): 1,679,616 architectures (2^4 widths
-  x 18^4 depth / expand / kernel); smallest 135,240 params / 10.58 MFLOPs, largest 842,152
-  params / 28.04 MFLOPs.
+- default options: 1,679,616 architectures (2^4 widths x 18^4 depth / expand / kernel); at
+  3x48x64, the saliency task's synthetic default: smallest 135,240 params / 7.98 MFLOPs,
+  largest 842,152 params / 21.34 MFLOPs; at 3x64x64: smallest 135,240 params / 10.58 MFLOPs,
+  largest 842,152 params / 28.04 MFLOPs.
 - default options, 3x288x384 (SalNAS's SALICON input): smallest 135,240 params / 285.28
   MFLOPs, largest 842,152 params / 748.44 MFLOPs.
 - ``decoder_conv: dynamic`` (4 kernels): 3x64x64 smallest 437,640 params / 10.98 MFLOPs,
