@@ -14,6 +14,7 @@ instead, and its output is resized bilinearly to the input's size: the body's ou
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,7 +45,7 @@ def skip_plan(stem_stride: int, strides: Sequence[int]) -> tuple[list[int], list
     return [f for f, _ in feats], [s for _, s in feats]
 
 
-class _UNet(nn.Module):
+class _UNet(nn.Module, ABC):
     """The forward pass both networks share. Subclasses set ``stem``, ``decoder`` (a
     ``nn.ModuleList``, coarsest level first), ``skips`` (:func:`skip_plan`'s indices) and
     implement :meth:`stage_outputs`."""
@@ -54,8 +55,9 @@ class _UNet(nn.Module):
     skips: list[int]
     out_channels: int
 
+    @abstractmethod
     def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        raise NotImplementedError
+        """Every encoder stage's output for the stem's output ``x``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stem = self.stem(x)

@@ -46,6 +46,7 @@ from PIL import Image
 from torch.utils.data import Dataset, get_worker_info
 
 from nastk.errors import NastkError
+from nastk.folder_layout import FolderLayout
 
 __all__ = [
     "CAT2000",
@@ -142,7 +143,7 @@ class _Item(NamedTuple):
     fixations: Path | None
 
 
-class SaliencyFolder(Dataset, ABC):
+class SaliencyFolder(FolderLayout, Dataset, ABC):
     """Shared logic of the folder loaders: the item list, reading, checking and resizing.
 
     A subclass sets :attr:`layout` (the expected folder tree, shown in errors) and
@@ -150,7 +151,7 @@ class SaliencyFolder(Dataset, ABC):
     item's fixations in :meth:`_read_fixations`.
     """
 
-    layout: ClassVar[str] = ""
+    error_type: ClassVar[type[Exception]] = DatasetError
     splits: ClassVar[tuple[str, ...]] = ("train", "val")
 
     def __init__(self, root: str | Path, split: str = "train", size: Size | None = None,
@@ -187,15 +188,6 @@ class SaliencyFolder(Dataset, ABC):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
                 f"size={self.size}, target_size={self.target_size}, items={len(self.items)})")
-
-    def _error(self, problem: str, path: Path) -> DatasetError:
-        return DatasetError(f"{type(self).__name__}: {problem} {path}\n"
-                            f"expected layout:\n{self.layout.strip(chr(10))}")
-
-    def _require_dir(self, path: Path, problem: str = "missing folder") -> None:
-        if not path.is_dir():
-            raise self._error(problem + (" (it is a file)" if path.exists() else "") + ":",
-                              path)
 
     def _require_file(self, image: Path, path: Path, what: str) -> None:
         if not path.is_file():

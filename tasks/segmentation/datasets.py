@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from nastk.errors import NastkError
+from nastk.folder_layout import FolderLayout
 
 __all__ = [
     "CAMVID_CLASSES",
@@ -105,7 +106,7 @@ def _check_size(size: Size | None) -> tuple[int, int] | None:
     return pair[0], pair[1]
 
 
-class SegmentationFolder(Dataset, ABC):
+class SegmentationFolder(FolderLayout, Dataset, ABC):
     """Shared logic of the folder loaders: the list of ``(image, label)`` file pairs, reading,
     label mapping, checking and resizing.
 
@@ -116,7 +117,7 @@ class SegmentationFolder(Dataset, ABC):
     """
 
     classes: ClassVar[tuple[str, ...]] = ()
-    layout: ClassVar[str] = ""
+    error_type: ClassVar[type[Exception]] = DatasetError
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
     _lut: ClassVar[np.ndarray] = np.full(256, -1, dtype=np.int64)
 
@@ -156,15 +157,6 @@ class SegmentationFolder(Dataset, ABC):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
                 f"size={self.size}, items={len(self.items)})")
-
-    def _error(self, problem: str, path: Path) -> DatasetError:
-        return DatasetError(f"{type(self).__name__}: {problem} {path}\n"
-                            f"expected layout:\n{self.layout.strip(chr(10))}")
-
-    def _require_dir(self, path: Path, problem: str = "missing folder") -> None:
-        if not path.is_dir():
-            raise self._error(problem + (" (it is a file)" if path.exists() else "") + ":",
-                              path)
 
     def _require_labels(self, pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
         for image, label in pairs:
