@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -46,7 +46,7 @@ from PIL import Image
 from torch.utils.data import Dataset, get_worker_info
 
 from nastk.errors import NastkError
-from nastk.folder_layout import FolderLayout
+from nastk.folder_layout import FolderLayout, Size, check_size
 
 __all__ = [
     "CAT2000",
@@ -62,7 +62,6 @@ __all__ = [
     "rescale_fixations",
 ]
 
-Size = int | tuple[int, int]
 Target = dict[str, torch.Tensor]
 Transform = Callable[[torch.Tensor, Target], tuple[torch.Tensor, Target]]
 
@@ -75,20 +74,6 @@ class DatasetError(NastkError, ValueError):
     """A data-set folder is missing or malformed, or a file in it cannot be read as expected."""
 
 
-def _check_size(size: Size | None, name: str = "size") -> tuple[int, int] | None:
-    if size is None:
-        return None
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        pair: tuple[int, ...] = (int(size), int(size))
-    elif (isinstance(size, Sequence) and len(size) == 2
-          and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)):
-        pair = (int(size[0]), int(size[1]))
-    else:
-        raise ValueError(f"{name} must be None, an int or a (height, width) pair of ints, "
-                         f"got {size!r}")
-    if min(pair) < 1:
-        raise ValueError(f"{name} must be positive, got {size!r}")
-    return pair[0], pair[1]
 
 
 def one_based_to_index(rows: np.ndarray, cols: np.ndarray,
@@ -161,8 +146,8 @@ class SaliencyFolder(FolderLayout, Dataset, ABC):
                              f"got {split!r}")
         self.root = Path(root).expanduser()
         self.split = split
-        self.size = _check_size(size)
-        self.target_size = _check_size(target_size, "target_size")
+        self.size = check_size(size)
+        self.target_size = check_size(target_size, "target_size")
         self.transform = transform
         self._require_dir(self.root, "the data-set root does not exist")
         self.items: list[_Item] = self._find_items()

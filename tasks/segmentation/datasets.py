@@ -20,7 +20,7 @@ name.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,7 +31,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from nastk.errors import NastkError
-from nastk.folder_layout import FolderLayout
+from nastk.folder_layout import FolderLayout, Size, check_size
 
 __all__ = [
     "CAMVID_CLASSES",
@@ -75,7 +75,6 @@ _CITYSCAPES_TRAIN_IDS: dict[int, int] = {
     26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
 }
 
-Size = int | tuple[int, int]
 
 
 class DatasetError(NastkError, ValueError):
@@ -90,20 +89,6 @@ def _lookup(pairs: dict[int, int], length: int = 256) -> np.ndarray:
     return lut
 
 
-def _check_size(size: Size | None) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        pair: tuple[int, ...] = (int(size), int(size))
-    elif (isinstance(size, Sequence) and len(size) == 2
-          and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)):
-        pair = (int(size[0]), int(size[1]))
-    else:
-        raise ValueError(f"size must be None, an int or a (height, width) pair of ints, "
-                         f"got {size!r}")
-    if min(pair) < 1:
-        raise ValueError(f"size must be positive, got {size!r}")
-    return pair[0], pair[1]
 
 
 class SegmentationFolder(FolderLayout, Dataset, ABC):
@@ -129,7 +114,7 @@ class SegmentationFolder(FolderLayout, Dataset, ABC):
                              f"got {split!r}")
         self.root = Path(root).expanduser()
         self.split = split
-        self.size = _check_size(size)
+        self.size = check_size(size)
         self.transform = transform
         self.ignore_index = IGNORE_INDEX
         self._require_dir(self.root, "the data-set root does not exist")
