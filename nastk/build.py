@@ -111,9 +111,13 @@ def build_components(config: SearchConfig, *, check: bool = True) -> Components:
             batch = (ev.supernet.calib_batch_size if ev.kind == "supernet" and ev.supernet
                      else ev.train.batch_size)
             check_task_data(task, ["train", eval_split], batch)
-    if config.constraints:  # the strategy searches the constrained space
+    if config.constraints or config.path_filter is not None:
+        # the strategy searches the constrained / pruned space, costed by the evaluator's model
         evaluator = build_evaluator(config, space, task)
-        space = constrained_space(config, space, task, evaluator)
+        if config.constraints:
+            space = constrained_space(config, space, task, evaluator)
+        if config.path_filter is not None:
+            space = pruned_space(config, space, task, evaluator)
         strategy = build_strategy(config, space, objective)
         return Components(space, task, objective, strategy, evaluator)
     strategy = build_strategy(config, space, objective)
@@ -144,6 +148,42 @@ def constrained_space(config: SearchConfig, space: SearchSpace, task: Task | Non
             return model_costs(model, task.input_shape, latency=False)
 
     return CostRangeSpace(space, costs, config.constraints)
+
+
+def pruned_space(config: SearchConfig, space: SearchSpace, task: Task | None,
+                 evaluator: Evaluator) -> SearchSpace:
+    """``space`` limited to the paths the fitted filter of ``config.path_filter`` keeps (the top
+    ``keep_ratio`` of every cost bucket, thresholds set from ``n_samples`` draws of ``space``
+    with the run's seed), costed as the evaluator records them."""
+    from nastk.cost import count_flops, count_params
+    from nastk.evaluation.weight_sharing import WeightSharingEvaluator
+    from nastk.path_filter import path_filter_class
+    from nastk.supernet.pruning import SUBNET_COSTS, subnet_cost_fn
+
+    use = config.path_filter
+    assert use is not None
+    if not use.file.is_file():
+        raise ConfigError(f"path_filter.file: {use.file} not found; fit one with `nastk "
+                          "path-filter fit RUN_DIR --out FILE`")
+    filt = path_filter_class().load(use.file, space)
+    if filt.cost not in SUBNET_COSTS:
+        raise ConfigError(f"path_filter: {use.file} buckets by {filt.cost!r}; a search can "
+                          f"cost paths by {list(SUBNET_COSTS)} (refit with --cost flops)")
+    if isinstance(evaluator, WeightSharingEvaluator):
+        cost_fn = subnet_cost_fn(evaluator.model, filt.cost)
+    else:
+        assert task is not None
+        cache: dict[str, float] = {}
+
+        def cost_fn(arch: Any) -> float:
+            if arch.key not in cache:
+                model = task.build_model(space, arch).eval()
+                cache[arch.key] = float(count_params(model) if filt.cost == "params"
+                                        else count_flops(model, task.input_shape))
+            return cache[arch.key]
+
+    return filt.prune(space, use.keep_ratio, cost_fn=cost_fn, n_samples=use.n_samples,
+                      seed=config.seed)
 
 
 def build_weight_sharing_evaluator(config: SearchConfig, space: SearchSpace,

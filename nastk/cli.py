@@ -1,5 +1,5 @@
 """The `nastk` command line: search, list, report, compare, supernet train, path-filter fit,
-distill, export."""
+distill, export, recipe."""
 
 from __future__ import annotations
 
@@ -145,8 +145,14 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
-    from nastk.commands.export import export_run
+    from nastk.commands.export import export_front, export_run
 
+    if args.front:
+        if args.trial is not None:
+            from nastk.errors import ConfigError
+
+            raise ConfigError("--front exports every trial on the Pareto front; drop --trial")
+        return _print_front(export_front(args.run_dir, args.out), args)
     exported = export_run(args.run_dir, args.out, args.trial)
     out = _stdout()
     for note in exported.notes:
@@ -157,6 +163,52 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
         out.print(f"checkpoint:   {exported.checkpoint}  (nastk.commands.export.load_exported)")
     if exported.program:
         out.print(f"program:      {exported.program}  (torch.export.load, no nastk needed)")
+    return 0
+
+
+def _print_front(exported: list, args: argparse.Namespace) -> int:
+    from nastk.report.formatting import format_cost, format_metric
+
+    out = _stdout()
+    first = exported[0]
+    table = Table(title=f"Pareto front: {len(exported)} trials", title_justify="left")
+    table.add_column("trial", justify="right")
+    metrics = list(first.trial.result.metrics) if first.trial.result else []
+    costs = sorted({c for e in exported for c in (e.trial.result.costs if e.trial.result
+                                                  else {})})
+    for name in (*metrics[:3], *costs):
+        table.add_column(name, justify="right")
+    table.add_column("folder")
+    for e in exported:
+        r = e.trial.result
+        table.add_row(str(e.trial.id), *(format_metric(r.metrics.get(m)) for m in metrics[:3]),
+                      *(format_cost(c, r.costs.get(c)) for c in costs),
+                      str(e.arch_json.parent))
+    out.print(table)
+    for e in exported:
+        for note in e.notes:
+            out.print(f"note: trial {e.trial.id}: {note}")
+    out.print(f"front: {first.arch_json.parent.parent / 'front.json'}")
+    return 0
+
+
+def _cmd_recipe(args: argparse.Namespace, console: Console) -> int:
+    from nastk.commands.recipe import run_recipe, summary_table
+    from nastk.recipe import RecipeInterrupted
+
+    try:
+        outcome = run_recipe(args.recipe, redo=args.redo, until=args.until, only=args.only,
+                             console=console, progress=not args.no_progress)
+    except KeyboardInterrupt as err:
+        where = (f" in stage {err.stage!r}; finished stages are recorded in "
+                 f"{err.run_dir / 'recipe.json'}" if isinstance(err, RecipeInterrupted) else "")
+        console.print(f"interrupted{where}; continue with `nastk recipe {args.recipe}` (it "
+                      "skips finished stages and resumes the interrupted one)", highlight=False,
+                      soft_wrap=True)
+        return 130
+    out = _stdout()
+    out.print(summary_table(outcome, title=f"recipe {args.recipe}"))
+    out.print(f"state: {outcome.state}")
     return 0
 
 
@@ -335,7 +387,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--out", help="output folder (default RUN_DIR/export)")
     p.add_argument("--trial", type=int, help="export this trial id instead of the best")
+    p.add_argument("--front", action="store_true",
+                   help="export every trial on the Pareto front (objective metric vs its "
+                        "costs) into OUT/trial_<id>/ with OUT/front.json (default OUT: "
+                        "RUN_DIR/front)")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("recipe", help="run a chain of stages (supernet train, search, "
+                                      "path-filter fit, export) from one YAML file, resumably")
+    p.add_argument("recipe", help="recipe YAML (stages, each fed by earlier stages' outputs)")
+    p.add_argument("--redo", metavar="STAGE",
+                   help="run STAGE and every later stage again (their folders are moved aside "
+                        "to <stage>.old-<n>)")
+    p.add_argument("--until", metavar="STAGE", help="stop after STAGE")
+    p.add_argument("--only", metavar="STAGE",
+                   help="run only STAGE (the stages before it must be done)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_recipe)
     return parser
 
 

@@ -64,16 +64,18 @@ class SeededRunConfig(RunConfig, _RunPlugins, _RunSeed, _RunName):
 
 
 class PathFilterUse(BaseModel):
-    """``path_filter:`` in a supernet config: train only the paths a fitted filter keeps."""
+    """``path_filter:`` in a supernet config (train only the paths a fitted filter keeps) or in a
+    search config (search only those paths)."""
 
     model_config = ConfigDict(extra="forbid")
 
     file: Path = Field(description="a filter written by `nastk path-filter fit`")
     keep_ratio: float = Field(0.5, gt=0.0, le=1.0,
                               description="fraction of every cost bucket trained")
-    n_samples: int = Field(200, ge=10, description="paths drawn and costed per phase; the kept "
-                                                    "ones (about keep_ratio of them) are the "
-                                                    "random paths that phase trains")
+    n_samples: int = Field(200, ge=10, description="paths drawn and costed to set each cost "
+                                                    "bucket's keep threshold (supernet training: "
+                                                    "per phase; the kept ones are the random "
+                                                    "paths that phase trains)")
 
 
 class PluginRef(BaseModel):
@@ -146,8 +148,17 @@ class SearchConfig(SeededRunConfig):
         "these ranges, e.g. {flops: [null, 2.0e7]} (needs a model: evaluator kind train or "
         "supernet)")
 
+    path_filter: PathFilterUse | None = Field(
+        None, description="search only the paths a fitted path filter keeps (DetOFA's pruned "
+                          "space: the top keep_ratio of every cost bucket; needs a model to "
+                          "cost: evaluator kind train or supernet)")
+
     @model_validator(mode="after")
     def _constraints_need_a_model(self) -> SearchConfig:
+        if self.path_filter is not None and self.evaluator.kind == "function":
+            raise ValueError("path_filter needs a model to cost (evaluator kind 'train' or "
+                             "'supernet'); a function evaluator's costs are known only after "
+                             "evaluation")
         if self.constraints and self.evaluator.kind == "function":
             raise ValueError("constraints need a model to cost (evaluator kind 'train' or "
                              "'supernet'); a function evaluator's costs are known only after "

@@ -98,3 +98,44 @@ def test_missing_filter_file_names_the_fix(tmp_path):
         load_path_filter(cfg.path_filter, model)
     with pytest.raises(Exception, match="keep_ratio"):
         PathFilterUse(file=tmp_path / "no.pt", keep_ratio=0)
+
+
+def test_search_over_the_pruned_space_proposes_only_kept_paths(searched):
+    """DetOFA's last step: a search config's ``path_filter`` makes the strategy search only the
+    kept paths (thresholds from the run's seed), and the run records the filter in its
+    identity."""
+    from nastk.build import build_components
+    from nastk.commands.run_record import open_run
+    from nastk.config import SearchConfig
+
+    tmp = searched
+    out = tmp / "filter_search.pt"
+    assert main(["path-filter", "fit", str(tmp / "search"), "--out", str(out),
+                 "--buckets", "2"]) == 0
+    search = {"name": "pruned_search", "run_dir": str(tmp / "pruned_search"),
+              "plugins": ["toy_supernet"], "space": "toy_supernet", "task": TASK,
+              "strategy": {"name": "nsga2", "options": {"population": 6}},
+              "objective": {"costs": ["flops"]},
+              "evaluator": {"kind": "supernet",
+                            "supernet": {"checkpoint": str(tmp / "pretrain" / "supernet.pt"),
+                                         "calib_batches": 2}},
+              "path_filter": {"file": str(out), "keep_ratio": 0.3, "n_samples": 60},
+              "budget": {"trials": 12}}
+    spath = tmp / "pruned_search.yaml"
+    spath.write_text(yaml.safe_dump(search))
+    assert main(["search", str(spath), "--no-progress"]) == 0
+    config = parse_config(search, "pruned_search.yaml", SearchConfig)
+    space = build_components(config, check=False).space
+    every = all_architectures(space.base)
+    kept = [a for a in every if space.is_kept(a)]
+    assert 0 < len(kept) < 0.6 * len(every)
+    trials = open_run(tmp / "pruned_search").trials
+    assert len(trials) == min(12, len(kept))
+    assert all(space.is_kept(t.arch) for t in trials)
+    assert config.identity()["path_filter"]["keep_ratio"] == 0.3
+
+    bad = parse_config({**search, "run_dir": str(tmp / "x"),
+                        "path_filter": {"file": str(tmp / "missing.pt")}}, "s.yaml",
+                       SearchConfig)
+    with pytest.raises(ConfigError, match="nastk path-filter fit"):
+        build_components(bad, check=False)
