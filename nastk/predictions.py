@@ -15,7 +15,26 @@ from nastk.report.markdown import PREDICTIONS_PNG
 from nastk.task import Task
 from nastk.trial import Trial
 
-__all__ = ["draw_best_predictions"]
+__all__ = ["draw_best_predictions", "save_image_grid"]
+
+
+def save_image_grid(fig: Any, axes: Any, titles: Sequence[str], path: str | Path,
+                    dpi: int = 110, fontsize: int = 8) -> Path:
+    """Finish a task's picture grid (column ``titles`` on the first row, no ticks), write it to
+    the PNG ``path`` (folders created) and close the figure."""
+    import matplotlib.pyplot as plt
+
+    for j, title in enumerate(titles):
+        axes[0, j].set_title(title, fontsize=fontsize)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return out
 
 
 def draw_best_predictions(task: Task | None, evaluator: Any, trials: Sequence[Trial],

@@ -214,6 +214,7 @@ def test_space_builds_a_model_with_positive_costs(name):
 TASK_OPTIONS: dict[str, dict[str, Any]] = {
     "classification": {"dataset": "synthetic", "n_samples": 60, "image_size": 8},
     "segmentation": {"n_samples": 40, "size": 16, "head": "fpn"},
+    "detection": {"n_samples": 40, "size": 16},
 }
 #: the body every task wraps: a tiny small_cnn (its forward_features feeds dense heads)
 MODEL_SPACE = ("small_cnn", {"stages": 2, "depths": [1], "widths": [8], "kernels": [3],

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from nastk.predictions import save_image_grid
 from nastk.splits import holdout_indices, shuffled_split_indices
 from nastk.task import Task
 from tasks.saliency.datasets import load_dataset
@@ -230,17 +231,7 @@ class SaliencyTask(Task):
                 axes[i, 2 + j].imshow(maps[i].detach().cpu().reshape(maps[i].shape[-2:]).numpy(),
                                       cmap="inferno")
         titles = ["image", "ground truth + fixations", *(label for label, _ in predictions)]
-        for j, title in enumerate(titles):
-            axes[0, j].set_title(title, fontsize=8)
-        for ax in axes.flat:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.tight_layout()
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=110)
-        plt.close(fig)
-        return out
+        return save_image_grid(fig, axes, titles, path)
 
     def meter(self) -> _SplitMeter:
         o = self.options

@@ -1,0 +1,351 @@
+"""Object detection: synthetic scenes (default) or a local COCO / Pascal VOC copy, an anchor-free
+(CenterNet-style) or SSDLite-style head on any staged body, COCO-style and VOC07 AP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from nastk.body import require_staged
+from nastk.predictions import save_image_grid
+from nastk.splits import holdout_indices, shuffled_split_indices
+from nastk.task import Task
+from tasks.detection.datasets import VOC_CLASSES, load_dataset
+from tasks.detection.heads import CenterNetHead, DetectionModel, SSDLiteHead
+from tasks.detection.metrics import DetectionEvaluator
+from tasks.detection.synthetic import SHAPE_CLASSES, make_scenes
+
+__all__ = ["DetectionMeter", "DetectionTask", "SceneDataset"]
+
+Target = dict[str, torch.Tensor]
+
+
+class SceneDataset(Dataset):
+    """``(image [3, H, W], target dict)`` pairs held in memory (the synthetic scenes)."""
+
+    def __init__(self, images: torch.Tensor, targets: list[Target]) -> None:
+        if len(images) != len(targets):
+            raise ValueError(f"{len(images)} images but {len(targets)} targets")
+        self.images = images
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
+        return self.images[index], self.targets[index]
+
+
+def _scene_target(raw: dict[str, np.ndarray], image_id: int) -> Target:
+    boxes = torch.as_tensor(np.asarray(raw["boxes"], dtype=np.float32).reshape(-1, 4))
+    n = boxes.shape[0]
+    area = raw.get("area")
+    return {"boxes": boxes,
+            "labels": torch.as_tensor(np.asarray(raw["labels"], dtype=np.int64).reshape(-1)),
+            "iscrowd": torch.zeros(n, dtype=torch.bool),
+            "difficult": torch.zeros(n, dtype=torch.bool),
+            "area": (torch.as_tensor(np.asarray(area, dtype=np.float32).reshape(-1))
+                     if area is not None else (boxes[:, 2] - boxes[:, 0])
+                     * (boxes[:, 3] - boxes[:, 1])),
+            "image_id": torch.tensor(image_id, dtype=torch.int64)}
+
+
+class DetectionTask(Task):
+    """Object detection scored by average precision over the whole split.
+
+    ``dataset: synthetic`` (the default) draws ``n_samples`` textured scenes of 0 to
+    ``max_objects`` shapes of ``num_classes`` classes (varied scale and aspect ratio, later
+    shapes occluding earlier ones; :mod:`tasks.detection.synthetic`), split train/val/test with
+    ``seed``. ``coco`` and ``voc`` read a local copy under ``root``
+    (:mod:`tasks.detection.datasets`, resized to ``size`` with the boxes); as for segmentation,
+    ``val`` is a held-out ``holdout_fraction`` of the official training split and ``test`` is
+    the official validation split.
+
+    Heads (``head``): ``centernet`` (objects as points, stride 4; the default: simplest to train
+    well on a CPU budget) or ``ssdlite`` (default boxes on every level of stride 8 and up,
+    hard-negative mining, class-wise NMS). See :mod:`tasks.detection.heads`.
+
+    Metrics (:mod:`tasks.detection.metrics`): ``ap50`` (COCO-style AP at IoU 0.5, 101 recall
+    points; the primary metric: it separates architectures at CPU budgets where AP@[.5:.95]
+    is mostly localisation noise), ``ap`` (AP@[.5:.95]), ``ap75``, ``ap_small``,
+    ``ap_medium``, ``ap_large`` (COCO's absolute areas; left out when the split has no box of
+    that size, e.g. ``ap_large`` on small images), ``ar1``, ``ar10``,
+    ``ar100`` (average recall at 1, 10, 100 detections per image), ``ar_small``, ``ar_medium``,
+    ``ar_large``, ``voc07_ap50`` (11-point, difficult boxes ignored), ``loss`` and
+    ``ap50_<class>`` per class.
+    """
+
+    name: ClassVar[str] = "detection"
+    primary_metric: ClassVar[str] = "ap50"
+    metrics: ClassVar[tuple[str, ...]] = ("ap50", "ap", "ap75", "ap_small", "ap_medium",
+                                           "ap_large", "ar1", "ar10", "ar100", "ar_small",
+                                           "ar_medium", "ar_large", "voc07_ap50", "loss")
+    direction: ClassVar[Literal["max", "min"]] = "max"
+
+    class Options(BaseModel):
+        """Options of :class:`DetectionTask` (``task.options`` in a config)."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        dataset: Literal["synthetic", "coco", "voc"] = "synthetic"
+        root: Path | None = Field(None, description="coco/voc: the local folder")
+        year: str | None = Field(None, description="coco: the split suffix (2017 for "
+                                 "instances_train2017.json); voc: 2007 (default) or 2012")
+        size: int | tuple[int, int] = Field(
+            64, description="image side (synthetic) or (height, width) images are resized to")
+        n_samples: int = Field(600, ge=10, description="synthetic: number of scenes")
+        num_classes: int = Field(3, ge=1, description="synthetic: object classes (shapes)")
+        max_objects: int = Field(4, ge=1, description="synthetic: objects per scene, at most")
+        min_objects: int = Field(0, ge=0, description="synthetic: objects per scene, at least")
+        noise: float = Field(0.05, ge=0.0, description="synthetic: std of pixel noise")
+        val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="synthetic: val share")
+        test_fraction: float = Field(0.2, ge=0.0, lt=1.0,
+                                     description="synthetic: test share (0: no test split)")
+        holdout_fraction: float = Field(0.1, gt=0.0, lt=1.0,
+                                        description="real datasets: share of the official "
+                                                    "training split held out as `val`")
+        seed: int = Field(0, description="seed of the data and of the splits")
+        head: Literal["centernet", "ssdlite"] = "centernet"
+        head_channels: int = Field(32, ge=4, description="width of the neck and head")
+        out_stride: int = Field(4, ge=1, description="centernet: stride of the heat map (the "
+                                "finest body level at or above it)")
+        min_stride: int = Field(8, ge=1, description="ssdlite: finest level with default boxes")
+        max_detections: int = Field(100, ge=1, description="detections kept per image")
+        score_threshold: float = Field(0.01, ge=0.0, lt=1.0,
+                                       description="ssdlite: class score kept before NMS")
+        nms_threshold: float = Field(0.45, gt=0.0, le=1.0, description="ssdlite: NMS IoU")
+
+        @field_validator("size")
+        @classmethod
+        def _size(cls, v: int | tuple[int, int]) -> int | tuple[int, int]:
+            sides = (v,) if isinstance(v, int) else v
+            if any(s < 16 for s in sides):
+                raise ValueError(f"size {v} is too small; use at least 16 pixels a side")
+            return v
+
+        @model_validator(mode="after")
+        def _check(self) -> DetectionTask.Options:
+            if self.dataset == "synthetic":
+                if self.val_fraction + self.test_fraction >= 0.9:
+                    raise ValueError(f"val_fraction + test_fraction must leave at least 10% for "
+                                     f"training, got {self.val_fraction} + "
+                                     f"{self.test_fraction}")
+                if self.num_classes > len(SHAPE_CLASSES):
+                    raise ValueError(f"num_classes {self.num_classes}: the synthetic scenes "
+                                     f"have at most {len(SHAPE_CLASSES)} classes")
+                if self.min_objects > self.max_objects:
+                    raise ValueError(f"min_objects {self.min_objects} > max_objects "
+                                     f"{self.max_objects}")
+            elif self.root is None:
+                raise ValueError(f"dataset {self.dataset!r} needs `root`: the folder holding "
+                                 "your local copy")
+            return self
+
+    def __init__(self, **options: Any) -> None:
+        self.options = self.Options(**options)
+        self._splits: dict[str, Dataset] | None = None
+        self._class_names: list[str] | None = None
+        #: a head of every output geometry built, for losses and decoding
+        self._heads: dict[tuple[str, int], CenterNetHead | SSDLiteHead] = {}
+
+    def __repr__(self) -> str:
+        return f"DetectionTask(dataset={self.options.dataset!r}, head={self.options.head!r})"
+
+    # -- data ---------------------------------------------------------------------------------
+    @property
+    def image_size(self) -> tuple[int, int]:
+        s = self.options.size
+        return (s, s) if isinstance(s, int) else (int(s[0]), int(s[1]))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (3, *self.image_size)
+
+    @property
+    def class_names(self) -> list[str]:
+        o = self.options
+        if o.dataset == "synthetic":
+            return list(SHAPE_CLASSES[: o.num_classes])
+        if o.dataset == "voc":
+            return list(VOC_CLASSES)
+        if self._class_names is None:  # COCO: the categories of the annotation file
+            train = self.splits()["train"]
+            base = train.dataset if isinstance(train, Subset) else train
+            self._class_names = list(base.class_names)  # type: ignore[attr-defined]
+        return list(self._class_names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def splits(self) -> dict[str, Dataset]:
+        """``train``, ``val`` and (when there is one) ``test`` datasets of ``(image [3,H,W],
+        {"boxes", "labels", "iscrowd", "difficult", "area", "image_id"})``; built once."""
+        if self._splits is None:
+            self._splits = (self._synthetic_splits() if self.options.dataset == "synthetic"
+                            else self._real_splits())
+        return dict(self._splits)
+
+    def _synthetic_splits(self) -> dict[str, Dataset]:
+        o = self.options
+        if not isinstance(o.size, int) and o.size[0] != o.size[1]:
+            raise ValueError(f"synthetic scenes are square; got size {o.size}")
+        images, raw = make_scenes(o.n_samples, self.image_size[0], o.num_classes, seed=o.seed,
+                                  max_objects=o.max_objects, min_objects=o.min_objects,
+                                  noise=o.noise)
+        images_t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+        out: dict[str, Dataset] = {}
+        for name, ix in shuffled_split_indices(o.n_samples, o.val_fraction, o.test_fraction,
+                                               o.seed).items():
+            out[name] = SceneDataset(images_t[ix], [_scene_target(raw[i], int(i)) for i in ix])
+        return out
+
+    def _real_splits(self) -> dict[str, Dataset]:
+        o = self.options
+        assert o.root is not None
+        kwargs: dict[str, Any] = {} if o.year is None else {"year": o.year}
+        official_train = load_dataset(o.dataset, o.root, "train", self.image_size, **kwargs)
+        train, val = holdout_indices(len(official_train),  # type: ignore[arg-type]
+                                     o.holdout_fraction, o.seed, str(o.root))
+        return {"train": Subset(official_train, train), "val": Subset(official_train, val),
+                "test": load_dataset(o.dataset, o.root, "val", self.image_size, **kwargs)}
+
+    def collate(self, samples: list[Any]) -> tuple[torch.Tensor, list[Target]]:
+        """Images stacked, targets kept as a list of per-image dicts (box counts differ)."""
+        images = torch.stack([s[0] for s in samples])
+        return images, [s[1] for s in samples]
+
+    # -- model, loss, post-processing ---------------------------------------------------------
+    def make_head(self, body: nn.Module) -> CenterNetHead | SSDLiteHead:
+        o = self.options
+        body = require_staged(body, f"the detection head {o.head!r}")
+        if o.head == "centernet":
+            return CenterNetHead(body, self.num_classes, self.image_size,
+                                 channels=o.head_channels, out_stride=o.out_stride,
+                                 max_detections=o.max_detections)
+        return SSDLiteHead(body, self.num_classes, self.image_size, channels=o.head_channels,
+                           min_stride=o.min_stride, score_threshold=o.score_threshold,
+                           nms_threshold=o.nms_threshold, max_detections=o.max_detections)
+
+    def wrap(self, body: nn.Module) -> DetectionModel:
+        head = self.make_head(body)
+        self._heads[head.signature] = head
+        return DetectionModel(body, head)
+
+    def _head(self, outputs: torch.Tensor) -> CenterNetHead | SSDLiteHead:
+        """The head that produced ``outputs``: losses and decoding depend on the options and
+        on the output geometry (stride, default boxes), not on the weights, so any head of
+        that geometry serves."""
+        key = (CenterNetHead.output_signature(outputs, self.image_size)
+               if self.options.head == "centernet" else SSDLiteHead.output_signature(outputs))
+        head = self._heads.get(key)
+        if head is None:
+            raise ValueError(f"DetectionTask: no {self.options.head} head built for outputs of "
+                             f"shape {tuple(outputs.shape)} (built: {sorted(self._heads)}); "
+                             "build the model with this task's wrap() at the task's input "
+                             f"size {self.image_size}")
+        return head
+
+    def loss(self, outputs: torch.Tensor, targets: list[Target]) -> dict[str, torch.Tensor]:
+        """Named terms: ``heatmap``, ``size``, ``offset`` (centernet) or ``cls``, ``box``
+        (ssdlite)."""
+        return self._head(outputs).loss(outputs, targets)
+
+    def distillation_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """The head's distillation loss toward a teacher's outputs (in-place distillation)."""
+        return self._head(student).distillation_loss(student, teacher)
+
+    def postprocess(self, outputs: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Per image ``{"boxes" [K, 4] xyxy pixels, "scores" [K], "labels" [K]}``."""
+        return self._head(outputs).decode(outputs)
+
+    # -- metrics ------------------------------------------------------------------------------
+    def metric_names(self) -> list[str]:
+        """The declared metrics plus ``ap50_<class>`` for every class."""
+        return [*super().metric_names(),
+                *(f"ap50_{n.lower().replace(' ', '_')}" for n in self.class_names)]
+
+    def meter(self) -> DetectionMeter:
+        return DetectionMeter(self)
+
+    # -- pictures -----------------------------------------------------------------------------
+    def draw_predictions(self, inputs: torch.Tensor, targets: list[Target],
+                         predictions: list[tuple[str, Any]], path: Any,
+                         min_score: float = 0.3) -> Path:
+        """A grid: one row per image; the ground-truth boxes (crowd / difficult dashed), then
+        each labelled model's detections scoring at least ``min_score``."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Rectangle
+
+        names = self.class_names
+        colours = plt.get_cmap("tab10")
+        n, cols = len(inputs), 1 + len(predictions)
+        fig, axes = plt.subplots(n, cols, figsize=(2.4 * cols, 2.4 * n), squeeze=False)
+
+        def draw(ax: Any, boxes: Any, labels: Any, scores: Any = None, dashed: Any = None
+                 ) -> None:
+            for j, (box, label) in enumerate(zip(boxes.tolist(), labels.tolist(),
+                                                  strict=True)):
+                x1, y1, x2, y2 = box
+                style = "--" if dashed is not None and bool(dashed[j]) else "-"
+                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, linewidth=1.2,
+                                       linestyle=style, edgecolor=colours(label % 10)))
+                text = names[label] if label < len(names) else str(label)
+                if scores is not None:
+                    text += f" {float(scores[j]):.2f}"
+                ax.text(x1, y1, text, fontsize=5, color="white", va="bottom",
+                        bbox={"facecolor": colours(label % 10), "pad": 0.5, "linewidth": 0})
+
+        for i in range(n):
+            image = inputs[i].detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy()
+            t = targets[i]
+            for j in range(cols):
+                axes[i, j].imshow(image)
+            ignore = t.get("iscrowd", torch.zeros(0)).bool().cpu()
+            if "difficult" in t:
+                ignore = ignore | t["difficult"].bool().cpu()
+            draw(axes[i, 0], t["boxes"].cpu(), t["labels"].cpu(), dashed=ignore)
+            for j, (_, preds) in enumerate(predictions):
+                p = preds[i]
+                keep = p["scores"].cpu() >= min_score
+                draw(axes[i, 1 + j], p["boxes"].cpu()[keep], p["labels"].cpu()[keep],
+                     p["scores"].cpu()[keep])
+        titles = ["ground truth", *(f"{label} (score >= {min_score})"
+                                    for label, _ in predictions)]
+        return save_image_grid(fig, axes, titles, path, dpi=120, fontsize=7)
+
+
+class DetectionMeter:
+    """The split's detections and ground truth (AP is a whole-split metric), and the mean
+    training loss."""
+
+    def __init__(self, task: DetectionTask) -> None:
+        self.task = task
+        self.evaluator = DetectionEvaluator(task.num_classes, task.class_names,
+                                            max_detections=task.options.max_detections)
+        self.loss_sum, self.batches = 0.0, 0
+
+    def update(self, outputs: torch.Tensor, predictions: list[Target],
+               targets: list[Target]) -> None:
+        terms = self.task.loss(outputs, targets)
+        self.loss_sum += float(sum(t.detach() for t in terms.values()))
+        self.batches += 1
+        self.evaluator.add(predictions, targets)
+
+    def compute(self) -> dict[str, float]:
+        if self.batches == 0:
+            raise ValueError("evaluate: the loader yielded no batches")
+        # a size class no box of the split falls in has no AP (NaN): it is left out
+        metrics = {k: float(v) for k, v in self.evaluator.compute().items()
+                   if np.isfinite(v)}
+        metrics["loss"] = self.loss_sum / self.batches
+        return metrics
