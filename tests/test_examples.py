@@ -23,7 +23,8 @@ def test_readme_tutorial_is_examples_my_spaces():
 
 
 OTHER_EXAMPLES = {"supernet_train.yaml", "supernet_search.yaml", "segmentation_kd.yaml",
-                  "saliency_supernet.yaml", "saliency_search.yaml"}  # run in their own tests
+                  "saliency_supernet.yaml", "saliency_search.yaml",
+                  "detofa.yaml", "salnas_recipe.yaml"}  # run in their own tests, or recipes
 SEARCH_EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml")
                          if p.name not in OTHER_EXAMPLES)
 
@@ -48,6 +49,42 @@ def test_supernet_examples_fit_together():
     model = build_supernet_model(train)
     assert model.space.is_valid(model.space.largest())
     assert train.training.total_epochs > 0 and train.training.sampling == "sandwich"
+
+
+def test_detofa_recipe_example_is_valid():
+    """Every stage of the DetOFA recipe validates (references, schemas, plugin options) and its
+    chain is the issue's: classification pretraining, detection supernet from it, sampled
+    paths, filter, pruned fine-tuning, pruned NSGA-II search, front export."""
+    from nastk.commands.recipe import check_stage
+    from nastk.recipe import load_recipe
+
+    plan = load_recipe(ROOT / "examples" / "detofa.yaml", check_stage)
+    kinds = [(s.name, s.kind) for s in plan.recipe.stages]
+    assert kinds == [("pretrain", "supernet_train"), ("supernet", "supernet_train"),
+                     ("sample", "search"), ("filter", "path_filter_fit"),
+                     ("finetune", "supernet_train"), ("search", "search"),
+                     ("export", "export")]
+    raw = dict(zip([n for n, _ in kinds], plan.raw, strict=True))
+    assert raw["pretrain"]["config"]["task"]["name"] == "classification"
+    assert raw["supernet"]["config"]["training"]["init"]["from"] == "${pretrain.checkpoint}"
+    assert raw["finetune"]["config"]["path_filter"]["file"] == "${filter.file}"
+    assert raw["search"]["config"]["path_filter"]["file"] == "${filter.file}"
+    assert raw["search"]["config"]["task"]["name"] == "detection"
+
+
+def test_salnas_recipe_example_is_valid():
+    """The saliency pipeline written as a recipe: its supernet stage reads the supernet example
+    file, and its search scores that stage's checkpoint with the same space and task."""
+    from nastk.commands.recipe import check_stage
+    from nastk.recipe import load_recipe
+
+    plan = load_recipe(ROOT / "examples" / "salnas_recipe.yaml", check_stage)
+    assert [s.kind for s in plan.recipe.stages] == ["supernet_train", "search", "export"]
+    supernet, search = plan.raw[0]["config"], plan.raw[1]["config"]
+    assert supernet["run_dir"] == "runs/salnas/supernet"  # the recipe owns the stage folders
+    assert supernet["training"]["self_kd"] == {"alpha": 0.5, "schedule": "progressive"}
+    assert search["task"] == supernet["task"]
+    assert search["evaluator"]["supernet"]["checkpoint"] == "${supernet.checkpoint}"
 
 
 @pytest.mark.slow
