@@ -86,6 +86,8 @@ def make_recipe(seed: int, epochs: int, trials: int, sample: int, keep_ratio: fl
             pretrain,
             train("ofa_supernet", epochs, body),
             search("ofa_search", "${ofa_supernet.checkpoint}"),
+            train("scratch_supernet", epochs),
+            search("scratch_search", "${scratch_supernet.checkpoint}"),
             train("detofa_supernet", half, body),
             {"name": "detofa_sample", "kind": "search",
              "config": {"strategy": "random", "budget": {"trials": sample},
@@ -96,20 +98,19 @@ def make_recipe(seed: int, epochs: int, trials: int, sample: int, keep_ratio: fl
             train("detofa_finetune", epochs - half,
                   {"from": "${detofa_supernet.checkpoint}", "part": "all"}, kept),
             search("detofa_search", "${detofa_finetune.checkpoint}", kept),
-            train("scratch_supernet", epochs),
-            search("scratch_search", "${scratch_supernet.checkpoint}"),
         ]}
 
 
-def run_seed(recipe: dict[str, Any], log: Path) -> int:
+def run_seed(recipe: dict[str, Any], log: Path, redo: str | None = None) -> int:
     path = Path(recipe["run_dir"]).with_suffix(".yaml")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with log.open("a") as f:
+        extra = ["--redo", redo] if redo else []
         return subprocess.call([sys.executable, "-m", "nastk.cli", "recipe", str(path),
-                                "--no-progress"], stdout=f, stderr=subprocess.STDOUT, env=env,
-                               cwd=ROOT)
+                                "--no-progress", *extra], stdout=f, stderr=subprocess.STDOUT,
+                               env=env, cwd=ROOT)
 
 
 # -- analysis -----------------------------------------------------------------------------------
@@ -232,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-ratio", type=float, default=0.5)
     p.add_argument("--parallel", type=int, default=2, help="seeds run at once (1 thread each)")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_detofa")
+    p.add_argument("--redo", default=None, metavar="STAGE",
+                   help="run STAGE and every later one again (e.g. detofa_sample after changing "
+                        "--sample; the baselines, which come first, are kept)")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     threads = 1 if args.parallel > 1 else 2
@@ -239,12 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     recipes = [make_recipe(s, args.epochs, args.trials, args.sample, args.keep_ratio, args.out,
                            threads) for s in args.seeds]
     with ThreadPoolExecutor(args.parallel) as pool:
-        codes = list(pool.map(lambda r: run_seed(r, args.out / f"{r['name']}.log"), recipes))
+        codes = list(pool.map(lambda r: run_seed(r, args.out / f"{r['name']}.log", args.redo),
+                              recipes))
     if any(codes):
         print(f"a recipe failed (exit codes {codes}); see the logs in {args.out}")
         return 1
     result = analyse(args.out, args.seeds)
-    (args.out / "result.json").write_text(json.dumps(result, indent=1, default=float))
+    (args.out / f"result_sample{args.sample}.json").write_text(
+        json.dumps(result, indent=1, default=float))
     print(table(result, len(args.seeds)))
     print(f"\nwall time {time.time() - t0:.0f} s; E = {args.epochs} epochs, {args.trials} "
           f"NSGA-II trials, {args.sample} sampled paths, keep_ratio {args.keep_ratio}")

@@ -4,9 +4,23 @@ split used as ``val`` (real data sets whose official validation split serves as 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-__all__ = ["holdout_indices", "shuffled_split_indices"]
+__all__ = ["check_data_options", "holdout_indices", "shuffled_split_indices"]
+
+
+def check_data_options(dataset: str, root: Any, val_fraction: float,
+                       test_fraction: float) -> None:
+    """The checks every task's data options share (a ``ValueError`` naming the fix): synthetic
+    splits must leave at least 10% for training; a real data set needs its local ``root``."""
+    if dataset == "synthetic":
+        if val_fraction + test_fraction >= 0.9:
+            raise ValueError(f"val_fraction + test_fraction must leave at least 10% for "
+                             f"training, got {val_fraction} + {test_fraction}")
+    elif root is None:
+        raise ValueError(f"dataset {dataset!r} needs `root`: the folder holding your local copy")
 
 
 def shuffled_split_indices(n: int, val_fraction: float, test_fraction: float,

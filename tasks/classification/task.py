@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from nastk.splits import check_data_options
 from nastk.task import Task
 from tasks.classification.synthetic import SHAPES, make_shapes
 
@@ -72,9 +73,7 @@ class ClassificationTask(Task):
 
         @model_validator(mode="after")
         def _fractions(self) -> ClassificationTask.Options:
-            if self.val_fraction + self.test_fraction >= 0.9:
-                raise ValueError(f"val_fraction + test_fraction must leave at least 10% for "
-                                 f"training, got {self.val_fraction} + {self.test_fraction}")
+            check_data_options("synthetic", None, self.val_fraction, self.test_fraction)
             return self
 
     def __init__(self, **options: Any) -> None:

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset, Subset
 
 from nastk.body import require_staged
 from nastk.predictions import save_image_grid
-from nastk.splits import holdout_indices, shuffled_split_indices
+from nastk.splits import check_data_options, holdout_indices, shuffled_split_indices
 from nastk.task import Task
 from tasks.detection.datasets import VOC_CLASSES, load_dataset
 from tasks.detection.heads import CenterNetHead, DetectionModel, SSDLiteHead
@@ -131,20 +131,14 @@ class DetectionTask(Task):
 
         @model_validator(mode="after")
         def _check(self) -> DetectionTask.Options:
+            check_data_options(self.dataset, self.root, self.val_fraction, self.test_fraction)
             if self.dataset == "synthetic":
-                if self.val_fraction + self.test_fraction >= 0.9:
-                    raise ValueError(f"val_fraction + test_fraction must leave at least 10% for "
-                                     f"training, got {self.val_fraction} + "
-                                     f"{self.test_fraction}")
                 if self.num_classes > len(SHAPE_CLASSES):
                     raise ValueError(f"num_classes {self.num_classes}: the synthetic scenes "
                                      f"have at most {len(SHAPE_CLASSES)} classes")
                 if self.min_objects > self.max_objects:
                     raise ValueError(f"min_objects {self.min_objects} > max_objects "
                                      f"{self.max_objects}")
-            elif self.root is None:
-                raise ValueError(f"dataset {self.dataset!r} needs `root`: the folder holding "
-                                 "your local copy")
             return self
 
     def __init__(self, **options: Any) -> None:

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from nastk.predictions import save_image_grid
-from nastk.splits import holdout_indices, shuffled_split_indices
+from nastk.splits import check_data_options, holdout_indices, shuffled_split_indices
 from nastk.task import Task
 from tasks.saliency.datasets import load_dataset
 from tasks.saliency.metrics import CenterBias, SaliencyMeter, saliency_loss
@@ -113,12 +113,7 @@ class SaliencyTask(Task):
         def _check(self) -> SaliencyTask.Options:
             if any(s < 8 for s in self.size):
                 raise ValueError(f"size {self.size} is too small; use at least 8 pixels a side")
-            if self.dataset == "synthetic" and self.val_fraction + self.test_fraction >= 0.9:
-                raise ValueError("val_fraction + test_fraction must leave at least 10% for "
-                                 "training")
-            if self.dataset != "synthetic" and self.root is None:
-                raise ValueError(f"dataset {self.dataset!r} needs `root`: the folder holding "
-                                 "your local copy")
+            check_data_options(self.dataset, self.root, self.val_fraction, self.test_fraction)
             return self
 
     def __init__(self, **options: Any) -> None:

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from nastk.body import is_staged
 from nastk.neck import FeaturePyramidNeck
-from nastk.splits import holdout_indices, shuffled_split_indices
+from nastk.splits import check_data_options, holdout_indices, shuffled_split_indices
 from nastk.task import Task
 from tasks.segmentation.datasets import CLASS_NAMES, load_dataset
 from tasks.segmentation.distill import icsd_loss, pixel_kd_loss
@@ -139,17 +139,10 @@ class SegmentationTask(Task):
 
         @model_validator(mode="after")
         def _check(self) -> SegmentationTask.Options:
-            if self.dataset == "synthetic":
-                if self.val_fraction + self.test_fraction >= 0.9:
-                    raise ValueError(f"val_fraction + test_fraction must leave at least 10% for "
-                                     f"training, got {self.val_fraction} + "
-                                     f"{self.test_fraction}")
-                if self.num_classes > len(SCENE_CLASSES):
-                    raise ValueError(f"num_classes {self.num_classes}: the synthetic scenes "
-                                     f"have at most {len(SCENE_CLASSES)} classes")
-            elif self.root is None:
-                raise ValueError(f"dataset {self.dataset!r} needs `root`: the folder holding "
-                                 "your local copy")
+            check_data_options(self.dataset, self.root, self.val_fraction, self.test_fraction)
+            if self.dataset == "synthetic" and self.num_classes > len(SCENE_CLASSES):
+                raise ValueError(f"num_classes {self.num_classes}: the synthetic scenes have at "
+                                 f"most {len(SCENE_CLASSES)} classes")
             bad = [c for c in self.omit_classes if not 0 <= c < self.n_classes]
             if bad:
                 raise ValueError(f"omit_classes {bad} not in [0, {self.n_classes})")
