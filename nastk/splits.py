@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, Field, model_validator
 
-__all__ = ["check_data_options", "holdout_indices", "shuffled_split_indices"]
+__all__ = ["SplitOptions", "check_data_options", "holdout_indices", "shuffled_split_indices"]
 
 
 def check_data_options(dataset: str, root: Any, val_fraction: float,
@@ -46,3 +47,23 @@ def holdout_indices(n: int, fraction: float, seed: int, where: str = "the data"
         raise ValueError(f"{where}: {n} training images are too few to hold out "
                          f"{fraction:.0%} as `val`")
     return np.sort(order[n_hold:]).tolist(), np.sort(order[:n_hold]).tolist()
+
+
+class SplitOptions(BaseModel):
+    """The split options the dense tasks share (a mixin of their ``Options``): synthetic data cut
+    into ``val`` / ``test`` / ``train`` shares, a real data set's held-out ``val``, and the seed;
+    checked with :func:`check_data_options` against the subclass's ``dataset`` and ``root``."""
+
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="synthetic: val share")
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0,
+                                 description="synthetic: test share (0: no test split)")
+    holdout_fraction: float = Field(0.1, gt=0.0, lt=1.0,
+                                    description="real datasets: share of the official "
+                                                "training split held out as `val`")
+    seed: int = Field(0, description="seed of the data and of the splits")
+
+    @model_validator(mode="after")
+    def _data_options(self) -> SplitOptions:
+        check_data_options(getattr(self, "dataset", "synthetic"), getattr(self, "root", None),
+                           self.val_fraction, self.test_fraction)
+        return self

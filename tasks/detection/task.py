@@ -8,15 +8,15 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from nastk.body import require_staged
 from nastk.predictions import save_image_grid
-from nastk.splits import check_data_options, holdout_indices, shuffled_split_indices
+from nastk.splits import SplitOptions, holdout_indices, shuffled_split_indices
 from nastk.task import Task
-from tasks.detection.datasets import VOC_CLASSES, load_dataset
+from tasks.detection.datasets import VOC_CLASSES, collate_detection, load_dataset
 from tasks.detection.heads import CenterNetHead, DetectionModel, SSDLiteHead
 from tasks.detection.metrics import DetectionEvaluator
 from tasks.detection.synthetic import SHAPE_CLASSES, make_scenes
@@ -88,7 +88,7 @@ class DetectionTask(Task):
                                            "ar_medium", "ar_large", "voc07_ap50", "loss")
     direction: ClassVar[Literal["max", "min"]] = "max"
 
-    class Options(BaseModel):
+    class Options(SplitOptions):
         """Options of :class:`DetectionTask` (``task.options`` in a config)."""
 
         model_config = ConfigDict(extra="forbid")
@@ -104,13 +104,6 @@ class DetectionTask(Task):
         max_objects: int = Field(4, ge=1, description="synthetic: objects per scene, at most")
         min_objects: int = Field(0, ge=0, description="synthetic: objects per scene, at least")
         noise: float = Field(0.05, ge=0.0, description="synthetic: std of pixel noise")
-        val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="synthetic: val share")
-        test_fraction: float = Field(0.2, ge=0.0, lt=1.0,
-                                     description="synthetic: test share (0: no test split)")
-        holdout_fraction: float = Field(0.1, gt=0.0, lt=1.0,
-                                        description="real datasets: share of the official "
-                                                    "training split held out as `val`")
-        seed: int = Field(0, description="seed of the data and of the splits")
         head: Literal["centernet", "ssdlite"] = "centernet"
         head_channels: int = Field(32, ge=4, description="width of the neck and head")
         out_stride: int = Field(4, ge=1, description="centernet: stride of the heat map (the "
@@ -131,7 +124,6 @@ class DetectionTask(Task):
 
         @model_validator(mode="after")
         def _check(self) -> DetectionTask.Options:
-            check_data_options(self.dataset, self.root, self.val_fraction, self.test_fraction)
             if self.dataset == "synthetic":
                 if self.num_classes > len(SHAPE_CLASSES):
                     raise ValueError(f"num_classes {self.num_classes}: the synthetic scenes "
@@ -212,8 +204,7 @@ class DetectionTask(Task):
 
     def collate(self, samples: list[Any]) -> tuple[torch.Tensor, list[Target]]:
         """Images stacked, targets kept as a list of per-image dicts (box counts differ)."""
-        images = torch.stack([s[0] for s in samples])
-        return images, [s[1] for s in samples]
+        return collate_detection(samples)
 
     # -- model, loss, post-processing ---------------------------------------------------------
     def make_head(self, body: nn.Module) -> CenterNetHead | SSDLiteHead:

@@ -21,12 +21,12 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from nastk.predictions import save_image_grid
-from nastk.splits import check_data_options, holdout_indices, shuffled_split_indices
+from nastk.splits import SplitOptions, holdout_indices, shuffled_split_indices
 from nastk.task import Task
 from tasks.saliency.datasets import load_dataset
 from tasks.saliency.metrics import CenterBias, SaliencyMeter, saliency_loss
@@ -82,7 +82,7 @@ class SaliencyTask(Task):
     metrics: ClassVar[tuple[str, ...]] = ("auc_judd", "auc_borji", "sauc", "nss", "cc", "kld",
                                           "sim", "ig", "ig_uniform")
 
-    class Options(BaseModel):
+    class Options(SplitOptions):
         """Options of :class:`SaliencyTask` (``task.options`` in a config)."""
 
         model_config = ConfigDict(extra="forbid")
@@ -94,12 +94,6 @@ class SaliencyTask(Task):
         n_samples: int = Field(400, ge=10, description="synthetic: number of scenes")
         n_observers: int = Field(15, ge=1, description="synthetic: simulated observers")
         fixations_per_observer: int = Field(8, ge=1)
-        val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="synthetic: val share")
-        test_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="synthetic: test share")
-        holdout_fraction: float = Field(0.1, gt=0.0, lt=1.0,
-                                        description="real data: share of the official "
-                                                    "training split held out as `val`")
-        seed: int = 0
         loss_weights: dict[Literal["kld", "cc", "nss"], float] = Field(
             default_factory=lambda: {"kld": 1.0, "cc": 1.0, "nss": 1.0},
             description="weights of the loss terms (0 drops one)")
@@ -113,7 +107,6 @@ class SaliencyTask(Task):
         def _check(self) -> SaliencyTask.Options:
             if any(s < 8 for s in self.size):
                 raise ValueError(f"size {self.size} is too small; use at least 8 pixels a side")
-            check_data_options(self.dataset, self.root, self.val_fraction, self.test_fraction)
             return self
 
     def __init__(self, **options: Any) -> None:

@@ -9,13 +9,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from nastk.body import is_staged
 from nastk.neck import FeaturePyramidNeck
-from nastk.splits import check_data_options, holdout_indices, shuffled_split_indices
+from nastk.splits import SplitOptions, holdout_indices, shuffled_split_indices
 from nastk.task import Task
 from tasks.segmentation.datasets import CLASS_NAMES, load_dataset
 from tasks.segmentation.distill import icsd_loss, pixel_kd_loss
@@ -97,7 +97,7 @@ class SegmentationTask(Task):
                                            "score", "loss")
     direction: ClassVar[Literal["max", "min"]] = "max"
 
-    class Options(BaseModel):
+    class Options(SplitOptions):
         """Options of :class:`SegmentationTask` (``task.options`` in a config)."""
 
         model_config = ConfigDict(extra="forbid")
@@ -110,13 +110,6 @@ class SegmentationTask(Task):
         num_classes: int = Field(5, ge=2, description="synthetic: classes incl. background")
         noise: float = Field(0.05, ge=0.0, description="synthetic: std of pixel noise")
         max_objects: int = Field(4, ge=1, description="synthetic: objects per scene, at most")
-        val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="synthetic: val share")
-        test_fraction: float = Field(0.2, ge=0.0, lt=1.0,
-                                     description="synthetic: test share (0: no test split)")
-        holdout_fraction: float = Field(0.1, gt=0.0, lt=1.0,
-                                        description="real datasets: share of the official "
-                                                    "training split held out as `val`")
-        seed: int = Field(0, description="seed of the data and of the splits")
         ignore_index: int = Field(255, description="label value that is not scored")
         omit_classes: list[int] = Field(default_factory=list,
                                         description="classes left out of the class means "
@@ -139,7 +132,6 @@ class SegmentationTask(Task):
 
         @model_validator(mode="after")
         def _check(self) -> SegmentationTask.Options:
-            check_data_options(self.dataset, self.root, self.val_fraction, self.test_fraction)
             if self.dataset == "synthetic" and self.num_classes > len(SCENE_CLASSES):
                 raise ValueError(f"num_classes {self.num_classes}: the synthetic scenes have at "
                                  f"most {len(SCENE_CLASSES)} classes")
