@@ -18,6 +18,18 @@ TASK = {"name": "classification",
                     "num_classes": 4}}
 
 
+def _toy_supernet(tmp_path: Path) -> Path:
+    """A trained one-epoch toy supernet; returns its config."""
+    cfg = {"name": "fid", "run_dir": str(tmp_path / "fid"), "plugins": ["toy_supernet"],
+           "space": "toy_supernet", "task": TASK,
+           "training": {"epochs": 1, "batch_size": 32, "n_random": 1, "bn_calib_batches": 2,
+                        "num_threads": 1}}
+    path = tmp_path / "supernet.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["supernet", "train", str(path), "--no-progress"]) == 0
+    return path
+
+
 @pytest.fixture(scope="module")
 def bench():
     spec = importlib.util.spec_from_file_location("supernet_fidelity",
@@ -28,13 +40,7 @@ def bench():
 
 
 def test_benchmark_runs_and_its_correlations_are_scipys(bench, tmp_path, capsys):
-    cfg = {"name": "fid", "run_dir": str(tmp_path / "fid"), "plugins": ["toy_supernet"],
-           "space": "toy_supernet", "task": TASK,
-           "training": {"epochs": 1, "batch_size": 32, "n_random": 1, "bn_calib_batches": 2,
-                        "num_threads": 1}}
-    path = tmp_path / "supernet.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    assert main(["supernet", "train", str(path), "--no-progress"]) == 0
+    path = _toy_supernet(tmp_path)
     out = tmp_path / "fidelity.json"
     assert bench.main(["--supernet", str(path), "--n", "6", "--seeds", "2", "--epochs", "1",
                        "--k", "3", "--json", str(out)]) == 0
@@ -75,3 +81,38 @@ def test_stats_on_hand_made_numbers(bench):
     assert "undefined" in bench.format_stats(worse)
     with pytest.raises(ValueError, match="seeds >= 2"):
         bench.fidelity_stats(ws, sa[:, :1], ws, ws)
+
+
+def test_reuse_keeps_the_stand_alone_scores_and_refuses_other_settings(bench, tmp_path):
+    path = _toy_supernet(tmp_path)
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    args = ["--supernet", str(path), "--n", "4", "--seeds", "2", "--epochs", "1"]
+    assert bench.main([*args, "--json", str(first)]) == 0
+    assert bench.main([*args, "--calib-batches", "1", "--reuse", str(first),
+                       "--json", str(second)]) == 0
+    a, b = (json.loads(f.read_text())["raw"] for f in (first, second))
+    assert b["standalone"] == a["standalone"] and b["archs"] == a["archs"]
+    with pytest.raises(SystemExit, match="train differ"):
+        bench.main([*args[:-1], "2", "--reuse", str(first)])  # 2 epochs: other ground truth
+
+
+def test_standalone_only_reports_spread_without_a_supernet(bench, tmp_path, capsys):
+    search = {"name": "s", "run_dir": str(tmp_path / "s"), "space": "small_cnn",
+              "task": TASK, "evaluator": {"kind": "train",
+                                          "train": {"epochs": 1, "batch_size": 32}}}
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(search))
+    out = tmp_path / "s.json"
+    assert bench.main(["--standalone-only", str(path), "--n", "4", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "stand-alone spread and noise" in printed and "weight sharing" not in printed
+    doc = json.loads(out.read_text())
+    raw, got = doc["raw"], doc["stats"]
+    assert raw["ws"] is None and raw["train"]["epochs"] == 1 and raw["train"]["batch_size"] == 32
+    sa = np.array(raw["standalone"])
+    assert sa.shape == (4, 2) and len(raw["flops"]) == 4 and min(raw["flops"]) > 0
+    assert got["flops_tau"] == pytest.approx(stats.kendalltau(sa.mean(1), raw["flops"]).statistic)
+    assert got["spread"] == pytest.approx(np.std(sa.mean(1), ddof=1))
+    assert np.isnan(got["ws_tau"])
+    row = bench.summary_table([out]).splitlines()[-1]
+    assert row.startswith("| s | classification / small_cnn | 4 x 2 | n/a |")
