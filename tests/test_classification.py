@@ -17,7 +17,13 @@ from nastk.evaluation.train import TrainConfig, TrainEvaluator, arch_seed
 from nastk.registry import TASKS, instantiate, summary
 from search_spaces.small_cnn import SmallCNNSpace
 from tasks.classification import ClassificationTask
-from tasks.classification.synthetic import SHAPES, make_shapes
+from tasks.classification.synthetic import (
+    MAX_GLYPHS,
+    SHAPES,
+    glyph_templates,
+    make_glyphs,
+    make_shapes,
+)
 
 #: a small, quick-to-train architecture of the default small_cnn space
 SMALL = Architecture(depth=(1, 1, 1), width=(16, 16, 24), kernel=(3, 3, 3), expand=(1, 2, 2))
@@ -25,7 +31,7 @@ SMALL = Architecture(depth=(1, 1, 1), width=(16, 16, 24), kernel=(3, 3, 3), expa
 
 @pytest.fixture(scope="module")
 def digits() -> ClassificationTask:
-    return ClassificationTask()
+    return ClassificationTask(dataset="digits")
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +86,39 @@ def test_synthetic_generator_deterministic_and_balanced():
     assert len(counts) == len(SHAPES) and counts.max() - counts.min() <= 1
     with pytest.raises(ValueError):
         make_shapes(10, num_classes=len(SHAPES) + 1)
+
+
+def test_glyphs_are_distinct_fixed_and_the_default():
+    t = glyph_templates(MAX_GLYPHS)
+    assert t.shape == (MAX_GLYPHS, 5, 5) and t.dtype == bool
+    flat = t.reshape(MAX_GLYPHS, -1)
+    dist = (flat[:, None, :] != flat[None, :, :]).sum(-1)
+    assert dist[~np.eye(MAX_GLYPHS, dtype=bool)].min() >= 6  # a quarter of 25 pixels
+    assert np.all((flat.mean(1) >= 0.35) & (flat.mean(1) <= 0.65))
+    assert np.array_equal(glyph_templates(16), t[:16])  # fewer classes: a subset
+    x1, y1 = make_glyphs(320, seed=3)
+    x2, y2 = make_glyphs(320, seed=3)
+    x3, _ = make_glyphs(320, seed=4)
+    assert np.array_equal(x1, x2) and np.array_equal(y1, y2) and not np.array_equal(x1, x3)
+    assert x1.shape == (320, 1, 10, 10) and x1.min() >= 0.0 and x1.max() <= 1.0
+    assert np.bincount(y1).tolist() == [20] * 16
+    # without noise or background the glyph is there, pixel for pixel, somewhere in the image
+    x0, y0 = make_glyphs(32, noise=0.0, seed=1)
+    img, glyph = x0[0, 0], glyph_templates(16)[y0[0]]
+    found = [np.array_equal(img[r:r + 5, c:c + 5] > img.min() + 0.39, glyph)
+             for r in range(6) for c in range(6)]
+    assert any(found)
+    with pytest.raises(ValueError, match="image_size"):
+        make_glyphs(100, image_size=6)
+    with pytest.raises(ValueError, match="num_classes"):
+        glyph_templates(MAX_GLYPHS + 1)
+    task = ClassificationTask()
+    assert task.options.dataset == "glyphs" and task.input_shape == (1, 10, 10)
+    assert task.num_classes == 16
+    assert {k: len(v) for k, v in task.splits().items()} == {"train": 2000, "val": 1400,
+                                                            "test": 600}
+    with pytest.raises(ValueError, match="at most 9"):
+        ClassificationTask(dataset="synthetic", num_classes=12)
 
 
 def test_synthetic_task():
