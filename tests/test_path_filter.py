@@ -151,7 +151,10 @@ def test_pruned_space_samples_only_kept_architectures(toy):
     for _ in range(100):
         arch = pruned.sample(rng)
         score = filt.score([arch])[0]
-        assert score >= pruned.thresholds[filt.bucket_of(toy_cost(arch))[0]]
+        threshold = pruned.thresholds[filt.bucket_of(toy_cost(arch))[0]]
+        # float32: one architecture scored alone may differ from its score in a batch in the
+        # last bits (seen: 30.7008266 against 30.7008305)
+        assert score >= threshold - 1e-5 * max(1.0, abs(threshold))
         child = pruned.mutate(arch, rng)
         assert pruned.is_kept(child) and pruned.is_valid(child)
     share = np.mean([pruned.is_valid(a) for a in archs])
