@@ -2,8 +2,8 @@
 
 - :func:`make_glyphs` (the classification task's default): each class is a fixed random 5x5
   binary glyph, drawn at a random position and intensity on a textured, noisy background.
-  Telling 16 such glyphs apart takes capacity, so architectures differ clearly while two
-  trainings of one architecture agree (see ``benchmarks/RESULTS.md``, "Supernet fidelity").
+  Telling 16 such glyphs apart takes capacity: small-CNN architectures differ by three times
+  the seed-to-seed noise (see ``benchmarks/RESULTS.md``, "Supernet fidelity").
 - :func:`make_shapes`: one geometric shape (the class) of random size, position and intensity,
   with up to three small distracting blobs.
 
