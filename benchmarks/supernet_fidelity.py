@@ -90,13 +90,14 @@ def fidelity_stats(ws: np.ndarray | None, standalone: np.ndarray, flops: np.ndar
 
 def format_stats(s: dict[str, float]) -> str:
     rows = [("architectures x stand-alone seeds", f"{int(s['n'])} x {int(s['seeds'])}")]
-    if np.isfinite(s["ws_tau"]):
+    has_ws = bool(np.isfinite(s["ws_tau"]))  # a stand-alone-only run has no weight sharing
+    if has_ws:
         rows += [
             ("weight sharing vs stand-alone: Kendall tau", f"{s['ws_tau']:.3f}"),
             ("weight sharing vs stand-alone: Spearman rho", f"{s['ws_spearman']:.3f}")]
     rows.append(("noise ceiling (tau between stand-alone seeds)",
                  f"{s['noise_ceiling_tau']:.3f}"))
-    if np.isfinite(s["ws_tau"]):
+    if has_ws:
         rows.append(("weight-sharing tau / ceiling",
                      f"{s['ws_tau_over_ceiling']:.2f}" if np.isfinite(s["ws_tau_over_ceiling"])
                      else "undefined (the stand-alone seeds do not agree: ceiling <= 0)"))
@@ -104,7 +105,7 @@ def format_stats(s: dict[str, float]) -> str:
         ("FLOPs vs stand-alone: tau / rho", f"{s['flops_tau']:.3f} / {s['flops_spearman']:.3f}"),
         ("params vs stand-alone: tau / rho",
          f"{s['params_tau']:.3f} / {s['params_spearman']:.3f}")]
-    if np.isfinite(s["ws_tau"]):
+    if has_ws:
         rows += [
             ("weight sharing vs FLOPs: tau", f"{s['ws_flops_tau']:.3f}"),
             (f"top-{int(s['top_k'])} overlap",
@@ -115,7 +116,7 @@ def format_stats(s: dict[str, float]) -> str:
         ("spread / noise", f"{s['spread_over_noise']:.2f}")]
     rows.append(("score range: weight sharing / stand-alone",
                  f"{s['ws_range']:.4f} / {s['standalone_range']:.4f}")
-                if np.isfinite(s["ws_tau"]) else
+                if has_ws else
                 ("score range: stand-alone", f"{s['standalone_range']:.4f}"))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
