@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from nastk import data_dirs
 from nastk.errors import BenchmarkDataError, InvalidArchitectureError
 from nastk.evaluation.result import Result
 from nastk.space.architecture import Architecture
@@ -294,16 +294,6 @@ def architecture_costs(arch: Mapping[str, Any], dataset: str = "cifar10", channe
 # -- the tabular benchmark ------------------------------------------------------------------------
 
 
-def _candidate_dirs() -> list[Path]:
-    repo = Path(__file__).resolve().parents[1]
-    out = []
-    if os.environ.get(ENV_VAR):
-        out.append(Path(os.environ[ENV_VAR]))
-    out += [Path.cwd().parent / "shared" / "data", repo.parent / "shared" / "data",
-            Path.cwd() / "data"]
-    return list(dict.fromkeys(p.resolve() for p in out))  # without repeats, in order
-
-
 def find_data_dir(data_dir: str | Path | None = None) -> Path:
     """The folder holding ``nasbench201-tables/`` (and optionally ``nasbench201-hardware/``).
 
@@ -311,15 +301,10 @@ def find_data_dir(data_dir: str | Path | None = None) -> Path:
     working directory and from the repository) and ``./data``; raises
     :class:`BenchmarkDataError` saying where to put the files.
     """
-    candidates = [Path(data_dir)] if data_dir is not None else _candidate_dirs()
-    for d in candidates:
-        if (d / TABLES / ACC_FILE).is_file():
-            return d.resolve()
-    looked = ", ".join(str(d) for d in candidates)
-    raise BenchmarkDataError(
-        f"NAS-Bench-201 tables not found (looked for {TABLES}/{ACC_FILE} in: {looked}). Put the "
-        f"folder {TABLES}/ (with {ACC_FILE}) and optionally {HARDWARE}/ (with {LATENCY_FILE}) "
-        f"in one folder and pass it as data_dir, or set {ENV_VAR}=/path/to/that/folder.")
+    return data_dirs.find_data_dir(
+        data_dir, ENV_VAR, [f"{TABLES}/{ACC_FILE}"], "NAS-Bench-201 tables",
+        f"Put the folder {TABLES}/ (with {ACC_FILE}) and optionally {HARDWARE}/ (with "
+        f"{LATENCY_FILE})")
 
 
 def nb201_data_missing() -> str | None:

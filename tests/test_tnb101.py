@@ -1,0 +1,162 @@
+"""TransNAS-Bench-101: the micro and macro spaces and the tabular look-up of its seven tasks."""
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nastk.errors import BenchmarkDataError, InvalidArchitectureError
+from search_spaces import tnb101
+from search_spaces.tnb101 import (
+    TASKS,
+    TNB101Bench,
+    TNB101Evaluator,
+    TNB101MacroSpace,
+    TNB101MicroSpace,
+    find_data_dir,
+    tnb101_data_missing,
+)
+
+MISSING = tnb101_data_missing()
+needs_data = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+
+#: the best value of every task over the whole space (micro, macro), as ../shared/TASKS.md
+#: lists them from the same dumps
+PUBLISHED_BEST = {
+    "segmentsemantic": (94.61, 94.86), "normal": (0.5873, 0.6435),
+    "autoencoder": (0.5772, 0.7488), "room_layout": (-0.601, -0.582),
+    "class_scene": (54.94, 57.41), "class_object": (45.59, 47.42), "jigsaw": (95.37, 97.02),
+}
+
+
+def test_micro_space_codes_strings_and_size():
+    sp = TNB101MicroSpace()
+    assert sp.size() == 4096
+    a = sp.from_codes((1, 3, 0, 3, 2, 1))
+    assert a["edge_1_0"] == "skip_connect" and a["edge_2_1"] == "none"
+    assert a["edge_3_2"] == "skip_connect" and a["edge_3_1"] == "nor_conv_1x1"
+    assert sp.to_string(a) == "64-41414-1_30_321"
+    assert sp.from_string("64-41414-1_30_321") == a
+    assert sp.codes(a) == (1, 3, 0, 3, 2, 1)
+
+
+def test_macro_space_enumerates_the_benchmark_rules():
+    sp = TNB101MacroSpace()
+    archs = sp.enumerate()
+    assert len(archs) == sp.size() == 3256
+    lengths = [len(sp.codes(a)) for a in archs]
+    assert lengths.count(4) == 210 and lengths.count(5) == 750 and lengths.count(6) == 2296
+    a = sp.from_string("64-41414-basic")
+    assert sp.codes(a) == (4, 1, 4, 1, 4) and a["module_5"] == "none"
+    assert sp.to_string(a) == "64-41414-basic"
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        b = sp.sample(rng)
+        assert sp.is_valid(b) and sp.is_valid(sp.mutate(b, rng))
+
+
+@pytest.mark.parametrize(("space", "text", "fragment"), [
+    ("micro", "64-41414-4_33_333", "codes in 0..3"),
+    ("micro", "64-41414-3_3_3333", "a_bc_def"),
+    ("macro", "64-1111-basic", "0 downsampling modules"),
+    ("macro", "64-4444-basic", "4 channel-doubling"),
+    ("macro", "64-41-basic", "4 to 6 codes"),
+    ("macro", "64-41414", "-basic"),
+])
+def test_bad_strings_name_the_problem(space, text, fragment):
+    sp = TNB101MicroSpace() if space == "micro" else TNB101MacroSpace()
+    with pytest.raises(InvalidArchitectureError, match=fragment):
+        sp.from_string(text)
+
+
+def test_a_gap_in_the_macro_stack_is_refused():
+    sp = TNB101MacroSpace()
+    values = dict(sp.from_string("64-412134-basic"))
+    values["module_4"] = "none"  # module_5 stays 'down_double'
+    with pytest.raises(InvalidArchitectureError, match="after an empty module_4"):
+        sp.validate(values)
+
+
+def test_missing_data_says_where_to_put_it(tmp_path):
+    with pytest.raises(BenchmarkDataError, match="NASTK_TNB101_DIR"):
+        find_data_dir(tmp_path)
+    folder = tmp_path / tnb101.DATA_FOLDER
+    folder.mkdir()
+    for kind, name in tnb101.FILES.items():
+        with zipfile.ZipFile(folder / name, "w") as z:
+            z.writestr(f"zen/benchmark--transbench101_{kind}--class_scene--0.json",
+                       json.dumps([{"arch": "(1, 3, 0, 3, 2, 1)", "val_accuracy": 50.0}]))
+    with pytest.raises(BenchmarkDataError, match="expected 4096"):
+        TNB101Bench(tmp_path, "micro")
+
+
+@needs_data
+def test_lookups_equal_the_raw_dump():
+    """Values read straight from the zip members equal what the bench answers."""
+    root = find_data_dir() / tnb101.DATA_FOLDER
+    micro, macro = TNB101Bench.load(kind="micro"), TNB101Bench.load(kind="macro")
+    assert len(micro) == 4096 and len(macro) == 3256
+    assert set(a.key for a in macro.archs()) == set(a.key for a in TNB101MacroSpace().enumerate())
+    for bench, kind in ((micro, "micro"), (macro, "macro")):
+        with zipfile.ZipFile(root / tnb101.FILES[kind]) as z:
+            for member in [m for m in z.namelist() if m.endswith(".json")][:14]:
+                task = member.split("--")[2]
+                for row in json.loads(z.read(member))[:3]:
+                    codes = tuple(int(c) for c in row["arch"].strip("()").split(","))
+                    arch = bench.space.from_codes(codes)
+                    assert bench.value(arch, task) == row["val_accuracy"]
+    a = micro.space.from_string("64-41414-3_33_333")
+    assert micro.value(a, "class_scene") == pytest.approx(53.6723747)
+    assert micro.value(a, "room_layout") == pytest.approx(-0.7344431)
+    b = macro.space.from_codes((3, 3, 2, 2, 2, 1))
+    assert macro.value(b, "room_layout") == pytest.approx(-0.7882004)
+
+
+@needs_data
+@pytest.mark.parametrize("task", list(TASKS))
+def test_best_architecture_of_each_task(task):
+    for i, kind in enumerate(("micro", "macro")):
+        bench = TNB101Bench.load(kind=kind)
+        best = bench.best(task)
+        assert bench.value(best, task) == bench.optimum(task)
+        assert bench.optimum(task) == pytest.approx(PUBLISHED_BEST[task][i], abs=0.006)
+        assert all(v <= bench.optimum(task) for v in bench.column(task).values())
+    micro_best = {"class_scene": "64-41414-3_32_132", "jigsaw": "64-41414-3_30_132",
+                  "autoencoder": "64-41414-1_20_310"}
+    if task in micro_best:
+        bench = TNB101Bench.load(kind="micro")
+        assert bench.space.to_string(bench.best(task)) == micro_best[task]
+
+
+@needs_data
+def test_evaluator_and_functions_report_the_task_metric():
+    ev = TNB101Evaluator("segmentsemantic", "micro")
+    a = ev.bench.space.from_string("64-41414-3_13_022")
+    r = ev.evaluate(a)
+    assert r.ok and r.metrics == {"pixel_acc": pytest.approx(94.6125183)}
+    assert r.info["tnb101"] == "64-41414-3_13_022" and ev.queries == 1
+    assert tnb101.micro_normal(a) == {"ssim": ev.bench.value(a, "normal")}
+    with pytest.raises(ValueError, match="unknown; use one of"):
+        TNB101Evaluator("depth")
+
+
+@needs_data
+def test_the_example_search_runs_through_the_cli(tmp_path, capsys):
+    from nastk.cli import main
+    from nastk.store import RunStore
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "tnb101_search.yaml"
+    code = main(["search", str(example), "--run-dir", str(tmp_path / "run"), "--trials", "60",
+                 "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    bench = TNB101Bench.load(kind="micro")
+    with RunStore.open_existing(tmp_path / "run") as store:
+        trials = store.finished()
+    assert len(trials) == 60 and len({TNB101MicroSpace().validate(t.arch).key
+                                      for t in trials}) == 60
+    for t in trials:
+        assert t.result.metrics["top1"] == bench.value(t.arch, "class_scene")
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "64-41414-" in report  # the benchmark's strings in the leaderboard
