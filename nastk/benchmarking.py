@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from nastk.evaluation.base import Evaluator
 from nastk.evaluation.result import Result
 from nastk.objective import Objective
@@ -46,6 +48,51 @@ def first_reach(curve: Sequence[float], target: float) -> int | None:
     for i, v in enumerate(curve):
         if v >= target:
             return i + 1
+    return None
+
+
+def expected_random_incumbent(search: Sequence[float], report: Sequence[float],
+                              n: int) -> float:
+    """The exact expected ``report`` value of random search's incumbent after ``n`` distinct
+    queries drawn uniformly without replacement from a table of ``len(search)`` architectures.
+
+    The incumbent is the best by ``search`` (larger is better); among architectures tied on
+    ``search`` the first one seen wins, which makes each of them equally likely, so a tie
+    group contributes its mean ``report``. With the table sorted by ``search`` (best first),
+    the chance that no query hits the first ``k`` rows is ``C(M - k, n) / C(M, n)``; the
+    incumbent lies in the tie group spanning rows ``a .. b - 1`` with probability
+    ``P(none in the first a) - P(none in the first b)``.
+    """
+    s = np.asarray(search, dtype=float)
+    r = np.asarray(report, dtype=float)
+    if s.shape != r.shape or s.ndim != 1 or not len(s):
+        raise ValueError(f"search and report must be equal-length 1-d tables, got {s.shape} "
+                         f"and {r.shape}")
+    if np.isnan(s).any() or np.isnan(r).any():
+        raise ValueError("the tables hold NaN; drop those architectures first")
+    m = len(s)
+    if not 1 <= n <= m:
+        raise ValueError(f"n must be in 1..{m} (the table's size), got {n}")
+    order = np.argsort(-s, kind="stable")
+    s, r = s[order], r[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
+    ends = np.r_[starts[1:], m]
+    group_mean = np.add.reduceat(r, starts) / (ends - starts)
+    j = np.arange(m)
+    ratio = np.where(j < m - n, (m - n - j) / np.maximum(m - j, 1), 0.0)
+    p_none = np.r_[1.0, np.cumprod(ratio)]  # p_none[k]: no query among the first k rows
+    return float(((p_none[starts] - p_none[ends]) * group_mean).sum())
+
+
+def calibrated_budget(search: Sequence[float], report: Sequence[float], target: float,
+                      max_n: int | None = None) -> int | None:
+    """The smallest number of random queries whose expected incumbent ``report`` value
+    (:func:`expected_random_incumbent`) reaches ``target``: the query budget at which a
+    published random-search figure is matched; ``None`` if no ``n <= max_n`` reaches it."""
+    top = len(search) if max_n is None else min(max_n, len(search))
+    for n in range(1, top + 1):  # a scan, not a bisection: the report metric need not grow
+        if expected_random_incumbent(search, report, n) >= target:  # with n everywhere
+            return n
     return None
 
 
