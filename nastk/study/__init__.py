@@ -1,0 +1,1 @@
+"""Studies: many strategies x many tasks x many seeds, compared in one report."""
