@@ -1,5 +1,5 @@
 """The `nastk` command line: search, list, report, compare, supernet train, path-filter fit,
-distill, export, recipe."""
+distill, export, recipe, study."""
 
 from __future__ import annotations
 
@@ -293,6 +293,41 @@ def _cmd_path_filter_fit(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_study(args: argparse.Namespace, console: Console) -> int:
+    from nastk.config import load_config
+    from nastk.study.config import StudyConfig
+    from nastk.study.report import write_study_report
+    from nastk.study.runner import run_study
+
+    config = load_config(args.config, StudyConfig)
+    if not args.report_only:
+        try:
+            outcome = run_study(config, console=console, progress=not args.no_progress,
+                                executor=args.executor, source=args.config)
+        except KeyboardInterrupt:
+            console.print(f"interrupted: finished searches are kept under "
+                          f"{config.resolved_run_dir()}; continue with `nastk study "
+                          f"{args.config}` (finished searches are skipped, interrupted ones "
+                          "resumed)", highlight=False, soft_wrap=True)
+            return 130
+        console.print(f"{outcome.started} searches run, {outcome.skipped} already finished",
+                      highlight=False)
+    path = write_study_report(config)
+    import json
+
+    summary = json.loads((config.resolved_run_dir() / "study.json").read_text())
+    table = Table(title=f"study {config.name}: cross-task leaderboard")
+    for col in ("#", "strategy", "average rank", "mean normalised regret"):
+        table.add_column(col)
+    for i, row in enumerate(summary["leaderboard"], start=1):
+        table.add_row(str(i), row["strategy"], f"{row['average_rank']:.2f}",
+                      f"{row['mean_normalised_regret']:.4f}")
+    out = _stdout()
+    out.print(table)
+    out.print(f"report: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nastk", description="Neural architecture search: one engine, many tasks.")
@@ -404,6 +439,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only STAGE (the stages before it must be done)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_recipe)
+
+    p = sub.add_parser("study", help="run (or continue) a study: tasks x strategies x seeds, "
+                                     "one report")
+    p.add_argument("config", help="study YAML (tasks, strategies, seeds, executor)")
+    p.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="override the config's executor.kind")
+    p.add_argument("--report-only", action="store_true",
+                   help="rewrite the report from the runs' stores without running searches")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_study)
     return parser
 
 
