@@ -1,0 +1,153 @@
+"""Optuna's samplers as nastk strategies: the peers a user would otherwise pick, one line away.
+
+``strategy: {name: optuna, options: {sampler: tpe}}`` runs Optuna's TPE sampler (``tpe``: its
+default, independent per parameter; ``tpe_multivariate``: the multivariate TPE; ``gp``: the
+Gaussian-process sampler) through Optuna's ask/tell interface. Every decision of the space
+(:meth:`SearchSpace.decisions`, one per categorical choice) is one categorical parameter, so any
+space works; a sampled combination that the space rejects (a cross-dimension rule) is told
+to Optuna as failed and resampled, up to ``max_invalid`` times, then drawn uniformly.
+
+Resuming is exact without pickling Optuna's internals: the state is the record of every ask
+and tell in order, and loading it replays that record on a fresh study seeded alike, which
+leaves the sampler where it was (Optuna's samplers are deterministic given their seed and the
+same calls). It maximises the objective's score (its metric), like the other single-objective
+strategies: costs in the objective are reported, not optimised (use nsga2 for a front). Needs
+the optional extra: ``pip install -e ".[peers]"``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from nastk.errors import ConfigError
+from nastk.evaluation.result import Result
+from nastk.objective import Objective
+from nastk.space.architecture import Architecture
+from nastk.space.search_space import SearchSpace
+from nastk.strategies.base import Strategy
+
+__all__ = ["OptunaStrategy"]
+
+
+class OptunaOptions(BaseModel):
+    """Options of :class:`OptunaStrategy`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sampler: Literal["tpe", "tpe_multivariate", "gp"] = Field(
+        "tpe", description="tpe (Optuna's default sampler), tpe_multivariate, or gp")
+    n_startup_trials: int | None = Field(
+        None, ge=1, description="random trials before the model is used (default: Optuna's)")
+    max_invalid: int = Field(20, ge=1, description="resamples of a combination the space "
+                                                   "rejects before drawing uniformly")
+
+
+def _import_optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("strategy 'optuna' needs the optional package optuna: "
+                          "pip install -e \".[peers]\" (or pip install optuna)") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+class OptunaStrategy(Strategy):
+    """Optuna's TPE or GP sampler over the space's decisions, asked and told like any
+    strategy (see the module docstring)."""
+
+    Options = OptunaOptions
+
+    def __init__(self, space: SearchSpace, objective: Objective, seed: int = 0,
+                 **options: Any) -> None:
+        super().__init__(space, objective, seed, **options)
+        self._optuna = _import_optuna()
+        self._counts = space.decisions()
+        self._events: list[list[Any]] = []
+        self._new_study()
+
+    # -- the Optuna study ---------------------------------------------------------------------
+    def _new_study(self) -> None:
+        optuna = self._optuna
+        o = self.options
+        extra = {} if o.n_startup_trials is None else {"n_startup_trials": o.n_startup_trials}
+        if o.sampler == "gp":
+            sampler = optuna.samplers.GPSampler(seed=self.seed, **extra)
+        else:
+            sampler = optuna.samplers.TPESampler(seed=self.seed,
+                                                 multivariate=o.sampler == "tpe_multivariate",
+                                                 **extra)
+        self._study = optuna.create_study(direction="maximize", sampler=sampler)
+        self._dists = {f"d{i}": optuna.distributions.CategoricalDistribution(list(range(k)))
+                       for i, k in enumerate(self._counts)}
+        self._open: dict[str, list[Any]] = {}  # arch key -> its asked, untold Optuna trials
+        self._rejects = 0
+
+    def _draw(self) -> Architecture:
+        for _ in range(self.options.max_invalid):
+            trial = self._study.ask(self._dists)
+            decisions = [int(trial.params[f"d{i}"]) for i in range(len(self._counts))]
+            arch = self.space.from_decisions(decisions)
+            if self.space.is_valid(arch):
+                arch = self.space.validate(arch)
+                self._open.setdefault(arch.key, []).append(trial)
+                return arch
+            self._study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+            self._rejects += 1
+        return self.space.sample(self.rng)
+
+    def _tell(self, key: str, arch: Architecture, value: float | None) -> None:
+        optuna = self._optuna
+        trials = self._open.get(key)
+        if trials:
+            trial = trials.pop(0)
+            if value is None:
+                self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                self._study.tell(trial, value)
+            return
+        # a result of an architecture not asked for (or asked and already told): add it as
+        # a finished trial, so the sampler learns from it too
+        params = dict(enumerate(self.space.to_decisions(arch)))
+        self._study.add_trial(optuna.trial.create_trial(
+            params={f"d{i}": int(v) for i, v in params.items()}, distributions=self._dists,
+            value=value, state=(optuna.trial.TrialState.COMPLETE if value is not None
+                                else optuna.trial.TrialState.FAIL)))
+
+    # -- the strategy interface ---------------------------------------------------------------
+    def ask(self, n: int = 1) -> list[Architecture]:
+        out = [self._draw() for _ in range(n)]
+        self._events.append(["ask", [a.key for a in out]])
+        return out
+
+    def tell(self, arch: Architecture, result: Result) -> None:
+        arch = self.space.validate(arch)
+        score = self.objective.score(result)
+        value = None if score is None or not math.isfinite(score) else float(score)
+        self._tell(arch.key, arch, value)
+        self._events.append(["tell", arch.as_dict(), value])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "events": [list(e) for e in self._events]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replay every recorded ask and tell on a fresh study seeded alike."""
+        self.rng = np.random.default_rng(self.seed)
+        self._new_study()
+        self._events = []
+        for event in state["events"]:
+            if event[0] == "ask":
+                got = [a.key for a in self.ask(len(event[1]))]
+                if got != list(event[1]):
+                    raise RuntimeError("strategy 'optuna': replaying the saved asks gave other "
+                                       "architectures (a different optuna version or seed?); "
+                                       "the run cannot resume exactly")
+            else:
+                arch = self.space.validate(event[1])
+                self._tell(arch.key, arch, event[2])
+                self._events.append(["tell", arch.as_dict(), event[2]])
+        super().load_state_dict(state)
