@@ -54,10 +54,10 @@ def test_bad_tables_are_refused():
         expected_random_incumbent([1, 2], [1, 2], 3)
 
 
-def test_nb201_calibrated_budgets_and_the_benchmark_tables(tmp_path, capsys):
+def test_nb201_calibrated_budgets_and_the_benchmark_tables(tmp_path, capsys, monkeypatch):
     """The calibrated NAS-Bench-201 budgets (the n at which random search's exact expectation
     reaches the published random-search mean) and the benchmark's use of them."""
-    import importlib.util
+    import importlib
     import json
     from pathlib import Path
 
@@ -65,10 +65,9 @@ def test_nb201_calibrated_budgets_and_the_benchmark_tables(tmp_path, capsys):
 
     if nb201_data_missing():
         pytest.skip(nb201_data_missing())
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_strategies.py"
-    spec = importlib.util.spec_from_file_location("compare_strategies", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    # importable by name, so that its worker pool can pickle its functions
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    mod = importlib.import_module("compare_strategies")
     calib = mod.calibration(list(mod.PUBLISHED))
     assert {d: c["budget"] for d, c in calib.items()} == {
         "cifar10": 93, "cifar100": 83, "ImageNet16-120": 72}
