@@ -177,3 +177,18 @@ def test_the_example_study_is_valid_and_its_bounds_are_the_tables():
             column = list(tnb.column(t.name.removeprefix("tnb101_")).values())
         assert (t.optimum, t.worst) == (max(column), min(column)), t.name
     assert [t.budget["trials"] for t in cfg.tasks[:3]] == [93, 83, 72]
+
+
+def test_the_real_task_study_example_validates():
+    from nastk.build import build_components
+    from nastk.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "examples" / "study_tasks.yaml",
+                      StudyConfig)
+    runs = cfg.runs()
+    assert len(runs) == 4 * 2 * 2
+    assert {r.task for r, _ in runs} == {"classification", "segmentation", "saliency",
+                                         "detection"}
+    for _, search in runs[::4]:  # one per task: the objective's metric is the task's
+        comps = build_components(search)
+        assert comps.objective.metric in comps.task.metrics
