@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from nastk.errors import ConfigError
+from nastk.errors import ConfigError, InvalidArchitectureError
 from nastk.evaluation.result import Result
 from nastk.objective import Objective
 from nastk.space.architecture import Architecture
@@ -85,24 +85,23 @@ class OptunaStrategy(Strategy):
         self._dists = {f"d{i}": optuna.distributions.CategoricalDistribution(list(range(k)))
                        for i, k in enumerate(self._counts)}
         self._open: dict[str, list[Any]] = {}  # arch key -> its asked, untold Optuna trials
-        self._rejects = 0
 
     def _draw(self) -> Architecture:
         for _ in range(self.options.max_invalid):
             trial = self._study.ask(self._dists)
             decisions = [int(trial.params[f"d{i}"]) for i in range(len(self._counts))]
-            arch = self.space.from_decisions(decisions)
-            if self.space.is_valid(arch):
-                arch = self.space.validate(arch)
-                self._open.setdefault(arch.key, []).append(trial)
-                return arch
-            self._study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
-            self._rejects += 1
+            try:
+                arch = self.space.validate(self.space.from_decisions(decisions))
+            except InvalidArchitectureError:
+                self._study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+                continue
+            self._open.setdefault(arch.key, []).append(trial)
+            return arch
         return self.space.sample(self.rng)
 
-    def _tell(self, key: str, arch: Architecture, value: float | None) -> None:
+    def _tell(self, arch: Architecture, value: float | None) -> None:
         optuna = self._optuna
-        trials = self._open.get(key)
+        trials = self._open.get(arch.key)
         if trials:
             trial = trials.pop(0)
             if value is None:
@@ -112,11 +111,11 @@ class OptunaStrategy(Strategy):
             return
         # a result of an architecture not asked for (or asked and already told): add it as
         # a finished trial, so the sampler learns from it too
-        params = dict(enumerate(self.space.to_decisions(arch)))
         self._study.add_trial(optuna.trial.create_trial(
-            params={f"d{i}": int(v) for i, v in params.items()}, distributions=self._dists,
-            value=value, state=(optuna.trial.TrialState.COMPLETE if value is not None
-                                else optuna.trial.TrialState.FAIL)))
+            params={f"d{i}": int(v) for i, v in enumerate(self.space.to_decisions(arch))},
+            distributions=self._dists, value=value,
+            state=(optuna.trial.TrialState.COMPLETE if value is not None
+                   else optuna.trial.TrialState.FAIL)))
 
     # -- the strategy interface ---------------------------------------------------------------
     def ask(self, n: int = 1) -> list[Architecture]:
@@ -128,7 +127,7 @@ class OptunaStrategy(Strategy):
         arch = self.space.validate(arch)
         score = self.objective.score(result)
         value = None if score is None or not math.isfinite(score) else float(score)
-        self._tell(arch.key, arch, value)
+        self._tell(arch, value)
         self._events.append(["tell", arch.as_dict(), value])
 
     def state_dict(self) -> dict[str, Any]:
@@ -148,6 +147,6 @@ class OptunaStrategy(Strategy):
                                        "the run cannot resume exactly")
             else:
                 arch = self.space.validate(event[1])
-                self._tell(arch.key, arch, event[2])
+                self._tell(arch, event[2])
                 self._events.append(["tell", arch.as_dict(), event[2]])
         super().load_state_dict(state)
