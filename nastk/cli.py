@@ -312,10 +312,7 @@ def _cmd_study(args: argparse.Namespace, console: Console) -> int:
             return 130
         console.print(f"{outcome.started} searches run, {outcome.skipped} already finished",
                       highlight=False)
-    path = write_study_report(config)
-    import json
-
-    summary = json.loads((config.resolved_run_dir() / "study.json").read_text())
+    path, summary = write_study_report(config)
     table = Table(title=f"study {config.name}: cross-task leaderboard")
     for col in ("#", "strategy", "average rank", "mean normalised regret"):
         table.add_column(col)

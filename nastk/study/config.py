@@ -135,17 +135,20 @@ class StudyConfig(BaseModel):
     def seed_list(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
+    def run_dir_of(self, task: str, strategy: str, seed: int) -> Path:
+        """The run folder of one search: ``run_dir/<task>/<strategy>/seed_<k>``."""
+        return self.resolved_run_dir() / task / strategy / f"seed_{seed}"
+
     def runs(self, source: str = "study") -> list[tuple[StudyRun, SearchConfig]]:
         """Every search, validated as a search config (a bad one is named with its task,
         strategy and seed before anything runs)."""
         out = []
-        root = self.resolved_run_dir()
         for t in self.tasks:
             for s in self.strategies:
                 for seed in self.seed_list():
                     data: dict[str, Any] = {
                         "name": f"{self.name}/{t.name}/{s.key}/seed_{seed}",
-                        "run_dir": str(root / t.name / s.key / f"seed_{seed}"),
+                        "run_dir": str(self.run_dir_of(t.name, s.key, seed)),
                         "seed": seed, "plugins": self.plugins, "space": t.space,
                         "strategy": {"name": s.name, "options": s.options},
                         "evaluator": t.evaluator, "objective": t.objective,

@@ -3,7 +3,7 @@
 Everything is read back from the runs' stores, so the report of a resumed study equals the
 report of one that never stopped. Values are the task's report metric (default: the objective's
 metric) of the incumbent, the best trial by the objective so far, oriented larger-is-better (a
-minimised objective's values are negated, and the report says so).
+minimised objective's values are negated).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 
 from nastk.benchmarking import first_reach
 from nastk.objective import Objective
+from nastk.search import Budget
 from nastk.store import META_OBJECTIVE, RunStore
 from nastk.study.config import StudyConfig
 from nastk.study.stats import average_ranks, mean_normalised_regret, wilcoxon_pairs
@@ -50,16 +51,15 @@ def incumbent_curve(run_dir: Path, report_metric: str | None) -> tuple[list[floa
 def collect(config: StudyConfig) -> dict[str, Any]:
     """``{task: {"curves": {strategy: [curve per seed]}, "values": [...], "budget": n}}``;
     a curve that stopped short of the budget (a converged strategy) keeps its last value."""
-    root = config.resolved_run_dir()
     out: dict[str, Any] = {}
     for t in config.tasks:
-        budget = int(t.budget.get("trials", 50))
+        budget = Budget.model_validate(t.budget).trials  # as each of its searches reads it
         curves: dict[str, list[list[float]]] = {}
         values: list[float] = []
         for s in config.strategies:
             per_seed = []
             for seed in config.seed_list():
-                run_dir = root / t.name / s.key / f"seed_{seed}"
+                run_dir = config.run_dir_of(t.name, s.key, seed)
                 if not (run_dir / RunStore.FILENAME).is_file():
                     raise FileNotFoundError(f"study run {run_dir} has no store yet; run the "
                                             "study first")
@@ -192,9 +192,9 @@ def plot_curves(config: StudyConfig, data: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write_study_report(config: StudyConfig) -> Path:
+def write_study_report(config: StudyConfig) -> tuple[Path, dict[str, Any]]:
     """Write ``report.md``, ``study_curves.png`` and ``study.json`` into the study's folder;
-    returns the report's path."""
+    returns the report's path and the summary (what ``study.json`` holds)."""
     root = config.resolved_run_dir()
     data = collect(config)
     summary = summarize(config, data)
@@ -202,4 +202,4 @@ def write_study_report(config: StudyConfig) -> Path:
     plot_curves(config, data, root / "study_curves.png")
     path = root / "report.md"
     path.write_text(markdown(config, summary))
-    return path
+    return path, summary
