@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         print_table(d, rows, args.budget)
         results[d] = {"calibrated_budget": n_star, "at_calibrated": at_calibrated,
                       "at_budget": rows}
-        plot(d, summarize(runs, d, budget), args.out / f"regret_{d}.png")
+        plot(d, rows if budget == args.budget else summarize(runs, d, budget),
+             args.out / f"regret_{d}.png")
     (args.out / "results.json").write_text(json.dumps(
         {"budget": args.budget, "seeds": args.seeds, "calibration": calib,
          "results": results}, indent=1))
