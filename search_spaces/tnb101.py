@@ -22,6 +22,14 @@ validation figures that NAS-Bench-Suite-Zero (Krishnakumar et al., NeurIPS 2022)
 every architecture, read from its dumps in ``nas-bench-suite-zero-naslib/`` (see that folder's
 SOURCE.md): ``tnb101_micro_all_benchmarks_zen.zip`` and ``tnb101_macro_zen.zip``. Nothing is
 trained here; the spaces build no network.
+
+Costs (micro only, :func:`micro_costs`): ``params`` and ``flops`` of each task's network are
+additive over the cell's edges: a base per task (stem and the task's decoder) plus one term per
+edge that depends on its operation and on whether it leaves the cell's input node (those edges
+carry the stride of a downsampling cell). The constants reproduce, exactly and for every task,
+the FLOPs and parameter counts NAS-Bench-Suite-Zero reported for the 711 architectures of
+``zc_transbench101_micro.json`` (tests/test_tnb101.py checks all 4,977); with those 19 numbers per
+task every one of the 4,096 cells has its costs without the dump.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nastk import data_dirs
 from nastk.errors import BenchmarkDataError, InvalidArchitectureError
@@ -53,6 +61,7 @@ __all__ = [
     "TNB101MacroSpace",
     "TNB101MicroSpace",
     "find_data_dir",
+    "micro_costs",
     "tnb101_data_missing",
 ]
 
@@ -84,6 +93,27 @@ FILES: dict[str, str] = {"micro": "tnb101_micro_all_benchmarks_zen.zip",
 SIZES: dict[str, int] = {"micro": 4096, "macro": 3256}
 ENV_VAR = "NASTK_TNB101_DIR"
 
+# -- micro-cell costs -----------------------------------------------------------------------------
+# (skip_connect, nor_conv_1x1, nor_conv_3x3) per edge, for edges leaving the input node (a
+# downsampling cell's stride sits there, and its skip is a strided projection) and for the others.
+# The jigsaw network sees 3x3 tiles of the image, hence fewer FLOPs per edge; parameters per edge
+# are the same on every task. Fitted on, and exact for, NAS-Bench-Suite-Zero's reported counts.
+_EDGE_PARAMS = {"input": (173_824, 685_056, 6_124_544), "inner": (0, 857_088, 7_672_832)}
+_EDGE_FLOPS = {"input": (26_083_328, 145_391_616, 1_286_242_304),
+               "inner": (0, 170_328_064, 1_512_505_344)}
+_EDGE_FLOPS_JIGSAW = {"input": (1_630_208, 9_086_976, 80_390_144),
+                      "inner": (0, 10_645_504, 94_531_584)}
+#: task -> (params, flops) of the network whose cell has ``none`` on every edge
+_BASE_COSTS: dict[str, tuple[int, int]] = {
+    "class_scene": (51_807, 91_824_128),
+    "class_object": (70_788, 91_843_072),
+    "jigsaw": (4_628_488, 10_383_872),
+    "segmentsemantic": (11_043_665, 1_027_342_336),
+    "normal": (22_891_347, 1_714_225_152),
+    "autoencoder": (22_891_347, 1_714_225_152),
+    "room_layout": (24_105, 91_796_480),
+}
+
 
 # -- the spaces -----------------------------------------------------------------------------------
 
@@ -92,11 +122,26 @@ class _NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TNB101MicroOptions(BaseModel):
+    """Options of :class:`TNB101MicroSpace`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field("class_scene", description="the task whose network `arch_costs` counts "
+                      "(each task has its own decoder); set it to the task searched when a "
+                      "strategy prunes by cost (path_filter_search)")
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, v: str) -> str:
+        return TNB101Bench.check_task(v)
+
+
 class TNB101MicroSpace(SearchSpace):
     """TransNAS-Bench-101 micro cell: 6 edges, 4 operations each (4,096 architectures)."""
 
     name = "tnb101_micro"
-    Options = _NoOptions
+    Options = TNB101MicroOptions
 
     def __init__(self, **options: Any) -> None:
         self.options = self.Options(**options)
@@ -131,6 +176,11 @@ class TNB101MicroSpace(SearchSpace):
 
     def render(self, arch: Architecture) -> str:
         return self.to_string(arch)
+
+    def arch_costs(self, arch: Mapping[str, Any]) -> dict[str, float]:
+        """``params`` and ``flops`` of the network of the ``task`` option, without the tables
+        (strategies that prune by cost, such as ``path_filter_search``, call this)."""
+        return micro_costs(arch, self.options.task)
 
 
 class TNB101MacroSpace(SearchSpace):
@@ -205,6 +255,27 @@ class TNB101MacroSpace(SearchSpace):
 
     def render(self, arch: Architecture) -> str:
         return self.to_string(arch)
+
+
+def micro_costs(arch: Mapping[str, Any], task: str = "class_scene") -> dict[str, float]:
+    """``params`` and ``flops`` (one multiply-add = one flop) of the TransNAS-Bench-101 micro
+    network of ``arch`` on ``task``, as NAS-Bench-Suite-Zero counted them (see the module's
+    docstring)."""
+    codes = _micro_space().codes(arch)
+    params, flops = _BASE_COSTS[TNB101Bench.check_task(task)]
+    per_edge_flops = _EDGE_FLOPS_JIGSAW if task == "jigsaw" else _EDGE_FLOPS
+    for (_, source), code in zip(MICRO_EDGES, codes, strict=True):
+        if code == 0:  # none
+            continue
+        where = "input" if source == 0 else "inner"
+        params += _EDGE_PARAMS[where][code - 1]
+        flops += per_edge_flops[where][code - 1]
+    return {"params": float(params), "flops": float(flops)}
+
+
+@cache
+def _micro_space() -> TNB101MicroSpace:
+    return TNB101MicroSpace()
 
 
 def make_space(kind: SpaceKind) -> TNB101MicroSpace | TNB101MacroSpace:
@@ -337,9 +408,13 @@ class TNB101Evaluator:
     def metrics(self, arch: Architecture) -> dict[str, float]:
         return {self.metric: self.bench.value(arch, self.task)}
 
+    def costs(self, arch: Architecture) -> dict[str, float]:
+        """``params`` and ``flops`` on the task (micro; the macro dumps carry no costs)."""
+        return micro_costs(arch, self.task) if self.bench.kind == "micro" else {}
+
     def evaluate(self, arch: Architecture, checkpoint: Path | None = None) -> Result:
         self.queries += 1
-        return Result.complete(self.metrics(arch), {},
+        return Result.complete(self.metrics(arch), self.costs(arch),
                                info={"tnb101": self.bench.space.to_string(arch)})
 
 
@@ -349,8 +424,9 @@ def _evaluator(kind: SpaceKind, task: str) -> TNB101Evaluator:
 
 
 def _function(kind: SpaceKind, task: str) -> Any:
-    def evaluate(arch: Architecture) -> dict[str, float]:
-        return _evaluator(kind, task).metrics(arch)
+    def evaluate(arch: Architecture) -> tuple[dict[str, float], dict[str, float]]:
+        ev = _evaluator(kind, task)
+        return ev.metrics(arch), ev.costs(arch)
 
     metric, what = TASKS[task]
     evaluate.__doc__ = (f"TransNAS-Bench-101 {kind} look-up of {what} as `{metric}`, for "

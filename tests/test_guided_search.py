@@ -120,6 +120,21 @@ def test_path_filter_search_proposes_only_kept_architectures():
         statistics.mean(toy_score(a)["score"] for a in traj.archs[:20]) + 2
 
 
+def toy_costs_doubled(arch):
+    return {"flops": 2.0 * toy_costs(arch)["flops"]}
+
+
+def test_path_filter_search_refuses_a_cost_fn_that_disagrees_with_the_evaluator():
+    """Buckets are cut on the evaluated costs and the space pruned on cost_fn's: a cost_fn that
+    counts another network (here twice the FLOPs) is named before anything is pruned."""
+    strategy = PathFilterSearch(TOY, OBJ, 1, warmup=8, n_samples=50,
+                                cost_fn="test_guided_search:toy_costs_doubled",
+                                filter_options={"steps": 10})
+    with pytest.raises(ConfigError, match=r"evaluator reported flops = .* but the cost "
+                                          r"function says .*strategy.options.cost_fn"):
+        run_tabular(strategy, toy_eval(), OBJ, 12)
+
+
 @needs_data
 def test_guided_search_reaches_nb201_accuracy_in_fewer_queries_than_random():
     """CIFAR-10, target 93.7% (200-epoch test accuracy of the incumbent chosen by 12-epoch

@@ -138,7 +138,12 @@ def test_evaluator_and_functions_report_the_task_metric():
     r = ev.evaluate(a)
     assert r.ok and r.metrics == {"pixel_acc": pytest.approx(94.6125183)}
     assert r.info["tnb101"] == "64-41414-3_13_022" and ev.queries == 1
-    assert tnb101.micro_normal(a) == {"ssim": ev.bench.value(a, "normal")}
+    assert r.costs == tnb101.micro_costs(a, "segmentsemantic")
+    assert tnb101.micro_normal(a) == ({"ssim": ev.bench.value(a, "normal")},
+                                      tnb101.micro_costs(a, "normal"))
+    macro = TNB101MacroSpace().from_codes((3, 3, 2, 2, 2, 1))
+    assert tnb101.macro_jigsaw(macro) == ({"top1": TNB101Bench.load(kind="macro").value(
+        macro, "jigsaw")}, {})
     with pytest.raises(ValueError, match="unknown; use one of"):
         TNB101Evaluator("depth")
 
@@ -161,3 +166,64 @@ def test_the_example_search_runs_through_the_cli(tmp_path, capsys):
         assert t.result.metrics["top1"] == bench.value(t.arch, "class_scene")
     report = (tmp_path / "run" / "report.md").read_text()
     assert "64-41414-" in report  # the benchmark's strings in the leaderboard
+
+
+def test_micro_costs_by_hand():
+    """Base of the task's network plus one term per edge: edges leaving the input node (1-0,
+    2-0, 3-0) cost more FLOPs per convolution but fewer parameters than the inner ones, and
+    their skip is a strided projection; jigsaw has its own FLOPs."""
+    space = TNB101MicroSpace()
+    allconv = space.from_string("64-41414-3_33_333")
+    assert tnb101.micro_costs(allconv) == {
+        "params": 51_807 + 3 * 6_124_544 + 3 * 7_672_832,
+        "flops": 91_824_128 + 3 * 1_286_242_304 + 3 * 1_512_505_344}
+    assert tnb101.micro_costs(allconv)["flops"] == 8_488_067_072  # NASLib: 8488.067072 M
+    mixed = space.from_string("64-41414-1_02_300")  # skip 1-0, 1x1 2-1, 3x3 3-0
+    assert tnb101.micro_costs(mixed, "class_object") == {
+        "params": 70_788 + 173_824 + 857_088 + 6_124_544,
+        "flops": 91_843_072 + 26_083_328 + 170_328_064 + 1_286_242_304}
+    assert tnb101.micro_costs(mixed, "jigsaw") == {
+        "params": 4_628_488 + 173_824 + 857_088 + 6_124_544,
+        "flops": 10_383_872 + 1_630_208 + 10_645_504 + 80_390_144}
+    empty = space.from_string("64-41414-0_00_000")
+    assert tnb101.micro_costs(empty, "normal") == {"params": 22_891_347,
+                                                   "flops": 1_714_225_152}
+    # the space costs the network of its `task` option (path_filter_search reads it)
+    assert TNB101MicroSpace(task="jigsaw").arch_costs(mixed) == tnb101.micro_costs(mixed,
+                                                                                   "jigsaw")
+    assert space.arch_costs(mixed) == tnb101.micro_costs(mixed, "class_scene")
+    with pytest.raises(ValueError, match="unknown; use one of"):
+        TNB101MicroSpace(task="depth")
+
+
+@needs_data
+def test_micro_costs_equal_the_published_counts():
+    """Every (architecture, task) of zc_transbench101_micro.json: the additive model gives
+    NAS-Bench-Suite-Zero's FLOPs and parameter counts (millions, 6 decimals) exactly."""
+    path = find_data_dir() / tnb101.DATA_FOLDER / "zc_transbench101_micro.json"
+    data = json.loads(path.read_text())
+    space, n = TNB101MicroSpace(), 0
+    assert set(data) == set(TASKS)
+    for task, rows in data.items():
+        for codes, row in rows.items():
+            costs = tnb101.micro_costs(space.from_codes(tnb101._codes(codes, path, task)), task)
+            assert costs["flops"] == round(row["flops"]["score"] * 1e6), (task, codes)
+            assert costs["params"] == round(row["params"]["score"] * 1e6), (task, codes)
+            n += 1
+    assert n == 711 * 7
+
+
+@needs_data
+def test_path_filter_search_prunes_the_micro_space_by_the_task_costs():
+    """The space's `task` option makes its arch_costs count the evaluator's network."""
+    from nastk.benchmarking import run_tabular
+    from nastk.objective import Objective
+    from nastk.strategies.path_filter_search import PathFilterSearch
+
+    objective = Objective(metric="pixel_acc")
+    ev = TNB101Evaluator("segmentsemantic")
+    strategy = PathFilterSearch(TNB101MicroSpace(task="segmentsemantic"), objective, 0,
+                                warmup=20, n_samples=400, filter_options={"steps": 100})
+    traj = run_tabular(strategy, ev, objective, 40)
+    assert strategy.pruned is not None and all(strategy.pruned.is_kept(a)
+                                               for a in traj.archs[20:])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from nastk import registry
@@ -15,6 +16,9 @@ from nastk.path_filter import CostFn, PathFilter, make_path_filter
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy, draw_unseen
+
+#: relative disagreement allowed between evaluated costs and the cost function's
+COST_TOLERANCE = 0.05
 
 
 class PathFilterSearchOptions(BaseModel):
@@ -92,6 +96,7 @@ class PathFilterSearch(Strategy):
                               f"cost (costs seen: {sorted(self._warm[-1][1].costs)}); set "
                               "strategy.options.cost to one the evaluator reports")
         filt = self._make_filter()
+        self._check_cost_fn(filt, usable)
         filt.fit([a for a, _ in usable], [self.objective.score(r) for _, r in usable],
                  [r.value(o.cost) for _, r in usable])
         self.pruned = filt.prune(self.space, o.keep_ratio, cost_fn=self._cost_fn,
@@ -102,6 +107,23 @@ class PathFilterSearch(Strategy):
                                           where="strategy.options.inner_options")
         for arch, result in self._warm:
             self.inner.tell(arch, result)
+
+    def _check_cost_fn(self, filt: PathFilter, usable: list[tuple[Architecture, Result]]) -> None:
+        """The buckets are cut on the evaluated costs and the space is pruned on ``cost_fn``'s:
+        the two must agree, or the thresholds land in the wrong place."""
+        cost = self.options.cost
+        told = np.asarray([r.value(cost) for _, r in usable], dtype=np.float64)
+        fn = filt.cost_values([a for a, _ in usable], cost_fn=self._cost_fn)
+        rel = np.abs(fn - told) / np.maximum(np.abs(told), 1e-12)
+        worst = int(np.argmax(rel))
+        if rel[worst] > COST_TOLERANCE:
+            arch = usable[worst][0]
+            raise ConfigError(
+                f"path-filter search: for {self.space.render(arch) or arch.key} the evaluator "
+                f"reported {cost} = {told[worst]:.6g} but the cost function says "
+                f"{fn[worst]:.6g}; the filter would prune at the wrong costs. Make them count "
+                "the same network (e.g. the space's task option) or set "
+                "strategy.options.cost_fn")
 
     # -- ask / tell ---------------------------------------------------------------------------
     def ask(self, n: int = 1) -> list[Architecture]:
