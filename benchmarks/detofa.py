@@ -127,11 +127,9 @@ def front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 def hypervolume(points: list[tuple[float, float]], ref_flops: float) -> float:
     """Area dominated by a front of (flops, ap) points inside [0, ref_flops] x [0, inf), with
     FLOPs normalised by ``ref_flops`` (reference point: AP 0 at ``ref_flops``)."""
-    total, prev = 0.0, 0.0
-    for f, a in front([p for p in points if p[0] <= ref_flops]):
-        total += (1.0 - f / ref_flops) * max(a - prev, 0.0)
-        prev = max(prev, a)
-    return total
+    from nastk.pareto import hypervolume as exact
+
+    return exact([(1.0 - f / ref_flops, a) for f, a in points], (0.0, 0.0))
 
 
 def best_within(points: list[tuple[float, float]], budget: float) -> float:

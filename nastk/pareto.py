@@ -63,3 +63,39 @@ def crowding_distance(points: np.ndarray) -> np.ndarray:
             continue
         dist[order[1:-1]] += (pts[order[2:], k] - pts[order[:-2], k]) / (hi - lo)
     return dist
+
+
+def hypervolume(points: Sequence[Sequence[float]] | np.ndarray,
+                ref: Sequence[float]) -> float:
+    """Volume of the region dominated by ``points`` and dominating ``ref`` (every entry
+    larger-is-better; points not strictly better than ``ref`` everywhere add nothing). Exact:
+    a sweep in two dimensions, slices along the last dimension above that (fine for the fronts
+    of a search, a few hundred points in two or three objectives)."""
+    r = np.asarray(ref, dtype=float).reshape(-1)
+    pts = np.asarray(points, dtype=float).reshape(-1, r.size) if len(points) else \
+        np.zeros((0, r.size))
+    pts = pts[np.all(pts > r, axis=1)]
+    if len(pts) == 0:
+        return 0.0
+    return _hv(pts[pareto_mask(pts)], r)
+
+
+def _hv(pts: np.ndarray, ref: np.ndarray) -> float:
+    if ref.size == 1:
+        return float(pts[:, 0].max() - ref[0])
+    if ref.size == 2:
+        area, top = 0.0, ref[1]
+        for x, y in sorted(map(tuple, pts), key=lambda p: (-p[0], -p[1])):
+            if y > top:
+                area += (x - ref[0]) * (y - top)
+                top = y
+        return float(area)
+    # slice along the last dimension: between consecutive levels, the (m-1)-dimensional
+    # volume of the points at or above the upper level
+    levels = np.unique(pts[:, -1])[::-1]
+    volume = 0.0
+    for i, level in enumerate(levels):
+        below = levels[i + 1] if i + 1 < len(levels) else ref[-1]
+        above = pts[pts[:, -1] >= level][:, :-1]
+        volume += _hv(above[pareto_mask(above)], ref[:-1]) * (level - below)
+    return float(volume)

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal
 
 import networkx as nx
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from nastk import data_dirs
@@ -109,6 +109,14 @@ class NB201Space(SearchSpace):
 
         channels: int = Field(16, ge=1, description="channels of the first stage (then x2, x4)")
         cells_per_stage: int = Field(5, ge=1, description="cells in each of the three stages")
+        dataset: str = Field("cifar10", description="the data set whose network `arch_costs` "
+                             "counts (input size and classes differ); set it to the one searched "
+                             "when a strategy prunes by cost (path_filter_search)")
+
+        @field_validator("dataset")
+        @classmethod
+        def _dataset(cls, v: str) -> str:
+            return canonical_dataset(v)
 
     def __init__(self, **options: Any) -> None:
         self.options = self.Options(**options)
@@ -163,9 +171,10 @@ class NB201Space(SearchSpace):
         return nx.has_path(self.graph(arch), 0, 3)
 
     def arch_costs(self, arch: Mapping[str, Any]) -> dict[str, float]:
-        """``params`` and ``flops`` of the CIFAR-10 network, without building it (strategies
-        that prune by cost, such as ``path_filter_search``, call this for unseen candidates)."""
-        return architecture_costs(arch, "cifar10", self.options.channels,
+        """``params`` and ``flops`` of the network for the ``dataset`` option (CIFAR-10 by
+        default), without building it (strategies that prune by cost, such as
+        ``path_filter_search``, call this for unseen candidates)."""
+        return architecture_costs(arch, self.options.dataset, self.options.channels,
                                   self.options.cells_per_stage)
 
     # -- the network --------------------------------------------------------------------------

@@ -88,6 +88,11 @@ def test_additive_cost_model_equals_fvcore_on_built_networks():
         costs = architecture_costs(arch, dataset)
         assert costs["params"] == count_params(model)
         assert costs["flops"] == count_flops(model, (3, res, res))
+        # the space costs the network of its `dataset` option (CIFAR-10 by default)
+        assert NB201Space(dataset=dataset).arch_costs(arch) == costs
+    assert space.arch_costs(arch) == architecture_costs(arch, "cifar10")
+    with pytest.raises(ValueError, match="unknown; use one of"):
+        NB201Space(dataset="mnist")
 
 
 def test_missing_data_says_where_to_put_it(tmp_path):

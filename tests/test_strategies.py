@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from nastk.errors import ConfigError, InvalidArchitectureError
 from nastk.evaluation.result import Result
 from nastk.objective import Objective
-from nastk.pareto import dominates, pareto_mask
+from nastk.pareto import dominates, hypervolume, pareto_mask
 from nastk.registry import STRATEGIES, instantiate, summary
 from nastk.space import Architecture, Categorical, CellDAG, IntRange, SearchSpace, StageList
 from nastk.strategies.base import Strategy
@@ -241,16 +241,6 @@ def make_moo_problem(seed: int) -> tuple[SearchSpace, Callable[[Architecture], R
                                for g, c in pts for j in range(nopt)}), dtype=float)
         pts = {(int(g), int(c)) for g, c in arr[pareto_mask(arr)]}
     return space, fn, sorted(pts)
-
-
-def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
-    """Area dominated by ``points`` (both coordinates maximised) above ``ref``."""
-    area, top = 0.0, ref[1]
-    for x, y in sorted(points, key=lambda p: -p[0]):
-        if x > ref[0] and y > top:
-            area += (x - ref[0]) * (y - top)
-            top = y
-    return area
 
 
 MOO_OBJECTIVE = Objective(metric="gain", costs=("cost",))

@@ -100,6 +100,52 @@ def test_study_runs_every_search_and_reports(tmp_path, capsys):
     assert (tmp_path / "run" / "report.md").read_text() == report
 
 
+def staircase(points, ref):
+    """2-D hypervolume (both maximised) by summing the strips under the sorted front."""
+    front, area = [], 0.0
+    for x, y in sorted(points, reverse=True):
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    for i, (x, y) in enumerate(front):
+        area += (x - ref) * (y - (front[i - 1][1] if i else ref))
+    return area
+
+
+@needs_data
+def test_a_multi_objective_task_gets_hypervolumes(tmp_path):
+    """Objective with costs: each run's hypervolume of (top1, -flops), normalised by the task's
+    extremes, equals a hand staircase; NSGA-II's front beats random search's on average here,
+    and a task without costs gets no hypervolume."""
+    data = study_dict(tmp_path / "run", trials=40, seeds=2)
+    data["tasks"][0]["objective"] = {"metric": "top1", "costs": ["flops"]}
+    data["strategies"] = [{"name": "random"},
+                          {"name": "nsga2", "options": {"population": 10}}]
+    cfg = write(tmp_path, "s.yaml", data)
+    assert main(["study", str(cfg), "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "run" / "study.json").read_text())
+    vecs = {}
+    for s in ("random", "nsga2"):
+        for seed in range(2):
+            with RunStore.open_existing(tmp_path / "run" / "tnb_scene" / s /
+                                        f"seed_{seed}") as store:
+                vecs[s, seed] = [(t.result.metrics["top1"], -t.result.costs["flops"])
+                                 for t in store.finished()]
+    every = [v for vs in vecs.values() for v in vs]
+    lo = [min(v[i] for v in every) for i in (0, 1)]
+    hi = [max(v[i] for v in every) for i in (0, 1)]
+    for s in ("random", "nsga2"):
+        hvs = [staircase([tuple((v[i] - lo[i]) / (hi[i] - lo[i]) for i in (0, 1))
+                          for v in vecs[s, seed]], -0.1) for seed in range(2)]
+        row = summary["tasks"]["tnb_scene"]["strategies"][s]
+        assert row["hypervolume"] == pytest.approx(sum(hvs) / 2)
+        assert 0.0 < row["hypervolume"] <= 1.21
+        assert "hypervolume" not in summary["tasks"]["nb201_c10"]["strategies"][s]
+    assert summary["hypervolume_tasks"] == ["tnb_scene"]
+    assert [r["strategy"] for r in summary["hypervolume_leaderboard"]] == ["nsga2", "random"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Hypervolume leaderboard" in report and "hypervolume (mean +- std)" in report
+
+
 @needs_data
 def test_interrupted_searches_are_resumed_and_the_report_equals_an_uninterrupted_one(
         tmp_path, capsys):

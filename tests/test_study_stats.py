@@ -56,3 +56,14 @@ def test_wilcoxon_exact_p_values_by_hand():
 def test_every_task_needs_every_strategy():
     with pytest.raises(ValueError, match="every task needs every strategy"):
         average_ranks({"t1": {"a": [1.0]}, "t2": {"b": [1.0]}})
+
+
+def test_normalised_hypervolume_by_hand():
+    """Entries normalised between the worst and best of all runs, reference -0.1: run a spans
+    the two extremes (0, 1) and (1, 0): 1.1 * 0.1 + 0.1 * 1.0; run b holds the ideal (1, 1):
+    1.1 * 1.1; an empty run has none."""
+    from nastk.study.report import normalised_hypervolumes
+
+    hv = normalised_hypervolumes({"a": [[(0.0, 0.0), (10.0, -5.0)]], "b": [[(10.0, 0.0)], []]})
+    assert hv["a"] == [pytest.approx(0.21)]
+    assert hv["b"] == [pytest.approx(1.21), 0.0]

@@ -1,9 +1,16 @@
-"""A study's report: curves, final table, queries to target, leaderboard and paired tests.
+"""A study's report: curves, final table, queries to target, leaderboard and paired tests, and
+the hypervolume of multi-objective tasks.
 
 Everything is read back from the runs' stores, so the report of a resumed study equals the
 report of one that never stopped. Values are the task's report metric (default: the objective's
 metric) of the incumbent, the best trial by the objective so far, oriented larger-is-better (a
 minimised objective's values are negated).
+
+A task whose objective names costs (``objective: {metric: ..., costs: [flops]}``) also gets each
+run's hypervolume: of the objective vectors (the metric and the negated costs) of all its
+finished trials, each entry normalised to [0, 1] between the worst and best value that any run of
+the task reached, with the reference point 0.1 below the worst in every entry (so the extreme
+points count); 1.21 would be a single point best in both of two objectives.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import numpy as np
 
 from nastk.benchmarking import first_reach
 from nastk.objective import Objective
+from nastk.pareto import hypervolume
 from nastk.search import Budget
 from nastk.store import META_OBJECTIVE, RunStore
 from nastk.study.config import StudyConfig
@@ -26,16 +34,22 @@ from nastk.study.stats import average_ranks, mean_normalised_regret, wilcoxon_pa
 __all__ = ["collect", "write_study_report"]
 
 
-def incumbent_curve(run_dir: Path, report_metric: str | None) -> tuple[list[float], list[float]]:
-    """The report metric of the incumbent after every finished trial of a run, and the report
-    metric of every trial that has one (both oriented larger-is-better)."""
+#: reference point of the normalised hypervolume, in every entry
+HV_REFERENCE = -0.1
+
+
+def read_run(run_dir: Path, report_metric: str | None
+             ) -> tuple[list[float], list[float], list[tuple[float, ...]]]:
+    """The report metric of the incumbent after every finished trial of a run, the report
+    metric of every trial that has one (both oriented larger-is-better), and, when the
+    objective has costs, the objective vector of every usable trial."""
     with RunStore.open_existing(run_dir) as store:
         objective = Objective.model_validate(store.get_meta(META_OBJECTIVE))
         trials = store.finished()
     metric = report_metric or objective.metric
     sign = 1.0 if objective.direction == "max" else -1.0
     best, best_value = -math.inf, math.nan
-    curve, values = [], []
+    curve, values, vectors = [], [], []
     for t in trials:
         score = objective.score(t.result) if t.result is not None else None
         value = t.result.value(metric) if t.result is not None else None
@@ -45,32 +59,58 @@ def incumbent_curve(run_dir: Path, report_metric: str | None) -> tuple[list[floa
             best = score
             best_value = sign * value if value is not None else math.nan
         curve.append(best_value)
-    return curve, values
+        vec = objective.vector(t.result) if objective.costs and t.result is not None else None
+        if vec is not None:
+            vectors.append(vec)
+    return curve, values, vectors
+
+
+def normalised_hypervolumes(fronts: dict[str, list[list[tuple[float, ...]]]]
+                            ) -> dict[str, list[float]]:
+    """``{strategy: [objective vectors of each seed's run]}`` -> each run's hypervolume after
+    normalising every entry between the worst and best value of all runs (see the module's
+    docstring)."""
+    every = [v for runs in fronts.values() for vecs in runs for v in vecs]
+    if not every:
+        return {s: [math.nan] * len(runs) for s, runs in fronts.items()}
+    arr = np.asarray(every, dtype=float)
+    lo, hi = arr.min(axis=0), arr.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    ref = np.full(arr.shape[1], HV_REFERENCE)
+    return {s: [hypervolume((np.asarray(vecs, dtype=float) - lo) / span, ref) if vecs
+                else 0.0 for vecs in runs] for s, runs in fronts.items()}
 
 
 def collect(config: StudyConfig) -> dict[str, Any]:
-    """``{task: {"curves": {strategy: [curve per seed]}, "values": [...], "budget": n}}``;
-    a curve that stopped short of the budget (a converged strategy) keeps its last value."""
+    """``{task: {"curves": {strategy: [curve per seed]}, "values": [...], "budget": n,
+    "vectors": {strategy: [objective vectors per seed]}}}`` (vectors only for a task whose
+    objective has costs); a curve that stopped short of the budget (a converged strategy) keeps
+    its last value."""
     out: dict[str, Any] = {}
     for t in config.tasks:
         budget = Budget.model_validate(t.budget).trials  # as each of its searches reads it
         curves: dict[str, list[list[float]]] = {}
+        vectors: dict[str, list[list[tuple[float, ...]]]] = {}
         values: list[float] = []
         for s in config.strategies:
-            per_seed = []
+            per_seed, vecs_per_seed = [], []
             for seed in config.seed_list():
                 run_dir = config.run_dir_of(t.name, s.key, seed)
                 if not (run_dir / RunStore.FILENAME).is_file():
                     raise FileNotFoundError(f"study run {run_dir} has no store yet; run the "
                                             "study first")
-                curve, vals = incumbent_curve(run_dir, t.report_metric)
+                curve, vals, vecs = read_run(run_dir, t.report_metric)
                 if not curve:
                     raise ValueError(f"study run {run_dir} has no finished trial")
                 curve = (curve + curve[-1:] * budget)[:budget]
                 per_seed.append(curve)
+                vecs_per_seed.append(vecs)
                 values += vals
             curves[s.key] = per_seed
+            vectors[s.key] = vecs_per_seed
         out[t.name] = {"curves": curves, "values": values, "budget": budget}
+        if t.objective.get("costs"):
+            out[t.name]["vectors"] = vectors
     return out
 
 
@@ -85,11 +125,14 @@ def summarize(config: StudyConfig, data: dict[str, Any]) -> dict[str, Any]:
     """The numbers of the report (also written to ``study.json``)."""
     tasks: dict[str, Any] = {}
     finals: dict[str, dict[str, list[float]]] = {}
+    hvs: dict[str, dict[str, list[float]]] = {}
     for t in config.tasks:
         d = data[t.name]
         target, why = _target(t, d["values"])
         rows = {}
         finals[t.name] = {}
+        if "vectors" in d:
+            hvs[t.name] = normalised_hypervolumes(d["vectors"])
         for s, per_seed in d["curves"].items():
             arr = np.asarray(per_seed, dtype=float)
             final = arr[:, -1]
@@ -101,6 +144,11 @@ def summarize(config: StudyConfig, data: dict[str, Any]) -> dict[str, Any]:
                        "median_queries_to_target": float(np.median(censored)),
                        "reached": int(sum(q is not None for q in reach)),
                        "seeds": len(final)}
+            if t.name in hvs:
+                hv = np.asarray(hvs[t.name][s], dtype=float)
+                rows[s]["hypervolume"] = float(hv.mean())
+                rows[s]["hypervolume_std"] = (float(hv.std(ddof=1)) if len(hv) > 1
+                                              else math.nan)
         pairs = wilcoxon_pairs(finals[t.name]) if len(config.seed_list()) > 1 else {}
         tasks[t.name] = {"budget": d["budget"], "target": target, "target_from": why,
                          "optimum": t.optimum, "strategies": rows,
@@ -109,9 +157,18 @@ def summarize(config: StudyConfig, data: dict[str, Any]) -> dict[str, Any]:
     regret = mean_normalised_regret(finals, {t.name: t.optimum for t in config.tasks},
                                     {t.name: t.worst for t in config.tasks})
     board = sorted(ranks, key=lambda s: (ranks[s], regret[s]))
-    return {"name": config.name, "seeds": config.seed_list(), "tasks": tasks,
-            "leaderboard": [{"strategy": s, "average_rank": ranks[s],
-                             "mean_normalised_regret": regret[s]} for s in board]}
+    out = {"name": config.name, "seeds": config.seed_list(), "tasks": tasks,
+           "leaderboard": [{"strategy": s, "average_rank": ranks[s],
+                            "mean_normalised_regret": regret[s]} for s in board]}
+    if hvs:
+        hv_ranks = average_ranks(hvs)
+        mean_hv = {s: float(np.mean([np.mean(per[s]) for per in hvs.values()]))
+                   for s in hv_ranks}
+        out["hypervolume_leaderboard"] = [
+            {"strategy": s, "average_rank": hv_ranks[s], "mean_hypervolume": mean_hv[s]}
+            for s in sorted(hv_ranks, key=lambda s: (hv_ranks[s], -mean_hv[s]))]
+        out["hypervolume_tasks"] = sorted(hvs)
+    return out
 
 
 def _fmt(v: float, digits: int = 4) -> str:
@@ -134,6 +191,18 @@ def markdown(config: StudyConfig, summary: dict[str, Any]) -> str:
     for i, row in enumerate(summary["leaderboard"], start=1):
         lines.append(f"| {i} | {row['strategy']} | {row['average_rank']:.2f} | "
                      f"{row['mean_normalised_regret']:.4f} |")
+    if "hypervolume_leaderboard" in summary:
+        lines += ["", "## Hypervolume leaderboard", "",
+                  "Over the tasks whose objective has costs "
+                  f"({', '.join(summary['hypervolume_tasks'])}): "
+                  "average rank by the mean hypervolume of each run's evaluated "
+                  "architectures (metric and costs, each normalised to [0, 1] between the worst "
+                  "and best value the task's runs reached; reference point "
+                  f"{HV_REFERENCE} in every entry), and the mean hypervolume.", "",
+                  "| # | strategy | average rank | mean hypervolume |", "|---|---|---|---|"]
+        for i, row in enumerate(summary["hypervolume_leaderboard"], start=1):
+            lines.append(f"| {i} | {row['strategy']} | {row['average_rank']:.2f} | "
+                         f"{row['mean_hypervolume']:.4f} |")
     lines += ["", "![best-so-far curves](study_curves.png)", ""]
     for t in config.tasks:
         s = summary["tasks"][t.name]
@@ -144,11 +213,17 @@ def markdown(config: StudyConfig, summary: dict[str, Any]) -> str:
                   + (f", optimum {_fmt(t.optimum, 6)}" if t.optimum is not None else "") + ".",
                   "", "| strategy | final (mean +- std) | queries to target (median; reached) |",
                   "|---|---|---|"]
+        multi = t.name in summary.get("hypervolume_tasks", [])
+        if multi:
+            lines[-2] += " hypervolume (mean +- std) |"
+            lines[-1] += "---|"
         for name, r in s["strategies"].items():
             med = r["median_queries_to_target"]
             med_text = f">{s['budget']}" if med > s["budget"] else f"{med:.0f}"
             lines.append(f"| {name} | {_fmt(r['mean'], 6)} +- {_fmt(r['std'], 3)} | "
-                         f"{med_text}; {r['reached']}/{r['seeds']} |")
+                         f"{med_text}; {r['reached']}/{r['seeds']} |"
+                         + (f" {r['hypervolume']:.4f} +- {_fmt(r['hypervolume_std'], 3)} |"
+                            if multi else ""))
         if s["wilcoxon"]:
             lines += ["", "Paired two-sided Wilcoxon signed-rank tests over seeds (final "
                       "values; mean difference first minus second):", "",
