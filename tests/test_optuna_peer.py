@@ -81,3 +81,40 @@ def test_missing_optuna_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(ConfigError, match=r'pip install -e "\.\[peers\]"'):
         OptunaStrategy(SPACE, Objective(metric="score"), seed=0)
+
+
+def macro_value(space, arch) -> float:
+    codes = space.codes(arch)
+    return float(sum(codes)) + 0.1 * codes[0]
+
+
+def test_a_constrained_space_is_searched_by_the_sampler_not_by_uniform_fallbacks(monkeypatch):
+    """tnb101_macro rejects about half of the decision combinations. Rejected draws are told
+    with the worst value so far, so TPE moves off them: in 100 asks none ends as a uniform
+    draw (told as failed, 47 did), and the run resumes exactly."""
+    from search_spaces.tnb101 import TNB101MacroSpace
+
+    space = TNB101MacroSpace()
+    uniform = []
+    real_sample = space.sample
+    monkeypatch.setattr(space, "sample", lambda rng: uniform.append(1) or real_sample(rng))
+    objective = Objective(metric="s")
+
+    def run(strategy, n):
+        keys = []
+        for _ in range(n):
+            a = strategy.ask(1)[0]
+            strategy.tell(a, Result.complete({"s": macro_value(space, a)}))
+            keys.append(a.key)
+        return keys
+
+    whole = OptunaStrategy(space, objective, seed=0, sampler="tpe")
+    keys = run(whole, 100)
+    completed = sum(t.state == optuna.trial.TrialState.COMPLETE for t in whole._study.trials)
+    assert completed > 100  # the 100 told results plus the penalised rejects
+    assert uniform == []
+    first = OptunaStrategy(space, objective, seed=0, sampler="tpe")
+    assert run(first, 60) == keys[:60]
+    resumed = OptunaStrategy(space, objective, seed=0, sampler="tpe")
+    resumed.load_state_dict(first.state_dict())
+    assert run(resumed, 40) == keys[60:]
