@@ -222,7 +222,18 @@ def test_the_example_study_is_valid_and_its_bounds_are_the_tables():
         else:
             column = list(tnb.column(t.name.removeprefix("tnb101_")).values())
         assert (t.optimum, t.worst) == (max(column), min(column)), t.name
+        # the space's cost model counts the network the evaluator reports
+        assert t.objective["costs"] == ["flops"]
+        option = t.space["options"]["dataset" if t.name in datasets else "task"]
+        assert option == datasets.get(t.name, t.name.removeprefix("tnb101_")), t.name
     assert [t.budget["trials"] for t in cfg.tasks[:3]] == [93, 83, 72]
+    # every built-in strategy, and the three peers
+    from nastk import registry
+
+    built_in = {n for n in registry.STRATEGIES.names()
+                if registry.STRATEGIES.source(n).endswith("(entry point)")}
+    assert {s.name for s in cfg.strategies} == built_in
+    assert sum(s.name == "optuna" for s in cfg.strategies) == 3
 
 
 def test_the_real_task_study_example_validates():
