@@ -98,6 +98,13 @@ def test_study_runs_every_search_and_reports(tmp_path, capsys):
     assert main(["study", str(cfg), "--no-progress"]) == 0
     assert "0 searches run, 12 already finished" in capsys.readouterr().err
     assert (tmp_path / "run" / "report.md").read_text() == report
+    # an edited task does not pass its old finished runs off as its own: named, nothing runs
+    edited = study_dict(tmp_path / "run")
+    edited["tasks"][0]["objective"] = {"metric": "top1", "costs": ["flops"]}
+    assert main(["study", str(write(tmp_path, "e.yaml", edited)), "--no-progress"]) != 0
+    err = capsys.readouterr().err
+    assert "tnb_scene/random/seed_0 was made by another config" in err and "objective" in err
+    assert (tmp_path / "run" / "report.md").read_text() == report
 
 
 def staircase(points, ref):

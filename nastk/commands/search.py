@@ -79,21 +79,29 @@ def open_run_store(config: SearchConfig, run_dir: Path, resume: bool,
         store.close()
         raise StoreError(f"run directory {run_dir} already holds a run. Pass --resume to "
                          "continue it, or choose another run_dir (--run-dir).")
-    identity = normalized_identity({k: v for k, v in identity.items()
-                                    if k not in IDENTITY_EXCLUDES})
-    if identity != config.identity():
-        changes = config_changes(identity, config.identity())
+    differs = identity_differences(identity, config)
+    if differs:
         store.close()
-        shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more"
-                                           if len(changes) > 6 else "")
         raise StoreError(f"--resume: the config differs from the one {run_dir} was started with "
-                         f"in {sorted({c.split('.')[0].split(':')[0] for c in changes})}: "
-                         f"{shown}. Only budget, name, keep_checkpoints and executor may "
+                         f"{differs}. Only budget, name, keep_checkpoints and executor may "
                          "change. Use the original config, or a new run_dir.")
     store.set_meta(META_CONFIG, config.model_dump(mode="json"))
     if store.get_meta(META_OBJECTIVE) is None or store.get_meta(META_RUN) is None:
         _describe(store, config, objective)  # a store written before runs described themselves
     return store
+
+
+def identity_differences(stored: dict[str, Any], config: SearchConfig) -> str | None:
+    """``None`` when a run's stored identity is ``config``'s (budget, name, run_dir,
+    keep_checkpoints and executor aside), else the differences in words."""
+    identity = normalized_identity({k: v for k, v in stored.items()
+                                    if k not in IDENTITY_EXCLUDES})
+    if identity == config.identity():
+        return None
+    changes = config_changes(identity, config.identity())
+    shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more"
+                                       if len(changes) > 6 else "")
+    return f"in {sorted({c.split('.')[0].split(':')[0] for c in changes})}: {shown}"
 
 
 def config_changes(before: Any, after: Any, path: str = "") -> list[str]:

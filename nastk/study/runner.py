@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 
 from nastk.config import SearchConfig
-from nastk.errors import NastkError
+from nastk.errors import NastkError, StoreError
 from nastk.evaluation.result import Status
 from nastk.progress import ProgressView
 from nastk.store import RunStore
@@ -38,9 +38,17 @@ def run_state(config: SearchConfig) -> str:
     path = config.resolved_run_dir() / RunStore.FILENAME
     if not path.is_file():
         return "new"
+    from nastk.commands.search import identity_differences
+
     with RunStore.open_existing(config.resolved_run_dir()) as store:
         n = store.count(Status.COMPLETE, Status.FAILED)
         converged = bool(store.get_meta("study_converged", False))
+        identity = store.get_meta("identity")
+    differs = identity_differences(identity, config) if identity is not None else None
+    if differs:  # a finished run of another config would be skipped and reported as this one
+        raise StoreError(f"study run {config.resolved_run_dir()} was made by another config "
+                         f"{differs}. Delete that folder to rerun it, or give the study another "
+                         "run_dir.")
     return "done" if n >= config.budget.trials or converged else "partial"
 
 
