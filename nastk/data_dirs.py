@@ -8,12 +8,12 @@ repository, and ``./data``.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nastk.errors import BenchmarkDataError
 
-__all__ = ["candidate_dirs", "find_data_dir"]
+__all__ = ["candidate_dirs", "find_data_dir", "missing_reason"]
 
 
 def candidate_dirs(env_var: str) -> list[Path]:
@@ -40,3 +40,13 @@ def find_data_dir(data_dir: str | Path | None, env_var: str, required: Sequence[
     raise BenchmarkDataError(
         f"{what} not found (looked for {' and '.join(required)} in: {looked}). {layout} in one "
         f"folder and pass it as data_dir, or set {env_var}=/path/to/that/folder.")
+
+
+def missing_reason(find: Callable[[], Path]) -> str | None:
+    """``None`` when ``find()`` (a benchmark's own ``find_data_dir``) finds its folder, else the
+    reason it gives (for test skips)."""
+    try:
+        find()
+    except BenchmarkDataError as err:
+        return str(err)
+    return None

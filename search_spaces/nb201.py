@@ -318,11 +318,7 @@ def find_data_dir(data_dir: str | Path | None = None) -> Path:
 
 def nb201_data_missing() -> str | None:
     """``None`` when the benchmark tables are found, else the reason (for test skips)."""
-    try:
-        find_data_dir()
-    except BenchmarkDataError as err:
-        return str(err)
-    return None
+    return data_dirs.missing_reason(find_data_dir)
 
 
 def _parse_trusted(text: str, path: Path, pos: int) -> Architecture:

@@ -147,6 +147,7 @@ def summarize(config: StudyConfig, data: dict[str, Any]) -> dict[str, Any]:
             if t.name in hvs:
                 hv = np.asarray(hvs[t.name][s], dtype=float)
                 rows[s]["hypervolume"] = float(hv.mean())
+                rows[s]["hypervolume_per_seed"] = hv.tolist()
                 rows[s]["hypervolume_std"] = (float(hv.std(ddof=1)) if len(hv) > 1
                                               else math.nan)
         pairs = wilcoxon_pairs(finals[t.name]) if len(config.seed_list()) > 1 else {}
@@ -167,7 +168,7 @@ def summarize(config: StudyConfig, data: dict[str, Any]) -> dict[str, Any]:
         out["hypervolume_leaderboard"] = [
             {"strategy": s, "average_rank": hv_ranks[s], "mean_hypervolume": mean_hv[s]}
             for s in sorted(hv_ranks, key=lambda s: (hv_ranks[s], -mean_hv[s]))]
-        out["hypervolume_tasks"] = sorted(hvs)
+        out["hypervolume_tasks"] = list(hvs)  # in the config's order
     return out
 
 
