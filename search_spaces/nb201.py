@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -258,6 +258,22 @@ class NB201Network(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.last(self.layers(self.stem(x)))
+
+
+#: NASLib's NAS-Bench-201 operation indices (its ``op_indices``, e.g. in NAS-Bench-Suite-Zero)
+NASLIB_OPS: tuple[str, ...] = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1",
+                               "avg_pool_3x3")
+
+
+def from_naslib(space: NB201Space, indices: str | Sequence[int]) -> Architecture:
+    """The architecture of NASLib's ``op_indices`` (a tuple, or its text ``'(0, 2, 3, 2, 3,
+    1)'``): edges (1,2), (1,3), (1,4), (2,3), (2,4), (3,4) of its 1-based nodes."""
+    if isinstance(indices, str):
+        indices = [int(c) for c in indices.strip().strip("()").split(",") if c.strip()]
+    t = [NASLIB_OPS[int(i)] for i in indices]
+    if len(t) != 6:
+        raise InvalidArchitectureError(f"NASLib op indices {indices!r}: expected 6")
+    return space.from_string(f"|{t[0]}~0|+|{t[1]}~0|{t[3]}~1|+|{t[2]}~0|{t[4]}~1|{t[5]}~2|")
 
 
 # -- costs ----------------------------------------------------------------------------------------

@@ -1,0 +1,9 @@
+"""Zero-cost proxies (synflow, jacov, nwot, snip, grad_norm, params, flops) of any space's
+network on any task's input, and the predictors built on them (``zero_cost``,
+``with_proxies``)."""
+
+from predictors.zero_cost.predictors import ProxyFeaturesPredictor, ZeroCostPredictor
+from predictors.zero_cost.proxies import PROXIES
+from predictors.zero_cost.scorer import ZeroCostScorer
+
+__all__ = ["PROXIES", "ProxyFeaturesPredictor", "ZeroCostPredictor", "ZeroCostScorer"]
