@@ -356,6 +356,31 @@ def test_rl_failed_results_are_skipped_and_foreign_results_used() -> None:
     assert rl.updates == 1 and rl._buffer == [] and rl.history == [pytest.approx(4.0)]
 
 
+def test_rl_never_proposes_what_it_has_evaluated_and_learns_from_its_repeats() -> None:
+    """27 architectures, 20 queries: a search that learns quickly samples many it knows; it
+    proposes none of them again (the engine would answer them from the store, one wasted ask
+    and one saved state each), it feeds their known rewards to the policy instead, and asked
+    for 7 when 7 are left it proposes exactly those."""
+    space = SearchSpace([Categorical(f"d{i}", [0, 1, 2]) for i in range(3)], name="tiny")
+    rl = RLController(space, OBJECTIVE, seed=0, batch_size=4, lr=0.2)
+    evaluated: set[str] = set()
+    for _ in range(20):
+        (arch,) = rl.ask(1)
+        assert arch.key not in evaluated
+        evaluated.add(arch.key)
+        rl.tell(arch, Result.complete({"score": float(sum(arch.values()))}))
+    assert rl.known_samples > 0
+    assert rl.updates > 20 // 4  # the known rewards made extra updates
+    batch = rl.ask(7)
+    assert len({a.key for a in batch}) == 7 and not {a.key for a in batch} & evaluated
+    for a in batch[:-1]:
+        rl.tell(a, Result.complete({"score": float(sum(a.values()))}))
+    rl.tell(batch[-1], Result.failed("boom"))  # failed: known, never proposed again either
+    everything = {space.validate(dict(zip(["d0", "d1", "d2"], c, strict=True))).key
+                  for c in itertools.product([0, 1, 2], repeat=3)}
+    assert len(everything - evaluated - {a.key for a in batch}) == 0
+
+
 def test_rl_policy_building_leaves_global_rng_alone() -> None:
     torch.manual_seed(0)
     expected = torch.rand(3)

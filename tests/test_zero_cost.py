@@ -92,6 +92,12 @@ def test_scores_are_seeded_and_deterministic():
     other = ZeroCostScorer(space, small_task(), names, batch_size=16, seed=4).score(arch)
     assert other["params"] == first["params"] and other["flops"] == first["flops"]
     assert other["grad_norm"] != first["grad_norm"] and other["nwot"] != first["nwot"]
+    # another task (here: more classes, so another head) is another cache entry
+    wider = registry.instantiate(registry.TASKS, "classification",
+                                 {"dataset": "glyphs", "n_samples": 200, "num_classes": 20},
+                                 where="task.options")
+    assert (ZeroCostScorer(space, wider, ["params"], batch_size=16, seed=3).score(arch)["params"]
+            > first["params"])
     with pytest.raises(ValueError, match="unknown"):
         ZeroCostScorer(space, small_task(), ["zen"])
 

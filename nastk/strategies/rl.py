@@ -17,7 +17,7 @@ from nastk.evaluation.result import Result
 from nastk.objective import Objective
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
-from nastk.strategies.base import Strategy
+from nastk.strategies.base import Strategy, draw_unseen
 
 
 class RLOptions(BaseModel):
@@ -54,8 +54,9 @@ class RLOptions(BaseModel):
     init_range: float = Field(default=0.1, gt=0.0,
                               description="parameters start uniform in [-init_range, init_range]")
     max_resample: int = Field(default=100, ge=1,
-                              description="sampling rounds to find valid architectures before "
-                                          "giving up with an error")
+                              description="sampling rounds to find valid architectures not "
+                                          "evaluated yet; then the rest are uniform draws of "
+                                          "unseen ones (an error if no draw was valid)")
 
 
 class _Policy(nn.Module):
@@ -110,6 +111,13 @@ class RLController(Strategy):
     baseline) or ``ppo_epochs`` clipped PPO steps, with an entropy bonus. Decisions that decode to
     an invalid architecture are resampled. Results for architectures it did not propose are used
     with their log-probability under the current policy.
+
+    It samples without replacement: a sampled architecture that is already in flight or in
+    this batch is drawn again, and one already evaluated is drawn again too, its known reward
+    going into the policy's next update as if it had been evaluated (so the policy still learns
+    that it likes it, without spending a query). After ``max_resample`` rounds the remaining
+    proposals are uniform draws of unseen architectures (a policy that has collapsed onto the
+    few it knows explores again).
     """
 
     Options = RLOptions
@@ -135,6 +143,10 @@ class RLController(Strategy):
         self._pending: dict[str, tuple[list[int], float]] = {}
         # (decisions, reward, old log-prob) waiting for the next update
         self._buffer: list[tuple[list[int], float, float]] = []
+        # arch key -> reward of every architecture told (None: it failed)
+        self._known: dict[str, float | None] = {}
+        #: samples answered from known rewards instead of being proposed
+        self.known_samples = 0
 
     # -- sampling -----------------------------------------------------------------------------
     def _forward(self, actions: torch.Tensor | None = None, batch: int = 1
@@ -144,6 +156,8 @@ class RLController(Strategy):
 
     def ask(self, n: int = 1) -> list[Architecture]:
         out: list[Architecture] = []
+        taken: set[str] = set(self._pending)
+        valid_rows = 0
         for _ in range(self.options.max_resample):
             need = n - len(out)
             if need <= 0:
@@ -155,13 +169,30 @@ class RLController(Strategy):
                     arch = self.space.validate(self.space.from_decisions(row))
                 except InvalidArchitectureError:
                     continue
+                valid_rows += 1
+                if arch.key in self._known:  # learn from it again, do not spend a query
+                    reward = self._known[arch.key]
+                    if reward is not None:
+                        self.known_samples += 1
+                        self._buffer.append((row, reward, float(lp)))
+                    continue
+                if arch.key in taken:
+                    continue
+                taken.add(arch.key)
                 self._pending[arch.key] = (row, float(lp))
                 out.append(arch)
-        if len(out) < n:
+            if len(self._buffer) >= self.options.batch_size:
+                self._update()
+        if len(out) < n and valid_rows == 0:
             raise RuntimeError(
-                f"RLController: only {len(out)} of {n} sampled architectures were valid in "
+                f"RLController: none of the sampled architectures was valid in "
                 f"{self.options.max_resample} rounds (search space {self.space.name!r}); raise "
                 "max_resample or check the space's constraints")
+        seen = set(self._known) | taken
+        while len(out) < n:
+            arch = draw_unseen(self.space, self.rng, seen)
+            self._pending[arch.key] = (self.space.to_decisions(arch), self.log_prob(arch))
+            out.append(arch)
         return out
 
     def log_prob(self, arch: Architecture) -> float:
@@ -175,6 +206,7 @@ class RLController(Strategy):
     def tell(self, arch: Architecture, result: Result) -> None:
         entry = self._pending.pop(arch.key, None)
         score = self.objective.score(result)
+        self._known[arch.key] = None if score is None else float(score)
         if score is None:  # failed: no reward at all, never a silent 0
             return
         if entry is None:
@@ -238,7 +270,9 @@ class RLController(Strategy):
                 "updates": self.updates,
                 "history": list(self.history),
                 "pending": [(k, list(d), lp) for k, (d, lp) in self._pending.items()],
-                "buffer": [(list(d), r, lp) for d, r, lp in self._buffer]}
+                "buffer": [(list(d), r, lp) for d, r, lp in self._buffer],
+                "known": [[k, v] for k, v in self._known.items()],
+                "known_samples": self.known_samples}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -253,3 +287,5 @@ class RLController(Strategy):
                          for k, d, lp in state["pending"]}
         self._buffer = [([int(i) for i in d], float(r), float(lp))
                         for d, r, lp in state["buffer"]]
+        self._known = {k: None if v is None else float(v) for k, v in state.get("known", [])}
+        self.known_samples = int(state.get("known_samples", 0))

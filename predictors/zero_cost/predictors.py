@@ -84,7 +84,7 @@ def _scorer(space: SearchSpace, options: _ProxyOptions, proxies: Sequence[str],
     task = instantiate(TASKS, options.task.name, options.task.options,
                        where=f"{where}.task.options")
     return ZeroCostScorer(space, task, proxies, batch_size=options.batch_size,
-                          seed=options.data_seed, task_spec=options.task.model_dump())
+                          seed=options.data_seed)
 
 
 def signed_log(x: np.ndarray) -> np.ndarray:

@@ -32,8 +32,7 @@ class ZeroCostScorer:
     _cache: ClassVar[dict[tuple[str, str], float]] = {}
 
     def __init__(self, space: SearchSpace, task: Any, proxies: Sequence[str],
-                 batch_size: int = 64, seed: int = 0, task_spec: Mapping[str, Any] | None = None
-                 ) -> None:
+                 batch_size: int = 64, seed: int = 0) -> None:
         unknown = [p for p in proxies if p not in PROXIES]
         if unknown:
             raise PredictorError(f"zero-cost proxies {unknown} unknown; use some of "
@@ -45,11 +44,19 @@ class ZeroCostScorer:
         self.batch_size, self.seed = int(batch_size), int(seed)
         self._inputs: torch.Tensor | None = None
         self._targets: Any = None
-        # what a score depends on besides the architecture (the cache key)
-        self._context = json.dumps({"space": space.name, "space_spec": space.spec(),
-                                    "task": task_spec if task_spec is not None else repr(task),
-                                    "batch": self.batch_size, "seed": self.seed},
-                                   sort_keys=True, default=str)
+        # what a score depends on besides the architecture (the cache key): a task is known by
+        # its class and options; one without pydantic options shares nothing with others
+        options = getattr(task, "options", None)
+        task_id = ({"class": f"{type(task).__module__}.{type(task).__qualname__}",
+                    "options": options.model_dump(mode="json")}
+                   if hasattr(options, "model_dump") else {"object": id(task)})
+        space_options = getattr(space, "options", None)
+        self._context = json.dumps(
+            {"space": space.name, "space_spec": space.spec(),
+             "space_options": (space_options.model_dump(mode="json")
+                               if hasattr(space_options, "model_dump") else id(space)),
+             "task": task_id, "batch": self.batch_size, "seed": self.seed},
+            sort_keys=True, default=str)
 
     def batch(self) -> tuple[torch.Tensor, Any]:
         """The scoring batch: ``batch_size`` training examples drawn with ``seed``."""
