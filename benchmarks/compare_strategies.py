@@ -14,7 +14,9 @@ queries (:func:`nastk.benchmarking.expected_random_incumbent`), and the smallest
 reaches the published random-search mean (93 / 83 / 72 queries for CIFAR-10 / CIFAR-100 /
 ImageNet16-120). Every search runs to the larger of ``--budget`` and that n; the table at the
 calibrated budget carries the published figures and random search's exact expectation, the
-table at ``--budget`` carries ours only. Standard deviations are sample ones (ddof 1).
+table at ``--budget`` carries ours only. Standard deviations are sample ones (ddof 1). Each
+table also gives a search's CPU seconds (the process's, strategy and table look-ups together,
+one thread) and its proposals of already-evaluated architectures per query.
 
     python benchmarks/compare_strategies.py                       # 3 datasets x 6 strategies
     python benchmarks/compare_strategies.py --seeds 5 --datasets cifar10 --strategies random rea
@@ -77,14 +79,16 @@ def run_one(dataset: str, name: str, seed: int, budget: int) -> dict[str, Any]:
     objective = Objective(metric=evaluator.SEARCH_METRIC, costs=costs)
     strategy = registry.instantiate(registry.STRATEGIES, strategy_name, options,
                                     evaluator.bench.space, objective, seed=seed)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     traj = run_tabular(strategy, evaluator, objective, budget, evaluator.REPORT_METRIC)
+    cpu = time.process_time() - c0
     curve = list(traj.incumbent_report)
     # a strategy that converged (1000 repeated proposals in a row) stops early: its incumbent
     # stays what it is for the rest of the budget
     curve += curve[-1:] * (budget - len(curve))
     return {"dataset": dataset, "strategy": name, "seed": seed, "incumbent_test": curve,
-            "queries": traj.queries, "seconds": time.perf_counter() - t0}
+            "queries": traj.queries, "seconds": time.perf_counter() - t0, "cpu_s": cpu,
+            "repeats": traj.duplicates}
 
 
 def summarize(runs: list[dict[str, Any]], dataset: str, budget: int) -> list[dict[str, Any]]:
@@ -113,6 +117,10 @@ def summarize(runs: list[dict[str, Any]], dataset: str, budget: int) -> list[dic
             "mean_queries_to_rea": float(censored.mean()),
             "mean_regret_curve": regret.mean(axis=0).tolist(),
             "seconds": float(np.mean([r["seconds"] for r in mine])),
+            "cpu_s": float(np.mean([r.get("cpu_s", math.nan) for r in mine])),
+            # proposals of architectures already evaluated, over the whole search
+            "repeats_per_query": float(np.mean([r.get("repeats", math.nan) / r["queries"]
+                                                for r in mine])),
             "stopped_early": int(sum(r["queries"] < budget for r in mine)),
             "budget": budget,
         })
@@ -131,7 +139,8 @@ def print_table(dataset: str, rows: list[dict[str, Any]], budget: int,
     cps = [c for c in CHECKPOINTS if c <= budget]
     head = (["strategy", "test acc (ours, mean +- sample std)", "published", "regret"]
             + [f"regret@{c}" for c in cps]
-            + [f"queries to {target:.2f} (median; reached)", "s/run"])
+            + [f"queries to {target:.2f} (median; reached)", "s/run", "CPU s/run",
+               "repeats/query"])
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
@@ -142,7 +151,8 @@ def print_table(dataset: str, rows: list[dict[str, Any]], budget: int,
         cells = ([r["strategy"], f"{r['mean']:.2f} +- {r['std']:.2f}", pub_text,
                   f"{r['regret']:.2f}"]
                  + [f"{r['regret_at'][c]:.2f}" for c in cps]
-                 + [f"{median_text}; {r['reached']}/{r['seeds']}", f"{r['seconds']:.1f}"])
+                 + [f"{median_text}; {r['reached']}/{r['seeds']}", f"{r['seconds']:.1f}",
+                    f"{r['cpu_s']:.2f}", f"{r['repeats_per_query']:.2f}"])
         print("| " + " | ".join(cells) + " |")
     early = [f"{r['strategy']} ({r['stopped_early']})" for r in rows if r["stopped_early"]]
     if early:
