@@ -162,10 +162,13 @@ class Predictor(ABC):
         raise TypeError(f"{self.name} sets has_uncertainty = True but does not implement "
                         "_predict_with_std(X)")
 
-    def _check_predict(self, X: np.ndarray) -> np.ndarray:
+    def _require_fitted(self) -> None:
         if not self._fitted:
             raise NotFittedError(f"{self.name} is not fitted; call fit(archs, scores) before "
                                  "predicting")
+
+    def _check_predict(self, X: np.ndarray) -> np.ndarray:
+        self._require_fitted()
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self._n_features:
             raise PredictorError(f"{self.name}: encodings of shape {X.shape} do not match the "

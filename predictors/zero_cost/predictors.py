@@ -155,18 +155,12 @@ class ProxyFeaturesPredictor(Predictor):
         return self
 
     def predict(self, archs: Sequence[ArchLike]) -> np.ndarray:
-        self._require_fit()
+        self._require_fitted()
         return self.inner.predict_encoded(self._features(list(archs)))
 
     def predict_with_std(self, archs: Sequence[ArchLike]) -> tuple[np.ndarray, np.ndarray]:
-        self._require_fit()
+        self._require_fitted()
         return self.inner.predict_with_std_encoded(self._features(list(archs)))
-
-    def _require_fit(self) -> None:
-        if not self._fitted:
-            from nastk.predictor import NotFittedError
-
-            raise NotFittedError(f"{self.name} is not fitted; call fit(archs, scores) first")
 
     def _fit(self, X: np.ndarray, z: np.ndarray) -> None:  # fit() is overridden
         raise PredictorError("with_proxies fits from architectures; call fit(archs, scores)")
