@@ -90,14 +90,50 @@ def _disk_error(err: BaseException, what: str, path: Path) -> StoreError | None:
     return None
 
 
+class UnstartedStoreError(StoreError):
+    """The run store exists but holds no run: empty, or cut short while being created (no
+    tables, or no identity and no trials). Starting the run anew in it loses nothing."""
+
+
+def _roll_back_interrupted_write(p: Path) -> None:
+    """Let SQLite roll back the write a killed process left half done in ``p`` (a hot rollback
+    journal beside it, as a process killed while creating a store leaves), as any later
+    read-write open would do; a read-only open cannot, and fails with "attempt to write a
+    readonly database". Nothing is done without a journal; errors are left to the checks that
+    follow."""
+    journal = p.with_name(p.name + "-journal")
+    if not journal.is_file() or journal.stat().st_size == 0:
+        return
+    try:
+        with closing(sqlite3.connect(p, timeout=30.0)) as db:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError:
+        pass
+
+
+def _peek(p: Path) -> tuple[set[str], bool, int]:
+    """The store's tables, whether it has an identity, and its number of trials (0 without a
+    trials table), read-only."""
+    uri = f"file:{quote(str(p.resolve()))}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True, timeout=30.0)) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        identity = ("meta" in tables and db.execute(
+            "SELECT 1 FROM meta WHERE key='identity'").fetchone() is not None)
+        n = (db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+             if "trials" in tables else 0)
+    return tables, identity, n
+
+
 def check_run_store(path: str | Path, for_resume: bool = True) -> Path:
     """Check that ``path`` (a run store, or the run folder holding one) is a nastk store that
     holds a run, without changing it; returns the store's path.
 
     Raises :class:`StoreError` saying what is wrong: missing, a folder, unreadable, empty
     (0 bytes), not an SQLite file or not a nastk store, or a nastk store that holds no run (no
-    identity and no trials: its run was never started). ``for_resume`` words the advice for
-    ``--resume``; otherwise for commands reading a finished run.
+    tables, or no identity and no trials: its run was cut short before it started; then a
+    :class:`UnstartedStoreError`). An interrupted write is rolled back first (see
+    :func:`_roll_back_interrupted_write`). ``for_resume`` words the advice for ``--resume``;
+    otherwise for commands reading a finished run.
     """
     p = Path(path)
     if p.name != RunStore.FILENAME and p.is_dir():
@@ -111,6 +147,7 @@ def check_run_store(path: str | Path, for_resume: bool = True) -> Path:
         raise StoreError(f"no run store at {p}: {fix}")
     if p.is_dir():
         raise StoreError(f"{p} is a folder, not a run store; {fix}")
+    _roll_back_interrupted_write(p)
     try:
         size = p.stat().st_size
         with p.open("rb") as f:
@@ -118,28 +155,26 @@ def check_run_store(path: str | Path, for_resume: bool = True) -> Path:
     except OSError as err:
         raise StoreError(f"cannot read run store {p}: {err.strerror or err}") from err
     if size == 0:
-        raise StoreError(f"{p} exists but is empty (0 bytes): it holds no run (its run was cut "
-                         f"short before anything was written?); {fix}")
+        raise UnstartedStoreError(f"{p} exists but is empty (0 bytes): it holds no run (its run "
+                                  f"was cut short before anything was written?); {fix}")
     if head != _SQLITE_HEADER:
         raise StoreError(f"{p} is not a nastk store (not an SQLite database); {fix}")
     try:
-        uri = f"file:{quote(str(p.resolve()))}?mode=ro"
-        with closing(sqlite3.connect(uri, uri=True, timeout=30.0)) as db:
-            tables = {r[0] for r in db.execute(
-                "SELECT name FROM sqlite_master WHERE type='table'")}
-            missing = [t for t in ("trials", "meta") if t not in tables]
-            if missing:
-                raise StoreError(
-                    f"{p} is not a nastk store: an SQLite database with no {missing[0]} table "
-                    f"(tables: {', '.join(sorted(tables)) or 'none'}); {fix}")
-            identity = db.execute("SELECT 1 FROM meta WHERE key='identity'").fetchone()
-            n_trials = db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+        tables, identity, n_trials = _peek(p)
     except sqlite3.DatabaseError as err:
         raise StoreError(f"cannot read run store {p}: {err} (a damaged file, or not a nastk "
                          f"store); {fix}") from err
-    if identity is None and not n_trials:
-        raise StoreError(f"{p} exists but holds no run (no config, no trials: the run never "
-                         f"started); {fix}")
+    if not tables:
+        raise UnstartedStoreError(f"{p} holds no run (an SQLite file with no tables: its run "
+                                  f"was cut short while creating it); {fix}")
+    missing = [t for t in ("trials", "meta") if t not in tables]
+    if missing:
+        raise StoreError(
+            f"{p} is not a nastk store: an SQLite database with no {missing[0]} table "
+            f"(tables: {', '.join(sorted(tables))}); {fix}")
+    if not identity and not n_trials:
+        raise UnstartedStoreError(f"{p} exists but holds no run (no config, no trials: the run "
+                                  f"never started); {fix}")
     return p
 
 

@@ -3,7 +3,12 @@ to --resume (or to report/export), and a checkpoint that is not a nastk checkpoi
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +17,7 @@ import torch
 from nastk.errors import NastkError, StoreError
 from nastk.evaluation.result import Result
 from nastk.space.architecture import Architecture
-from nastk.store import RunStore, check_run_store
+from nastk.store import RunStore, UnstartedStoreError, check_run_store
 from nastk.weights import load_file, read_weights, save_state
 
 
@@ -65,6 +70,56 @@ def test_a_store_holding_no_run_is_reported(tmp_path):
 
 
 RANDOM = np.random.default_rng(0).bytes(8192)
+
+
+#: 100 rows of 3 kB into meta: more than a one-page cache holds, so pages spill to the file
+FILL_META = ("WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < 99) "
+             "INSERT INTO meta SELECT 'junk' || i, hex(zeroblob(1500)) FROM c")
+
+
+def kill_mid_write(path, statements):
+    """Run ``statements`` in one rollback-journal transaction in another process, and SIGKILL
+    it before the commit, with pages already spilled to the file: a hot journal is left."""
+    code = (
+        "import os, signal, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "db.execute('PRAGMA journal_mode=DELETE')\n"
+        "db.execute('PRAGMA cache_size=1')\n"
+        "db.execute('BEGIN')\n"
+        f"for s in {statements!r}: db.execute(s)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)])
+    assert proc.returncode == -signal.SIGKILL
+    assert Path(f"{path}-journal").stat().st_size > 0  # the hot journal
+
+
+def test_a_store_killed_mid_write_reads_as_its_last_commit(tmp_path):
+    path = a_run(tmp_path)
+    kill_mid_write(path, [FILL_META, "DELETE FROM trials"])
+    # a read-only open cannot roll a hot journal back ("attempt to write a readonly
+    # database"); the check lets SQLite restore the last committed state instead
+    assert check_run_store(path, for_resume=False) == path
+    with RunStore.open_existing(tmp_path) as st:
+        assert st.count() == 1 and st.get_meta("identity") == {"space": "toy"}
+        assert st.get_meta("junk0") is None
+
+
+@pytest.mark.parametrize("header_committed", [False, True])
+def test_a_store_killed_while_being_created_holds_no_run(tmp_path, header_committed):
+    path = tmp_path / RunStore.FILENAME
+    if header_committed:  # the file's first page written, no table yet
+        with closing(sqlite3.connect(path)) as db:
+            db.execute("PRAGMA user_version=1")
+    kill_mid_write(path, ["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                          FILL_META])
+    head = path.read_bytes()[:16]
+    assert (head == b"SQLite format 3\x00") == header_committed
+    expected = "no tables: its run was cut short" if header_committed else "empty .0 bytes."
+    with pytest.raises(UnstartedStoreError, match=expected):
+        check_run_store(path, for_resume=False)
+    assert not Path(f"{path}-journal").exists()
+    with RunStore.in_dir(tmp_path) as st:  # a new run starts in it as in a new folder
+        assert st.count() == 0 and st.get_meta("identity") is None
 
 
 @pytest.mark.parametrize("content", [b"hello, this is a text file\n" * 10, RANDOM],

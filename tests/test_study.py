@@ -3,9 +3,11 @@
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -172,6 +174,21 @@ def test_interrupted_searches_are_resumed_and_the_report_equals_an_uninterrupted
     assert per_run_results(tmp_path / "parts") == per_run_results(tmp_path / "whole")
     assert ((tmp_path / "parts" / "report.md").read_text()
             == (tmp_path / "whole" / "report.md").read_text())
+
+
+@needs_data
+def test_a_store_cut_short_while_being_created_is_a_new_run(tmp_path):
+    runs = StudyConfig.model_validate(study_dict(tmp_path / "s", trials=5)).runs()
+    empty, tableless = runs[0][1], runs[1][1]
+    empty.resolved_run_dir().mkdir(parents=True)
+    (empty.resolved_run_dir() / RunStore.FILENAME).touch()
+    tableless.resolved_run_dir().mkdir(parents=True)
+    with closing(sqlite3.connect(tableless.resolved_run_dir() / RunStore.FILENAME)) as db:
+        db.execute("PRAGMA user_version=1")  # an SQLite file with no tables
+    assert run_state(empty) == "new" and run_state(tableless) == "new"
+    for run, cfg in runs[:2]:
+        _run_one(run.config, "test")
+        assert run_state(cfg) == "done"
 
 
 @needs_data

@@ -18,7 +18,7 @@ from nastk.config import SearchConfig
 from nastk.errors import NastkError, StoreError
 from nastk.evaluation.result import Status
 from nastk.progress import ProgressView
-from nastk.store import RunStore
+from nastk.store import RunStore, UnstartedStoreError
 from nastk.study.config import StudyConfig, StudyRun
 
 __all__ = ["StudyOutcome", "run_state", "run_study"]
@@ -34,13 +34,18 @@ class StudyOutcome:
 
 def run_state(config: SearchConfig) -> str:
     """``done`` (the store holds the budget's trials), ``partial`` (a store short of it) or
-    ``new`` (no store)."""
+    ``new`` (no store, or one whose run was cut short while it was being created: a study
+    killed at that moment)."""
     path = config.resolved_run_dir() / RunStore.FILENAME
     if not path.is_file():
         return "new"
     from nastk.commands.search import identity_differences
 
-    with RunStore.open_existing(config.resolved_run_dir()) as store:
+    try:
+        store = RunStore.open_existing(config.resolved_run_dir())
+    except UnstartedStoreError:
+        return "new"
+    with store:
         n = store.count(Status.COMPLETE, Status.FAILED)
         converged = bool(store.get_meta("study_converged", False))
         identity = store.get_meta("identity")
