@@ -32,7 +32,6 @@ import math
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +58,6 @@ STRATEGIES: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
                                            "inner_options": EVO}, ()),
 }
 CHECKPOINTS = (10, 25, 50, 100, 150, 200, 300)
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def run_one(dataset: str, name: str, seed: int, budget: int) -> dict[str, Any]:
@@ -240,17 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     calib = calibration(args.datasets)
     print_calibration(calib)
     budget = max([args.budget] + [c["budget"] for c in calib.values() if c["budget"]])
-    jobs = [(d, s, seed) for d in args.datasets for s in args.strategies
+    jobs = [(d, s, seed, budget) for d in args.datasets for s in args.strategies
             for seed in range(args.seeds)]
     t0 = time.time()
-    runs: list[dict[str, Any]] = []
-    with ProcessPoolExecutor(args.workers, initializer=_init_worker) as pool:
-        futures = [pool.submit(run_one, d, s, seed, budget) for d, s, seed in jobs]
-        for i, fut in enumerate(as_completed(futures), start=1):
-            runs.append(fut.result())
-            if i % max(1, len(jobs) // 20) == 0 or i == len(jobs):
-                print(f"  {i}/{len(jobs)} searches done ({time.time() - t0:.0f} s)",
-                      file=sys.stderr, flush=True)
+    from nastk.benchmarking import run_jobs
+
+    runs: list[dict[str, Any]] = run_jobs(run_one, jobs, args.workers)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "runs.json").write_text(json.dumps(runs))
     results: dict[str, Any] = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -135,3 +136,29 @@ def run_tabular(strategy: Strategy, evaluator: Evaluator, objective: Objective, 
             on_query(traj.queries, traj)
     return traj
 
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_jobs(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int
+             ) -> list[Any]:
+    """``fn(*job)`` for every job on ``workers`` processes (torch on one thread each), in
+    completion order, printing about 20 progress lines with the elapsed time to stderr."""
+    import sys
+    import time
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    t0 = time.time()
+    out: list[Any] = []
+    with ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
+        futures = [pool.submit(fn, *job) for job in jobs]
+        for i, fut in enumerate(as_completed(futures), start=1):
+            out.append(fut.result())
+            if i % max(1, len(jobs) // 20) == 0 or i == len(jobs):
+                print(f"  {i}/{len(jobs)} searches done ({time.time() - t0:.0f} s)",
+                      file=sys.stderr, flush=True)
+    return out

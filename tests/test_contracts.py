@@ -32,6 +32,7 @@ STRATEGY_OPTIONS: dict[str, dict[str, Any]] = {
     "evolution": {"population": 6, "sample_size": 3},
     "nsga2": {"population": 6},
     "rl": {"batch_size": 4},
+    "bo": {"warmup": 6},
     "predictor_guided": {"predictor": "gp", "acquisition": "ucb", "warmup": 6,
                          "candidates": 16},
     "path_filter_search": {"warmup": 8, "cost": "cost", "n_buckets": 2, "n_samples": 40,

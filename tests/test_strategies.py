@@ -20,6 +20,7 @@ from nastk.pareto import dominates, hypervolume, pareto_mask
 from nastk.registry import STRATEGIES, instantiate, summary
 from nastk.space import Architecture, Categorical, CellDAG, IntRange, SearchSpace, StageList
 from nastk.strategies.base import Strategy
+from nastk.strategies.bayesian import BayesianOptimisation
 from nastk.strategies.evolution import RegularizedEvolution
 from nastk.strategies.nsga2 import NSGA2
 from nastk.strategies.random_search import RandomSearch
@@ -396,6 +397,7 @@ STRATEGY_CASES = [
     (NSGA2, {"population": 8}),
     (RLController, {"batch_size": 4}),
     (RLController, {"batch_size": 4, "algorithm": "ppo"}),
+    (BayesianOptimisation, {"warmup": 6, "pool_size": 200}),
 ]
 
 

@@ -3,6 +3,7 @@ trained on the results so far picks the ones worth evaluating."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -29,7 +30,10 @@ class PredictorGuidedOptions(BaseModel):
     candidates: int = Field(100, ge=1, description="inner proposals scored per pick")
     warmup: int = Field(10, ge=2, description="uniformly random evaluations before the "
                                                 "predictor is first fitted")
-    refit_every: int = Field(1, ge=1, description="refit after this many new results")
+    refit_every: int = Field(1, ge=1, description="refit after at least this many new results")
+    refit_growth: float = Field(1.05, ge=1.0, description="and only once the history has grown "
+                                                           "by this factor since the last fit "
+                                                           "(1.0: after every refit_every)")
     acquisition: Literal["mean", "ucb"] = Field(
         "ucb", description="'mean': the highest predicted score; 'ucb': mean + kappa * std "
                             "(needs a predictor with uncertainty, e.g. ensemble or gp)")
@@ -112,9 +116,15 @@ class PredictorGuided(Strategy):
         n = len(self._history)
         if self._predictor is None and self._fitted_at >= 0:  # restored: rebuild the same fit
             self._fit(self._fitted_at)
-        if self._predictor is None or n - self._fitted_at >= self.options.refit_every:
+        if self._predictor is None or n >= self._next_fit():
             self._fit(n)
         return self._predictor
+
+    def _next_fit(self) -> int:
+        """The history length at which the predictor is refitted next: ``refit_every`` more
+        results, and ``refit_growth`` times as many (so refits do not dominate the cost)."""
+        o = self.options
+        return max(self._fitted_at + o.refit_every, math.ceil(self._fitted_at * o.refit_growth))
 
     def _fit(self, n: int) -> None:
         """Fit a fresh predictor on the first ``n`` results (seeded by ``n``)."""
