@@ -227,7 +227,7 @@ class BayesianOptimisation(Strategy):
         self._history: list[tuple[list[int], float]] = []
         self._told: set[str] = set()
         self._seen: set[str] = set()  # proposed or told
-        self._fits: list[tuple[int, list[float]]] = []  # (history length, params) per fit
+        self._fitted_at = -1  # history length at the last hyperparameter fit
         self._next_fit = self.options.warmup
         self._posterior: _Posterior | None = None
         self._pool: np.ndarray | None = None
@@ -242,16 +242,16 @@ class BayesianOptimisation(Strategy):
             self._pool_oh = self.gp.one_hot(self._pool)
             self._excluded = np.zeros(len(self._pool), dtype=bool)
             for key in self._seen:
-                self._exclude_key(key)
+                self._exclude(Architecture.from_json(key))
 
     def _row(self, decisions: list[int]) -> int:
         return int(np.dot(decisions, self._strides))
 
-    def _exclude_key(self, key: str) -> None:
+    def _exclude(self, arch: Architecture) -> None:
         if self._excluded is None:
             return
         try:
-            row = self._row(self.space.to_decisions(Architecture.from_json(key)))
+            row = self._row(self.space.to_decisions(arch))
         except (KeyError, TypeError, ValueError, InvalidArchitectureError):
             return  # not an architecture of this space: nothing to exclude
         self._excluded[row] = True
@@ -335,7 +335,7 @@ class BayesianOptimisation(Strategy):
             return
         x = np.array([d for d, _ in self._history], dtype=np.int64)
         self.gp.fit(x, self._scores(), self.options.max_iter)
-        self._fits.append((n, self.gp.params.tolist()))
+        self._fitted_at = n
         self._next_fit = max(n + 1, math.ceil(n * self.options.refit_growth))
         self._posterior = None
 
@@ -347,8 +347,8 @@ class BayesianOptimisation(Strategy):
         """The posterior for the latest fit: built on the history as it was at that fit, then
         brought up to the whole history point by point (a resumed run takes the same steps)."""
         if self._posterior is None:
-            fitted_at = self._fits[-1][0]
-            self._posterior = _Posterior(self.gp, self._pool_oh, self._history_oh(0, fitted_at))
+            self._posterior = _Posterior(self.gp, self._pool_oh,
+                                         self._history_oh(0, self._fitted_at))
         post = self._posterior
         for oh in self._history_oh(post.n, len(self._history)):
             post.add(oh)
@@ -356,8 +356,7 @@ class BayesianOptimisation(Strategy):
 
     def tell(self, arch: Architecture, result: Result) -> None:
         self._seen.add(arch.key)
-        if self._excluded is not None:
-            self._exclude_key(arch.key)
+        self._exclude(arch)
         if arch.key in self._told:
             return
         self._told.add(arch.key)
@@ -370,7 +369,7 @@ class BayesianOptimisation(Strategy):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "history": [(list(d), s) for d, s in self._history],
                 "told": sorted(self._told), "seen": sorted(self._seen),
-                "fits": [(n, list(p)) for n, p in self._fits], "next_fit": self._next_fit,
+                "fitted_at": self._fitted_at, "next_fit": self._next_fit,
                 "params": self.gp.params.tolist()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -378,7 +377,7 @@ class BayesianOptimisation(Strategy):
         self._history = [([int(i) for i in d], float(s)) for d, s in state["history"]]
         self._told = set(state["told"])
         self._seen = set(state["seen"])
-        self._fits = [(int(n), [float(v) for v in p]) for n, p in state["fits"]]
+        self._fitted_at = int(state["fitted_at"])
         self._next_fit = int(state["next_fit"])
         self.gp.params = np.asarray(state["params"], dtype=np.float64)
         self._pool = self._pool_oh = self._excluded = None
