@@ -137,16 +137,28 @@ def run_tabular(strategy: Strategy, evaluator: Evaluator, objective: Objective, 
     return traj
 
 
-
 def _one_thread() -> None:
+    """Torch and the BLAS behind numpy/scipy on one thread, so CPU seconds are one core's: the
+    environment for libraries loaded later in the worker, threadpoolctl for those loaded."""
+    import os
+
     import torch
+    from threadpoolctl import threadpool_limits
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
 
     torch.set_num_threads(1)
+    global _BLAS_LIMIT
+    _BLAS_LIMIT = threadpool_limits(1)  # kept alive for the worker's life
+
+
+_BLAS_LIMIT: Any = None
 
 
 def run_jobs(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int
              ) -> list[Any]:
-    """``fn(*job)`` for every job on ``workers`` processes (torch on one thread each), in
+    """``fn(*job)`` for every job on ``workers`` processes (one thread each), in
     completion order, printing about 20 progress lines with the elapsed time to stderr."""
     import sys
     import time
