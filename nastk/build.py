@@ -92,7 +92,8 @@ def build_evaluator(config: SearchConfig, space: SearchSpace, task: Task | None)
     if config.evaluator.kind == "supernet":
         assert config.evaluator.supernet is not None
         return build_weight_sharing_evaluator(config, space, task)
-    return TrainEvaluator(task, space, config.evaluator.train, seed=config.seed)
+    return TrainEvaluator(task, space, config.evaluator.train, seed=config.seed,
+                          where="evaluator.train")
 
 
 def build_components(config: SearchConfig, *, check: bool = True) -> Components:

@@ -111,7 +111,7 @@ def run_distill(config: DistillConfig, *, console: Console | None = None,
             return lambda step, total: view.update(job, completed=step, total=total)
 
         teacher = _teacher(config, task, t_space, t_arch, reporter)
-        t_eval = TrainEvaluator(task, t_space, config.teacher.train)
+        t_eval = TrainEvaluator(task, t_space, config.teacher.train, where="teacher.train")
         teacher_scores = {s: t_eval.score(teacher, s) for s in splits}
         runs: list[dict[str, Any]] = []
         for seed in config.seeds:

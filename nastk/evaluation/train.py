@@ -24,6 +24,7 @@ from nastk.evaluation.base import format_error
 from nastk.evaluation.result import Result
 from nastk.loaders import make_loader, split_batch, to_device
 from nastk.losses import LossValue, RecentLosses, combine_loss
+from nastk.precision import GradScaling, Precision, autocast, autocast_model, device_for
 from nastk.pretrained import InitConfig, LoadReport, load_init, lr_groups
 from nastk.self_kd import SelfKD, SelfKDConfig
 from nastk.space.architecture import Architecture
@@ -57,6 +58,10 @@ class TrainConfig(BaseModel):
     momentum: float = Field(0.9, ge=0.0, le=1.0, description="SGD momentum")
     grad_clip: float | None = Field(None, gt=0.0, description="max gradient norm")
     device: str = Field("cpu", description="torch device to train on, e.g. 'cpu' or 'cuda'")
+    precision: Precision = Field(
+        "fp32", description="numeric precision of training and evaluation forward passes: "
+        "fp32; bf16 (bfloat16 autocast, CPU or CUDA); fp16 (float16 autocast with loss "
+        "scaling, CUDA only). Metrics are computed in float32 either way")
     num_threads: int | None = Field(
         1, ge=1, description="torch CPU threads per candidate (None: torch default, all cores);"
         " one thread is fastest for these small models and never oversubscribes the CPU")
@@ -141,10 +146,13 @@ class TrainEvaluator:
 
     def __init__(self, task: Task, space: SearchSpace, config: TrainConfig | None = None,
                  seed: int = 0, progress: Progress | None = None,
-                 callbacks: Sequence[TrainCallback] = ()) -> None:
+                 callbacks: Sequence[TrainCallback] = (), *, where: str = "train") -> None:
         self.task = task
         self.space = space
         self.config = config if config is not None else TrainConfig()
+        #: the torch device ``config.device`` names, checked now (``where``: the config's path
+        #: in error messages, e.g. ``evaluator.train``) so a run that cannot succeed stops here
+        self.device = device_for(self.config.device, self.config.precision, where)
         self.seed = int(seed)
         self.progress = progress
         self.callbacks: list[TrainCallback] = list(callbacks)
@@ -202,6 +210,7 @@ class TrainEvaluator:
             raise ValueError("the training split is empty")
         total = c.steps if c.steps is not None else c.epochs * per_epoch
         optimizer = self._optimizer(model)
+        scaling = GradScaling(device, c.precision)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
         recent = RecentLosses(min(per_epoch, total))
         model.train()
@@ -213,19 +222,22 @@ class TrainEvaluator:
                 xb, yb = xb.to(device), to_device(yb, device)
                 if self_kd is not None:
                     yb = self_kd.blend(self.task, yb, xb, step / total)
-                out = model(xb)
-                loss, terms = combine_loss(self.task.loss(out, yb) if loss_fn is None
-                                           else loss_fn(out, yb, xb, step / total))
+                with autocast(device, c.precision):
+                    out = model(xb)
+                    loss, terms = combine_loss(self.task.loss(out, yb) if loss_fn is None
+                                               else loss_fn(out, yb, xb, step / total))
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise Diverged(f"diverged: loss became {value} at step {step + 1}"
                                    + (f" (terms: { {k: float(v) for k, v in terms.items()} })"
                                       if terms else ""))
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                scaling.backward(loss)
                 if c.grad_clip is not None:
+                    scaling.unscale(optimizer)
                     nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
-                optimizer.step()
+                scaling.step(optimizer)
+                scaling.update()
                 schedule.step()
                 step += 1
                 recent.add(value, terms)
@@ -261,7 +273,7 @@ class TrainEvaluator:
         seed."""
         c = self.config
         callbacks = self.callbacks if callbacks is None else list(callbacks)
-        device = torch.device(c.device)
+        device = self.device
         model.to(device)
         generator = torch.Generator().manual_seed(seed)
         train_loader = self._train_loader(self._split("train"), generator)
@@ -269,8 +281,9 @@ class TrainEvaluator:
         recent, steps, per_epoch, stopped = self._train(model, train_loader, device, progress,
                                                         loss_fn, callbacks, self_kd)
         if c.recalibrate_bn:
-            recalibrate_bn(model, self.eval_loader(self._split("train")), device=device)
-        metrics = dict(self.task.evaluate(model, self.eval_loader(self._split(c.eval_split))))
+            with autocast(device, c.precision):
+                recalibrate_bn(model, self.eval_loader(self._split("train")), device=device)
+        metrics = self.score(model, c.eval_split)
         epochs = math.ceil(steps / per_epoch)
         if callbacks:
             any_stop(callbacks, epochs, model, metrics)
@@ -278,8 +291,10 @@ class TrainEvaluator:
                          list(self_kd.improved_epochs) if self_kd is not None else [])
 
     def score(self, model: nn.Module, split: str) -> dict[str, float]:
-        """The task's metrics of ``model`` on ``split`` (no training)."""
-        return dict(self.task.evaluate(model, self.eval_loader(self._split(split))))
+        """The task's metrics of ``model`` on ``split`` (no training): forward passes in
+        ``config.precision``, metrics from their outputs cast to float32."""
+        return dict(self.task.evaluate(autocast_model(model, self.device, self.config.precision),
+                                       self.eval_loader(self._split(split))))
 
     def initialize(self, model: nn.Module, arch: Architecture) -> LoadReport | None:
         """Load ``config.init``'s weights into a freshly built ``model`` of ``arch`` (printing
@@ -303,8 +318,9 @@ class TrainEvaluator:
             raise FileNotFoundError(f"no checkpoint {checkpoint} for {arch.short_id}")
         model = self.task.build_model(self.space, self.space.validate(arch))
         model.load_state_dict(torch.load(checkpoint, weights_only=True, map_location="cpu"))
-        model.to(torch.device(self.config.device)).eval()
-        return model(inputs.to(torch.device(self.config.device)))
+        model.to(self.device).eval()
+        return autocast_model(model, self.device, self.config.precision)(
+            inputs.to(self.device))
 
     def evaluate(self, arch: Architecture, checkpoint: Path | None = None,
                  progress: Progress | None = None,

@@ -14,6 +14,7 @@ from nastk.cost import model_costs
 from nastk.evaluation.base import format_error
 from nastk.evaluation.result import Result
 from nastk.loaders import calibration_batches, make_loader
+from nastk.precision import Precision, autocast, autocast_model, device_for
 from nastk.space.architecture import Architecture
 from nastk.supernet.base import SupernetModel
 from nastk.weights import DiskFullError, save_weights
@@ -33,7 +34,10 @@ class WeightSharingConfig(BaseModel):
     latency: bool = Field(False, description="measure latency_ms of the extracted subnet")
     latency_repeats: int = Field(10, ge=1)
     num_threads: int | None = Field(1, ge=1)
-    device: str = "cpu"
+    device: str = Field("cpu", description="torch device to score on, e.g. 'cpu' or 'cuda'")
+    precision: Precision = Field(
+        "fp32", description="numeric precision of the scoring and BN-recalibration forward "
+        "passes: fp32, bf16 (CPU or CUDA) or fp16 (CUDA only); metrics are computed in float32")
 
 
 class WeightSharingEvaluator:
@@ -41,11 +45,12 @@ class WeightSharingEvaluator:
     fixed set of training batches (the same for every candidate), and scoring the evaluation
     split. Nothing is rebuilt between candidates; costs come from the extracted subnet."""
 
-    def __init__(self, model: SupernetModel, config: WeightSharingConfig, seed: int = 0) -> None:
+    def __init__(self, model: SupernetModel, config: WeightSharingConfig, seed: int = 0, *,
+                 where: str = "evaluator.supernet") -> None:
         self.model = model
         self.config = config
         self.task = model.task
-        self.device = torch.device(config.device)
+        self.device = device_for(config.device, config.precision, where)
         self.model.to(self.device).eval()
         splits = self.task.splits()
         if config.eval_split not in splits:
@@ -63,9 +68,14 @@ class WeightSharingEvaluator:
         """The network's outputs for ``inputs`` with ``arch`` active (batch norm recalibrated
         on the calibration batches first, as for scoring), in eval mode."""
         self.model.set_active(arch)
-        recalibrate_bn(self.model, self.calibration)
+        self._recalibrate()
         self.model.eval()
-        return self.model(inputs.to(self.device))
+        return autocast_model(self.model, self.device, self.config.precision)(
+            inputs.to(self.device))
+
+    def _recalibrate(self) -> None:
+        with autocast(self.device, self.config.precision):
+            recalibrate_bn(self.model, self.calibration)
 
     def evaluate(self, arch: Architecture, checkpoint: Path | None = None) -> Result:
         t0 = time.perf_counter()
@@ -74,8 +84,9 @@ class WeightSharingEvaluator:
             torch.set_num_threads(self.config.num_threads)
         try:
             self.model.set_active(arch)
-            recalibrate_bn(self.model, self.calibration)
-            metrics = self.task.evaluate(self.model, self.eval_loader)
+            self._recalibrate()
+            metrics = self.task.evaluate(
+                autocast_model(self.model, self.device, self.config.precision), self.eval_loader)
             sub = self.model.extract(arch).eval()
             costs = model_costs(sub.cpu(), self.task.input_shape, latency=self.config.latency,
                                 repeats=self.config.latency_repeats)
