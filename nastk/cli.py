@@ -7,12 +7,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nastk.errors import NastkError
+from nastk.errors import ConfigError, NastkError
 
 
 def _stdout() -> Console:
@@ -38,8 +39,6 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
     if args.executor is not None or args.address is not None:
         kind = args.executor or ("ray" if args.address is not None else config.executor.kind)
         if kind == "local" and args.address is not None:
-            from nastk.errors import ConfigError
-
             raise ConfigError(f"--address {args.address} is for the ray executor; drop it or "
                               "use --executor ray")
         changes: dict[str, object] = {"kind": kind}
@@ -149,7 +148,6 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
 
     if args.front:
         if args.trial is not None:
-            from nastk.errors import ConfigError
 
             raise ConfigError("--front exports every trial on the Pareto front; drop --trial")
         return _print_front(export_front(args.run_dir, args.out), args)
@@ -230,20 +228,46 @@ def _cmd_supernet_train(args: argparse.Namespace, console: Console) -> int:
     from nastk.config import SupernetConfig, load_config, parse_config
 
     config = load_config(args.config, SupernetConfig)
+    updates: dict[str, Any] = {}
     if args.run_dir is not None:
-        config = parse_config({**config.model_dump(), "run_dir": args.run_dir}, args.config,
-                              SupernetConfig)
+        updates["run_dir"] = args.run_dir
+    if args.workers is not None:
+        updates["training"] = {**config.training.model_dump(), "workers": args.workers}
+    if args.executor is not None or args.address is not None:
+        kind = args.executor or "ray"
+        if kind == "local" and args.address is not None:
+            raise ConfigError(f"--address {args.address} is for the ray executor; drop it or "
+                              "use --executor ray")
+        updates["executor"] = {**config.executor.model_dump(), "kind": kind,
+                               **({"address": args.address} if args.address else {})}
+    if updates:
+        config = parse_config({**config.model_dump(), **updates}, args.config, SupernetConfig)
+    if config.executor.kind == "local" and args.executor == "local" and \
+            config.training.workers > 1:
+        raise ConfigError(f"--executor local trains in this process, but training.workers is "
+                          f"{config.training.workers}; data-parallel workers run on Ray: drop "
+                          "--executor local or pass --workers 1")
     outcome = train_supernet(config, resume=args.resume, console=console,
                              progress=not args.no_progress)
     out = _stdout()
     table = Table(title=f"supernet training: {config.name}")
-    keys = list(outcome.history[-1]) if outcome.history else []
+    keys: list[str] = []
+    for rec in outcome.history:
+        keys += [k for k, v in rec.items() if k not in keys and not isinstance(v, dict)]
     for key in keys:
         table.add_column(key.replace("_", " "), justify="right")
     for rec in outcome.history:
-        table.add_row(*(f"{rec[k]:.4g}" if isinstance(rec[k], float) else str(rec[k])
-                        for k in keys))
+        table.add_row(*(f"{rec[k]:.4g}" if isinstance(rec.get(k), float)
+                        else str(rec.get(k, "")) for k in keys))
     out.print(table)
+    for rec in outcome.history:
+        for what in ("resumed", "restarted"):
+            if what in rec:
+                note = rec[what]
+                out.print(f"epoch {rec['epoch']}: {what} from epoch {note['from_epoch']} on "
+                          f"{note['workers']} worker(s)"
+                          + (f" (attempt {note['attempt']}, {note['cause']})"
+                             if what == "restarted" else ""))
     out.print(f"checkpoint: {outcome.checkpoint}  (use it as evaluator.supernet.checkpoint)")
     return 0
 
@@ -388,6 +412,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue from the run_dir's checkpoint (last finished epoch)")
     p.add_argument("--run-dir", help="override the config's run_dir")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="override training.workers: N > 1 trains data-parallel on Ray Train "
+                        "(each worker takes batch_size / N images of every step)")
+    p.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="override executor.kind: train in this process or on Ray Train")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster (implies --executor ray): 'auto' for the cluster `ray "
+                        "start` runs on this machine, HOST:PORT of its head, ray://HOST:PORT; "
+                        "default: a local Ray with this machine's CPUs")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_supernet_train)
 

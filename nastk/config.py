@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from nastk.errors import ConfigError
 from nastk.evaluation.train import TrainConfig
 from nastk.evaluation.weight_sharing import WeightSharingConfig
-from nastk.executors.config import ExecutorConfig
+from nastk.executors.config import ExecutorConfig, SupernetExecutorConfig
 from nastk.search import Budget
-from nastk.supernet.training import SupernetTrainConfig
+from nastk.supernet.training import NOT_IDENTITY, SupernetTrainConfig
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -209,15 +209,35 @@ class SupernetConfig(SeededRunConfig):
     space: PluginRef
     task: PluginRef
     training: SupernetTrainConfig = Field(default_factory=SupernetTrainConfig)
+    executor: SupernetExecutorConfig = Field(
+        default_factory=SupernetExecutorConfig,
+        description="local (this process) or ray (training.workers data-parallel workers on "
+                    "Ray Train)")
     path_filter: PathFilterUse | None = Field(
         None, description="train only the paths a fitted path filter keeps (DetOFA); the "
                           "sandwich's largest and smallest paths are always trained")
 
+    @model_validator(mode="after")
+    def _workers_fit_the_batch(self) -> SupernetConfig:
+        t = self.training
+        if t.workers > t.batch_size:
+            raise ValueError(f"training.workers ({t.workers}) exceeds training.batch_size "
+                             f"({t.batch_size}), the images of one step over all workers; "
+                             "raise the batch size or use fewer workers")
+        return self
+
+    @property
+    def on_ray(self) -> bool:
+        """Whether the training runs on Ray Train (``executor: ray`` or ``workers > 1``)."""
+        return self.executor.kind == "ray" or self.training.workers > 1
+
     def identity(self) -> dict[str, Any]:
-        """What a checkpoint must share with a config that resumes or uses it."""
+        """What a checkpoint must share with a config that resumes or uses it (not the number
+        of workers nor where they run)."""
+        training = self.training.model_dump(mode="json", exclude=set(NOT_IDENTITY))
         out = {"space": self.space.model_dump(mode="json"),
                "task": self.task.model_dump(mode="json"),
-               "training": self.training.model_dump(mode="json"), "seed": self.seed}
+               "training": training, "seed": self.seed}
         if self.path_filter is not None:
             out["path_filter"] = self.path_filter.model_dump(mode="json")
         return out

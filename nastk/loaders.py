@@ -71,9 +71,15 @@ def _collate_fn(task: Collating | None) -> Callable[[list[Any]], Any] | None:
 
 def make_loader(task: Collating | None, dataset: Dataset, batch_size: int, *,
                 shuffle: bool = False, generator: torch.Generator | None = None,
-                drop_last: bool = False, num_workers: int = 0) -> DataLoader:
+                drop_last: bool = False, num_workers: int = 0,
+                shard: tuple[int, int] | None = None) -> DataLoader:
     """The loader of ``dataset`` for ``task``: batches collated by ``task.collate`` (torch's
     default collate when the task does not override it).
+
+    ``shard=(rank, world)``: every batch of ``batch_size`` is split into ``world`` contiguous
+    shards (as even as possible) and this loader yields shard ``rank`` of each, so data-parallel
+    workers that share the generator's seed together see exactly the batches of the unsharded
+    loader.
 
     A shuffled loader draws each pass's order as one permutation from ``generator`` (a seeded
     ``torch.Generator``; the global RNG is never used), whatever the dataset type. A
@@ -96,10 +102,29 @@ def make_loader(task: Collating | None, dataset: Dataset, batch_size: int, *,
         stop = n - n % batch_size if drop_last else n
         batches = [list(range(i, min(i + batch_size, n))) for i in range(0, stop, batch_size)]
         own = torch.Generator().manual_seed(0)
+    if shard is not None:
+        batches = _Shards(batches, *shard)
     if isinstance(dataset, TensorDataset) and _default_collate(task) and num_workers == 0:
         return DataLoader(dataset, sampler=batches, batch_size=None, generator=own)
     return DataLoader(dataset, batch_sampler=batches, collate_fn=_collate_fn(task),
                       num_workers=num_workers, generator=own)
+
+
+class _Shards:
+    """Shard ``rank`` of ``world`` of every batch of ``batches`` (lists of indices)."""
+
+    def __init__(self, batches: Iterable[list[int]], rank: int, world: int) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"shard rank {rank} is not in [0, {world})")
+        self.batches, self.rank, self.world = batches, rank, world
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches:
+            n = len(batch)
+            yield batch[self.rank * n // self.world:(self.rank + 1) * n // self.world]
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]
 
 
 def calibration_batches(task: Collating | None, dataset: Dataset, batch_size: int, n_batches: int,

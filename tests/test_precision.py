@@ -280,3 +280,46 @@ def test_cuda_weight_sharing_is_close_to_cpu(supernet, tmp_path, precision):
     # unmeasured here (no GPU); bf16 on the CPU differs by 3.3e-4 at most
     assert max(abs(a - b) for a, b in zip(cpu, cuda, strict=True)) <= 1e-2
 
+
+# -- supernet training ---------------------------------------------------------------------------
+def _supernet_steps(supernet, steps=3, **config):
+    from nastk.supernet.training import PhaseSampler, SupernetTrainConfig, SupernetTrainer
+
+    model = copy.deepcopy(supernet)
+    trainer = SupernetTrainer(model, SupernetTrainConfig(batch_size=32, n_random=1,
+                                                         bn_calib_batches=2, **config))
+    sampler = PhaseSampler(model, None)
+    losses = []
+    for step, (x, y) in zip(range(steps), trainer._loader(0), strict=False):
+        x, y = x.to(trainer.device), y.to(trainer.device)
+        losses.append(trainer.train_step(x, y, sampler, trainer.step_rng(step))["largest"])
+    scores = trainer.evaluate_arch(sampler.largest)
+    return losses, scores, model
+
+
+def test_bf16_supernet_training_on_cpu_follows_fp32(supernet):
+    fp32, s32, _ = _supernet_steps(supernet)
+    bf16, s16, m16 = _supernet_steps(supernet, precision="bf16")
+    assert bf16 != fp32  # autocast really ran
+    assert all(math.isfinite(v) for v in bf16)
+    # the first step starts from the same weights: the losses differ by bfloat16 rounding only
+    assert abs(bf16[0] - fp32[0]) <= 2e-2 * abs(fp32[0])
+    assert abs(s16["loss"] - s32["loss"]) <= 5e-2 * abs(s32["loss"])
+    # the weights stay float32 (autocast changes the forward, not the parameters)
+    assert all(p.dtype == torch.float32 for p in m16.net.parameters())
+
+
+def test_fp16_supernet_training_on_cpu_is_refused_naming_the_field(supernet):
+    with pytest.raises(ConfigError, match=r"training\.precision"):
+        _supernet_steps(supernet, steps=0, precision="fp16")
+
+
+@needs_cuda
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_supernet_training_follows_the_cpu(supernet, precision):
+    cpu, s_cpu, _ = _supernet_steps(supernet)
+    cuda, s_cuda, model = _supernet_steps(supernet, device="cuda", precision=precision)
+    assert next(model.net.parameters()).is_cuda
+    # unmeasured here (no GPU): first-step loss within 2%, final loss within 10%
+    assert abs(cuda[0] - cpu[0]) <= 2e-2 * abs(cpu[0])
+    assert abs(s_cuda["loss"] - s_cpu["loss"]) <= 0.1 * abs(s_cpu["loss"])

@@ -61,8 +61,8 @@ def test_fit_then_train_only_kept_paths(searched, capsys, monkeypatch):
     randoms = []  # the random sub-networks of every training step
     subnets = SupernetTrainer._subnets
 
-    def recording(self, sampler):
-        nets = subnets(self, sampler)
+    def recording(self, sampler, rng):
+        nets = subnets(self, sampler, rng)
         randoms.extend(arch for kind, arch in nets if kind == "random")
         return nets
 

@@ -62,32 +62,18 @@ def train_supernet(config: SupernetConfig, *, resume: bool = False,
                                                             seed=config.seed)
     trainer = SupernetTrainer(model, config.training, seed=config.seed, checkpoint_path=ckpt,
                               identity=config.identity(), **extra)
+    if resume and config.on_ray:  # refuse a foreign checkpoint before starting any worker
+        trainer.load_checkpoint(ckpt)
     lock = lock_run_dir(run_dir, create=not resume)  # one live process per run folder
     try:
         if resume:
             clean_temp_files(run_dir)  # left by a checkpoint write that died
         (run_dir / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
         metric = model.task.primary_metric
-        with ProgressView(console, enabled=progress) as view:
-            epochs = view.add(f"supernet {config.name}", total=config.training.total_epochs,
-                              completed=trainer.epoch, unit="epochs")
-            steps = view.add("steps", total=None, unit="steps", percent=0)
-            started = [False]
-
-            def on_step(step: int, total: int) -> None:
-                if not started[0]:  # epochs done before a resume do not count in the ETA
-                    view.update(epochs, completed=trainer.epoch, rebase=True)
-                    started[0] = True
-                view.update(steps, completed=step, total=total)
-
-            def on_epoch(rec: dict[str, Any]) -> None:
-                view.update(epochs, completed=rec["epoch"],
-                            info=f"{metric} largest {rec[f'val_{metric}_largest']:.3f} / smallest "
-                                 f"{rec[f'val_{metric}_smallest']:.3f}")
-                (run_dir / "history.json").write_text(json.dumps(trainer.history, indent=2))
-
-            history = trainer.train(resume=resume, on_epoch=on_epoch, on_step=on_step)
-        (run_dir / "history.json").write_text(json.dumps(history, indent=2))
+        if config.on_ray:
+            history = _train_on_ray(config, resume, console, progress, metric, trainer.epoch)
+        else:
+            history = _train_here(trainer, config, resume, console, progress, metric, run_dir)
         if history:
             from nastk import report  # matplotlib only once training ends
 
@@ -95,3 +81,63 @@ def train_supernet(config: SupernetConfig, *, resume: bool = False,
     finally:
         lock.release()
     return SupernetOutcome(run_dir, ckpt, history)
+
+
+def _epoch_info(metric: str, rec: dict[str, Any]) -> str:
+    return (f"{metric} largest {rec[f'val_{metric}_largest']:.3f} / smallest "
+            f"{rec[f'val_{metric}_smallest']:.3f}")
+
+
+def _train_on_ray(config: SupernetConfig, resume: bool, console: Console, progress: bool,
+                  metric: str, done: int) -> list[dict[str, Any]]:
+    """Data-parallel training on Ray Train, its progress read from rank 0's progress file."""
+    from nastk.supernet.ray_train import train_on_ray
+
+    workers = config.training.workers
+    with ProgressView(console, enabled=progress) as view:
+        epochs = view.add(f"supernet {config.name} ({workers} workers)",
+                          total=config.training.total_epochs, completed=done, unit="epochs")
+        steps = view.add("steps", total=None, unit="steps", percent=0)
+        seen = {"attempt": 1, "rebased": False}
+
+        def on_progress(state: dict[str, Any]) -> None:
+            if state.get("attempt", 1) != seen["attempt"]:
+                seen["attempt"] = state["attempt"]
+                console.print(f"a worker failed: the worker group restarted from the last "
+                              f"checkpoint (epoch {state['epoch']}, attempt {state['attempt']})")
+            if not seen["rebased"]:  # epochs done before a resume do not count in the ETA
+                view.update(epochs, completed=state["epoch"], rebase=True)
+                seen["rebased"] = True
+            record = state.get("record")
+            if record is not None:
+                view.update(epochs, completed=record["epoch"], info=_epoch_info(metric, record))
+            elif state.get("step") is not None:
+                view.update(epochs, completed=state["epoch"])
+                view.update(steps, completed=state["step"], total=state["steps"])
+
+        return train_on_ray(config, resume=resume, on_progress=on_progress)
+
+
+def _train_here(trainer: SupernetTrainer, config: SupernetConfig, resume: bool,
+                console: Console, progress: bool, metric: str,
+                run_dir: Path) -> list[dict[str, Any]]:
+    """Training in this process."""
+    with ProgressView(console, enabled=progress) as view:
+        epochs = view.add(f"supernet {config.name}", total=config.training.total_epochs,
+                          completed=trainer.epoch, unit="epochs")
+        steps = view.add("steps", total=None, unit="steps", percent=0)
+        started = [False]
+
+        def on_step(step: int, total: int) -> None:
+            if not started[0]:  # epochs done before a resume do not count in the ETA
+                view.update(epochs, completed=trainer.epoch, rebase=True)
+                started[0] = True
+            view.update(steps, completed=step, total=total)
+
+        def on_epoch(rec: dict[str, Any]) -> None:
+            view.update(epochs, completed=rec["epoch"], info=_epoch_info(metric, rec))
+            (run_dir / "history.json").write_text(json.dumps(trainer.history, indent=2))
+
+        history = trainer.train(resume=resume, on_epoch=on_epoch, on_step=on_step)
+    (run_dir / "history.json").write_text(json.dumps(history, indent=2))
+    return history

@@ -10,6 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 _HOST_PORT = re.compile(r"^(ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
+def check_address(value: str | None) -> str | None:
+    """A Ray address as nastk takes it: None, 'auto', HOST:PORT or ray://HOST:PORT."""
+    if value is None or value == "auto" or _HOST_PORT.match(value):
+        return value
+    raise ValueError(f"address {value!r} should be 'auto', HOST:PORT (e.g. 10.0.0.5:6379, "
+                     "the head's address printed by `ray start --head`) or ray://HOST:PORT; "
+                     "leave it out to start a local Ray")
+
+
 class AshaConfig(BaseModel):
     """Asynchronous successive halving (``executor.asha``): after ``grace_period`` epochs, and
     again every ``reduction_factor`` times as many, a candidate continues only if its metric is
@@ -22,7 +31,30 @@ class AshaConfig(BaseModel):
                                                              "at each rung")
 
 
-class ExecutorConfig(BaseModel):
+class _LocalOrRay(BaseModel):
+    """``kind`` and ``address`` of where something runs; ``ray`` is short for
+    ``{kind: ray}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(
+        None, description="Ray cluster: 'auto' (the cluster `ray start` started on this "
+        "machine), HOST:PORT of its head, or ray://HOST:PORT (Ray client); None starts a local "
+        "Ray with this machine's CPUs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"kind": data} if isinstance(data, str) else data
+
+    @field_validator("address")
+    @classmethod
+    def _address_form(cls, value: str | None) -> str | None:
+        return check_address(value)
+
+
+class ExecutorConfig(_LocalOrRay):
     """How candidates are executed. ``local`` (default): one at a time in this process. ``ray``:
     on a Ray cluster, several at a time; the store and the strategy stay in this process.
 
@@ -32,13 +64,6 @@ class ExecutorConfig(BaseModel):
     cluster and vice versa.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["local", "ray"] = "local"
-    address: str | None = Field(
-        None, description="Ray cluster: 'auto' (the cluster `ray start` started on this "
-        "machine), HOST:PORT of its head, or ray://HOST:PORT (Ray client); None starts a local "
-        "Ray with this machine's CPUs")
     cpus_per_candidate: float = Field(1.0, gt=0, description="CPUs reserved per candidate")
     gpus_per_candidate: float = Field(0.0, ge=0, description="GPUs reserved per candidate "
                                                              "(fractions share a GPU)")
@@ -61,22 +86,29 @@ class ExecutorConfig(BaseModel):
         "(evaluator kind 'train' with epochs, not steps)")
     asha: AshaConfig = Field(default_factory=AshaConfig)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, data: Any) -> Any:
-        return {"kind": data} if isinstance(data, str) else data
-
-    @field_validator("address")
-    @classmethod
-    def _address_form(cls, value: str | None) -> str | None:
-        if value is None or value == "auto" or _HOST_PORT.match(value):
-            return value
-        raise ValueError(f"address {value!r} should be 'auto', HOST:PORT (e.g. 10.0.0.5:6379, "
-                         "the head's address printed by `ray start --head`) or ray://HOST:PORT; "
-                         "leave it out to start a local Ray")
-
     def resolved_mode(self, evaluator_kind: str) -> Literal["tune", "actors"]:
         """``tune`` or ``actors``; ``auto`` picks tune for training from scratch."""
         if self.mode != "auto":
             return self.mode
         return "tune" if evaluator_kind == "train" else "actors"
+
+
+class SupernetExecutorConfig(_LocalOrRay):
+    """Where a supernet trains (``executor`` in a supernet config). ``local`` (default): in this
+    process. ``ray``: ``training.workers`` data-parallel workers on Ray Train (a local Ray when
+    ``address`` is None). ``training.workers > 1`` implies ``ray``. Like a search's executor, it
+    is not part of the run's identity.
+
+    On a cluster of several machines, ``run_dir`` must be on storage every worker reads and
+    writes (a shared file system): rank 0 writes the checkpoint there and every worker resumes
+    from it after a failure.
+    """
+
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker; torch "
+                                                          "uses as many threads (rounded "
+                                                          "down, at least 1) unless "
+                                                          "training.num_threads is set")
+    gpus_per_worker: float | None = Field(
+        None, ge=0, description="GPUs per worker; default 1 when training.device is cuda, "
+                                "else 0")
+

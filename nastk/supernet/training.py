@@ -3,6 +3,7 @@ BN recalibration, and resumable weights-only checkpoints."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -19,11 +20,14 @@ from nastk.batchnorm import recalibrate_bn
 from nastk.errors import NastkError
 from nastk.loaders import calibration_batches, detach, make_loader, split_batch, to_device
 from nastk.losses import combine_loss
+from nastk.precision import GradScaling, Precision, autocast, autocast_model, device_for
 from nastk.pretrained import InitConfig, LoadReport, load_init, lr_groups
 from nastk.self_kd import SelfKD, SelfKDConfig
 from nastk.space.architecture import Architecture
 from nastk.supernet.base import SupernetModel
+from nastk.supernet.data_parallel import DataParallel
 from nastk.supernet.dynamic_conv import anneal_temperature
+from nastk.supernet.sync_batchnorm import global_statistics, synchronize_batchnorm
 from nastk.weights import load_file, load_matching, save_state, write_atomic
 
 CHECKPOINT_FORMAT = "nastk.supernet/1"
@@ -50,7 +54,15 @@ class SupernetTrainConfig(BaseModel):
     phases: list[Phase] = Field(default_factory=list,
                                 description="progressive shrinking; default one phase, all "
                                             "dimensions elastic")
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="images per optimizer step, over all "
+                                                  "workers together")
+    workers: int = Field(1, ge=1, description="data-parallel workers on Ray Train; each takes "
+                                              "batch_size / workers images of every step. Not "
+                                              "part of the run's identity: a run may resume on "
+                                              "another number of workers")
+    max_failures: int = Field(2, ge=0, description="workers > 1: times the worker group is "
+                                                   "restarted from the last checkpoint after a "
+                                                   "worker dies")
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = Field(0.05, gt=0, description="peak lr, cosine-annealed within each phase")
     momentum: float = Field(0.9, ge=0, le=1)
@@ -74,7 +86,11 @@ class SupernetTrainConfig(BaseModel):
     bn_calib_batches: int = Field(10, ge=1, description="training batches used to "
                                                         "recalibrate BN before each evaluation")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads")
-    device: str = "cpu"
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N (with workers > 1 "
+                                           "on Ray, each worker gets its own GPU)")
+    precision: Precision = Field(
+        "fp32", description="forward passes in fp32; bf16 (bfloat16 autocast, CPU or CUDA); "
+                            "fp16 (float16 autocast with loss scaling, CUDA only)")
     init: InitConfig | None = Field(
         None, description="start from pretrained weights, e.g. a classification supernet's "
                           "checkpoint: {from: FILE, part: body | all}")
@@ -157,24 +173,33 @@ class SupernetTrainer:
     """Trains a :class:`SupernetModel` on its task's training split.
 
     Each step runs the sandwich (largest, smallest and ``n_random`` random sub-networks of the
-    current phase; gradients accumulated, one optimizer step). With in-place distillation the
-    largest sub-network learns from the labels and every other sub-network from a blend of the
-    labels and the largest's detached output. ``checkpoint_path`` receives a weights-only
-    checkpoint after every epoch, from which :meth:`train` resumes.
+    current phase; gradients accumulated, one optimizer step). The random sub-networks of a step
+    are drawn from a generator seeded by (run seed, epoch, step), never from state a process
+    carries, so data-parallel workers (``data_parallel``) train the same sub-networks at every
+    step, and a restart on any number of workers draws what an uninterrupted run would. With
+    in-place distillation the largest sub-network learns from the labels and every other
+    sub-network from a blend of the labels and the largest's detached output.
+    ``checkpoint_path`` receives a weights-only checkpoint after every epoch, from which
+    :meth:`train` resumes.
     """
 
     def __init__(self, model: SupernetModel, config: SupernetTrainConfig, seed: int = 0,
                  checkpoint_path: Path | None = None,
                  identity: dict[str, Any] | None = None,
                  sampler_factory: Callable[[SupernetModel, list[str] | None],
-                                           PhaseSampler] = PhaseSampler) -> None:
+                                           PhaseSampler] = PhaseSampler,
+                 data_parallel: DataParallel | None = None) -> None:
         self.model = model
+        self.data_parallel = data_parallel
+        if data_parallel is not None and data_parallel.world > 1:
+            synchronize_batchnorm(model.net)
         self.config = config
         self.seed = seed
         self.checkpoint_path = checkpoint_path
         self.identity = identity or {}
         self.sampler_factory = sampler_factory
-        self.device = torch.device(config.device)
+        self.device = device_for(config.device, config.precision, "training")
+        self.scaling = GradScaling(self.device, config.precision)
         self.model.to(self.device)
         self.task = model.task
         self.train_set = self.task.splits()["train"]
@@ -182,11 +207,18 @@ class SupernetTrainer:
         self.rng = np.random.default_rng(seed)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
+        #: fields the next epoch's record carries (how the run was resumed or restarted)
+        self.pending_note: dict[str, Any] = {}
         self.init_report: LoadReport | None = None
         self.self_kd = (SelfKD(config.self_kd, self.task.direction)
                         if config.self_kd is not None else None)
         if config.init is not None:
             config.init.check()
+
+    @property
+    def workers(self) -> int:
+        """The number of data-parallel workers this trainer is one of (1 alone)."""
+        return 1 if self.data_parallel is None else self.data_parallel.world
 
     # -- schedule -----------------------------------------------------------------------------
     def _phase_at(self, epoch: int) -> tuple[int, Phase, int]:
@@ -207,9 +239,11 @@ class SupernetTrainer:
 
     def _loader(self, epoch: int) -> DataLoader:
         gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        dp = self.data_parallel
         return make_loader(self.task, self.train_set, self.config.batch_size, shuffle=True,
                            generator=gen,
-                           drop_last=len(self.train_set) > self.config.batch_size)
+                           drop_last=len(self.train_set) > self.config.batch_size,
+                           shard=None if dp is None else (dp.rank, dp.world))
 
     def calibration_batches(self) -> list[torch.Tensor]:
         """A fixed set of training batches for BN recalibration (the same for every arch)."""
@@ -230,46 +264,70 @@ class SupernetTrainer:
         return self.init_report
 
     # -- one step -----------------------------------------------------------------------------
-    def _subnets(self, sampler: PhaseSampler) -> list[tuple[str, Architecture]]:
+    def step_rng(self, step: int) -> np.random.Generator:
+        """The generator of the random sub-networks of ``step`` of the current epoch."""
+        return np.random.default_rng([self.seed, self.epoch, step])
+
+    def _subnets(self, sampler: PhaseSampler,
+                 rng: np.random.Generator) -> list[tuple[str, Architecture]]:
         cfg = self.config
         nets: list[tuple[str, Architecture]] = []
         if cfg.sampling == "sandwich":
             nets.append(("largest", sampler.largest))
             nets.append(("smallest", sampler.smallest_in_phase))
-        nets += [("random", sampler.sample(self.rng)) for _ in range(cfg.n_random)]
+        nets += [("random", sampler.sample(rng)) for _ in range(cfg.n_random)]
         return nets
 
-    def train_step(self, x: torch.Tensor, y: Any,
-                   sampler: PhaseSampler) -> dict[str, float]:
-        """One optimizer step over the sandwich; returns the task loss of each kind of subnet
-        (``kind``) and of each named loss term (``kind_term``)."""
+    def train_step(self, x: torch.Tensor, y: Any, sampler: PhaseSampler,
+                   rng: np.random.Generator | None = None) -> dict[str, float]:
+        """One optimizer step over the sandwich (random sub-networks from ``rng``, default the
+        trainer's own generator); returns the task loss of each kind of subnet (``kind``) and of
+        each named loss term (``kind_term``). As a data-parallel worker, ``x`` and ``y`` are this
+        worker's shard and the losses its shard's."""
         cfg = self.config
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         teacher: Any = None
         losses: dict[str, list[float]] = {}
-        for kind, arch in self._subnets(sampler):
+        dp = self.data_parallel
+        parallel = dp is not None and dp.world > 1
+        scale = 1.0
+        if parallel:
+            assert dp is not None
+            scale = dp.loss_scale(len(x), int(dp.sum(len(x))))
+        def synced() -> contextlib.AbstractContextManager[None]:
+            return global_statistics(dp.group) if parallel and dp is not None \
+                else contextlib.nullcontext()
+
+        for kind, arch in self._subnets(sampler, self.rng if rng is None else rng):
             self.model.set_active(arch)
-            out = self.model(x)
-            task_loss, terms = combine_loss(self.task.loss(out, y))
-            if kind == "largest" or teacher is None or not cfg.inplace_distill:
-                loss = task_loss
-            else:
-                kd = self.task.distillation_loss(out, teacher)
-                loss = (1 - cfg.distill_weight) * task_loss + cfg.distill_weight * kd
+            with synced(), autocast(self.device, cfg.precision):
+                out = self.model(x)
+                task_loss, terms = combine_loss(self.task.loss(out, y))
+                if kind == "largest" or teacher is None or not cfg.inplace_distill:
+                    loss = task_loss
+                else:
+                    kd = self.task.distillation_loss(out, teacher)
+                    loss = (1 - cfg.distill_weight) * task_loss + cfg.distill_weight * kd
             if not torch.isfinite(loss):
                 raise NastkError(f"supernet training diverged: {kind} subnet loss is "
                                  f"{float(loss)} at epoch {self.epoch}; lower training.lr or "
                                  "set training.grad_clip")
-            loss.backward()
+            with synced():
+                self.scaling.backward(loss * scale if scale != 1.0 else loss)
             if kind == "largest" and cfg.inplace_distill:
                 teacher = detach(out)
             losses.setdefault(kind, []).append(float(task_loss.detach()))
             for name, term in terms.items():
                 losses.setdefault(f"{kind}_{name}", []).append(float(term.detach()))
+        if parallel:
+            assert dp is not None
+            dp.average_gradients(list(self.model.parameters()))
         if cfg.grad_clip is not None:
+            self.scaling.unscale(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
+        self.scaling.step(self.optimizer)  # skipped by fp16 loss scaling on inf/nan gradients
+        self.scaling.update()
         return {k: float(np.mean(v)) for k, v in losses.items()}
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -277,10 +335,12 @@ class SupernetTrainer:
                       calib: list[torch.Tensor] | None = None) -> dict[str, float]:
         """Task metrics of one sub-network after BN recalibration on training batches."""
         self.model.set_active(arch)
-        recalibrate_bn(self.model, calib if calib is not None else self.calibration_batches(),
-                       device=self.device)
+        with autocast(self.device, self.config.precision):
+            recalibrate_bn(self.model, calib if calib is not None
+                           else self.calibration_batches(), device=self.device)
         loader = make_loader(self.task, self.task.splits()[split], 256)
-        return self.task.evaluate(self.model, loader)
+        return self.task.evaluate(autocast_model(self.model, self.device,
+                                                 self.config.precision), loader)
 
     # -- the loop -----------------------------------------------------------------------------
     def train(self, resume: bool = False, on_epoch: EpochCallback | None = None,
@@ -290,8 +350,13 @@ class SupernetTrainer:
             if self.checkpoint_path is None or not self.checkpoint_path.is_file():
                 raise NastkError(f"--resume: no checkpoint at {self.checkpoint_path}")
             self.load_checkpoint(self.checkpoint_path)
+            self.pending_note = self.pending_note or {"resumed": {
+                "from_epoch": self.epoch, "workers": self.workers}}
         elif self.epoch == 0:
             self.initialize()
+        dp = self.data_parallel
+        if dp is not None and dp.world > 1:  # every worker starts from rank 0's weights
+            dp.broadcast_state(self.model.net)
         threads = torch.get_num_threads()
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
@@ -328,21 +393,34 @@ class SupernetTrainer:
                 y = self.self_kd.blend(self.task, y, x,
                                        (self.epoch + step / n_steps) / cfg.total_epochs,
                                        prepare=teacher_largest)
-            losses = self.train_step(x, y, sampler)
+            losses = self.train_step(x, y, sampler, self.step_rng(step))
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
                 counts[k] = counts.get(k, 0) + 1
             if on_step is not None:
                 on_step(step + 1, n_steps)
-        calib = self.calibration_batches()
         record: dict[str, Any] = {"epoch": self.epoch + 1, "phase": index + 1, "lr": lr}
-        record.update({f"train_loss_{k}": sums[k] / counts[k] for k in sums})
+        train_losses = {f"train_loss_{k}": sums[k] / counts[k] for k in sums}
+        dp = self.data_parallel
+        if dp is not None and dp.world > 1:  # each worker saw its shards: the global mean
+            train_losses = dp.mean(train_losses)
+        record.update(train_losses)
+        record["workers"] = self.workers
+        if self.pending_note:
+            record.update(self.pending_note)
+            self.pending_note = {}
         metric = self.task.primary_metric
-        for kind, arch in (("largest", sampler.largest), ("smallest", sampler.smallest_in_phase)):
-            scores = self.evaluate_arch(arch, calib=calib)
-            record[f"val_{metric}_{kind}"] = scores[metric]
-            if "loss" in scores:
-                record[f"val_loss_{kind}"] = scores["loss"]
+        if dp is None or dp.is_main:  # rank 0 recalibrates and evaluates alone
+            calib = self.calibration_batches()
+            for kind, arch in (("largest", sampler.largest),
+                               ("smallest", sampler.smallest_in_phase)):
+                scores = self.evaluate_arch(arch, calib=calib)
+                record[f"val_{metric}_{kind}"] = scores[metric]
+                if "loss" in scores:
+                    record[f"val_loss_{kind}"] = scores["loss"]
+        if dp is not None and dp.world > 1:  # everyone continues from rank 0's state
+            dp.broadcast_state(self.model.net)
+            record = dp.broadcast(record)
         if self.self_kd is not None:
             record["self_kd_teacher_epochs"] = len(self.self_kd.improved_epochs) + int(
                 self.self_kd.end_epoch(self.epoch + 1, record[f"val_{metric}_largest"],
@@ -363,6 +441,7 @@ class SupernetTrainer:
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
             "rng": self.rng.bit_generator.state,
+            "scaler": self.scaling.state_dict(),
             "history": json.dumps(self.history),
             "init_report": json.dumps(self.init_report.to_dict() if self.init_report else None),
             **({"self_kd": {**self.self_kd.average.state_dict(),
@@ -386,6 +465,8 @@ class SupernetTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
         self.rng.bit_generator.state = state["rng"]
+        if state.get("scaler"):
+            self.scaling.load_state_dict(state["scaler"])
         self.history = json.loads(state["history"])
         if self.self_kd is not None and "self_kd" in state:
             kd = state["self_kd"]
@@ -394,16 +475,23 @@ class SupernetTrainer:
             self.self_kd.improved_epochs = json.loads(kd["epochs"])
 
 
+#: training settings that do not change what is trained: a run may resume with others
+NOT_IDENTITY = ("workers", "max_failures")
+
+
 def _normalized_identity(identity: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's identity with its ``training`` settings re-validated, so settings added
-    since it was written (at their defaults) do not make it look different."""
+    since it was written (at their defaults) do not make it look different, and without
+    :data:`NOT_IDENTITY`."""
     out = dict(identity)
     if isinstance(out.get("training"), dict):
         try:
             out["training"] = SupernetTrainConfig.model_validate(out["training"]).model_dump(
                 mode="json")
         except ValueError:  # not a valid config of this version: compare as written
-            pass
+            out["training"] = dict(out["training"])
+        for key in NOT_IDENTITY:
+            out["training"].pop(key, None)
     return out
 
 
