@@ -58,7 +58,8 @@ def weights(run_dir):
 def test_two_workers_take_the_steps_of_one_worker_with_their_joint_batch(tmp_path, local_ray):
     task = {**TASK, "options": {**TASK["options"], "n_samples": 80}}  # 48 images: 2 steps
     one = train_supernet(config(tmp_path / "one", task=task), progress=False)
-    two = train_supernet(config(tmp_path / "two", task=task, workers=2), progress=False)
+    two = train_supernet(config(tmp_path / "two", task=task, workers=2, sync_batchnorm=True),
+                         progress=False)
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
     assert a["epoch"] == b["epoch"] == 1
     start = config(tmp_path / "x", task=task)  # the untrained supernet

@@ -98,7 +98,7 @@ def _train_on_ray(config: SupernetConfig, resume: bool, console: Console, progre
         epochs = view.add(f"supernet {config.name} ({workers} workers)",
                           total=config.training.total_epochs, completed=done, unit="epochs")
         steps = view.add("steps", total=None, unit="steps", percent=0)
-        seen = {"attempt": 1, "rebased": False}
+        seen: dict[str, Any] = {"attempt": 1, "rebased": False}
 
         def on_progress(state: dict[str, Any]) -> None:
             if state.get("attempt", 1) != seen["attempt"]:
@@ -110,8 +110,11 @@ def _train_on_ray(config: SupernetConfig, resume: bool, console: Console, progre
                 seen["rebased"] = True
             record = state.get("record")
             if record is not None:
+                if seen.get("steps"):  # the epoch's steps are all done
+                    view.update(steps, completed=seen["steps"], total=seen["steps"])
                 view.update(epochs, completed=record["epoch"], info=_epoch_info(metric, record))
             elif state.get("step") is not None:
+                seen["steps"] = state["steps"]
                 view.update(epochs, completed=state["epoch"])
                 view.update(steps, completed=state["step"], total=state["steps"])
 

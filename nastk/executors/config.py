@@ -104,10 +104,11 @@ class SupernetExecutorConfig(_LocalOrRay):
     from it after a failure.
     """
 
-    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker; torch "
-                                                          "uses as many threads (rounded "
-                                                          "down, at least 1) unless "
-                                                          "training.num_threads is set")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker; its "
+                                                          "torch uses as many threads "
+                                                          "(rounded down, at least 1; "
+                                                          "training.num_threads applies "
+                                                          "in-process only)")
     gpus_per_worker: float | None = Field(
         None, ge=0, description="GPUs per worker; default 1 when training.device is cuda, "
                                 "else 0")

@@ -68,7 +68,9 @@ def train_on_ray(config: Any, *, resume: bool, on_progress: ProgressCallback | N
         session = uuid.uuid4().hex
         loop = {"config": config.model_dump(mode="json"), "source": str(config.source or ""),
                 "run_dir": str(run_dir), "resume": resume, "session": session,
-                "threads": training.num_threads or max(1, int(ex.cpus_per_worker))}
+                # a worker's torch threads are its reserved CPUs (training.num_threads is
+                # for a run in one process and would oversubscribe the workers' cores)
+                "threads": max(1, int(ex.cpus_per_worker))}
         resources = {"CPU": ex.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
         trainer = TorchTrainer(
             _worker_loop, train_loop_config=loop,

@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -60,6 +61,12 @@ class SupernetTrainConfig(BaseModel):
                                               "batch_size / workers images of every step. Not "
                                               "part of the run's identity: a run may resume on "
                                               "another number of workers")
+    sync_batchnorm: bool = Field(
+        False, description="workers > 1: true normalises over the global batch of a step (one "
+                           "small all-reduce per batch-norm layer and pass), so N workers "
+                           "train exactly what one worker with the whole batch would; false: "
+                           "each worker normalises its own shard, as DistributedDataParallel "
+                           "does (no per-layer collectives; the shard must not be tiny)")
     max_failures: int = Field(2, ge=0, description="workers > 1: times the worker group is "
                                                    "restarted from the last checkpoint after a "
                                                    "worker dies")
@@ -191,7 +198,9 @@ class SupernetTrainer:
                  data_parallel: DataParallel | None = None) -> None:
         self.model = model
         self.data_parallel = data_parallel
-        if data_parallel is not None and data_parallel.world > 1:
+        self.sync_bn = (data_parallel is not None and data_parallel.world > 1
+                        and config.sync_batchnorm)
+        if self.sync_bn:
             synchronize_batchnorm(model.net)
         self.config = config
         self.seed = seed
@@ -296,7 +305,7 @@ class SupernetTrainer:
             assert dp is not None
             scale = dp.loss_scale(len(x), int(dp.sum(len(x))))
         def synced() -> contextlib.AbstractContextManager[None]:
-            return global_statistics(dp.group) if parallel and dp is not None \
+            return global_statistics(dp.group) if self.sync_bn and dp is not None \
                 else contextlib.nullcontext()
 
         for kind, arch in self._subnets(sampler, self.rng if rng is None else rng):
@@ -383,8 +392,11 @@ class SupernetTrainer:
         def teacher_largest(teacher: torch.nn.Module) -> None:
             teacher.body.set_active(sampler.largest)
 
+        images = 0
+        started = time.perf_counter()
         for step, batch in enumerate(loader):
             x, y = split_batch(batch)
+            images += len(x)
             lr = self._set_lr(phase, (within + step / n_steps) / phase.epochs)
             anneal_temperature(self.model, (self.epoch + step / n_steps) / cfg.temperature_epochs,
                                cfg.temperature_start, cfg.temperature_end)
@@ -399,13 +411,18 @@ class SupernetTrainer:
                 counts[k] = counts.get(k, 0) + 1
             if on_step is not None:
                 on_step(step + 1, n_steps)
+        train_s = time.perf_counter() - started
         record: dict[str, Any] = {"epoch": self.epoch + 1, "phase": index + 1, "lr": lr}
         train_losses = {f"train_loss_{k}": sums[k] / counts[k] for k in sums}
         dp = self.data_parallel
         if dp is not None and dp.world > 1:  # each worker saw its shards: the global mean
             train_losses = dp.mean(train_losses)
+            images = int(dp.sum(images))
         record.update(train_losses)
         record["workers"] = self.workers
+        # the epoch's training steps alone (no evaluation): images of all workers per second
+        record["train_s"] = train_s
+        record["images_per_s"] = images / train_s if train_s > 0 else 0.0
         if self.pending_note:
             record.update(self.pending_note)
             self.pending_note = {}
