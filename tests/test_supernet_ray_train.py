@@ -12,11 +12,12 @@ import pytest
 import torch
 import yaml
 
-from nastk.build import build_components, build_supernet_model
+from nastk.build import build_supernet_model
 from nastk.cli import main
 from nastk.commands.supernet_train import train_supernet
 from nastk.config import SupernetConfig, parse_config
 from nastk.errors import NastkError
+from nastk.store import RunStore
 
 ray = pytest.importorskip("ray")
 
@@ -151,16 +152,20 @@ def test_killed_run_resumes_on_another_number_of_workers_and_its_supernet_is_sea
     assert [r["workers"] for r in history] == [2] * done + [1] * (3 - done)
     assert history[done]["resumed"] == {"from_epoch": done, "workers": 1}
     assert weights(run_dir)["epoch"] == 3
-    # the weight-sharing evaluator loads it unchanged and scores candidates
+    # a weight-sharing search on the Ray actor pool loads it unchanged and scores candidates
     search = {"name": "ws", "run_dir": str(tmp_path / "search"), "space": SPACE, "task": TASK,
               "strategy": "random", "evaluator": {"kind": "supernet", "supernet": {
                   "checkpoint": str(run_dir / "supernet.pt"), "calib_batches": 2}},
-              "budget": {"trials": 2}}
-    comps = build_components(parse_config(search))
-    arch = comps.space.sample(__import__("numpy").random.default_rng(0))
-    result = comps.evaluator.evaluate(arch)
-    assert result.ok and 0.0 <= result.metrics["accuracy"] <= 1.0
-
+              "executor": {"kind": "ray", "mode": "actors", "actors": 1},
+              "budget": {"trials": 3}}
+    search_path = tmp_path / "search.yaml"
+    search_path.write_text(yaml.safe_dump(search))
+    assert main(["search", str(search_path), "--no-progress"]) == 0
+    with RunStore.open_existing(tmp_path / "search") as store:
+        trials = store.finished()
+    assert len(trials) == 3 and all(t.result.ok for t in trials)
+    assert all(t.result.info.get("evaluator") == "weight_sharing" for t in trials)
+    assert all(0.0 <= t.result.metrics["accuracy"] <= 1.0 for t in trials)
 
 def test_settings_that_cannot_work_stop_before_any_worker_starts(tmp_path, local_ray):
     with pytest.raises(NastkError, match=r"training.workers .*exceeds training.batch_size"):
@@ -168,4 +173,9 @@ def test_settings_that_cannot_work_stop_before_any_worker_starts(tmp_path, local
     cfg = config(tmp_path / "b", workers=3)  # the local Ray has 2 CPUs
     with pytest.raises(NastkError, match=r"need 3 CPUs .* Use fewer workers"):
         train_supernet(cfg, progress=False)
-    assert not (tmp_path / "b" / "supernet.pt").exists()
+    # CUDA workers: this process needs no GPU, the cluster does (the local Ray has none)
+    with pytest.raises(NastkError, match=r"need 2 CPUs and 2 GPUs"):
+        train_supernet(config(tmp_path / "c", workers=2, device="cuda"), progress=False)
+    with pytest.raises(NastkError, match=r"training\.precision: .*fp16"):
+        train_supernet(config(tmp_path / "d", workers=2, precision="fp16"), progress=False)
+    assert not any((tmp_path / d / "supernet.pt").exists() for d in "bcd")

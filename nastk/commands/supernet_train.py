@@ -12,6 +12,7 @@ from rich.console import Console
 from nastk.build import build_supernet_model
 from nastk.config import SupernetConfig
 from nastk.errors import ConfigError, StoreError
+from nastk.precision import device_for
 from nastk.preflight import check_task_data
 from nastk.progress import ProgressView
 from nastk.run_lock import lock_run_dir
@@ -60,7 +61,14 @@ def train_supernet(config: SupernetConfig, *, resume: bool = False,
     if config.path_filter is not None:
         extra["sampler_factory"] = supernet_sampler_factory(config.path_filter, model,
                                                             seed=config.seed)
-    trainer = SupernetTrainer(model, config.training, seed=config.seed, checkpoint_path=ckpt,
+    # on Ray the workers train; this process only checks (on its CPU: it may have no GPU, the
+    # workers' devices are checked against the cluster's GPUs before they start)
+    here = config.training
+    if config.on_ray:
+        if not here.device.startswith("cuda"):
+            device_for(here.device, here.precision, "training")
+        here = here.model_copy(update={"device": "cpu", "precision": "fp32"})
+    trainer = SupernetTrainer(model, here, seed=config.seed, checkpoint_path=ckpt,
                               identity=config.identity(), **extra)
     if resume and config.on_ray:  # refuse a foreign checkpoint before starting any worker
         trainer.load_checkpoint(ckpt)

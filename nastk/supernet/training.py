@@ -304,6 +304,7 @@ class SupernetTrainer:
         if parallel:
             assert dp is not None
             scale = dp.loss_scale(len(x), int(dp.sum(len(x))))
+
         def synced() -> contextlib.AbstractContextManager[None]:
             return global_statistics(dp.group) if self.sync_bn and dp is not None \
                 else contextlib.nullcontext()
