@@ -179,3 +179,15 @@ def test_settings_that_cannot_work_stop_before_any_worker_starts(tmp_path, local
     with pytest.raises(NastkError, match=r"training\.precision: .*fp16"):
         train_supernet(config(tmp_path / "d", workers=2, precision="fp16"), progress=False)
     assert not any((tmp_path / d / "supernet.pt").exists() for d in "bcd")
+
+
+def test_a_failure_a_restart_would_repeat_is_not_trained_into_again(tmp_path, local_ray):
+    cfg = config(tmp_path / "run", epochs=2, workers=2, lr=1e9, grad_clip=None, max_failures=1)
+    with pytest.raises(NastkError, match=r"not retried: rank \d failed with supernet training "
+                                         r"diverged"):
+        train_supernet(cfg, progress=False)
+    assert json.loads((tmp_path / "run" / "failure.json").read_text())["error"].startswith(
+        "supernet training diverged")
+    assert not (tmp_path / "run" / "supernet.pt").exists()
+    # the restarted group stopped before its workers registered: only attempt 1 trained
+    assert json.loads((tmp_path / "run" / "workers.json").read_text())["attempt"] == 1

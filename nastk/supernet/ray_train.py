@@ -11,7 +11,9 @@ the weights-only checkpoint (atomically, once per epoch, the format of a one-pro
 Failures: when a worker dies, Ray Train tears the group down and starts a new one (at most
 ``training.max_failures`` times); its workers resume from the checkpoint in ``run_dir``, and
 the next epoch's record in the history carries ``restarted`` (attempt, epoch resumed from,
-workers). A user's ``--resume`` on any number of workers carries ``resumed`` the same way.
+workers). A worker that fails with a nastk error (a diverged loss, bad data) writes
+``failure.json``; the restarted groups of that session stop at once with it. A user's
+``--resume`` on any number of workers carries ``resumed`` the same way.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ CHECKPOINT_NAME = "supernet.pt"
 PROGRESS_NAME = "progress.json"
 WORKERS_NAME = "workers.json"
 HISTORY_NAME = "history.json"
+FAILURE_NAME = "failure.json"
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 
@@ -141,6 +144,7 @@ def _worker_loop(loop: dict[str, Any]) -> None:
 
     config = parse_config(loop["config"], loop["source"] or "config", schema=SupernetConfig)
     run_dir = Path(loop["run_dir"])
+    _refuse_a_known_failure(run_dir, loop["session"])
     ckpt = run_dir / CHECKPOINT_NAME
     dp = DataParallel.from_process_group()
     torch.set_num_threads(int(loop["threads"]))
@@ -187,10 +191,27 @@ def _worker_loop(loop: dict[str, Any]) -> None:
         progress(None, None, record)
 
     main = dp.is_main
-    trainer.train(on_epoch=on_epoch if main else None,
-                  on_step=(lambda s, n: progress(s, n, None)) if main else None)
+    try:
+        trainer.train(on_epoch=on_epoch if main else None,
+                      on_step=(lambda s, n: progress(s, n, None)) if main else None)
+    except NastkError as err:  # the config's or the data's fault: a restart would repeat it
+        write_atomic(run_dir / FAILURE_NAME, json.dumps(
+            {"session": loop["session"], "rank": dp.rank, "error": str(err)}).encode())
+        raise
     if main:
         write_atomic(run_dir / HISTORY_NAME, json.dumps(trainer.history, indent=2).encode())
+
+
+def _refuse_a_known_failure(run_dir: Path, session: str) -> None:
+    """After a worker of this session failed with a nastk error (a diverged loss, bad data), a
+    restarted worker group stops at once with it instead of training up to it again."""
+    try:
+        failure = json.loads((run_dir / FAILURE_NAME).read_text())
+    except (OSError, ValueError):
+        return
+    if failure.get("session") == session:
+        raise DistributedTrainingError(f"not retried: rank {failure['rank']} failed with "
+                                       f"{failure['error']}")
 
 
 def _register_workers(run_dir: Path, session: str, dp: Any) -> int:
