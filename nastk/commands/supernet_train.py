@@ -17,10 +17,8 @@ from nastk.preflight import check_task_data
 from nastk.progress import ProgressView
 from nastk.run_lock import lock_run_dir
 from nastk.supernet.pruning import supernet_sampler_factory
-from nastk.supernet.training import SupernetTrainer
+from nastk.supernet.training import CHECKPOINT_NAME, SupernetTrainer, write_history
 from nastk.weights import clean_temp_files
-
-CHECKPOINT_NAME = "supernet.pt"
 
 
 @dataclass
@@ -147,8 +145,8 @@ def _train_here(trainer: SupernetTrainer, config: SupernetConfig, resume: bool,
 
         def on_epoch(rec: dict[str, Any]) -> None:
             view.update(epochs, completed=rec["epoch"], info=_epoch_info(metric, rec))
-            (run_dir / "history.json").write_text(json.dumps(trainer.history, indent=2))
+            write_history(run_dir, trainer.history)
 
         history = trainer.train(resume=resume, on_epoch=on_epoch, on_step=on_step)
-    (run_dir / "history.json").write_text(json.dumps(history, indent=2))
+    write_history(run_dir, history)
     return history

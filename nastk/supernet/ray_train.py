@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from nastk.errors import NastkError
+from nastk.supernet.training import CHECKPOINT_NAME, HISTORY_NAME
 from nastk.weights import write_atomic
 
-CHECKPOINT_NAME = "supernet.pt"
 PROGRESS_NAME = "progress.json"
 WORKERS_NAME = "workers.json"
-HISTORY_NAME = "history.json"
 FAILURE_NAME = "failure.json"
 
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -140,7 +139,7 @@ def _worker_loop(loop: dict[str, Any]) -> None:
     from nastk.config import SupernetConfig, parse_config
     from nastk.supernet.data_parallel import DataParallel
     from nastk.supernet.pruning import supernet_sampler_factory
-    from nastk.supernet.training import SupernetTrainer
+    from nastk.supernet.training import SupernetTrainer, write_history
 
     config = parse_config(loop["config"], loop["source"] or "config", schema=SupernetConfig)
     run_dir = Path(loop["run_dir"])
@@ -187,7 +186,7 @@ def _worker_loop(loop: dict[str, Any]) -> None:
         write_atomic(run_dir / PROGRESS_NAME, json.dumps(state).encode())
 
     def on_epoch(record: dict[str, Any]) -> None:
-        write_atomic(run_dir / HISTORY_NAME, json.dumps(trainer.history, indent=2).encode())
+        write_history(run_dir, trainer.history)
         progress(None, None, record)
 
     main = dp.is_main
@@ -199,7 +198,7 @@ def _worker_loop(loop: dict[str, Any]) -> None:
             {"session": loop["session"], "rank": dp.rank, "error": str(err)}).encode())
         raise
     if main:
-        write_atomic(run_dir / HISTORY_NAME, json.dumps(trainer.history, indent=2).encode())
+        write_history(run_dir, trainer.history)
 
 
 def _refuse_a_known_failure(run_dir: Path, session: str) -> None:

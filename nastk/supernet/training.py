@@ -32,6 +32,14 @@ from nastk.supernet.sync_batchnorm import global_statistics, synchronize_batchno
 from nastk.weights import load_file, load_matching, save_state, write_atomic
 
 CHECKPOINT_FORMAT = "nastk.supernet/1"
+#: a supernet run folder's checkpoint and history (in-process and data-parallel alike)
+CHECKPOINT_NAME = "supernet.pt"
+HISTORY_NAME = "history.json"
+
+
+def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """``RUN_DIR/history.json``: the epochs' records, written atomically."""
+    write_atomic(run_dir / HISTORY_NAME, json.dumps(history, indent=2).encode())
 
 
 class Phase(BaseModel):
