@@ -254,6 +254,12 @@ class SupernetTrainer:
             group["lr"] = lr * group.get("lr_mult", 1.0)
         return lr
 
+    @property
+    def global_batch(self) -> int:
+        """Images in every step of :meth:`_loader` over all workers: full batches only, or the
+        whole training split when it is smaller than one batch."""
+        return min(self.config.batch_size, len(self.train_set))
+
     def _loader(self, epoch: int) -> DataLoader:
         gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         dp = self.data_parallel
@@ -300,7 +306,8 @@ class SupernetTrainer:
         """One optimizer step over the sandwich (random sub-networks from ``rng``, default the
         trainer's own generator); returns the task loss of each kind of subnet (``kind``) and of
         each named loss term (``kind_term``). As a data-parallel worker, ``x`` and ``y`` are this
-        worker's shard and the losses its shard's."""
+        worker's shard of a step of :meth:`_loader` (:attr:`global_batch` images over all
+        workers) and the losses its shard's."""
         cfg = self.config
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -308,10 +315,8 @@ class SupernetTrainer:
         losses: dict[str, list[float]] = {}
         dp = self.data_parallel
         parallel = dp is not None and dp.world > 1
-        scale = 1.0
-        if parallel:
-            assert dp is not None
-            scale = dp.loss_scale(len(x), int(dp.sum(len(x))))
+        # this shard's share of the step's global batch (no collective: the batch is known)
+        scale = dp.loss_scale(len(x), self.global_batch) if dp is not None and parallel else 1.0
 
         def synced() -> contextlib.AbstractContextManager[None]:
             return global_statistics(dp.group) if self.sync_bn and dp is not None \
