@@ -240,7 +240,9 @@ class RunStore:
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            # one transaction: a process killed while creating the store leaves all of the
+            # schema or none of it (statement by statement, a kill could leave only `meta`)
+            self._db.executescript(f"BEGIN;\n{_SCHEMA}\nCOMMIT;")
         except sqlite3.DatabaseError as err:
             disk = _disk_error(err, "opening the store", self.path)
             if disk is not None:
