@@ -10,7 +10,7 @@ the published regularized-evolution accuracy; writes regret-curve plots and a JS
 The paper gave its searchers a simulated training-time budget, not a number of queries, so the
 published figures are compared with ours only at a *calibrated* budget: from the table's order
 statistics, the exact expected test accuracy of random search's incumbent after n distinct
-queries (:func:`nastk.benchmarking.expected_random_incumbent`), and the smallest n at which it
+queries (:func:`nastk.run.tabular.expected_random_incumbent`), and the smallest n at which it
 reaches the published random-search mean (93 / 83 / 72 queries for CIFAR-10 / CIFAR-100 /
 ImageNet16-120). Every search runs to the larger of ``--budget`` and that n; the table at the
 calibrated budget carries the published figures and random search's exact expectation, the
@@ -62,10 +62,10 @@ CHECKPOINTS = (10, 25, 50, 100, 150, 200, 300)
 
 def run_one(dataset: str, name: str, seed: int, budget: int) -> dict[str, Any]:
     """One search; returns the incumbent's test accuracy after every query."""
-    from nastk import registry
-    from nastk.benchmarking import run_tabular
-    from nastk.objective import Objective
-    from search_spaces.nb201 import NB201Evaluator
+    from nastk.core import registry
+    from nastk.core.objective import Objective
+    from nastk.run.tabular import run_tabular
+    from nastk.search_spaces.nb201 import NB201Evaluator
 
     strategy_name, options, costs = STRATEGIES[name]
     evaluator = NB201Evaluator(dataset)
@@ -86,7 +86,7 @@ def run_one(dataset: str, name: str, seed: int, budget: int) -> dict[str, Any]:
 
 def summarize(runs: list[dict[str, Any]], dataset: str, budget: int) -> list[dict[str, Any]]:
     """Per strategy, the figures after the first ``budget`` queries of each search."""
-    from nastk.benchmarking import first_reach
+    from nastk.run.tabular import first_reach
 
     rows = []
     target = PUBLISHED[dataset]["rea"][0]
@@ -181,8 +181,8 @@ def calibration(datasets: list[str], max_n: int = 1000) -> dict[str, dict[str, A
     """Per dataset, the exact expected test accuracy of random search's incumbent after n
     queries (from the table's order statistics) and the smallest n at which it reaches the
     published random-search figure: the budget at which the paper's searchers are matched."""
-    from nastk.benchmarking import calibrated_budget, expected_random_incumbent
-    from search_spaces.nb201 import NB201Bench
+    from nastk.run.tabular import calibrated_budget, expected_random_incumbent
+    from nastk.search_spaces.nb201 import NB201Bench
 
     bench = NB201Bench.load()
     out: dict[str, dict[str, Any]] = {}
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the plots and the JSON results")
     args = parser.parse_args(argv)
 
-    from search_spaces.nb201 import nb201_data_missing
+    from nastk.search_spaces.nb201 import nb201_data_missing
 
     missing = nb201_data_missing()
     if missing:
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(d, s, seed, budget) for d in args.datasets for s in args.strategies
             for seed in range(args.seeds)]
     t0 = time.time()
-    from nastk.benchmarking import run_jobs
+    from nastk.run.tabular import run_jobs
 
     runs: list[dict[str, Any]] = run_jobs(run_one, jobs, args.workers)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -127,7 +127,7 @@ def front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 def hypervolume(points: list[tuple[float, float]], ref_flops: float) -> float:
     """Area dominated by a front of (flops, ap) points inside [0, ref_flops] x [0, inf), with
     FLOPs normalised by ``ref_flops`` (reference point: AP 0 at ``ref_flops``)."""
-    from nastk.pareto import hypervolume as exact
+    from nastk.core.pareto import hypervolume as exact
 
     return exact([(1.0 - f / ref_flops, a) for f, a in points], (0.0, 0.0))
 
@@ -144,9 +144,9 @@ def flops_to_reach(points: list[tuple[float, float]], target: float) -> float:
 
 def test_front(run_dir: Path, checkpoint: Path) -> tuple[list[tuple[float, float]], dict]:
     """The validation front of a search run, re-scored on the test split by weight sharing."""
-    from nastk.build import build_space_and_task, build_weight_sharing_evaluator
-    from nastk.commands.run_record import open_run
-    from nastk.config import parse_config
+    from nastk.config.compose import build_space_and_task, build_weight_sharing_evaluator
+    from nastk.config.schema import parse_config
+    from nastk.run.record import open_run
 
     record = open_run(run_dir)
     cfg = record.config.model_dump(mode="json")

@@ -28,9 +28,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nastk.registry import PREDICTORS, instantiate
-from predictors.metrics import evaluate_predictor, summarize
-from search_spaces.nb201 import NB201Bench, NB201Space, nb201_data_missing
+from nastk.core.registry import PREDICTORS, instantiate
+from nastk.predictors.metrics import evaluate_predictor, summarize
+from nastk.search_spaces.nb201 import NB201Bench, NB201Space, nb201_data_missing
 
 PREDICTOR_NAMES = ["gbdt", "random_forest", "gp", "ridge", "mlp", "ensemble", "path_filter"]
 COLUMNS = [("kendall_tau", "Kendall tau"), ("spearman", "Spearman"),

@@ -74,12 +74,12 @@ def run_search(fn: str, trials: int, executor: dict[str, Any],
     seconds per candidate between the first and the last recorded result (the store's finish
     times), and seconds from the start of ``Search.run`` to the first result (starting Tune or
     the actors, and the first candidate)."""
-    from nastk.build import build_components
-    from nastk.config import parse_config
+    from nastk.config.compose import build_components
+    from nastk.config.schema import parse_config
     from nastk.executors import ray_executor
     from nastk.executors.ray_cluster import RayCluster
-    from nastk.search import Search
-    from nastk.store import RunStore
+    from nastk.run.loop import Search
+    from nastk.run.sqlite_store import RunStore
 
     run_dir = Path(tempfile.mkdtemp(dir=workdir))
     config = parse_config({

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from nastk.build import build_supernet_model
-from nastk.config import SupernetConfig, load_config
+from nastk.config.compose import build_supernet_model
+from nastk.config.schema import SupernetConfig, load_config
 from nastk.evaluation.weight_sharing import WeightSharingConfig, WeightSharingEvaluator
-from nastk.supernet.training import SupernetTrainer
+from nastk.training.supernet import SupernetTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("cc", "kld", "sim", "nss", "auc_judd", "auc_borji", "sauc", "ig")

@@ -87,11 +87,11 @@ def make_task(task: str) -> tuple[Any, str, str]:
     """(evaluator, search metric, report metric) of ``task``."""
     kind, name = task.split("/")
     if kind == "nb201":
-        from search_spaces.nb201 import NB201Evaluator
+        from nastk.search_spaces.nb201 import NB201Evaluator
 
         ev = NB201Evaluator(name)
         return ev, ev.SEARCH_METRIC, ev.REPORT_METRIC
-    from search_spaces.tnb101 import TNB101Evaluator
+    from nastk.search_spaces.tnb101 import TNB101Evaluator
 
     ev = TNB101Evaluator(name)
     return ev, ev.metric, ev.metric
@@ -101,11 +101,11 @@ def task_facts(task: str) -> dict[str, float]:
     """The task's optimum and target of the report metric."""
     kind, name = task.split("/")
     if kind == "nb201":
-        from search_spaces.nb201 import NB201Bench
+        from nastk.search_spaces.nb201 import NB201Bench
 
         return {"optimum": NB201Bench.load().optimum(name, "test200"),
                 "target": NB201_TARGET[name]}
-    from search_spaces.tnb101 import TNB101Bench
+    from nastk.search_spaces.tnb101 import TNB101Bench
 
     bench = TNB101Bench.load()
     col = np.asarray(list(bench.column(name).values()))
@@ -114,9 +114,9 @@ def task_facts(task: str) -> dict[str, float]:
 
 def run_one(task: str, name: str, seed: int, budget: int) -> dict[str, Any]:
     """One search; the incumbent's report metric after every query."""
-    from nastk import registry
-    from nastk.benchmarking import run_tabular
-    from nastk.objective import Objective
+    from nastk.core import registry
+    from nastk.core.objective import Objective
+    from nastk.run.tabular import run_tabular
 
     evaluator, metric, report = make_task(task)
     registered, options = STRATEGIES[name]
@@ -134,8 +134,8 @@ def run_one(task: str, name: str, seed: int, budget: int) -> dict[str, Any]:
 
 def summarize(runs: list[dict[str, Any]], task: str, strategies: list[str], reference: str,
               facts: dict[str, float]) -> list[dict[str, Any]]:
-    from nastk.benchmarking import first_reach
-    from nastk.study.stats import wilcoxon_pairs
+    from nastk.pipelines.study.stats import wilcoxon_pairs
+    from nastk.run.tabular import first_reach
 
     by = {s: sorted((r for r in runs if r["task"] == task and r["strategy"] == s),
                     key=lambda r: r["seed"]) for s in strategies}
@@ -237,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/search_efficiency"))
     args = parser.parse_args(argv)
 
-    from search_spaces.nb201 import nb201_data_missing
-    from search_spaces.tnb101 import tnb101_data_missing
+    from nastk.search_spaces.nb201 import nb201_data_missing
+    from nastk.search_spaces.tnb101 import tnb101_data_missing
 
     for task in args.tasks:
         missing = nb201_data_missing() if task.startswith("nb201") else tnb101_data_missing()
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(t, s, seed, args.budget) for t in args.tasks for s in args.strategies
             for seed in range(args.first_seed, args.first_seed + args.seeds)]
     t0 = time.time()
-    from nastk.benchmarking import run_jobs
+    from nastk.run.tabular import run_jobs
 
     runs: list[dict[str, Any]] = run_jobs(run_one, jobs, args.workers)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ def fidelity_stats(ws: np.ndarray | None, standalone: np.ndarray, flops: np.ndar
     """The benchmark's figures from the raw numbers: ``ws[n]`` weight-sharing scores (None for
     a stand-alone-only run: its figures are NaN), ``standalone[n, seeds]`` stand-alone scores
     (larger is better for both), costs ``[n]``."""
-    from predictors.metrics import kendall_tau, spearman
+    from nastk.predictors.metrics import kendall_tau, spearman
 
     sa = np.asarray(standalone, dtype=float)
     n = sa.shape[0] if sa.ndim == 2 else -1
@@ -127,7 +127,7 @@ def _train_one(plugins: list[str], space: dict[str, Any], task: dict[str, Any],
                train: dict[str, Any], seed: int, arch: dict[str, Any],
                metric: str) -> tuple[float, float, float]:
     """One stand-alone training (also what a Ray worker runs): its score, FLOPs and params."""
-    from nastk.build import build_from_refs
+    from nastk.config.compose import build_from_refs
     from nastk.evaluation.train import TrainConfig, TrainEvaluator
 
     sp, tk = build_from_refs(plugins, space, task)
@@ -146,15 +146,15 @@ def measure(supernet_config: Path | None, checkpoint: Path | None, n: int, seeds
     """Raw numbers: the architectures, their weight-sharing scores (with a supernet), costs and
     stand-alone scores per seed (scores oriented larger-is-better). Without a supernet,
     ``search_config`` names the space and task, and only stand-alone training runs."""
-    from nastk.build import build_components, import_plugins
-    from nastk.commands.run_record import open_run
-    from nastk.commands.supernet_train import CHECKPOINT_NAME
-    from nastk.config import SearchConfig, SupernetConfig, load_config, parse_config
+    from nastk.config.compose import build_components, import_plugins
+    from nastk.config.schema import SearchConfig, SupernetConfig, load_config, parse_config
+    from nastk.run.layout import SUPERNET_CHECKPOINT
+    from nastk.run.record import open_run
 
     if supernet_config is not None:
         sn = load_config(supernet_config, SupernetConfig)
         import_plugins(sn.plugins)
-        ckpt: Path | None = checkpoint or sn.resolved_run_dir() / CHECKPOINT_NAME
+        ckpt: Path | None = checkpoint or sn.resolved_run_dir() / SUPERNET_CHECKPOINT
         if not Path(ckpt).is_file():
             raise SystemExit(f"no supernet checkpoint at {ckpt}: train it first with `nastk "
                              f"supernet train {supernet_config}` (or pass --checkpoint)")
@@ -296,7 +296,7 @@ def standalone_settings(train_from: Path | None = None, **overrides: Any) -> dic
     if train_from is None:
         train = dict(QUICKSTART_TRAIN)
     else:
-        from nastk.config import SearchConfig, load_config
+        from nastk.config.schema import SearchConfig, load_config
 
         cfg = load_config(train_from, SearchConfig)
         if cfg.evaluator.kind != "train":
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--seeds must be at least 2 (the noise ceiling needs two)")
     train_from = args.train_from
     if train_from is None and args.standalone_only is not None:
-        from nastk.config import SearchConfig, load_config
+        from nastk.config.schema import SearchConfig, load_config
 
         if load_config(args.standalone_only, SearchConfig).evaluator.kind == "train":
             train_from = args.standalone_only

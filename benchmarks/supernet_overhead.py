@@ -31,9 +31,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nastk.supernet.base import SupernetModel
-from search_spaces.ofa_mbv3 import OFA_MBV3_OPTIONS, OFAMobileNetV3Space
-from tasks.classification import ClassificationTask
+from nastk.nn.supernet import SupernetModel
+from nastk.search_spaces.ofa_mbv3 import OFA_MBV3_OPTIONS, OFAMobileNetV3Space
+from nastk.tasks.classification import ClassificationTask
 
 
 def step_time(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -36,7 +36,7 @@ TARGET = 1.6
 
 def supernet_config(run_dir: Path, workers: int, args: argparse.Namespace,
                     on_ray: bool) -> Any:
-    from nastk.config import SupernetConfig, parse_config
+    from nastk.config.schema import SupernetConfig, parse_config
 
     train_images = args.steps * args.batch
     n_samples = round(train_images / 0.6) + 2  # the task keeps 60% for training
@@ -56,7 +56,7 @@ def supernet_config(run_dir: Path, workers: int, args: argparse.Namespace,
 
 
 def measure(run_dir: Path, workers: int, args: argparse.Namespace, on_ray: bool) -> dict:
-    from nastk.commands.supernet_train import train_supernet
+    from nastk.cli.commands.supernet_train import train_supernet
 
     shutil.rmtree(run_dir, ignore_errors=True)
     cfg = supernet_config(run_dir, workers, args, on_ray)

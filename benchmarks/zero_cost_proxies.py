@@ -29,10 +29,10 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nastk import registry
-from predictors.zero_cost.scorer import ZeroCostScorer
-from search_spaces.nb201 import NB201Space, from_naslib
-from search_spaces.tnb101 import DATA_FOLDER, find_data_dir
+from nastk.core import registry
+from nastk.predictors.zero_cost.scorer import ZeroCostScorer
+from nastk.search_spaces.nb201 import NB201Space, from_naslib
+from nastk.search_spaces.tnb101 import DATA_FOLDER, find_data_dir
 
 PROXIES = ["synflow", "jacov", "nwot", "snip", "grad_norm", "params", "flops"]
 CLASSES = {"cifar10": 10, "cifar100": 16, "ImageNet16-120": 16}

@@ -2,7 +2,7 @@
 import torch.nn as nn
 
 from nastk import Categorical, IntRange, SearchSpace
-from nastk.registry import SEARCH_SPACES
+from nastk.core.registry import SEARCH_SPACES
 
 
 class PlainCNN(nn.Sequential):

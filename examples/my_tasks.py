@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import Dataset
 
-from nastk.registry import TASKS
-from nastk.task import Task
+from nastk.core.registry import TASKS
+from nastk.task.contract import Task
 
 
 class Blobs(Dataset):

@@ -1,8 +1,8 @@
 """nastk: a task-agnostic neural-architecture-search toolkit."""
 
-from nastk.errors import ConfigError, InvalidArchitectureError, NastkError
-from nastk.evaluation.result import Result, Status
-from nastk.objective import Objective
+from nastk.core.errors import ConfigError, InvalidArchitectureError, NastkError
+from nastk.core.objective import Objective
+from nastk.core.result import Result, Status
 from nastk.space import (
     Architecture,
     Categorical,
@@ -16,4 +16,4 @@ __version__ = "0.1.0"
 
 __all__ = ["Architecture", "Categorical", "CellDAG", "ConfigError", "IntRange",
            "InvalidArchitectureError", "NastkError", "Objective", "Result", "SearchSpace",
-           "StageList", "Status", "__version__"]
+           "StageList", "Status", "__version__", "registry"]

@@ -2,27 +2,27 @@
 
 Every predictor speaks ``fit(archs, scores)`` / ``predict(archs)`` (:class:`Predictor`); they
 register under the ``nastk.predictors`` entry points (``gbdt``, ``random_forest``, ``gp``,
-``ridge``, ``mlp``, ``ensemble``, ``path_filter``). :mod:`predictors.metrics` scores their
+``ridge``, ``mlp``, ``ensemble``, ``path_filter``). :mod:`nastk.predictors.metrics` scores their
 rankings (Kendall tau, Spearman, precision at top-k, tau within cost buckets).
 """
 
-from nastk.predictor import NotFittedError, Predictor, PredictorError
-from predictors.ensemble import EnsemblePredictor
-from predictors.metrics import (
+from nastk.prediction.base import NotFittedError, Predictor, PredictorError
+from nastk.predictors.ensemble import EnsemblePredictor
+from nastk.predictors.metrics import (
     bucketed_kendall_tau,
     evaluate_predictor,
     kendall_tau,
     precision_at_top_k,
     spearman,
 )
-from predictors.mlp import MLPPredictor
-from predictors.path_filter import (
+from nastk.predictors.mlp import MLPPredictor
+from nastk.predictors.path_filter import (
     PathFilter,
     PrunedPhaseSampler,
     PrunedSpace,
     pruned_sampler_factory,
 )
-from predictors.sklearn_models import (
+from nastk.predictors.sklearn_models import (
     GaussianProcessPredictor,
     GradientBoostingPredictor,
     RandomForestPredictor,

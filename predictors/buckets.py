@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nastk.predictor import PredictorError
+from nastk.prediction.base import PredictorError
 
 
 def quantile_edges(costs: Sequence[float] | np.ndarray, n_buckets: int) -> np.ndarray:

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from nastk.predictor import Predictor, PredictorError
-from nastk.registry import PREDICTORS, instantiate
+from nastk.core.registry import PREDICTORS, instantiate
+from nastk.prediction.base import Predictor, PredictorError
 from nastk.space.search_space import SearchSpace
 
 

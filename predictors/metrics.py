@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from nastk.predictor import Predictor, PredictorError
-from predictors.buckets import bucket_index, quantile_edges
+from nastk.prediction.base import Predictor, PredictorError
+from nastk.predictors.buckets import bucket_index, quantile_edges
 
 
 def _pair(y_true: Sequence[float] | np.ndarray,
@@ -71,7 +71,7 @@ def bucketed_kendall_tau(y_true: Sequence[float] | np.ndarray,
                          buckets: Sequence[int] | np.ndarray | None = None) -> float:
     """Mean Kendall tau inside cost buckets, weighted by bucket size.
 
-    Buckets are cut at quantiles of ``costs`` (:func:`predictors.buckets.quantile_edges`), or
+    Buckets are cut at quantiles of ``costs`` (:func:`nastk.predictors.buckets.quantile_edges`), or
     given as one bucket index per architecture (e.g. a fitted path filter's ``bucket_of``).
     Buckets with fewer than 2 architectures or an undefined tau (constant scores) are left out;
     ``nan`` if none remains.

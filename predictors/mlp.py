@@ -12,7 +12,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from nastk.predictor import Predictor
+from nastk.prediction.base import Predictor
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from sklearn.linear_model import Ridge
 from threadpoolctl import threadpool_limits
 
-from nastk.predictor import Predictor
+from nastk.prediction.base import Predictor
 
 
 class _SklearnPredictor(Predictor):

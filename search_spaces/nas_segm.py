@@ -47,7 +47,8 @@ With the defaults (8 ops, 3 templates, 4 layers, repeats 1..3, 2 stride layers) 
 swapping the inputs of a ``sum`` layer together with its ops, or ops hidden by ``zero`` give
 equivalent networks.
 
-Sizes (parameters of the body, measured with :func:`nastk.cost.count_params`, 3 input channels,
+Sizes (parameters of the body, measured with :func:`nastk.evaluation.cost.count_params`, 3 input
+channels,
 50 architectures sampled with ``numpy.random.default_rng(0)``): default options min 38,048 /
 median 62,032 / max 125,440 (the fixed encoder is 26,880 of them). With
 :data:`NAS_SEGM_WACV_OPTIONS` (MobileNetV2 x1.0 encoder up to its 32-channel stage, 55,488
@@ -69,11 +70,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
-from nastk.errors import InvalidArchitectureError
+from nastk.core.errors import InvalidArchitectureError
+from nastk.search_spaces.small_cnn import InvertedResidual
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import Categorical, Dimension, IntRange
 from nastk.space.search_space import SearchSpace
-from search_spaces.small_cnn import InvertedResidual
 
 __all__ = ["AGGREGATIONS", "NAS_SEGM_WACV_OPTIONS", "OPS", "NasSegmBody", "NasSegmDecoder",
            "NasSegmEncoder", "NasSegmGenotype", "NasSegmLayer", "NasSegmSpace", "make_op"]

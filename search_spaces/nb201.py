@@ -30,9 +30,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from nastk import data_dirs
-from nastk.errors import BenchmarkDataError, InvalidArchitectureError
-from nastk.evaluation.result import Result
+from nastk.core.errors import BenchmarkDataError, InvalidArchitectureError
+from nastk.core.result import Result
+from nastk.data import dirs as data_dirs
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import Categorical
 from nastk.space.search_space import SearchSpace
@@ -285,7 +285,7 @@ def _cost_model(dataset: str, channels: int, cells: int) -> tuple[dict[str, floa
     """Exact additive cost model: costs of the all-``none`` network, and what each operation on
     one edge adds (every edge of every cell adds the same per operation). Measured once per
     dataset with fvcore on real networks."""
-    from nastk.cost import count_flops, count_params
+    from nastk.evaluation.cost import count_flops, count_params
 
     classes, res = DATASETS[dataset]
 
@@ -485,7 +485,7 @@ def _evaluator(dataset: str) -> NB201Evaluator:
     return NB201Evaluator(dataset)
 
 
-#: ``evaluator: {kind: function, function: search_spaces.nb201:cifar10}`` in a config
+#: ``evaluator: {kind: function, function: nastk.search_spaces.nb201:cifar10}`` in a config
 cifar10 = _function("cifar10")
 cifar100 = _function("cifar100")
 imagenet16 = _function("ImageNet16-120")

@@ -9,7 +9,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
-from nastk.body import StemStagesBody
+from nastk.nn.body import StemStagesBody
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import StageList
 from nastk.space.search_space import SearchSpace

@@ -45,9 +45,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nastk import data_dirs
-from nastk.errors import BenchmarkDataError, InvalidArchitectureError
-from nastk.evaluation.result import Result
+from nastk.core.errors import BenchmarkDataError, InvalidArchitectureError
+from nastk.core.result import Result
+from nastk.data import dirs as data_dirs
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import Categorical
 from nastk.space.search_space import SearchSpace
@@ -432,7 +432,7 @@ def _function(kind: SpaceKind, task: str) -> Any:
     return evaluate
 
 
-#: ``evaluator: {kind: function, function: search_spaces.tnb101:micro_class_scene}`` in a
+#: ``evaluator: {kind: function, function: nastk.search_spaces.tnb101:micro_class_scene}`` in a
 #: config (the space ``tnb101_micro``); ``macro_*`` for ``tnb101_macro``
 micro_class_scene = _function("micro", "class_scene")
 micro_class_object = _function("micro", "class_object")

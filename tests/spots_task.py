@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from nastk.registry import TASKS
-from nastk.task import Task
+from nastk.core.registry import TASKS
+from nastk.task.contract import Task
 
 SIZE = 16
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy.optimize import approx_fprime
 
-from nastk.evaluation.result import Result
-from nastk.objective import Objective
+from nastk.core.objective import Objective
+from nastk.core.result import Result
 from nastk.space import Architecture, Categorical, SearchSpace
 from nastk.strategies.bayesian import BayesianOptimisation, HammingGP, _Posterior
 from nastk.strategies.random_search import RandomSearch
@@ -139,7 +139,7 @@ def test_rules_of_the_space_are_kept_and_failures_skipped():
     class Ruled(SearchSpace):
         def check_constraints(self, arch: Architecture) -> None:
             if arch["a"] == arch["b"]:
-                from nastk.errors import InvalidArchitectureError
+                from nastk.core.errors import InvalidArchitectureError
 
                 raise InvalidArchitectureError("a and b must differ")
 

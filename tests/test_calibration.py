@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from nastk.benchmarking import calibrated_budget, expected_random_incumbent
+from nastk.run.tabular import calibrated_budget, expected_random_incumbent
 
 
 def brute_force(search, report, n):
@@ -61,7 +61,7 @@ def test_nb201_calibrated_budgets_and_the_benchmark_tables(tmp_path, capsys, mon
     import json
     from pathlib import Path
 
-    from search_spaces.nb201 import nb201_data_missing
+    from nastk.search_spaces.nb201 import nb201_data_missing
 
     if nb201_data_missing():
         pytest.skip(nb201_data_missing())

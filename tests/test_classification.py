@@ -11,13 +11,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from nastk import Architecture, Categorical, SearchSpace
-from nastk.errors import ConfigError
+from nastk.core.errors import ConfigError
+from nastk.core.registry import TASKS, instantiate, summary
 from nastk.evaluation.base import Evaluator
 from nastk.evaluation.train import TrainConfig, TrainEvaluator, arch_seed
-from nastk.registry import TASKS, instantiate, summary
-from search_spaces.small_cnn import SmallCNNSpace
-from tasks.classification import ClassificationTask
-from tasks.classification.synthetic import (
+from nastk.search_spaces.small_cnn import SmallCNNSpace
+from nastk.tasks.classification import ClassificationTask
+from nastk.tasks.classification.synthetic import (
     MAX_GLYPHS,
     SHAPES,
     glyph_templates,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nastk.config import SearchConfig, load_config
+from nastk.config.schema import SearchConfig, load_config
 from nastk.evaluation.train import TrainConfig, TrainEvaluator
-from search_spaces.small_cnn import SmallCNNSpace
-from tasks.classification.task import ClassificationTask
+from nastk.search_spaces.small_cnn import SmallCNNSpace
+from nastk.tasks.classification.task import ClassificationTask
 
 ROOT = Path(__file__).resolve().parents[1]
 

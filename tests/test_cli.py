@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from nastk import Architecture, IntRange, Objective, Result, SearchSpace
-from nastk.cli import main
-from nastk.registry import SEARCH_SPACES, STRATEGIES
-from nastk.store import RunStore
+from nastk.cli.main import main
+from nastk.core.registry import SEARCH_SPACES, STRATEGIES
+from nastk.run.sqlite_store import RunStore
 from nastk.strategies.base import Strategy
 
 
@@ -147,7 +147,7 @@ def test_compare_groups_runs_by_strategy(tmp_path, capsys, monkeypatch):
     assert "| random | 2 |" in md and "| evolution | 2 |" in md
     assert (tmp_path / "cmp" / "compare.png").read_bytes()[:4] == b"\x89PNG"
 
-    from nastk.commands.compare import compare_runs
+    from nastk.cli.commands.compare import compare_runs
 
     _, groups = compare_runs([tmp_path / "random0", tmp_path / "random1"])
     with RunStore.open_existing(tmp_path / "random0") as st:

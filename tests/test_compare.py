@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nastk.commands.compare import (
+from nastk.cli.commands.compare import (
     GroupSummary,
     compare_runs,
     default_out_dir,
@@ -17,9 +17,9 @@ from nastk.commands.compare import (
     summary_table,
     write_comparison,
 )
-from nastk.commands.search import run_experiment
-from nastk.config import parse_config
-from nastk.objective import Objective
+from nastk.cli.commands.search import run_experiment
+from nastk.config.schema import parse_config
+from nastk.core.objective import Objective
 from nastk.report.plots import compare_figure
 
 ACC = Objective(metric="accuracy", direction="max")

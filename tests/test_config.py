@@ -3,10 +3,10 @@
 import pytest
 import yaml
 
-from nastk.build import build_components
-from nastk.cli import main
-from nastk.config import load_config, parse_config
-from nastk.errors import ConfigError
+from nastk.cli.main import main
+from nastk.config.compose import build_components
+from nastk.config.schema import load_config, parse_config
+from nastk.core.errors import ConfigError
 
 GOOD = {
     "name": "t", "space": "small_cnn", "task": {"name": "classification"},

@@ -8,12 +8,12 @@ import pytest
 import toy_plugin
 import yaml
 
-from nastk.cli import main
-from nastk.errors import InvalidArchitectureError, NastkError
-from nastk.objective import Objective
-from nastk.registry import STRATEGIES, instantiate
+from nastk.cli.main import main
+from nastk.core.errors import InvalidArchitectureError, NastkError
+from nastk.core.objective import Objective
+from nastk.core.registry import STRATEGIES, instantiate
+from nastk.run.sqlite_store import RunStore
 from nastk.space.cost_range import CostRangeSpace
-from nastk.store import RunStore
 
 
 def cost(arch) -> dict[str, float]:

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from nastk import registry
-from nastk.cost import model_costs
-from nastk.errors import BenchmarkDataError, InvalidArchitectureError
-from nastk.evaluation.result import Result, Status
+from nastk.core import registry
+from nastk.core.errors import BenchmarkDataError, InvalidArchitectureError
+from nastk.core.objective import Objective
+from nastk.core.result import Result, Status
+from nastk.evaluation.cost import model_costs
 from nastk.evaluation.train import TrainConfig, TrainEvaluator
-from nastk.objective import Objective
 from nastk.space import Architecture, Categorical, IntRange, SearchSpace
 
 # -- strategies ---------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from nastk.cost import count_flops, count_params, measure_latency_ms, model_costs
+from nastk.evaluation.cost import count_flops, count_params, measure_latency_ms, model_costs
 
 
 def _small_net() -> nn.Module:

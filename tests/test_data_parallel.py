@@ -9,10 +9,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import TensorDataset
 
-from nastk.loaders import make_loader
-from nastk.supernet.data_parallel import DataParallel
-from nastk.supernet.elastic import ElasticBatchNorm2d
-from nastk.supernet.sync_batchnorm import global_statistics, synchronize_batchnorm
+from nastk.data.loaders import make_loader
+from nastk.nn.elastic import ElasticBatchNorm2d
+from nastk.nn.sync_batchnorm import global_statistics, synchronize_batchnorm
+from nastk.training.data_parallel import DataParallel
 
 
 def test_shards_of_a_shuffled_loader_together_are_its_batches():
@@ -120,9 +120,9 @@ FLOAT64_ATOL = 1e-9
 
 
 def _trained_weights(rank: int, world: int, steps: int, sync: bool = True) -> dict:
-    from nastk.build import build_supernet_model
-    from nastk.config import SupernetConfig, parse_config
-    from nastk.supernet.training import PhaseSampler, SupernetTrainer
+    from nastk.config.compose import build_supernet_model
+    from nastk.config.schema import SupernetConfig, parse_config
+    from nastk.training.supernet import PhaseSampler, SupernetTrainer
 
     torch.set_num_threads(1)
     cfg = parse_config({"name": "dp", "seed": 3, "space": SPACE, "task": TASK,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import tasks.detection.boxes as boxes_module
-from tasks.detection.boxes import (
+import nastk.tasks.detection.boxes as boxes_module
+from nastk.tasks.detection.boxes import (
     MAX_LOG_SCALE,
     anchors_per_cell,
     batched_nms,

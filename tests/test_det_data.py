@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tasks.detection.datasets import (
+from nastk.tasks.detection.datasets import (
     CLASS_NAMES,
     DETECTION_DATASETS,
     VOC_CLASSES,
@@ -24,7 +24,7 @@ from tasks.detection.datasets import (
     collate_detection,
     load_dataset,
 )
-from tasks.detection.synthetic import SHAPE_CLASSES, make_scenes, make_scenes_with_instances
+from nastk.tasks.detection.synthetic import SHAPE_CLASSES, make_scenes, make_scenes_with_instances
 
 W, H = 20, 16  # fixture images are 20 pixels wide, 16 high
 KEYS = {"boxes", "labels", "iscrowd", "difficult", "area", "image_id"}

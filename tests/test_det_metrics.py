@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.detection.metrics import (
+from nastk.tasks.detection.metrics import (
     DetectionEvaluator,
     average_precision_11pt,
     coco_ap,

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from nastk import registry
+from nastk.core import registry
+from nastk.data.loaders import make_loader
 from nastk.evaluation.train import TrainConfig, TrainEvaluator
-from nastk.loaders import make_loader
-from nastk.supernet.base import SupernetModel
-from tasks.detection import DetectionTask
-from tasks.detection.metrics import coco_ap
+from nastk.nn.supernet import SupernetModel
+from nastk.tasks.detection import DetectionTask
+from nastk.tasks.detection.metrics import coco_ap
 
 OFA = {"stages": [8, 16, 16, 24, 32], "stem_stride": 2, "final_channels": 32,
        "stem_channels": 8}

@@ -32,8 +32,8 @@ def test_front_and_hypervolume(bench):
 
 
 def test_recipe_holds_three_variants_at_equal_budget(bench, tmp_path):
-    from nastk.commands.recipe import check_stage
-    from nastk.recipe import load_recipe
+    from nastk.cli.commands.recipe import check_stage
+    from nastk.pipelines.recipe import load_recipe
 
     recipe = bench.make_recipe(0, 8, 48, 40, 0.5, tmp_path, 1)
     path = tmp_path / "r.yaml"

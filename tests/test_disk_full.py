@@ -12,12 +12,13 @@ import torch
 import toy_plugin
 
 from nastk import Objective, Result, Status
-from nastk.errors import NastkError, StoreError
-from nastk.search import Budget, Search
+from nastk.core.errors import NastkError, StoreError
+from nastk.core.weights import clean_temp_files, save_state, write_atomic
+from nastk.run.layout import RunLayout
+from nastk.run.loop import Budget, Search
+from nastk.run.sqlite_store import DiskFullError, RunStore, StoreWriteError
 from nastk.space.architecture import Architecture
-from nastk.store import DiskFullError, RunStore, StoreWriteError
 from nastk.strategies.evolution import RegularizedEvolution
-from nastk.weights import clean_temp_files, save_state, write_atomic
 
 OBJ = Objective(metric="score")
 ARCH = Architecture(a=1, b=2)
@@ -143,7 +144,7 @@ def test_a_search_stopped_by_a_full_disk_resumes_exactly_once_space_is_freed(tmp
 
 
 def test_a_checkpoint_that_fills_the_disk_stops_the_run_instead_of_failing_the_trial(tmp_path):
-    from nastk.weights import DiskFullError as FileDiskFull
+    from nastk.core.weights import DiskFullError as FileDiskFull
 
     space = toy_plugin.ToyGrid()
 
@@ -190,7 +191,7 @@ class FullAfter(io.FileIO):
 def test_a_checkpoint_written_to_a_full_disk_leaves_no_temp_file(tmp_path, monkeypatch):
     target = tmp_path / "checkpoints" / "trial_3.pt"
     save_state({"w": torch.ones(3)}, target)  # an earlier, good version
-    monkeypatch.setattr("nastk.weights.open", lambda p, mode: FullAfter(p, "w"), raising=False)
+    monkeypatch.setattr("nastk.core.weights.open", lambda p, mode: FullAfter(p, "w"), raising=False)
     with pytest.raises(NastkError) as err:
         save_state({"w": torch.zeros(100_000)}, target)  # the real torch.save, disk full
     msg = str(err.value)
@@ -233,6 +234,7 @@ def test_clean_temp_files_removes_what_a_killed_write_left(tmp_path):
     for p in leftovers + kept:
         p.parent.mkdir(exist_ok=True)
         p.write_bytes(b"x")
-    assert sorted(clean_temp_files(tmp_path)) == sorted(leftovers)
+    folders = RunLayout(tmp_path).written_folders()
+    assert sorted(clean_temp_files(*folders)) == sorted(leftovers)
     assert not any(p.exists() for p in leftovers) and all(p.exists() for p in kept)
-    assert clean_temp_files(tmp_path) == [] and clean_temp_files(tmp_path / "nope") == []
+    assert clean_temp_files(*folders) == [] and clean_temp_files(tmp_path / "nope") == []

@@ -8,11 +8,11 @@ import pytest
 import torch
 import yaml
 
-from nastk.cli import main
-from nastk.config import parse_config
-from nastk.distill import DistillConfig
-from nastk.errors import ConfigError
-from search_spaces.nas_segm import NasSegmSpace
+from nastk.cli.main import main
+from nastk.config.schema import parse_config
+from nastk.core.errors import ConfigError
+from nastk.search_spaces.nas_segm import NasSegmSpace
+from nastk.training.distill import DistillConfig
 
 TINY = dict(stem_channels=8, encoder_widths=[8, 8, 8], encoder_depths=[1, 1, 1],
             decoder_channels=8, agg_channels=8, n_layers=2, n_stride_layers=1, max_repeats=2)

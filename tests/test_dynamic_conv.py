@@ -6,13 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nastk.supernet.dynamic_conv import (
+from nastk.nn.dynamic_conv import (
     DynamicConv2d,
     ElasticDynamicConv2d,
     anneal_temperature,
     dynamic_conv2d,
 )
-from nastk.supernet.elastic import ElasticConv2d
+from nastk.nn.elastic import ElasticConv2d
 
 
 def perturb(module: nn.Module) -> None:
@@ -249,7 +249,7 @@ def test_shape_and_input_dependence():
 def test_reordering_channels_keeps_the_function():
     """Permuting a dynamic conv's input channels together with its producer's outputs (and the
     attention's input columns) leaves the composed function unchanged."""
-    from nastk.supernet.elastic import (
+    from nastk.nn.elastic import (
         ElasticConv2d,
         importance_order,
         reorder_in_channels,

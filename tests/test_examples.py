@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from nastk.build import build_components, build_supernet_model
-from nastk.cli import main
-from nastk.commands.supernet_train import CHECKPOINT_NAME
-from nastk.config import SupernetConfig, load_config
-from nastk.distill import DistillConfig
-from nastk.store import RunStore
+from nastk.cli.main import main
+from nastk.config.compose import build_components, build_supernet_model
+from nastk.config.schema import SupernetConfig, load_config
+from nastk.run.layout import SUPERNET_CHECKPOINT
+from nastk.run.sqlite_store import RunStore
+from nastk.training.distill import DistillConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def test_supernet_examples_fit_together():
     train = load_config(ROOT / "examples" / "supernet_train.yaml", SupernetConfig)
     search = load_config(ROOT / "examples" / "supernet_search.yaml")
     assert search.evaluator.kind == "supernet"
-    assert search.evaluator.supernet.checkpoint == train.resolved_run_dir() / CHECKPOINT_NAME
+    assert search.evaluator.supernet.checkpoint == train.resolved_run_dir() / SUPERNET_CHECKPOINT
     assert search.space == train.space and search.task == train.task
     model = build_supernet_model(train)
     assert model.space.is_valid(model.space.largest())
@@ -56,8 +56,8 @@ def test_detofa_recipe_example_is_valid():
     """Every stage of the DetOFA recipe validates (references, schemas, plugin options) and its
     chain is the issue's: classification pretraining, detection supernet from it, sampled
     paths, filter, pruned fine-tuning, pruned NSGA-II search, front export."""
-    from nastk.commands.recipe import check_stage
-    from nastk.recipe import load_recipe
+    from nastk.cli.commands.recipe import check_stage
+    from nastk.pipelines.recipe import load_recipe
 
     plan = load_recipe(ROOT / "examples" / "detofa.yaml", check_stage)
     kinds = [(s.name, s.kind) for s in plan.recipe.stages]
@@ -76,8 +76,8 @@ def test_detofa_recipe_example_is_valid():
 def test_salnas_recipe_example_is_valid():
     """The saliency pipeline written as a recipe: its supernet stage reads the supernet example
     file, and its search scores that stage's checkpoint with the same space and task."""
-    from nastk.commands.recipe import check_stage
-    from nastk.recipe import load_recipe
+    from nastk.cli.commands.recipe import check_stage
+    from nastk.pipelines.recipe import load_recipe
 
     plan = load_recipe(ROOT / "examples" / "salnas_recipe.yaml", check_stage)
     assert [s.kind for s in plan.recipe.stages] == ["supernet_train", "search", "export"]
@@ -109,7 +109,7 @@ def test_distill_example_reads_the_rl_example():
     assert kd.student.arch_from == rl.resolved_run_dir()
     assert kd.teacher.arch_from == rl.resolved_run_dir()
     assert kd.task == rl.task and kd.student.space == rl.space
-    from nastk import registry
+    from nastk.core import registry
 
     task = registry.instantiate(registry.TASKS, kd.task.name, kd.task.options)
     assert set(kd.losses) <= set(task.kd_losses()) and len(kd.seeds) >= 3

@@ -6,9 +6,9 @@ import pytest
 import torch
 import yaml
 
-from nastk.cli import main
-from nastk.commands.export import load_exported
-from nastk.store import RunStore
+from nastk.cli.commands.export import load_exported
+from nastk.cli.main import main
+from nastk.run.sqlite_store import RunStore
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_export_writes_weights_only_checkpoint_and_program(digits_run, capsys):
         torch.testing.assert_close(program.module()(x), y)
 
     # the exported weights score what the trial scored on the validation split
-    from nastk.registry import TASKS
+    from nastk.core.registry import TASKS
 
     task = TASKS.get("classification")(dataset="digits")
     loader = torch.utils.data.DataLoader(task.splits()["val"], batch_size=256)
@@ -71,7 +71,7 @@ def test_export_of_a_trial_without_checkpoint_retrains_it(digits_run):
     assert main(["export", str(digits_run), "--trial", str(worst.id), "--out",
                  str(digits_run / "export_worst")]) == 0
     model = load_exported(digits_run / "export_worst" / "model.pt")
-    from nastk.registry import TASKS
+    from nastk.core.registry import TASKS
 
     task = TASKS.get("classification")(dataset="digits")
     loader = torch.utils.data.DataLoader(task.splits()["val"], batch_size=256)
@@ -81,7 +81,7 @@ def test_export_of_a_trial_without_checkpoint_retrains_it(digits_run):
 
 
 def test_export_rejects_a_non_export_file(tmp_path):
-    from nastk.errors import NastkError
+    from nastk.core.errors import NastkError
 
     torch.save({"weights": torch.zeros(2)}, tmp_path / "x.pt")
     with pytest.raises(NastkError, match="not a nastk export"):
@@ -144,7 +144,7 @@ def test_export_front_writes_every_pareto_trial_with_its_scored_weights(weight_s
     assert front["objective"]["costs"] == ["flops", "params"]
     assert "Pareto front" in out and "extracted its sub-network" in out
 
-    from nastk.registry import TASKS
+    from nastk.core.registry import TASKS
 
     task = TASKS.get("classification")(**TOY_TASK["options"])
     loader = torch.utils.data.DataLoader(task.splits()["val"], batch_size=256)

@@ -12,9 +12,9 @@ import yaml
 from PIL import Image
 
 from nastk import Architecture
-from nastk.cli import main
+from nastk.cli.main import main
 from nastk.evaluation.base import FunctionEvaluator
-from nastk.store import RunStore
+from nastk.run.sqlite_store import RunStore
 
 TINY_CNN = {"stages": 2, "depths": [1], "widths": [8], "kernels": [3], "expansions": [1]}
 TRAIN = {"epochs": 1, "batch_size": 8, "latency": False}

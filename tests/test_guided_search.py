@@ -5,15 +5,15 @@ import statistics
 import numpy as np
 import pytest
 
-from nastk import registry
-from nastk.benchmarking import run_tabular
-from nastk.errors import ConfigError
+from nastk.core import registry
+from nastk.core.errors import ConfigError
+from nastk.core.objective import Objective
 from nastk.evaluation.base import FunctionEvaluator
-from nastk.objective import Objective
+from nastk.run.tabular import run_tabular
+from nastk.search_spaces.nb201 import NB201Evaluator, NB201Space, nb201_data_missing
 from nastk.space.dimensions import Categorical
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.path_filter_search import PathFilterSearch
-from search_spaces.nb201 import NB201Evaluator, NB201Space, nb201_data_missing
 
 MISSING = nb201_data_missing()
 needs_data = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
@@ -175,8 +175,8 @@ def test_path_filter_search_on_nb201_uses_the_space_costs():
 def test_nb201_example_runs_through_the_cli(tmp_path, capsys):
     from pathlib import Path
 
-    from nastk.cli import main
-    from nastk.store import RunStore
+    from nastk.cli.main import main
+    from nastk.run.sqlite_store import RunStore
 
     example = Path(__file__).resolve().parents[1] / "examples" / "nb201_search.yaml"
     code = main(["search", str(example), "--run-dir", str(tmp_path / "run"), "--trials", "25",

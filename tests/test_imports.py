@@ -1,6 +1,8 @@
-"""The import structure of ``nastk``: no import cycles between its modules, and no imports of
-the top-level plugin packages (``tasks``, ``search_spaces``, ``predictors``), which register
-through entry points the way a third-party package would (docs/architecture.md).
+"""The import structure of ``nastk``: no import cycles between the modules of the engine and
+of the built-in plugins (``tasks/``, ``search_spaces/`` and ``predictors/``, installed as
+``nastk.tasks``, ``nastk.search_spaces`` and ``nastk.predictors``), and no import of a plugin
+by the engine: plugins register through entry points the way a third-party package would
+(docs/architecture.md).
 
 Every import statement counts, wherever it stands: at module level, inside functions, under
 ``if TYPE_CHECKING:``. The graph builder is checked on small synthetic trees first, so a pass
@@ -18,7 +20,12 @@ import networkx as nx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGIN_PACKAGES = ("tasks", "search_spaces", "predictors")
+#: the plugin packages, by their installed names; their old top-level names are forbidden too
+PLUGIN_PACKAGES = ("nastk.tasks", "nastk.search_spaces", "nastk.predictors", "tasks",
+                   "search_spaces", "predictors")
+#: folder -> installed package name of every tree the import checks walk
+TREES = {"nastk": "nastk", "tasks": "nastk.tasks", "search_spaces": "nastk.search_spaces",
+         "predictors": "nastk.predictors"}
 
 
 @dataclass
@@ -31,9 +38,12 @@ class ImportGraph:
     forbidden: list[str] = field(default_factory=list)
 
 
-def _module_name(path: Path, root: Path) -> tuple[str, bool]:
-    """(dotted module name, is a package) of a .py file below ``root``."""
+def _module_name(path: Path, root: Path, prefix: str = "") -> tuple[str, bool]:
+    """(dotted module name, is a package) of a .py file below ``root``; ``prefix`` replaces the
+    first folder's name (``tasks/x.py`` -> ``nastk.tasks.x``)."""
     parts = list(path.relative_to(root).with_suffix("").parts)
+    if prefix:
+        parts = [*prefix.split("."), *parts[1:]]
     is_package = parts[-1] == "__init__"
     if is_package:
         parts = parts[:-1]
@@ -70,12 +80,20 @@ def _imported_names(node: ast.Import | ast.ImportFrom, module: str,
     return [f"{base}.{alias.name}" if alias.name != "*" else base for alias in node.names]
 
 
+def _is_in(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
 def build_import_graph(root: Path, package: str,
-                       forbidden: tuple[str, ...] = PLUGIN_PACKAGES) -> ImportGraph:
-    """The import graph of ``root/package`` (every ``.py`` file below it) and the imports of the
-    ``forbidden`` top-level packages found there."""
-    files = sorted((root / package).rglob("*.py"))
-    names = {f: _module_name(f, root) for f in files}
+                       forbidden: tuple[str, ...] = PLUGIN_PACKAGES,
+                       trees: dict[str, str] | None = None) -> ImportGraph:
+    """The import graph of ``root/package`` (every ``.py`` file below it; with ``trees``, of
+    every ``root/folder`` it maps to an installed package name) and the imports of the
+    ``forbidden`` packages found in ``root/package``."""
+    trees = trees or {package: package}
+    files = {f: prefix for folder, prefix in trees.items()
+             for f in sorted((root / folder).rglob("*.py"))}
+    names = {f: _module_name(f, root, prefix) for f, prefix in files.items()}
     modules = {name for name, _ in names.values()}
     graph = nx.DiGraph()
     graph.add_nodes_from(modules)
@@ -88,11 +106,12 @@ def build_import_graph(root: Path, package: str,
                 continue
             where = f"{rel}:{node.lineno}"
             imported = _imported_names(node, module, is_package)
-            if any(name.split(".")[0] in forbidden for name in imported):
+            in_engine = not _is_in(module, tuple(p for p in trees.values() if p != package))
+            if in_engine and any(_is_in(name, forbidden) for name in imported):
                 bad.append(f"{where}: {ast.unparse(node)}")
             # `from a import b`: the submodule a.b if there is one, else a itself
             targets = {_resolve(name, modules) for name in imported
-                       if name.split(".")[0] == package}
+                       if name.split(".")[0] == package.split(".")[0]}
             for target in sorted(targets - {None, module}):
                 if graph.has_edge(module, target):
                     graph.edges[module, target]["where"].append(where)
@@ -171,15 +190,15 @@ def test_builder_reports_forbidden_plugin_imports_with_file_and_line(tmp_path):
         "pkg/other.py": ("from typing import TYPE_CHECKING\n"
                          "\n"
                          "if TYPE_CHECKING:\n"
-                         "    from tasks.segmentation import SegmentationTask\n"
+                         "    from nastk.tasks.segmentation import SegmentationTask\n"
                          "def f():\n"
-                         "    import predictors.mlp as m\n"
+                         "    import nastk.predictors.mlp as m\n"
                          "    return m\n"),
     })
     result = build_import_graph(root, "pkg")
     assert result.forbidden == [
-        "pkg/other.py:4: from tasks.segmentation import SegmentationTask",
-        "pkg/other.py:6: import predictors.mlp as m",
+        "pkg/other.py:4: from nastk.tasks.segmentation import SegmentationTask",
+        "pkg/other.py:6: import nastk.predictors.mlp as m",
     ]
     assert describe_cycles(result.graph) == []
 
@@ -187,15 +206,19 @@ def test_builder_reports_forbidden_plugin_imports_with_file_and_line(tmp_path):
 # -- the real package ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def nastk_imports() -> ImportGraph:
-    result = build_import_graph(ROOT, "nastk")
-    assert result.graph.number_of_nodes() > 20  # the walk found the package
-    assert result.graph.number_of_edges() > 20
+    result = build_import_graph(ROOT, "nastk", trees=TREES)
+    assert result.graph.number_of_nodes() > 100  # the walk found the engine and the plugins
+    assert result.graph.number_of_edges() > 100
+    for prefix in TREES.values():
+        assert any(n.startswith(prefix + ".") for n in result.graph), prefix
     return result
 
 
-def test_nastk_has_no_import_cycles(nastk_imports):
-    cycles = describe_cycles(nastk_imports.graph)
-    assert not cycles, "import cycles in nastk:\n  " + "\n  ".join(cycles)
+def test_no_import_cycles_in_the_engine_or_the_plugins(nastk_imports):
+    engine = nastk_imports.graph.subgraph(n for n in nastk_imports.graph
+                                          if not _is_in(n, PLUGIN_PACKAGES))
+    cycles = describe_cycles(engine)
+    assert not cycles, "import cycles:\n  " + "\n  ".join(cycles)
 
 
 def test_nastk_never_imports_the_plugin_packages(nastk_imports):

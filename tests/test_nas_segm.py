@@ -11,15 +11,15 @@ import torch
 from pydantic import ValidationError
 
 from nastk import Architecture, InvalidArchitectureError
-from nastk.errors import ConfigError
-from nastk.evaluation.result import Result
-from nastk.objective import Objective
-from nastk.registry import SEARCH_SPACES, instantiate, summary
+from nastk.core.errors import ConfigError
+from nastk.core.objective import Objective
+from nastk.core.registry import SEARCH_SPACES, instantiate, summary
+from nastk.core.result import Result
+from nastk.search_spaces.nas_segm import OPS, NasSegmBody, NasSegmGenotype, NasSegmSpace
 from nastk.strategies.evolution import RegularizedEvolution
 from nastk.strategies.nsga2 import NSGA2
 from nastk.strategies.random_search import RandomSearch
 from nastk.strategies.rl import RLController
-from search_spaces.nas_segm import OPS, NasSegmBody, NasSegmGenotype, NasSegmSpace
 
 #: tiny widths: encoder 4/6/8 channels, decoder and output 8
 TINY = {"stem_channels": 4, "encoder_widths": [4, 6, 8], "encoder_depths": [1, 1, 1],

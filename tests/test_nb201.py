@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from nastk.cost import count_flops, count_params
-from nastk.errors import BenchmarkDataError, InvalidArchitectureError
-from search_spaces.nb201 import (
+from nastk.core.errors import BenchmarkDataError, InvalidArchitectureError
+from nastk.evaluation.cost import count_flops, count_params
+from nastk.search_spaces.nb201 import (
     EDGE_NAMES,
     OPS,
     NB201Bench,

@@ -6,20 +6,20 @@ import pytest
 import torch
 from torch import nn
 
-from nastk.cost import count_params
-from nastk.errors import InvalidArchitectureError
-from nastk.space.architecture import Architecture
-from nastk.supernet.base import SupernetModel
-from nastk.supernet.elastic import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
-from search_spaces.ofa_mbv3 import (
+from nastk.core.errors import InvalidArchitectureError
+from nastk.evaluation.cost import count_params
+from nastk.nn.elastic import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
+from nastk.nn.supernet import SupernetModel
+from nastk.search_spaces.ofa_mbv3 import (
     OFA_MBV3_OPTIONS,
     MBConvBlock,
     OFAMobileNetV3Body,
     OFAMobileNetV3Space,
     SqueezeExcite,
 )
-from tasks.classification import ClassificationTask
-from tasks.classification.task import ClassificationModel
+from nastk.space.architecture import Architecture
+from nastk.tasks.classification import ClassificationTask
+from nastk.tasks.classification.task import ClassificationModel
 
 OWN_PLAIN = (OFAMobileNetV3Body, MBConvBlock, SqueezeExcite, ClassificationModel)
 
@@ -314,7 +314,7 @@ def test_summary_reports_size_params_and_flops():
 def test_static_or_dynamic_conv_per_stage_extracts_exactly():
     """With conv_types [static, dynamic] each stage chooses its depthwise conv; extraction
     stays exact, and dynamic stages hold attention-mixed kernels."""
-    from nastk.supernet.dynamic_conv import DynamicConv2d, ElasticDynamicConv2d
+    from nastk.nn.dynamic_conv import DynamicConv2d, ElasticDynamicConv2d
 
     space = OFAMobileNetV3Space(stages=[16, 24, 32], depths=[1, 2], expands=[2, 4],
                                 kernels=[3, 5], conv_types=["static", "dynamic"],
@@ -346,10 +346,10 @@ def test_static_or_dynamic_conv_per_stage_extracts_exactly():
 
 
 def test_training_anneals_the_dynamic_conv_temperature():
-    from nastk.supernet.base import SupernetModel
-    from nastk.supernet.dynamic_conv import ElasticDynamicConv2d
-    from nastk.supernet.training import SupernetTrainConfig, SupernetTrainer
-    from tasks.classification import ClassificationTask
+    from nastk.nn.dynamic_conv import ElasticDynamicConv2d
+    from nastk.nn.supernet import SupernetModel
+    from nastk.tasks.classification import ClassificationTask
+    from nastk.training.supernet import SupernetTrainConfig, SupernetTrainer
 
     space = OFAMobileNetV3Space(stages=[8, 16], depths=[1], expands=[2], kernels=[3],
                                 conv_types=["dynamic"], final_channels=16)

@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from nastk.errors import ConfigError
-from nastk.evaluation.result import Result
-from nastk.objective import Objective
+from nastk.core.errors import ConfigError
+from nastk.core.objective import Objective
+from nastk.core.result import Result
 from nastk.space.dimensions import Categorical
 from nastk.space.search_space import SearchSpace
 
@@ -92,7 +92,7 @@ def test_a_constrained_space_is_searched_by_the_sampler_not_by_uniform_fallbacks
     """tnb101_macro rejects about half of the decision combinations. Rejected draws are told
     with the worst value so far, so TPE moves off them: in 100 asks none ends as a uniform
     draw (told as failed, 47 did), and the run resumes exactly."""
-    from search_spaces.tnb101 import TNB101MacroSpace
+    from nastk.search_spaces.tnb101 import TNB101MacroSpace
 
     space = TNB101MacroSpace()
     uniform = []

@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from nastk.pareto import hypervolume
+from nastk.core.pareto import hypervolume
 
 
 def test_hand_computed_fronts():

@@ -10,11 +10,10 @@ from conftest import all_architectures
 from toy_supernet import ToySupernetSpace
 
 from nastk import Architecture, Categorical, IntRange, Objective, SearchSpace
-from nastk.errors import InvalidArchitectureError
-from nastk.registry import PREDICTORS, STRATEGIES, instantiate
-from nastk.supernet.base import SupernetModel
-from nastk.supernet.training import SupernetTrainConfig, SupernetTrainer
-from predictors import (
+from nastk.core.errors import InvalidArchitectureError
+from nastk.core.registry import PREDICTORS, STRATEGIES, instantiate
+from nastk.nn.supernet import SupernetModel
+from nastk.predictors import (
     NotFittedError,
     PathFilter,
     PredictorError,
@@ -22,9 +21,10 @@ from predictors import (
     kendall_tau,
     pruned_sampler_factory,
 )
-from predictors.buckets import kept_count
-from search_spaces.nb201 import NB201Bench, NB201Space, nb201_data_missing
-from tasks.classification import ClassificationTask
+from nastk.predictors.buckets import kept_count
+from nastk.search_spaces.nb201 import NB201Bench, NB201Space, nb201_data_missing
+from nastk.tasks.classification import ClassificationTask
+from nastk.training.supernet import SupernetTrainConfig, SupernetTrainer
 
 A_VALUES = {0: 0.0, 1: 1.5, 2: -0.5, 3: 2.0}
 B_VALUES = {"x": 0.0, "y": -1.0, "z": 1.0}
@@ -241,9 +241,9 @@ def test_path_filter_errors_name_the_fix(toy):
 
 
 def test_the_plugin_implements_the_engine_contract_and_an_impostor_is_refused():
-    import nastk.path_filter as contract
-    from nastk.errors import NastkError
-    from nastk.predictor import Predictor
+    import nastk.prediction.path_filter as contract
+    from nastk.core.errors import NastkError
+    from nastk.prediction.base import Predictor
 
     assert issubclass(PathFilter, contract.PathFilter) and issubclass(PathFilter, Predictor)
     assert contract.path_filter_class() is PathFilter

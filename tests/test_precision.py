@@ -1,5 +1,5 @@
-"""Device and precision checks, autocast and gradient scaling (nastk.precision), and their use
-in plain training and weight-sharing evaluation. The CUDA tests are skipped without CUDA."""
+"""Device and precision checks, autocast and gradient scaling (nastk.training.precision), and their
+use in plain training and weight-sharing evaluation. The CUDA tests are skipped without CUDA."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ from torch import nn
 from toy_supernet import ToySupernetSpace
 
 from nastk import Architecture
-from nastk.errors import ConfigError
+from nastk.core.errors import ConfigError
 from nastk.evaluation.train import TrainConfig, TrainEvaluator
 from nastk.evaluation.weight_sharing import WeightSharingConfig, WeightSharingEvaluator
-from nastk.precision import (
+from nastk.nn.supernet import SupernetModel
+from nastk.search_spaces.small_cnn import SmallCNNSpace
+from nastk.tasks.classification import ClassificationTask
+from nastk.training.precision import (
     AutocastModel,
     GradScaling,
     autocast,
@@ -24,9 +27,6 @@ from nastk.precision import (
     resolve_device,
     to_float32,
 )
-from nastk.supernet.base import SupernetModel
-from search_spaces.small_cnn import SmallCNNSpace
-from tasks.classification import ClassificationTask
 
 CPU = torch.device("cpu")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -283,7 +283,7 @@ def test_cuda_weight_sharing_is_close_to_cpu(supernet, tmp_path, precision):
 
 # -- supernet training ---------------------------------------------------------------------------
 def _supernet_steps(supernet, steps=3, **config):
-    from nastk.supernet.training import PhaseSampler, SupernetTrainConfig, SupernetTrainer
+    from nastk.training.supernet import PhaseSampler, SupernetTrainConfig, SupernetTrainer
 
     model = copy.deepcopy(supernet)
     trainer = SupernetTrainer(model, SupernetTrainConfig(batch_size=32, n_random=1,

@@ -8,9 +8,9 @@ import pytest
 from conftest import all_architectures
 
 from nastk import Categorical, IntRange, SearchSpace
-from nastk.errors import ConfigError
-from nastk.registry import PREDICTORS, instantiate
-from predictors import (
+from nastk.core.errors import ConfigError
+from nastk.core.registry import PREDICTORS, instantiate
+from nastk.predictors import (
     MLPPredictor,
     NotFittedError,
     PredictorError,
@@ -21,8 +21,8 @@ from predictors import (
     precision_at_top_k,
     spearman,
 )
-from predictors.buckets import bucket_index, kept_count, quantile_edges
-from predictors.metrics import summarize
+from nastk.predictors.buckets import bucket_index, kept_count, quantile_edges
+from nastk.predictors.metrics import summarize
 
 NAMES = ["gbdt", "random_forest", "gp", "ridge", "mlp", "ensemble"]
 

@@ -1,4 +1,4 @@
-"""nastk.progress: one progress display for search, supernet training and distillation; plain
+"""nastk.report.progress: one progress display for search, supernet training and distillation; plain
 lines (with ETA, rate-limited, flushed at once) when the console is not a terminal."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import re
 import pytest
 from rich.console import Console
 
-from nastk.progress import ProgressView, make_progress
+from nastk.report.progress import ProgressView, make_progress
 
 
 class FakeClock:

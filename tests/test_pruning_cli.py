@@ -6,12 +6,12 @@ import pytest
 import yaml
 from conftest import all_architectures
 
-from nastk.build import build_supernet_model
-from nastk.cli import main
-from nastk.config import PathFilterUse, SupernetConfig, parse_config
-from nastk.errors import ConfigError
-from nastk.supernet.pruning import load_path_filter, supernet_sampler_factory
-from nastk.supernet.training import SupernetTrainer
+from nastk.cli.main import main
+from nastk.config.compose import build_supernet_model
+from nastk.config.schema import PathFilterUse, SupernetConfig, parse_config
+from nastk.core.errors import ConfigError
+from nastk.prediction.pruning import load_path_filter, supernet_sampler_factory
+from nastk.training.supernet import SupernetTrainer
 
 TASK = {"name": "classification",
         "options": {"dataset": "synthetic", "n_samples": 300, "image_size": 16,
@@ -104,9 +104,9 @@ def test_search_over_the_pruned_space_proposes_only_kept_paths(searched):
     """DetOFA's last step: a search config's ``path_filter`` makes the strategy search only the
     kept paths (thresholds from the run's seed), and the run records the filter in its
     identity."""
-    from nastk.build import build_components
-    from nastk.commands.run_record import open_run
-    from nastk.config import SearchConfig
+    from nastk.config.compose import build_components
+    from nastk.config.schema import SearchConfig
+    from nastk.run.record import open_run
 
     tmp = searched
     out = tmp / "filter_search.pt"

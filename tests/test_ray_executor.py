@@ -17,14 +17,14 @@ import yaml
 from conftest import wait_for_complete
 
 from nastk import Architecture, IntRange, Objective, SearchSpace, Status
-from nastk.build import build_components
-from nastk.cli import main
-from nastk.commands.search import open_run_store, run_experiment
-from nastk.config import parse_config
-from nastk.errors import ConfigError, StoreError
+from nastk.cli.commands.search import open_run_store, run_experiment
+from nastk.cli.main import main
+from nastk.config.compose import build_components
+from nastk.config.schema import parse_config
+from nastk.core.errors import ConfigError, StoreError
 from nastk.evaluation.base import FunctionEvaluator
-from nastk.search import Budget, Search
-from nastk.store import RunStore
+from nastk.run.loop import Budget, Search
+from nastk.run.sqlite_store import RunStore
 from nastk.strategies.base import Strategy
 from nastk.strategies.random_search import RandomSearch
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-import nastk.commands.recipe as recipe_cmd
-from nastk.cli import main
-from nastk.commands.run_record import open_run
+import nastk.cli.commands.recipe as recipe_cmd
+from nastk.cli.main import main
 from nastk.evaluation.weight_sharing import WeightSharingEvaluator
-from nastk.recipe import OUTPUTS, predicted_outputs
-from nastk.run_lock import lock_run_dir
-from nastk.supernet.training import SupernetTrainer
+from nastk.pipelines.recipe import OUTPUTS, predicted_outputs
+from nastk.run.lock import lock_run_dir
+from nastk.run.record import open_run
+from nastk.training.supernet import SupernetTrainer
 
 TASK = {"name": "classification",
         "options": {"dataset": "synthetic", "n_samples": 300, "image_size": 16,
@@ -157,7 +157,7 @@ def test_a_changed_done_stage_is_refused_and_redo_runs_it_again(detofa, no_comma
     assert main(["recipe", changed, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "stage 'export' is done, but its resolved config changed" in err
-    assert "options.front: True -> '(not set)'" in err and "--redo export" in err
+    assert "options.front: True -> (not set)" in err and "--redo export" in err
     assert no_commands == []
 
     monkeypatch.undo()  # the real commands again

@@ -8,9 +8,9 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from nastk import registry
-from nastk.errors import ConfigError, RegistryError
-from nastk.registry import (
+from nastk.core import registry
+from nastk.core.errors import ConfigError, RegistryError
+from nastk.core.registry import (
     PREDICTORS,
     SEARCH_SPACES,
     STRATEGIES,

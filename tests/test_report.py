@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from nastk.evaluation.result import Result, Status
-from nastk.objective import Objective
+from nastk.core.objective import Objective
+from nastk.core.result import Result, Status
+from nastk.core.trial import Trial
 from nastk.report import (
     arch_text,
     best_so_far,
@@ -25,7 +26,6 @@ from nastk.report import (
     write_report,
 )
 from nastk.space.architecture import Architecture
-from nastk.trial import Trial
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ACC = Objective(metric="accuracy", direction="max", costs=("flops",))

@@ -24,12 +24,12 @@ import pytest
 import torch
 from test_contracts import STRATEGY_OPTIONS, ContractSpace, synthetic_result
 
-from nastk import registry
+from nastk.core import registry
+from nastk.core.objective import Objective
+from nastk.core.result import Status
 from nastk.evaluation.base import FunctionEvaluator
-from nastk.evaluation.result import Status
-from nastk.objective import Objective
-from nastk.search import Budget, Search
-from nastk.store import RunStore
+from nastk.run.loop import Budget, Search
+from nastk.run.sqlite_store import RunStore
 
 N_TRIALS = 16
 OBJECTIVE = Objective(metric="score", costs=("cost",))

@@ -1,4 +1,4 @@
-"""One live process per run folder: nastk.run_lock."""
+"""One live process per run folder: nastk.run.lock."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from nastk.errors import StoreError
-from nastk.run_lock import LOCK_FILENAME, RunLock, lock_run_dir, read_owner
+from nastk.core.errors import StoreError
+from nastk.run.layout import LOCK_FILE
+from nastk.run.lock import RunLock, lock_run_dir, read_owner
 
 
 def test_a_second_lock_on_a_held_run_dir_is_refused_and_names_the_owner(tmp_path):
@@ -52,7 +53,7 @@ def test_the_lock_file_is_left_but_holds_no_lock(tmp_path):
     """The file outlives the lock (deleting it would race a new owner); only flock counts."""
     with lock_run_dir(tmp_path):
         pass
-    assert (tmp_path / LOCK_FILENAME).is_file()
+    assert (tmp_path / LOCK_FILE).is_file()
     lock = lock_run_dir(tmp_path)  # a file left behind does not block
     assert read_owner(tmp_path)["pid"] == os.getpid()
     lock.release()
@@ -60,7 +61,7 @@ def test_the_lock_file_is_left_but_holds_no_lock(tmp_path):
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from nastk.run_lock import lock_run_dir
+    from nastk.run.lock import lock_run_dir
     lock = lock_run_dir(sys.argv[1])
     print("locked", flush=True)
     time.sleep(120)
@@ -73,7 +74,7 @@ def test_a_second_process_is_refused_until_the_first_is_killed(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked", holder.stderr.read()
         second = subprocess.run(
-            [sys.executable, "-c", "import sys\nfrom nastk.run_lock import lock_run_dir\n"
+            [sys.executable, "-c", "import sys\nfrom nastk.run.lock import lock_run_dir\n"
              "lock_run_dir(sys.argv[1])", str(tmp_path)], capture_output=True, text=True,
             timeout=120)
         assert second.returncode != 0
@@ -90,7 +91,7 @@ def test_a_second_process_is_refused_until_the_first_is_killed(tmp_path):
 
 
 def test_a_store_opened_with_the_lock_releases_it_when_closed(tmp_path):
-    from nastk.store import RunStore
+    from nastk.run.sqlite_store import RunStore
 
     store = RunStore.in_dir(tmp_path)
     store.close()

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 from scipy.io import loadmat, savemat
 
-from nastk.errors import NastkError
-from tasks.saliency.datasets import (
+from nastk.core.errors import NastkError
+from nastk.tasks.saliency.datasets import (
     CAT2000,
     DATASETS,
     MIT1003,
@@ -25,7 +25,7 @@ from tasks.saliency.datasets import (
     load_dataset,
     rescale_fixations,
 )
-from tasks.saliency.synthetic import (
+from nastk.tasks.saliency.synthetic import (
     centre_bias_map,
     make_saliency_scenes,
     make_saliency_scenes_with_truth,
@@ -125,7 +125,7 @@ def test_density_tracks_the_true_probability_and_beats_the_centre_bias(scenes):
 def test_synthetic_is_learnable_from_the_image(scenes):
     # an image-only predictor with no learning (squared colour distance from the image's median
     # colour, blurred) already beats the centre bias by far: the objects are visible
-    from tasks.saliency.synthetic import _blur, _gaussian_matrix
+    from nastk.tasks.saliency.synthetic import _blur, _gaussian_matrix
 
     g = (_gaussian_matrix(48, 2.0), _gaussian_matrix(64, 2.0))
     ccs = []

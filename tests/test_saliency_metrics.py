@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.saliency.metrics import (
+from nastk.tasks.saliency.metrics import (
     EPS,
     CenterBias,
     SaliencyMeter,

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import torch
 
-from nastk import registry
+from nastk.core import registry
+from nastk.data.loaders import make_loader
 from nastk.evaluation.train import TrainConfig, TrainEvaluator
-from nastk.loaders import make_loader
-from nastk.self_kd import SelfKDConfig
-from tasks.saliency import SaliencyTask
+from nastk.tasks.saliency import SaliencyTask
+from nastk.training.self_kd import SelfKDConfig
 
 SMALL = {"n_samples": 160, "size": (32, 40)}
 
@@ -75,8 +75,8 @@ def test_the_saliency_examples_run_end_to_end_with_a_prediction_grid(tmp_path, m
 
     import yaml
 
-    from nastk.cli import main
-    from nastk.commands.export import load_exported
+    from nastk.cli.commands.export import load_exported
+    from nastk.cli.main import main
 
     root = Path(__file__).resolve().parents[1] / "examples"
     monkeypatch.chdir(tmp_path)

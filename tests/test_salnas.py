@@ -10,14 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import search_spaces.salnas as salnas_pkg
-from nastk.cost import count_params
-from nastk.errors import ConfigError, InvalidArchitectureError
-from nastk.registry import SEARCH_SPACES, instantiate
-from nastk.supernet.dynamic_conv import DynamicConv2d, ElasticDynamicConv2d
-from nastk.supernet.elastic import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
-from search_spaces.ofa_mbv3 import MBConvBlock, SqueezeExcite
-from search_spaces.salnas import ConcatConv, SalNASBody, SalNASSpace, SalNASSupernet
+import nastk.search_spaces.salnas as salnas_pkg
+from nastk.core.errors import ConfigError, InvalidArchitectureError
+from nastk.core.registry import SEARCH_SPACES, instantiate
+from nastk.evaluation.cost import count_params
+from nastk.nn.dynamic_conv import DynamicConv2d, ElasticDynamicConv2d
+from nastk.nn.elastic import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
+from nastk.search_spaces.ofa_mbv3 import MBConvBlock, SqueezeExcite
+from nastk.search_spaces.salnas import ConcatConv, SalNASBody, SalNASSpace, SalNASSupernet
 
 PLAIN = (SalNASBody, MBConvBlock, SqueezeExcite, ConcatConv, DynamicConv2d)
 ELASTIC = (ElasticConv2d, ElasticBatchNorm2d, ElasticLinear, ElasticDynamicConv2d)
@@ -286,7 +286,7 @@ def test_supernet_training_step_changes_weights(space):
 
 
 def test_contract_with_a_classification_head(space):
-    from tasks.classification import ClassificationTask
+    from nastk.tasks.classification import ClassificationTask
 
     task = ClassificationTask(dataset="synthetic", n_samples=60, image_size=32)
     model = task.build_model(space, space.sample(np.random.default_rng(6))).eval()

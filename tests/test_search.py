@@ -14,8 +14,8 @@ from conftest import wait_for_complete
 
 from nastk import Objective, Result, Status
 from nastk.evaluation.base import FunctionEvaluator
-from nastk.search import Budget, Search
-from nastk.store import RunStore
+from nastk.run.loop import Budget, Search
+from nastk.run.sqlite_store import RunStore
 from nastk.strategies.evolution import RegularizedEvolution
 from nastk.strategies.random_search import RandomSearch
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tasks.segmentation.datasets import (
+from nastk.tasks.segmentation.datasets import (
     CAMVID_CLASSES,
     CITYSCAPES_CLASSES,
     CLASS_NAMES,
@@ -22,7 +22,7 @@ from tasks.segmentation.datasets import (
     load_dataset,
     num_classes_of,
 )
-from tasks.segmentation.synthetic import SCENE_CLASSES, make_scenes, make_scenes_with_objects
+from nastk.tasks.segmentation.synthetic import SCENE_CLASSES, make_scenes, make_scenes_with_objects
 
 H, W = 10, 12  # fixture images are 12 pixels wide, 10 high
 

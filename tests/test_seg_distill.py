@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from nastk.distill import ALWSchedule, distill_loss_fn
-from nastk.losses import combine_loss
-from tasks.segmentation.distill import icsd_loss, icsd_matrix, pixel_kd_loss
+from nastk.task.losses import combine_loss
+from nastk.tasks.segmentation.distill import icsd_loss, icsd_matrix, pixel_kd_loss
+from nastk.training.distill import ALWSchedule, distill_loss_fn
 
 LN = math.log
 # Student logits of one image, 2 classes, 1x2 pixels:
@@ -147,7 +147,7 @@ def test_distill_loss_combines_terms_with_the_alw_share_and_freezes_the_teacher(
 
 
 def test_unknown_distillation_term_is_named():
-    from nastk.errors import ConfigError
+    from nastk.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"\['icsd'\] not offered by task 'toy'.*\['kd', 'l1'\]"):
         distill_loss_fn(_Task(), nn.Identity(), {"icsd": 1.0}, ALWSchedule())

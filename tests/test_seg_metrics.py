@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.segmentation.metrics import ConfusionMatrix, scores_from_confusion
+from nastk.tasks.segmentation.metrics import ConfusionMatrix, scores_from_confusion
 
 #: rows = ground truth, columns = prediction
 M3 = np.array([[3, 1, 2],

@@ -10,17 +10,17 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from nastk import Objective, Status
-from nastk.errors import ConfigError
+from nastk.core.errors import ConfigError
+from nastk.core.registry import TASKS, instantiate
 from nastk.evaluation.train import TrainConfig, TrainEvaluator
-from nastk.registry import TASKS, instantiate
-from nastk.search import Budget, Search
-from nastk.store import RunStore
+from nastk.nn.supernet import SupernetModel
+from nastk.run.loop import Budget, Search
+from nastk.run.sqlite_store import RunStore
+from nastk.search_spaces.nas_segm import NasSegmSpace
+from nastk.search_spaces.ofa_mbv3 import OFAMobileNetV3Space
+from nastk.search_spaces.small_cnn import SmallCNNSpace
 from nastk.strategies.rl import RLController
-from nastk.supernet.base import SupernetModel
-from search_spaces.nas_segm import NasSegmSpace
-from search_spaces.ofa_mbv3 import OFAMobileNetV3Space
-from search_spaces.small_cnn import SmallCNNSpace
-from tasks.segmentation import SegmentationModel, SegmentationTask
+from nastk.tasks.segmentation import SegmentationModel, SegmentationTask
 
 TINY_SEGM = dict(stem_channels=8, encoder_widths=[8, 8, 8], encoder_depths=[1, 1, 1],
                  decoder_channels=8, agg_channels=8, n_layers=2, n_stride_layers=1,

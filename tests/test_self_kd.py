@@ -11,11 +11,11 @@ import torch
 import yaml
 from torch import nn
 
-from nastk.cli import main
+from nastk.cli.main import main
 from nastk.evaluation.train import TrainConfig, TrainEvaluator
-from nastk.self_kd import SelfKD, SelfKDConfig, WeightAverage
-from search_spaces.small_cnn import SmallCNNSpace
-from tasks.classification import ClassificationTask
+from nastk.search_spaces.small_cnn import SmallCNNSpace
+from nastk.tasks.classification import ClassificationTask
+from nastk.training.self_kd import SelfKD, SelfKDConfig, WeightAverage
 
 TINY_CNN = {"stages": 2, "depths": [1], "widths": [8, 16], "kernels": [3], "expansions": [1]}
 
@@ -94,7 +94,7 @@ def test_train_evaluator_learns_from_its_own_average():
     assert kd.info["self_kd_teacher_epochs"][0] == 1  # the first epoch always improves
     assert kd.metrics["train_loss"] != plain.metrics["train_loss"]  # the target changed
     with pytest.raises(NotImplementedError, match="blend_targets"):
-        from nastk.task import Task
+        from nastk.task.contract import Task
 
         Task.blend_targets(task, None, None, 0.5)
 

@@ -8,10 +8,10 @@ import torch
 from pydantic import ValidationError
 
 from nastk import Architecture, InvalidArchitectureError
-from nastk.cost import count_params
-from nastk.errors import ConfigError
-from nastk.registry import SEARCH_SPACES, instantiate, summary
-from search_spaces.small_cnn import SmallCNNBody, SmallCNNSpace
+from nastk.core.errors import ConfigError
+from nastk.core.registry import SEARCH_SPACES, instantiate, summary
+from nastk.evaluation.cost import count_params
+from nastk.search_spaces.small_cnn import SmallCNNBody, SmallCNNSpace
 
 
 def _uniform(space: SmallCNNSpace, **values) -> Architecture:

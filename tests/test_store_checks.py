@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from nastk.errors import NastkError, StoreError
-from nastk.evaluation.result import Result
+from nastk.core.errors import NastkError, StoreError
+from nastk.core.result import Result
+from nastk.core.weights import load_file, read_weights, save_state
+from nastk.run.sqlite_store import RunStore, UnstartedStoreError, check_run_store
 from nastk.space.architecture import Architecture
-from nastk.store import RunStore, UnstartedStoreError, check_run_store
-from nastk.weights import load_file, read_weights, save_state
 
 
 def a_run(run_dir):

@@ -12,17 +12,17 @@ import uuid
 import pytest
 import yaml
 
-from nastk.build import build_space_and_task
-from nastk.cli import main
-from nastk.commands.export import best_trial
-from nastk.commands.run_record import open_run
-from nastk.errors import NastkError
-from nastk.registry import SEARCH_SPACES, STRATEGIES
-from nastk.store import META_CURVES, META_OBJECTIVE, META_RENDERED, META_RUN, RunStore
+from nastk.cli.commands.export import best_trial
+from nastk.cli.main import main
+from nastk.config.compose import build_space_and_task
+from nastk.core.errors import NastkError
+from nastk.core.registry import SEARCH_SPACES, STRATEGIES
+from nastk.run.record import open_run
+from nastk.run.sqlite_store import META_CURVES, META_OBJECTIVE, META_RENDERED, META_RUN, RunStore
 
 PLUGIN = '''
 from nastk import Architecture, IntRange, SearchSpace
-from nastk.registry import SEARCH_SPACES, STRATEGIES
+from nastk.core.registry import SEARCH_SPACES, STRATEGIES
 from nastk.strategies.base import Strategy
 
 

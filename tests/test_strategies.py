@@ -13,11 +13,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from nastk.errors import ConfigError, InvalidArchitectureError
-from nastk.evaluation.result import Result
-from nastk.objective import Objective
-from nastk.pareto import dominates, hypervolume, pareto_mask
-from nastk.registry import STRATEGIES, instantiate, summary
+from nastk.core.errors import ConfigError, InvalidArchitectureError
+from nastk.core.objective import Objective
+from nastk.core.pareto import dominates, hypervolume, pareto_mask
+from nastk.core.registry import STRATEGIES, instantiate, summary
+from nastk.core.result import Result
 from nastk.space import Architecture, Categorical, CellDAG, IntRange, SearchSpace, StageList
 from nastk.strategies.base import Strategy
 from nastk.strategies.bayesian import BayesianOptimisation

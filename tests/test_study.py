@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nastk.cli import main
-from nastk.config import parse_config
-from nastk.errors import ConfigError
-from nastk.store import RunStore
-from nastk.study.config import StudyConfig
-from nastk.study.runner import _run_one, run_state
-from search_spaces.nb201 import nb201_data_missing
-from search_spaces.tnb101 import tnb101_data_missing
+from nastk.cli.main import main
+from nastk.config.schema import parse_config
+from nastk.core.errors import ConfigError
+from nastk.pipelines.study.config import StudyConfig
+from nastk.pipelines.study.runner import _run_one, run_state
+from nastk.run.sqlite_store import RunStore
+from nastk.search_spaces.nb201 import nb201_data_missing
+from nastk.search_spaces.tnb101 import tnb101_data_missing
 
 MISSING = tnb101_data_missing() or nb201_data_missing()
 needs_data = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
@@ -33,11 +33,11 @@ def study_dict(run_dir: Path, trials: int = 30, seeds: int = 3) -> dict:
         "tasks": [
             {"name": "tnb_scene", "space": {"name": "tnb101_micro"},
              "evaluator": {"kind": "function",
-                           "function": "search_spaces.tnb101:micro_class_scene"},
+                           "function": "nastk.search_spaces.tnb101:micro_class_scene"},
              "objective": {"metric": "top1"}, "budget": {"trials": trials},
              "optimum": 54.93630599975586, "worst": 7.484076499938965},
             {"name": "nb201_c10", "space": {"name": "nb201"},
-             "evaluator": {"kind": "function", "function": "search_spaces.nb201:cifar10"},
+             "evaluator": {"kind": "function", "function": "nastk.search_spaces.nb201:cifar10"},
              "objective": {"metric": "val_acc_12ep"}, "report_metric": "test_acc_200ep",
              "budget": {"trials": trials}, "optimum": 94.3733, "worst": 10.0},
         ],
@@ -229,9 +229,9 @@ def test_ray_and_in_process_give_identical_runs(tmp_path):
 
 @needs_data
 def test_the_example_study_is_valid_and_its_bounds_are_the_tables():
-    from nastk.config import load_config
-    from search_spaces.nb201 import NB201Bench
-    from search_spaces.tnb101 import TNB101Bench
+    from nastk.config.schema import load_config
+    from nastk.search_spaces.nb201 import NB201Bench
+    from nastk.search_spaces.tnb101 import TNB101Bench
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "examples" / "study.yaml",
                       StudyConfig)
@@ -252,7 +252,7 @@ def test_the_example_study_is_valid_and_its_bounds_are_the_tables():
         assert option == datasets.get(t.name, t.name.removeprefix("tnb101_")), t.name
     assert [t.budget["trials"] for t in cfg.tasks[:3]] == [93, 83, 72]
     # every built-in strategy, and the three peers
-    from nastk import registry
+    from nastk.core import registry
 
     built_in = {n for n in registry.STRATEGIES.names()
                 if registry.STRATEGIES.source(n).endswith("(entry point)")}
@@ -261,8 +261,8 @@ def test_the_example_study_is_valid_and_its_bounds_are_the_tables():
 
 
 def test_the_real_task_study_example_validates():
-    from nastk.build import build_components
-    from nastk.config import load_config
+    from nastk.config.compose import build_components
+    from nastk.config.schema import load_config
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "examples" / "study_tasks.yaml",
                       StudyConfig)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from nastk.study.stats import (
+from nastk.pipelines.study.stats import (
     average_ranks,
     mean_normalised_regret,
     normalised_regret,
@@ -62,7 +62,7 @@ def test_normalised_hypervolume_by_hand():
     """Entries normalised between the worst and best of all runs, reference -0.1: run a spans
     the two extremes (0, 1) and (1, 0): 1.1 * 0.1 + 0.1 * 1.0; run b holds the ideal (1, 1):
     1.1 * 1.1; an empty run has none."""
-    from nastk.study.report import normalised_hypervolumes
+    from nastk.pipelines.study.report import normalised_hypervolumes
 
     hv = normalised_hypervolumes({"a": [[(0.0, 0.0), (10.0, -5.0)]], "b": [[(10.0, 0.0)], []]})
     assert hv["a"] == [pytest.approx(0.21)]

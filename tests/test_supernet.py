@@ -6,11 +6,12 @@ import pytest
 import torch
 from toy_supernet import ToySupernetSpace
 
-from nastk.batchnorm import recalibrate_bn
-from nastk.errors import NastkError
-from nastk.supernet.base import SupernetModel
-from nastk.supernet.elastic import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
-from nastk.supernet.training import (
+from nastk.core.errors import NastkError
+from nastk.nn.batchnorm import recalibrate_bn
+from nastk.nn.elastic import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
+from nastk.nn.supernet import SupernetModel
+from nastk.tasks.classification import ClassificationTask
+from nastk.training.supernet import (
     Phase,
     PhaseSampler,
     SupernetTrainConfig,
@@ -18,7 +19,6 @@ from nastk.supernet.training import (
     load_supernet_weights,
     read_checkpoint,
 )
-from tasks.classification import ClassificationTask
 
 
 @pytest.fixture(scope="module")

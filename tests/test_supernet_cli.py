@@ -4,12 +4,12 @@ import pytest
 import torch
 import yaml
 
-from nastk.build import build_components
-from nastk.cli import main
-from nastk.commands.export import load_exported
-from nastk.config import parse_config
-from nastk.errors import ConfigError
-from nastk.store import RunStore
+from nastk.cli.commands.export import load_exported
+from nastk.cli.main import main
+from nastk.config.compose import build_components
+from nastk.config.schema import parse_config
+from nastk.core.errors import ConfigError
+from nastk.run.sqlite_store import RunStore
 
 TASK = {"name": "classification",
         "options": {"dataset": "synthetic", "n_samples": 400, "image_size": 16,
@@ -81,7 +81,7 @@ def test_search_over_trained_supernet_and_export(trained, capsys):
 def test_checkpoint_for_another_space_is_refused(trained):
     tmp, _ = trained
     cfg = search_config(tmp, space={"name": "toy_supernet", "options": {"stages": 3}})
-    with pytest.raises(ConfigError, match="was trained for space"):
+    with pytest.raises(ConfigError, match="was trained for another space"):
         build_components(parse_config(cfg))
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from nastk.cli import main
+from nastk.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = {"name": "classification",

@@ -12,12 +12,12 @@ import pytest
 import torch
 import yaml
 
-from nastk.build import build_supernet_model
-from nastk.cli import main
-from nastk.commands.supernet_train import train_supernet
-from nastk.config import SupernetConfig, parse_config
-from nastk.errors import NastkError
-from nastk.store import RunStore
+from nastk.cli.commands.supernet_train import train_supernet
+from nastk.cli.main import main
+from nastk.config.compose import build_supernet_model
+from nastk.config.schema import SupernetConfig, parse_config
+from nastk.core.errors import NastkError
+from nastk.run.sqlite_store import RunStore
 
 ray = pytest.importorskip("ray")
 

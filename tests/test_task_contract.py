@@ -13,19 +13,19 @@ import torch
 import yaml
 from spots_task import SpotsTask
 
-from nastk.callbacks import EarlyStopping, TrainCallback
-from nastk.cli import main
-from nastk.errors import ConfigError, NastkError
+from nastk.cli.main import main
+from nastk.core.errors import ConfigError, NastkError
+from nastk.core.weights import save_weights
+from nastk.data.loaders import make_loader, to_device
 from nastk.evaluation.train import TrainConfig, TrainEvaluator
-from nastk.loaders import make_loader, to_device
-from nastk.losses import combine_loss
-from nastk.pretrained import InitConfig, load_init
-from nastk.store import RunStore
-from nastk.weights import save_weights
-from search_spaces.ofa_mbv3 import OFAMobileNetV3Space
-from search_spaces.small_cnn import SmallCNNSpace
-from tasks.classification import ClassificationTask
-from tasks.segmentation import SegmentationTask
+from nastk.run.sqlite_store import RunStore
+from nastk.search_spaces.ofa_mbv3 import OFAMobileNetV3Space
+from nastk.search_spaces.small_cnn import SmallCNNSpace
+from nastk.task.losses import combine_loss
+from nastk.tasks.classification import ClassificationTask
+from nastk.tasks.segmentation import SegmentationTask
+from nastk.training.callbacks import EarlyStopping, TrainCallback
+from nastk.training.pretrained import InitConfig, load_init
 
 TINY_OFA = {"stages": [8, 16], "depths": [1, 2], "expands": [1, 2], "kernels": [3, 5],
             "final_channels": 16, "stem_channels": 8}
@@ -192,7 +192,7 @@ def test_init_through_the_train_evaluator_reports_and_fine_tunes(tmp_path):
 
 
 def test_plain_candidate_starts_from_its_supernet_subnetwork(tmp_path):
-    from nastk.supernet.base import SupernetModel
+    from nastk.nn.supernet import SupernetModel
 
     space = OFAMobileNetV3Space(**TINY_OFA)
     task = ClassificationTask(dataset="synthetic", n_samples=40, image_size=16)
@@ -293,10 +293,10 @@ def test_supernet_training_starts_from_a_classification_supernet(tmp_path, monke
 
 
 def test_a_run_created_before_the_new_train_settings_still_resumes(tmp_path):
-    from nastk.commands.search import open_run_store
-    from nastk.config import parse_config
-    from nastk.errors import StoreError
-    from nastk.objective import Objective
+    from nastk.cli.commands.search import open_run_store
+    from nastk.config.schema import parse_config
+    from nastk.core.errors import StoreError
+    from nastk.core.objective import Objective
 
     cfg = parse_config({"space": "small_cnn", "task": "classification",
                         "run_dir": str(tmp_path / "run")})

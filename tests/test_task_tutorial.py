@@ -5,8 +5,8 @@ post-processing and a minimised primary metric."""
 import sys
 from pathlib import Path
 
-from nastk.cli import main
-from nastk.store import RunStore
+from nastk.cli.main import main
+from nastk.run.sqlite_store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nastk.errors import BenchmarkDataError, InvalidArchitectureError
-from search_spaces import tnb101
-from search_spaces.tnb101 import (
+from nastk.core.errors import BenchmarkDataError, InvalidArchitectureError
+from nastk.search_spaces import tnb101
+from nastk.search_spaces.tnb101 import (
     TASKS,
     TNB101Bench,
     TNB101Evaluator,
@@ -150,8 +150,8 @@ def test_evaluator_and_functions_report_the_task_metric():
 
 @needs_data
 def test_the_example_search_runs_through_the_cli(tmp_path, capsys):
-    from nastk.cli import main
-    from nastk.store import RunStore
+    from nastk.cli.main import main
+    from nastk.run.sqlite_store import RunStore
 
     example = Path(__file__).resolve().parents[1] / "examples" / "tnb101_search.yaml"
     code = main(["search", str(example), "--run-dir", str(tmp_path / "run"), "--trials", "60",
@@ -216,8 +216,8 @@ def test_micro_costs_equal_the_published_counts():
 @needs_data
 def test_path_filter_search_prunes_the_micro_space_by_the_task_costs():
     """The space's `task` option makes its arch_costs count the evaluator's network."""
-    from nastk.benchmarking import run_tabular
-    from nastk.objective import Objective
+    from nastk.core.objective import Objective
+    from nastk.run.tabular import run_tabular
     from nastk.strategies.path_filter_search import PathFilterSearch
 
     objective = Objective(metric="pixel_acc")

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from nastk import registry
-from nastk.errors import ConfigError
-from predictors.zero_cost import proxies as P
-from predictors.zero_cost.predictors import signed_log
-from predictors.zero_cost.scorer import ZeroCostScorer
-from search_spaces.small_cnn import SmallCNNSpace
+from nastk.core import registry
+from nastk.core.errors import ConfigError
+from nastk.predictors.zero_cost import proxies as P
+from nastk.predictors.zero_cost.predictors import signed_log
+from nastk.predictors.zero_cost.scorer import ZeroCostScorer
+from nastk.search_spaces.small_cnn import SmallCNNSpace
 
 
 def mse(out, target):
@@ -131,8 +131,8 @@ def test_nb201_proxies_rank_like_nas_bench_suite_zero():
 
     from scipy.stats import spearmanr
 
-    from search_spaces.nb201 import NB201Space, from_naslib
-    from search_spaces.tnb101 import DATA_FOLDER, find_data_dir, tnb101_data_missing
+    from nastk.search_spaces.nb201 import NB201Space, from_naslib
+    from nastk.search_spaces.tnb101 import DATA_FOLDER, find_data_dir, tnb101_data_missing
 
     if tnb101_data_missing():
         pytest.skip(tnb101_data_missing())

@@ -7,7 +7,7 @@ import os
 import time
 
 from nastk import Architecture, Categorical, SearchSpace, StageList
-from nastk.registry import SEARCH_SPACES
+from nastk.core.registry import SEARCH_SPACES
 
 #: preference of each choice; the optimum picks the largest everywhere
 WEIGHTS = {"a": [0.0, 0.3, 1.0, 0.2], "b": [0.5, 0.0, 0.1, 0.9], "c": [0.2, 0.8, 0.0, 0.4]}

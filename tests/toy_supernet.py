@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from nastk import Architecture, StageList
-from nastk.supernet.base import SupernetBody, SupernetSpace
-from nastk.supernet.elastic import ElasticBatchNorm2d, ElasticConv2d
+from nastk.nn.elastic import ElasticBatchNorm2d, ElasticConv2d
+from nastk.nn.supernet import SupernetBody, SupernetSpace
 
 WIDTH = 16
 
@@ -80,7 +80,7 @@ class ToySupernetSpace(SupernetSpace):
         return ToySupernet(in_channels, self.stages)
 
 
-from nastk.registry import SEARCH_SPACES  # noqa: E402
+from nastk.core.registry import SEARCH_SPACES  # noqa: E402
 
 if "toy_supernet" not in SEARCH_SPACES:
     SEARCH_SPACES.register("toy_supernet", ToySupernetSpace)

@@ -1,5 +1,5 @@
 """Evaluators turn an architecture into a Result."""
 
-from nastk.evaluation.result import Result, Status
+from nastk.core.result import Result, Status
 
 __all__ = ["Result", "Status"]

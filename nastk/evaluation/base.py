@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from nastk.evaluation.result import Result
+from nastk.core.result import Result
 from nastk.space.architecture import Architecture
 
 

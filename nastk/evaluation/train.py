@@ -17,22 +17,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from nastk.batchnorm import recalibrate_bn
-from nastk.callbacks import TrainCallback, any_stop
-from nastk.cost import model_costs
+from nastk.core.result import Result
+from nastk.core.weights import DiskFullError, save_weights
+from nastk.data.loaders import make_loader, split_batch, to_device
 from nastk.evaluation.base import format_error
-from nastk.evaluation.result import Result
-from nastk.loaders import make_loader, split_batch, to_device
-from nastk.losses import LossValue, RecentLosses, combine_loss
-from nastk.precision import GradScaling, Precision, autocast, autocast_model, device_for
-from nastk.pretrained import InitConfig, LoadReport, load_init, lr_groups
-from nastk.self_kd import SelfKD, SelfKDConfig
+from nastk.evaluation.cost import model_costs
+from nastk.nn.batchnorm import recalibrate_bn
 from nastk.space.architecture import Architecture
-from nastk.weights import DiskFullError, save_weights
+from nastk.task.losses import LossValue, RecentLosses, combine_loss
+from nastk.training.callbacks import TrainCallback, any_stop
+from nastk.training.precision import GradScaling, Precision, autocast, autocast_model, device_for
+from nastk.training.pretrained import InitConfig, LoadReport, load_init, lr_groups
+from nastk.training.self_kd import SelfKD, SelfKDConfig
 
 if TYPE_CHECKING:
     from nastk.space.search_space import SearchSpace
-    from nastk.task import Task
+    from nastk.task.contract import Task
 
 __all__ = ["Diverged", "FitResult", "LossFn", "TrainConfig", "TrainEvaluator", "arch_seed"]
 
@@ -78,7 +78,7 @@ class TrainConfig(BaseModel):
         "e.g. {body: 0.1} to fine-tune a pretrained body slowly")
     self_kd: SelfKDConfig | None = Field(
         None, description="self-distillation: learn from alpha x ground truth + (1 - alpha) x "
-                          "the average of the model's improving epochs (nastk.self_kd)")
+                          "the average of the model's improving epochs (nastk.training.self_kd)")
 
 
 class Diverged(Exception):
@@ -140,7 +140,8 @@ class TrainEvaluator:
     on the training split (see ``recalibrate_bn``); costs are ``params``, ``flops`` and (unless
     ``config.latency`` is false) ``latency_ms`` of the network alone (no post-processing). A
     diverging loss, or any exception while building or training, gives a failed
-    :class:`Result` instead of raising. ``callbacks`` (:class:`~nastk.callbacks.TrainCallback`)
+    :class:`Result` instead of raising. ``callbacks``
+    (:class:`~nastk.training.callbacks.TrainCallback`)
     run at the end of every epoch and may stop training.
     """
 

@@ -9,15 +9,15 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from nastk.batchnorm import recalibrate_bn
-from nastk.cost import model_costs
+from nastk.core.result import Result
+from nastk.core.weights import DiskFullError, save_weights
+from nastk.data.loaders import calibration_batches, make_loader
 from nastk.evaluation.base import format_error
-from nastk.evaluation.result import Result
-from nastk.loaders import calibration_batches, make_loader
-from nastk.precision import Precision, autocast, autocast_model, device_for
+from nastk.evaluation.cost import model_costs
+from nastk.nn.batchnorm import recalibrate_bn
+from nastk.nn.supernet import SupernetModel
 from nastk.space.architecture import Architecture
-from nastk.supernet.base import SupernetModel
-from nastk.weights import DiskFullError, save_weights
+from nastk.training.precision import Precision, autocast, autocast_model, device_for
 
 
 class WeightSharingConfig(BaseModel):

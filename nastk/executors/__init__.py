@@ -4,7 +4,7 @@ optional ASHA early stopping; :mod:`nastk.executors.tune_trials`) or on a pool o
 build the evaluator once (cheap candidates; :mod:`nastk.executors.actor_pool`).
 
 In every case the store is written and the strategy is asked and told only by the driver
-process, through :meth:`nastk.search.Search.propose` and :meth:`nastk.search.Search.record`,
+process, through :meth:`nastk.run.loop.Search.propose` and :meth:`nastk.run.loop.Search.record`,
 so a ray run leaves the same store, report and leaderboard as a local one, and ``--resume``
 works across executors. Ray is imported only when a ray executor is opened.
 """
@@ -16,10 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nastk.executors.config import AshaConfig, ExecutorConfig
+from nastk.config.executors import AshaConfig, ExecutorConfig
+from nastk.run.layout import RunLayout
 
 if TYPE_CHECKING:
-    from nastk.config import SearchConfig
+    from nastk.config.schema import SearchConfig
     from nastk.executors.actor_pool import ActorPoolExecutor
     from nastk.executors.ray_cluster import RayCluster
     from nastk.executors.tune_trials import TuneExecutor
@@ -46,7 +47,7 @@ def ray_executor(config: SearchConfig, cluster: RayCluster,
 
     asha = ex.scheduler == "asha"
     return TuneExecutor(WorkerSpec.from_config(config, epoch_reports=asha), n,
-                        Path(run_dir) / "ray", cpus_per_trial=ex.cpus_per_candidate,
+                        RunLayout(run_dir).ray, cpus_per_trial=ex.cpus_per_candidate,
                         gpus_per_trial=ex.gpus_per_candidate, max_retries=ex.max_retries,
                         asha=ex.asha.model_dump() if asha else None,
                         epochs=config.evaluator.train.epochs if asha else None)

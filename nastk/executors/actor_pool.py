@@ -19,7 +19,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from nastk.evaluation.result import Result
+from nastk.core.result import Result
+from nastk.core.weights import write_atomic
 from nastk.executors.ray_cluster import (
     ExecutorError,
     death_message,
@@ -32,8 +33,7 @@ from nastk.executors.worker import (
     evaluate_candidate,
     with_info,
 )
-from nastk.search import Candidate, Search
-from nastk.weights import write_atomic
+from nastk.run.loop import Candidate, Search
 
 
 class CandidateActor:

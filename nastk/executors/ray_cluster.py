@@ -9,8 +9,8 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from nastk.errors import NastkError
-from nastk.executors.config import ExecutorConfig
+from nastk.config.executors import ExecutorConfig
+from nastk.core.errors import NastkError
 
 #: Ray's loggers that talk during Tune runs; quietened while nastk drives Ray
 _RAY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.air", "ray.data")

@@ -1,7 +1,7 @@
 """Expensive candidates as Ray Tune trials.
 
 The search plugs into Tune as a :class:`ray.tune.search.Searcher`: Tune asks it for the next
-trial (``suggest``), which asks the strategy through :meth:`nastk.search.Search.propose`
+trial (``suggest``), which asks the strategy through :meth:`nastk.run.loop.Search.propose`
 (de-duplication against the store and the trials in flight, the ``running`` row written).
 A Tune callback hands every finished trial to :meth:`Search.record` (store first, then the
 strategy), so the store is written only by this process and the strategy lives only here.
@@ -26,7 +26,8 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
-from nastk.evaluation.result import Result
+from nastk.core.result import Result
+from nastk.core.weights import write_atomic
 from nastk.executors.ray_cluster import (
     ExecutorError,
     death_message,
@@ -40,8 +41,8 @@ from nastk.executors.worker import (
     evaluate_candidate,
     with_info,
 )
-from nastk.search import Candidate, Search
-from nastk.weights import write_atomic
+from nastk.run.layout import trial_folder_name
+from nastk.run.loop import Candidate, Search
 
 #: the value every report carries for schedulers: the objective's score (larger is better)
 SCORE = "nastk_score"
@@ -52,7 +53,7 @@ _FATAL = "nastk_fatal"  # the worker could not build the evaluator
 
 def _trial_name(trial: Any) -> str:
     """Tune's name (and folder) for a trial: the store's trial id."""
-    return f"trial_{trial.config['trial']}"
+    return trial_folder_name(trial.config['trial'])
 
 
 def _score(objective: Any, result: Result) -> float:

@@ -18,15 +18,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from nastk.callbacks import TrainCallback
-from nastk.config import SearchConfig, parse_config
-from nastk.cost import model_costs
+from nastk.config.schema import SearchConfig, parse_config
+from nastk.core.objective import Objective
+from nastk.core.result import Result
 from nastk.evaluation.base import Evaluator, format_error
-from nastk.evaluation.result import Result
-from nastk.objective import Objective
+from nastk.evaluation.cost import model_costs
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
-from nastk.task import Task
+from nastk.task.contract import Task
+from nastk.training.callbacks import TrainCallback
 
 #: ``on_epoch(epoch, metrics, costs)``: called after every epoch but the last
 EpochHook = Callable[[int, dict[str, float], dict[str, float]], None]
@@ -92,7 +92,7 @@ class WorkerContext:
     def build(cls, spec: WorkerSpec) -> WorkerContext:
         """Import the config's plugins and build space, task, objective and evaluator (a
         supernet checkpoint is loaded here, once)."""
-        from nastk.build import build_evaluator, build_objective, build_space_and_task
+        from nastk.config.compose import build_evaluator, build_objective, build_space_and_task
 
         enter_driver_cwd(spec)
         config = parse_config(spec.config, "search config sent to a Ray worker")

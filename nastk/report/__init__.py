@@ -1,8 +1,8 @@
 """Results of a finished or running search as tables (terminal, markdown) and plots (PNG).
 
 Every function takes the run's trials (any order; they are sorted by id, which is the
-evaluation order) and the search's :class:`~nastk.objective.Objective`. Values are always in the
-metric's own units: a metric minimised (``direction="min"``) is reported as is, never negated.
+evaluation order) and the search's :class:`~nastk.core.objective.Objective`. Values are always in
+the metric's own units: a metric minimised (``direction="min"``) is reported as is, never negated.
 
 Plots are drawn on standalone :class:`matplotlib.figure.Figure` objects with the Agg canvas, so
 nothing touches pyplot's global figure registry or needs a display.

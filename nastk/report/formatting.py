@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from nastk.objective import Objective
+from nastk.core.objective import Objective
 from nastk.space.architecture import Architecture
 
 #: costs reported in this order (others follow alphabetically)

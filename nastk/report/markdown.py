@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from nastk.evaluation.result import Status
-from nastk.objective import Objective
+from nastk.core.objective import Objective
+from nastk.core.result import Status
+from nastk.core.trial import Trial
 from nastk.report.formatting import (
     COST_HEADERS,
     Render,
@@ -30,7 +31,7 @@ from nastk.report.results import (
     leaderboard,
     pareto_points,
 )
-from nastk.trial import Trial
+from nastk.run import layout
 
 #: how many characters of a failed trial's error the report keeps
 ERROR_CHARS = 200
@@ -65,7 +66,7 @@ def _fmt_meta(value: Any) -> str:
 
 
 def _strategy_section(curves: Mapping[str, Sequence[float]], run_dir: Path) -> list[str]:
-    png = run_dir / "strategy.png"
+    png = run_dir / layout.STRATEGY_PNG
     curves = {k: list(v) for k, v in curves.items() if len(v)}
     if not curves:
         png.unlink(missing_ok=True)
@@ -86,7 +87,6 @@ def _strategy_section(curves: Mapping[str, Sequence[float]], run_dir: Path) -> l
 
 
 #: the task's drawing of the best trials' predictions, written beside the report
-PREDICTIONS_PNG = "predictions.png"
 
 #: how the report's cost columns were measured
 COSTS_NOTE = ("Costs (params, FLOPs, latency) are measured on the network alone: a task's "
@@ -150,7 +150,7 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
 
     # best so far
     lines += ["", "## Best so far", ""]
-    plot_best_so_far(trials, objective, run_dir / "best_so_far.png")
+    plot_best_so_far(trials, objective, run_dir / layout.BEST_SO_FAR_PNG)
     if not successes:
         lines += ["No trial has completed successfully yet, so there is no best-so-far curve.", ""]
     lines += ["![best so far](best_so_far.png)"]
@@ -192,7 +192,7 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
     # pareto front
     lines += ["", f"## Pareto front: {objective.metric} vs {_cost_label(cost)}", ""]
     pts = pareto_points(trials, objective, cost=cost)
-    pareto_png = run_dir / "pareto.png"
+    pareto_png = run_dir / layout.PARETO_PNG
     if len(pts.trials):
         plot_pareto(trials, objective, pareto_png, cost=cost)
         front = sorted((i for i in range(len(pts.trials)) if pts.mask[i]),
@@ -214,10 +214,10 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
         lines += [f"Skipped: {why}, so there is no Pareto plot."]
 
     # predictions drawn by the task (dense tasks: image, ground truth, the best subnets)
-    if (run_dir / PREDICTIONS_PNG).is_file():
+    if (run_dir / layout.PREDICTIONS_PNG).is_file():
         lines += ["", "## Predictions of the best trials", "",
                   "Validation images, their ground truth, and the predictions of the best "
-                  "trials (columns, best first).", "", f"![predictions]({PREDICTIONS_PNG})"]
+                  "trials (columns, best first).", "", f"![predictions]({layout.PREDICTIONS_PNG})"]
 
     # failed trials
     failed = [t for t in trials if t.status is Status.FAILED
@@ -244,6 +244,6 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
                              f"`{arch_text(t.arch, render=render)}`") for t in unfinished],
                            ["r", "l", "l", "l"])
 
-    path = run_dir / "report.md"
+    path = run_dir / layout.REPORT_MD
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

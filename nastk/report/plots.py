@@ -17,7 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import Formatter, MaxNLocator
 
-from nastk.objective import Objective
+from nastk.core.objective import Objective
+from nastk.core.trial import Trial
 from nastk.report.formatting import _cost_label, _metric_label
 from nastk.report.results import (
     _by_id,
@@ -26,7 +27,6 @@ from nastk.report.results import (
     best_so_far,
     pareto_points,
 )
-from nastk.trial import Trial
 
 
 def _new_figure(width: float = 7.0, height: float = 4.5) -> tuple[Figure, Any]:

@@ -9,9 +9,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from rich.table import Table
 
-from nastk.evaluation.result import Result
-from nastk.objective import Objective
-from nastk.pareto import pareto_mask
+from nastk.core.objective import Objective
+from nastk.core.pareto import pareto_mask
+from nastk.core.result import Result
+from nastk.core.trial import Trial
 from nastk.report.formatting import (
     COST_HEADERS,
     Render,
@@ -21,7 +22,6 @@ from nastk.report.formatting import (
     format_duration,
     format_metric,
 )
-from nastk.trial import Trial
 
 
 def _by_id(trials: Iterable[Trial]) -> list[Trial]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from nastk.errors import InvalidArchitectureError, NastkError
+from nastk.core.errors import InvalidArchitectureError, NastkError
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 

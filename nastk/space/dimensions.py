@@ -17,7 +17,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from nastk.errors import InvalidArchitectureError
+from nastk.core.errors import InvalidArchitectureError
 
 Scalar = int | float | str | bool
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nastk.errors import InvalidArchitectureError
+from nastk.core.errors import InvalidArchitectureError
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import Dimension, dimension_from_spec
 
@@ -188,7 +188,7 @@ class SearchSpace:
     def build(self, arch: Architecture, in_channels: int) -> nn.Module:
         """Build the network body for ``arch``. Spaces that describe networks override this and
         return a module with an ``out_channels`` attribute; bodies whose stages dense heads can
-        read subclass :class:`nastk.body.StagedBody` (``forward_features``, ``feature_channels``,
+        read subclass :class:`nastk.nn.body.StagedBody` (``forward_features``, ``feature_channels``,
         ``feature_strides``)."""
         raise TypeError(
             f"search space {self.name!r} describes no network ({type(self).__name__} does not "

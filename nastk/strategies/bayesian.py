@@ -39,9 +39,9 @@ from scipy.optimize import minimize
 from scipy.special import ndtr, ndtri
 from scipy.stats import rankdata
 
-from nastk.errors import InvalidArchitectureError
-from nastk.evaluation.result import Result
-from nastk.objective import Objective
+from nastk.core.errors import InvalidArchitectureError
+from nastk.core.objective import Objective
+from nastk.core.result import Result
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy, draw_unseen

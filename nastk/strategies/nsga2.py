@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from nastk.evaluation.result import Result
-from nastk.objective import Objective
-from nastk.pareto import crowding_distance, non_dominated_sort
+from nastk.core.objective import Objective
+from nastk.core.pareto import crowding_distance, non_dominated_sort
+from nastk.core.result import Result
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy

@@ -29,9 +29,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from nastk.errors import ConfigError, InvalidArchitectureError
-from nastk.evaluation.result import Result
-from nastk.objective import Objective
+from nastk.core.errors import ConfigError, InvalidArchitectureError
+from nastk.core.objective import Objective
+from nastk.core.result import Result
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy

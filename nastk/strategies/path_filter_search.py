@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from nastk import registry
-from nastk.errors import ConfigError
-from nastk.evaluation.result import Result
-from nastk.loading import load_object
-from nastk.objective import Objective
-from nastk.path_filter import CostFn, PathFilter, make_path_filter
+from nastk.core import registry
+from nastk.core.errors import ConfigError
+from nastk.core.loading import load_object
+from nastk.core.objective import Objective
+from nastk.core.result import Result
+from nastk.prediction.path_filter import CostFn, PathFilter, make_path_filter
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy, draw_unseen

@@ -9,10 +9,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from nastk import registry
-from nastk.errors import ConfigError
-from nastk.evaluation.result import Result
-from nastk.objective import Objective
+from nastk.core import registry
+from nastk.core.errors import ConfigError
+from nastk.core.objective import Objective
+from nastk.core.result import Result
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy, draw_unseen

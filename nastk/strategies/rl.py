@@ -12,9 +12,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from nastk.errors import InvalidArchitectureError
-from nastk.evaluation.result import Result
-from nastk.objective import Objective
+from nastk.core.errors import InvalidArchitectureError
+from nastk.core.objective import Objective
+from nastk.core.result import Result
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy, draw_unseen

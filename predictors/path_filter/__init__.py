@@ -7,7 +7,7 @@ details here are ours:
 
 * **Buckets.** Architectures are grouped by cost (``flops``, ``params``, ``latency_ms`` or any
   number) into ``n_buckets`` buckets cut at the cost quantiles of the training set
-  (:mod:`predictors.buckets`).
+  (:mod:`nastk.predictors.buckets`).
 * **Model.** An MLP scores ``encoding ⊕ one-hot(bucket)``.
 * **Loss.** Pairwise logistic ranking loss ``softplus(-(s_i - s_j))`` over pairs *inside the
   same bucket* where architecture ``i`` scored better than ``j``; pairs across buckets are never
@@ -19,12 +19,12 @@ details here are ours:
   bucket's threshold (thresholds estimated from samples of the space), so every strategy's
   ``sample``/``mutate``/``crossover`` stays inside the kept part; for supernet training
   :func:`pruned_sampler_factory`, a drop-in ``sampler_factory`` for
-  :class:`nastk.supernet.training.SupernetTrainer` that samples only unpruned paths.
+  :class:`nastk.training.supernet.SupernetTrainer` that samples only unpruned paths.
 """
 
-from predictors.path_filter.predictor import STATE_FORMAT, PathFilter, PathFilterOptions
-from predictors.path_filter.pruned_space import PrunedSpace, check_keep_ratio
-from predictors.path_filter.sampler import PrunedPhaseSampler, pruned_sampler_factory
+from nastk.predictors.path_filter.predictor import STATE_FORMAT, PathFilter, PathFilterOptions
+from nastk.predictors.path_filter.pruned_space import PrunedSpace, check_keep_ratio
+from nastk.predictors.path_filter.sampler import PrunedPhaseSampler, pruned_sampler_factory
 
 __all__ = ["STATE_FORMAT", "PathFilter", "PathFilterOptions", "PrunedPhaseSampler",
            "PrunedSpace", "check_keep_ratio", "pruned_sampler_factory"]

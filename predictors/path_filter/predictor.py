@@ -1,5 +1,5 @@
 """The path filter itself: an MLP ranking architectures within cost buckets (pairwise loss),
-its calibration, pruning and persistence. See :mod:`predictors.path_filter`."""
+its calibration, pruning and persistence. See :mod:`nastk.predictors.path_filter`."""
 
 from __future__ import annotations
 
@@ -13,20 +13,20 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from nastk.path_filter import CostFn
-from nastk.path_filter import PathFilter as PathFilterContract
-from nastk.predictor import ArchLike, NotFittedError, Predictor, PredictorError, check_lengths
+from nastk.core.weights import load_file, save_state
+from nastk.prediction.base import ArchLike, NotFittedError, Predictor, PredictorError, check_lengths
+from nastk.prediction.path_filter import CostFn
+from nastk.prediction.path_filter import PathFilter as PathFilterContract
+from nastk.predictors.buckets import bucket_index, kept_count, quantile_edges
+from nastk.predictors.metrics import bucketed_kendall_tau
+from nastk.predictors.mlp import build_mlp, torch_context
+from nastk.predictors.path_filter.pruned_space import PrunedSpace, check_keep_ratio
+from nastk.predictors.path_filter.sampler import PrunedPhaseSampler, pruned_sampler_factory
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
-from nastk.weights import load_file, save_state
-from predictors.buckets import bucket_index, kept_count, quantile_edges
-from predictors.metrics import bucketed_kendall_tau
-from predictors.mlp import build_mlp, torch_context
-from predictors.path_filter.pruned_space import PrunedSpace, check_keep_ratio
-from predictors.path_filter.sampler import PrunedPhaseSampler, pruned_sampler_factory
 
 if TYPE_CHECKING:
-    from nastk.supernet.base import SupernetModel
+    from nastk.nn.supernet import SupernetModel
 
 STATE_FORMAT = "nastk.path_filter/1"
 

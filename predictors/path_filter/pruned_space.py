@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from torch import nn
 
-from nastk.errors import InvalidArchitectureError, NastkError
-from nastk.path_filter import CostFn
-from nastk.predictor import PredictorError
+from nastk.core.errors import InvalidArchitectureError, NastkError
+from nastk.prediction.base import PredictorError
+from nastk.prediction.path_filter import CostFn
+from nastk.predictors.buckets import bucket_index
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
-from predictors.buckets import bucket_index
 
 if TYPE_CHECKING:
-    from predictors.path_filter.predictor import PathFilter
+    from nastk.predictors.path_filter.predictor import PathFilter
 
 
 def check_keep_ratio(keep_ratio: float) -> None:

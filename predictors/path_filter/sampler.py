@@ -8,19 +8,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nastk.errors import NastkError
-from nastk.path_filter import CostFn
+from nastk.core.errors import NastkError
+from nastk.prediction.path_filter import CostFn
+from nastk.predictors.path_filter.pruned_space import _KeepRule, _resolve_cost_fn, check_keep_ratio
 from nastk.space.architecture import Architecture
-from nastk.supernet.training import PhaseSampler
-from predictors.path_filter.pruned_space import _KeepRule, _resolve_cost_fn, check_keep_ratio
+from nastk.training.supernet import PhaseSampler
 
 if TYPE_CHECKING:
-    from nastk.supernet.base import SupernetModel
-    from predictors.path_filter.predictor import PathFilter
+    from nastk.nn.supernet import SupernetModel
+    from nastk.predictors.path_filter.predictor import PathFilter
 
 
 class PrunedPhaseSampler(PhaseSampler):
-    """A :class:`~nastk.supernet.training.PhaseSampler` whose random sub-networks are only
+    """A :class:`~nastk.training.supernet.PhaseSampler` whose random sub-networks are only
     paths the filter keeps.
 
     The keep thresholds are estimated per phase from ``n_samples`` draws of the phase's own
@@ -57,7 +57,7 @@ class PrunedPhaseSampler(PhaseSampler):
 def pruned_sampler_factory(path_filter: PathFilter, cost_fn: CostFn | None = None,
                            keep_ratio: float = 0.5, n_samples: int = 1000, seed: int = 0
                            ) -> Callable[[SupernetModel, list[str] | None], PrunedPhaseSampler]:
-    """A ``sampler_factory`` for :class:`~nastk.supernet.training.SupernetTrainer` that trains
+    """A ``sampler_factory`` for :class:`~nastk.training.supernet.SupernetTrainer` that trains
     only the paths ``path_filter`` keeps (see :class:`PrunedPhaseSampler`)::
 
         SupernetTrainer(model, cfg, sampler_factory=pruned_sampler_factory(filt, flops, 0.3))

@@ -2,8 +2,8 @@
 network on any task's input, and the predictors built on them (``zero_cost``,
 ``with_proxies``)."""
 
-from predictors.zero_cost.predictors import ProxyFeaturesPredictor, ZeroCostPredictor
-from predictors.zero_cost.proxies import PROXIES
-from predictors.zero_cost.scorer import ZeroCostScorer
+from nastk.predictors.zero_cost.predictors import ProxyFeaturesPredictor, ZeroCostPredictor
+from nastk.predictors.zero_cost.proxies import PROXIES
+from nastk.predictors.zero_cost.scorer import ZeroCostScorer
 
 __all__ = ["PROXIES", "ProxyFeaturesPredictor", "ZeroCostPredictor", "ZeroCostScorer"]

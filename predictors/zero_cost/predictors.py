@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nastk.predictor import ArchLike, Predictor, PredictorError, check_scores
-from nastk.registry import PREDICTORS, TASKS, instantiate
+from nastk.core.registry import PREDICTORS, TASKS, instantiate
+from nastk.prediction.base import ArchLike, Predictor, PredictorError, check_scores
+from nastk.predictors.zero_cost.proxies import PROXIES
+from nastk.predictors.zero_cost.scorer import ZeroCostScorer
 from nastk.space.search_space import SearchSpace
-from predictors.zero_cost.proxies import PROXIES
-from predictors.zero_cost.scorer import ZeroCostScorer
 
 __all__ = ["ORIENTATION", "ProxyFeaturesPredictor", "ZeroCostPredictor"]
 

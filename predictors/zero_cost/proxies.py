@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nastk.predictor import PredictorError
+from nastk.prediction.base import PredictorError
 
 __all__ = ["PROXIES", "flops", "grad_norm", "jacov", "nwot", "params", "snip", "synflow"]
 
@@ -145,13 +145,13 @@ def nwot(model: nn.Module, inputs: torch.Tensor, targets: Any, loss_fn: LossFn) 
 
 
 def params(model: nn.Module, inputs: torch.Tensor, targets: Any, loss_fn: LossFn) -> float:
-    from nastk.cost import count_params
+    from nastk.evaluation.cost import count_params
 
     return float(count_params(model))
 
 
 def flops(model: nn.Module, inputs: torch.Tensor, targets: Any, loss_fn: LossFn) -> float:
-    from nastk.cost import count_flops
+    from nastk.evaluation.cost import count_flops
 
     return float(count_flops(model, tuple(inputs.shape[1:])))
 

@@ -3,8 +3,8 @@
 :class:`ZeroCostScorer` builds an architecture's full network for a task (the space's body and
 the task's head, weights initialised under ``seed``), takes one batch of the task's training
 split (the same ``batch_size`` examples for every architecture, drawn with ``seed``), and
-computes the named proxies (:data:`predictors.zero_cost.proxies.PROXIES`), each on a fresh copy
-of the same initial network. Scores are cached per process by everything they depend on, so
+computes the named proxies (:data:`nastk.predictors.zero_cost.proxies.PROXIES`), each on a fresh
+copy of the same initial network. Scores are cached per process by everything they depend on, so
 refitted predictors and repeated candidates cost nothing.
 """
 
@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from nastk.predictor import PredictorError
+from nastk.prediction.base import PredictorError
+from nastk.predictors.zero_cost.proxies import PROXIES
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
-from predictors.zero_cost.proxies import PROXIES
 
 __all__ = ["ZeroCostScorer"]
 

@@ -7,8 +7,8 @@ kernel-transform matrices), squeeze-excite and 1x1 project conv are sliced from 
 ``nn.BatchNorm2d`` / activations / :class:`SqueezeExcite`) whose output equals the supernet's.
 
 Sizes and costs (``OFAMobileNetV3Space(**options).summary(...)``, measured with
-``nastk.cost``; bodies only, no classifier head unless said; FLOPs are fvcore's, one fused
-multiply-add = one flop):
+``nastk.evaluation.cost``; bodies only, no classifier head unless said; FLOPs are fvcore's, one
+fused multiply-add = one flop):
 
 - default options, 3x32x32 input: 14,348,907 architectures (27 per stage, 5 stages);
   smallest body 346,976 params / 12.67 MFLOPs, largest body 2,154,376 params / 75.07 MFLOPs.
@@ -25,15 +25,15 @@ multiply-add = one flop):
 """
 
 
-from search_spaces.ofa_mbv3.layers import (
+from nastk.search_spaces.ofa_mbv3.layers import (
     ElasticMBConv,
     ElasticSqueezeExcite,
     MBConvBlock,
     SqueezeExcite,
     make_divisible,
 )
-from search_spaces.ofa_mbv3.network import OFAMobileNetV3Body, OFAMobileNetV3Supernet
-from search_spaces.ofa_mbv3.space import OFA_MBV3_OPTIONS, OFAMobileNetV3Space
+from nastk.search_spaces.ofa_mbv3.network import OFAMobileNetV3Body, OFAMobileNetV3Supernet
+from nastk.search_spaces.ofa_mbv3.space import OFA_MBV3_OPTIONS, OFAMobileNetV3Space
 
 __all__ = ["OFA_MBV3_OPTIONS", "ElasticMBConv", "ElasticSqueezeExcite", "MBConvBlock",
            "OFAMobileNetV3Body", "OFAMobileNetV3Space", "OFAMobileNetV3Supernet",

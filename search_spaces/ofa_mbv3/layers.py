@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nastk.supernet.dynamic_conv import ElasticDynamicConv2d
-from nastk.supernet.elastic import (
+from nastk.nn.dynamic_conv import ElasticDynamicConv2d
+from nastk.nn.elastic import (
     ElasticBatchNorm2d,
     ElasticConv2d,
     importance_order,

@@ -1,6 +1,6 @@
 """The ofa_mbv3 networks: the weight-sharing supernet body (elastic depth, expand ratio and
 kernel per stage) and the plain body that ``extract`` hands out for one architecture. Both are
-staged bodies (:class:`nastk.body.StagedBody`): every stage's output is a feature scale."""
+staged bodies (:class:`nastk.nn.body.StagedBody`): every stage's output is a feature scale."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from nastk.body import StagedBody, StemStagesBody
-from nastk.errors import InvalidArchitectureError
+from nastk.core.errors import InvalidArchitectureError
+from nastk.nn.body import StagedBody, StemStagesBody
+from nastk.nn.supernet import SupernetBody
+from nastk.search_spaces.ofa_mbv3.layers import ElasticMBConv, _activation
 from nastk.space.architecture import Architecture
-from nastk.supernet.base import SupernetBody
-from search_spaces.ofa_mbv3.layers import ElasticMBConv, _activation
 
 __all__ = ["OFAMobileNetV3Body", "OFAMobileNetV3Supernet"]
 

@@ -9,11 +9,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
+from nastk.nn.supernet import SupernetSpace
+from nastk.search_spaces.ofa_mbv3.layers import make_divisible
+from nastk.search_spaces.ofa_mbv3.network import OFAMobileNetV3Supernet
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import StageList
-from nastk.supernet.base import SupernetSpace
-from search_spaces.ofa_mbv3.layers import make_divisible
-from search_spaces.ofa_mbv3.network import OFAMobileNetV3Supernet
 
 __all__ = ["OFA_MBV3_OPTIONS", "OFAMobileNetV3Space"]
 
@@ -172,11 +172,11 @@ class OFAMobileNetV3Space(SupernetSpace):
 
     def summary(self, input_shape: Sequence[int] = (3, 32, 32),
                 num_classes: int | None = None) -> dict[str, Any]:
-        """Space size and the params / FLOPs (``nastk.cost``, fvcore: one multiply-add = one
-        flop) of the extracted smallest and largest bodies for inputs of ``input_shape``
+        """Space size and the params / FLOPs (``nastk.evaluation.cost``, fvcore: one multiply-add =
+        one flop) of the extracted smallest and largest bodies for inputs of ``input_shape``
         (``(C, H, W)``). With ``num_classes`` the bodies get a classification head (global
-        average pooling + linear, like ``tasks.classification``) and are counted with it."""
-        from nastk.cost import count_flops, count_params
+        average pooling + linear, like ``nastk.tasks.classification``) and are counted with it."""
+        from nastk.evaluation.cost import count_flops, count_params
 
         supernet = self.build_supernet(int(input_shape[0]))
         supernet.eval()

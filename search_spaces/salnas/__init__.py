@@ -5,7 +5,7 @@ One supernet (:class:`SalNASSupernet`) holds every architecture:
 
 - **Encoder.** A fixed 3x3 stem (``stem_channels`` 16, stride ``stem_stride`` 2, BN, hswish),
   then per stage up to ``max(depths)`` MBConv blocks (:class:`WidthElasticMBConv`, the ofa_mbv3
-  :class:`~search_spaces.ofa_mbv3.ElasticMBConv` with an elastic output width). Searched per
+  :class:`~nastk.search_spaces.ofa_mbv3.ElasticMBConv` with an elastic output width). Searched per
   stage: the **width** (the stage's output channels, one of its width choices -- by default
   its base width plus 0 or 8, ``[16, 24] / [24, 32] / [40, 48] / [64, 72]`` -- sliced as the
   first channels of the largest, like OFA's width), the depth (the first blocks run), the
@@ -27,13 +27,13 @@ One supernet (:class:`SalNASSupernet`) holds every architecture:
 
 ``extract(arch)`` hands out a plain :class:`SalNASBody` (``nn.Conv2d`` / ``nn.BatchNorm2d`` /
 activations, ofa_mbv3's :class:`MBConvBlock` and :class:`SqueezeExcite`, and
-:class:`~nastk.supernet.dynamic_conv.DynamicConv2d` for dynamic decoder convs) whose output
+:class:`~nastk.nn.dynamic_conv.DynamicConv2d` for dynamic decoder convs) whose output
 equals the supernet's. ``reorganize_channels`` sorts each block's mid channels only (see
 :meth:`SalNASSupernet.reorganize_channels`).
 
 Sizes and costs (``SalNASSpace(**options).summary(input_shape)``, measured with
-``nastk.cost`` on the extracted bodies, no head; fvcore counts one fused multiply-add as one
-flop and the bilinear resizes as zero):
+``nastk.evaluation.cost`` on the extracted bodies, no head; fvcore counts one fused multiply-add as
+one flop and the bilinear resizes as zero):
 
 - default options: 1,679,616 architectures (2^4 widths x 18^4 depth / expand / kernel); at
   3x48x64, the saliency task's synthetic default: smallest 135,240 params / 7.98 MFLOPs,
@@ -53,9 +53,9 @@ expand per stage, decoder widths tied to the encoder's -- at a size that trains 
 out: an elastic stem width and input resolution as searched dimensions.
 """
 
-from search_spaces.salnas.layers import ConcatConv, ElasticConcatConv, WidthElasticMBConv
-from search_spaces.salnas.network import SalNASBody, SalNASSupernet
-from search_spaces.salnas.space import SalNASSpace
+from nastk.search_spaces.salnas.layers import ConcatConv, ElasticConcatConv, WidthElasticMBConv
+from nastk.search_spaces.salnas.network import SalNASBody, SalNASSupernet
+from nastk.search_spaces.salnas.space import SalNASSpace
 
 __all__ = ["ConcatConv", "ElasticConcatConv", "SalNASBody", "SalNASSpace", "SalNASSupernet",
            "WidthElasticMBConv"]

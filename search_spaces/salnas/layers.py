@@ -1,14 +1,14 @@
 """The building blocks of the salnas space.
 
-- :class:`WidthElasticMBConv`: the ofa_mbv3 :class:`~search_spaces.ofa_mbv3.ElasticMBConv`
+- :class:`WidthElasticMBConv`: the ofa_mbv3 :class:`~nastk.search_spaces.ofa_mbv3.ElasticMBConv`
   (elastic expand ratio and depthwise kernel) with an elastic *output width* as well: the
   project conv keeps its first ``k`` filters and its batch norm the first ``k`` channels, and
   the mid channels follow the *active* input width (``make_divisible(in * expand, 8)``, as in
   OFA's width-elastic blocks). Extraction gives the ofa_mbv3 plain :class:`MBConvBlock`.
 - :class:`ElasticConcatConv`: a decoder conv (3x3 conv + BN + activation) over the channel
   concatenation of several elastic inputs (the upsampled coarser level and an encoder skip),
-  static (:class:`~nastk.supernet.elastic.ElasticConv2d`) or attention-mixed dynamic
-  (:class:`~nastk.supernet.dynamic_conv.ElasticDynamicConv2d`); elastic output channels.
+  static (:class:`~nastk.nn.elastic.ElasticConv2d`) or attention-mixed dynamic
+  (:class:`~nastk.nn.dynamic_conv.ElasticDynamicConv2d`); elastic output channels.
   Its plain form is :class:`ConcatConv`.
 """
 
@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nastk.supernet.dynamic_conv import DynamicConv2d, ElasticDynamicConv2d
-from nastk.supernet.elastic import ElasticBatchNorm2d, ElasticConv2d
-from search_spaces.ofa_mbv3.layers import ElasticMBConv, MBConvBlock
+from nastk.nn.dynamic_conv import DynamicConv2d, ElasticDynamicConv2d
+from nastk.nn.elastic import ElasticBatchNorm2d, ElasticConv2d
+from nastk.search_spaces.ofa_mbv3.layers import ElasticMBConv, MBConvBlock
 
 __all__ = ["ConcatConv", "ElasticConcatConv", "WidthElasticMBConv", "activation"]
 

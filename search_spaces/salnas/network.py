@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nastk.errors import InvalidArchitectureError
-from nastk.supernet.base import SupernetBody
-from search_spaces.salnas.layers import ElasticConcatConv, WidthElasticMBConv, activation
+from nastk.core.errors import InvalidArchitectureError
+from nastk.nn.supernet import SupernetBody
+from nastk.search_spaces.salnas.layers import ElasticConcatConv, WidthElasticMBConv, activation
 
 __all__ = ["SalNASBody", "SalNASSupernet", "skip_plan"]
 
@@ -73,7 +73,7 @@ class _UNet(nn.Module, ABC):
 class SalNASBody(_UNet):
     """A plain salnas body (what the supernet's ``extract`` returns): stem, one
     ``nn.Sequential`` of MBConv blocks per stage, decoder levels of
-    :class:`~search_spaces.salnas.layers.ConcatConv`. Output: ``out_channels`` channels at the
+    :class:`~nastk.search_spaces.salnas.layers.ConcatConv`. Output: ``out_channels`` channels at the
     input's resolution."""
 
     def __init__(self, stem: nn.Module, stages: Sequence[nn.Module], decoder: Sequence[nn.Module],

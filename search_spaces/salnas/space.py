@@ -10,10 +10,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
+from nastk.nn.supernet import SupernetSpace
+from nastk.search_spaces.salnas.network import SalNASSupernet, skip_plan
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import Categorical, StageList
-from nastk.supernet.base import SupernetSpace
-from search_spaces.salnas.network import SalNASSupernet, skip_plan
 
 __all__ = ["SalNASSpace"]
 
@@ -222,10 +222,10 @@ class SalNASSpace(SupernetSpace):
         return math.prod(len(ws) * stage for ws in self.widths)
 
     def summary(self, input_shape: Sequence[int] = (3, 64, 64)) -> dict[str, Any]:
-        """Space size and the params / FLOPs (``nastk.cost``, fvcore: one multiply-add = one
-        flop) of the extracted smallest and largest bodies for inputs of ``input_shape``
+        """Space size and the params / FLOPs (``nastk.evaluation.cost``, fvcore: one multiply-add =
+        one flop) of the extracted smallest and largest bodies for inputs of ``input_shape``
         (``(C, H, W)``); bodies only, no task head."""
-        from nastk.cost import count_flops, count_params
+        from nastk.evaluation.cost import count_flops, count_params
 
         supernet = self.build_supernet(int(input_shape[0]))
         supernet.eval()

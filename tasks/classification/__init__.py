@@ -1,5 +1,5 @@
 """Image classification task (sklearn digits or synthetic shapes)."""
 
-from tasks.classification.task import ClassificationModel, ClassificationTask
+from nastk.tasks.classification.task import ClassificationModel, ClassificationTask
 
 __all__ = ["ClassificationModel", "ClassificationTask"]

@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from nastk.splits import check_data_options
-from nastk.task import Task
-from tasks.classification.synthetic import MAX_GLYPHS, SHAPES, make_glyphs, make_shapes
+from nastk.data.splits import check_data_options
+from nastk.task.contract import Task
+from nastk.tasks.classification.synthetic import MAX_GLYPHS, SHAPES, make_glyphs, make_shapes
 
 __all__ = ["AccuracyMeter", "ClassificationModel", "ClassificationTask"]
 
@@ -52,7 +52,8 @@ class ClassificationTask(Task):
 
     ``dataset: glyphs`` (the default) draws ``n_samples`` images of 16 random 5x5 glyphs, a data
     set on which small-CNN architectures differ by three times the seed-to-seed noise;
-    ``dataset: synthetic`` draws geometric shapes (both: :mod:`tasks.classification.synthetic`);
+    ``dataset: synthetic`` draws geometric shapes (both:
+    :mod:`nastk.tasks.classification.synthetic`);
     ``dataset: digits`` uses scikit-learn's bundled 8x8 handwritten digits (1797 images, 10
     classes, no download), on which nearly every architecture scores alike. All are split
     train/val/test, stratified by class,
@@ -191,7 +192,7 @@ class ClassificationTask(Task):
 
     def meter(self) -> AccuracyMeter:
         """``accuracy`` and mean cross-entropy ``loss`` over a split (the engine's evaluation
-        loop feeds it; see :meth:`nastk.task.Task.evaluate`)."""
+        loop feeds it; see :meth:`nastk.task.contract.Task.evaluate`)."""
         return AccuracyMeter()
 
 

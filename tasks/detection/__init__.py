@@ -1,5 +1,5 @@
 """Object detection: synthetic scenes (default) or a local COCO / Pascal VOC copy."""
 
-from tasks.detection.task import DetectionTask
+from nastk.tasks.detection.task import DetectionTask
 
 __all__ = ["DetectionTask"]

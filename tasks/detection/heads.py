@@ -1,5 +1,5 @@
 """Detection heads over a staged body's multi-scale features (through the engine's
-:class:`~nastk.neck.FeaturePyramidNeck`): an anchor-free CenterNet-style head and an
+:class:`~nastk.nn.neck.FeaturePyramidNeck`): an anchor-free CenterNet-style head and an
 SSDLite-style anchor head.
 
 Both return **one tensor**, so costs (fvcore), ``torch.export``, in-place distillation and
@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nastk.body import feature_info
-from nastk.neck import FeaturePyramidNeck
-from tasks.detection.boxes import (
+from nastk.nn.body import feature_info
+from nastk.nn.neck import FeaturePyramidNeck
+from nastk.tasks.detection.boxes import (
     anchors_per_cell,
     batched_nms,
     box_iou,
@@ -249,8 +249,8 @@ class SSDLiteHead(nn.Module):
 
     Default boxes: per level ``k`` of ``K``, square side ``s_k`` linear from ``min_scale`` to
     ``max_scale`` of the shorter image side, one box per aspect ratio plus the extra square of
-    side ``sqrt(s_k s_{k+1})`` (see :func:`~tasks.detection.boxes.make_anchors`). Matching: each
-    ground-truth box takes its best default box, and every default box whose best IoU is
+    side ``sqrt(s_k s_{k+1})`` (see :func:`~nastk.tasks.detection.boxes.make_anchors`). Matching:
+    each ground-truth box takes its best default box, and every default box whose best IoU is
     ``>= iou_threshold`` takes that box; a default box matched to a crowd or difficult box is
     ignored. Loss (``cls``, ``box``): softmax cross-entropy over the positives and the hardest
     negatives (``neg_pos_ratio`` per positive), smooth L1 on the positives' encoded boxes, both

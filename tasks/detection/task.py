@@ -12,14 +12,14 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from nastk.body import require_staged
-from nastk.predictions import save_image_grid
-from nastk.splits import SplitOptions, holdout_indices, shuffled_split_indices
-from nastk.task import Task
-from tasks.detection.datasets import VOC_CLASSES, collate_detection, load_dataset
-from tasks.detection.heads import CenterNetHead, DetectionModel, SSDLiteHead
-from tasks.detection.metrics import DetectionEvaluator
-from tasks.detection.synthetic import SHAPE_CLASSES, make_scenes
+from nastk.data.splits import SplitOptions, holdout_indices, shuffled_split_indices
+from nastk.nn.body import require_staged
+from nastk.report.predictions import save_image_grid
+from nastk.task.contract import Task
+from nastk.tasks.detection.datasets import VOC_CLASSES, collate_detection, load_dataset
+from nastk.tasks.detection.heads import CenterNetHead, DetectionModel, SSDLiteHead
+from nastk.tasks.detection.metrics import DetectionEvaluator
+from nastk.tasks.detection.synthetic import SHAPE_CLASSES, make_scenes
 
 __all__ = ["DetectionMeter", "DetectionTask", "SceneDataset"]
 
@@ -61,17 +61,18 @@ class DetectionTask(Task):
 
     ``dataset: synthetic`` (the default) draws ``n_samples`` textured scenes of 0 to
     ``max_objects`` shapes of ``num_classes`` classes (varied scale and aspect ratio, later
-    shapes occluding earlier ones; :mod:`tasks.detection.synthetic`), split train/val/test with
-    ``seed``. ``coco`` and ``voc`` read a local copy under ``root``
-    (:mod:`tasks.detection.datasets`, resized to ``size`` with the boxes); as for segmentation,
+    shapes occluding earlier ones; :mod:`nastk.tasks.detection.synthetic`), split train/val/test
+    with ``seed``. ``coco`` and ``voc`` read a local copy under ``root``
+    (:mod:`nastk.tasks.detection.datasets`, resized to ``size`` with the boxes); as for
+    segmentation,
     ``val`` is a held-out ``holdout_fraction`` of the official training split and ``test`` is
     the official validation split.
 
     Heads (``head``): ``centernet`` (objects as points, stride 4; the default: simplest to train
     well on a CPU budget) or ``ssdlite`` (default boxes on every level of stride 8 and up,
-    hard-negative mining, class-wise NMS). See :mod:`tasks.detection.heads`.
+    hard-negative mining, class-wise NMS). See :mod:`nastk.tasks.detection.heads`.
 
-    Metrics (:mod:`tasks.detection.metrics`): ``ap50`` (COCO-style AP at IoU 0.5, 101 recall
+    Metrics (:mod:`nastk.tasks.detection.metrics`): ``ap50`` (COCO-style AP at IoU 0.5, 101 recall
     points; the primary metric: it separates architectures at CPU budgets where AP@[.5:.95]
     is mostly localisation noise), ``ap`` (AP@[.5:.95]), ``ap75``, ``ap_small``,
     ``ap_medium``, ``ap_large`` (COCO's absolute areas; left out when the split has no box of

@@ -1,6 +1,6 @@
 """Semantic segmentation: synthetic scenes, CamVid / Cityscapes / Pascal VOC loaders, mIoU
 metrics, and distillation losses (pixel KD, ICSD)."""
 
-from tasks.segmentation.task import SegmentationModel, SegmentationTask
+from nastk.tasks.segmentation.task import SegmentationModel, SegmentationTask
 
 __all__ = ["SegmentationModel", "SegmentationTask"]

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from nastk.errors import NastkError
-from nastk.folder_layout import FolderLayout, Size, check_size
+from nastk.core.errors import NastkError
+from nastk.data.folders import FolderLayout, Size, check_size
 
 __all__ = [
     "CAMVID_CLASSES",

@@ -13,14 +13,14 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from nastk.body import is_staged
-from nastk.neck import FeaturePyramidNeck
-from nastk.splits import SplitOptions, holdout_indices, shuffled_split_indices
-from nastk.task import Task
-from tasks.segmentation.datasets import CLASS_NAMES, load_dataset
-from tasks.segmentation.distill import icsd_loss, pixel_kd_loss
-from tasks.segmentation.metrics import ConfusionMatrix
-from tasks.segmentation.synthetic import SCENE_CLASSES, make_scenes
+from nastk.data.splits import SplitOptions, holdout_indices, shuffled_split_indices
+from nastk.nn.body import is_staged
+from nastk.nn.neck import FeaturePyramidNeck
+from nastk.task.contract import Task
+from nastk.tasks.segmentation.datasets import CLASS_NAMES, load_dataset
+from nastk.tasks.segmentation.distill import icsd_loss, pixel_kd_loss
+from nastk.tasks.segmentation.metrics import ConfusionMatrix
+from nastk.tasks.segmentation.synthetic import SCENE_CLASSES, make_scenes
 
 __all__ = ["SegmentationMeter", "SegmentationModel", "SegmentationTask"]
 
@@ -35,7 +35,7 @@ class SegmentationModel(nn.Module):
 
     ``head="linear"``: a 3x3 conv-BN-ReLU and a 1x1 classifier on the body's output (for bodies
     that already decode, such as ``nas_segm``). ``head="fpn"``: the engine's
-    :class:`~nastk.neck.FeaturePyramidNeck` over a staged body's multi-scale features (each
+    :class:`~nastk.nn.neck.FeaturePyramidNeck` over a staged body's multi-scale features (each
     scale projected to ``head_channels`` by a 1x1 conv, merged top-down by upsampling and
     adding), then 3x3 conv-BN-ReLU and the classifier on the finest merged map, for
     encoder-only bodies such as ``small_cnn`` and ``ofa_mbv3``.
@@ -78,9 +78,9 @@ class SegmentationTask(Task):
     """Semantic segmentation scored by mIoU (confusion matrix over the whole split).
 
     ``dataset: synthetic`` (the default) draws ``n_samples`` scenes of textured, occluding
-    objects on a textured background (:mod:`tasks.segmentation.synthetic`), split
+    objects on a textured background (:mod:`nastk.tasks.segmentation.synthetic`), split
     train/val/test with ``seed``. ``camvid``, ``cityscapes`` and ``voc`` read a local copy
-    under ``root`` (:mod:`tasks.segmentation.datasets`, resized to ``size``); as in nas-segm,
+    under ``root`` (:mod:`nastk.tasks.segmentation.datasets`, resized to ``size``); as in nas-segm,
     ``val`` is a held-out ``holdout_fraction`` of the official training split (the search's
     reward split) and ``test`` is the official validation split.
 
@@ -88,7 +88,7 @@ class SegmentationTask(Task):
     geometric mean of mIoU, mean accuracy and frequency-weighted IoU: nas-segm's reward),
     ``loss`` and ``iou_<class>`` for every class present; ``omit_classes`` are left out of the
     class means. Distillation losses: ``pixel_kd`` and ``icsd``
-    (:mod:`tasks.segmentation.distill`).
+    (:mod:`nastk.tasks.segmentation.distill`).
     """
 
     name: ClassVar[str] = "segmentation"

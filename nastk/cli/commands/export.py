@@ -1,0 +1,247 @@
+"""`nastk export`: a run's best architecture (or, with ``--front``, every trial on its Pareto
+front) as its JSON, a weights-only checkpoint, and a torch.export file.
+
+The best trial is picked by the objective the run recorded in its store; the model is built
+from the run's space and task, and the evaluator only when the trial's weights must be
+rebuilt: extracted from the supernet for a weight-sharing run (what the weight-sharing
+evaluator scored: the sub-network after batch-norm recalibration), trained again otherwise.
+
+``model.pt`` holds plain data and tensors only (loads with ``torch.load(..., weights_only=True)``)
+and rebuilds with :func:`load_exported`; ``model.pt2`` is a ``torch.export`` program that loads
+with plain torch (``torch.export.load``), no nastk needed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nastk.config.compose import build_evaluator, build_from_refs, build_space_and_task
+from nastk.config.schema import SearchConfig
+from nastk.core.errors import NastkError
+from nastk.core.objective import Objective
+from nastk.core.pareto import pareto_mask
+from nastk.core.trial import Trial
+from nastk.core.weights import load_file, read_weights, save_weights, write_atomic
+from nastk.nn.batchnorm import recalibrate_bn
+from nastk.run import layout
+from nastk.run.layout import RunLayout
+from nastk.run.record import RunRecord, open_run
+from nastk.space.architecture import Architecture
+from nastk.space.search_space import SearchSpace
+from nastk.task.contract import Task
+
+FORMAT = "nastk.export/1"
+FRONT_FORMAT = "nastk.front/1"
+
+
+@dataclass
+class Exported:
+    """Paths written by :func:`export_run` (one per point for :func:`export_front`)."""
+
+    trial: Trial
+    arch_json: Path
+    checkpoint: Path | None = None
+    program: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path | None = None,
+               trial_id: int | None = None) -> Exported:
+    """Export the best trial of ``run_dir`` (or trial ``trial_id``) into ``out_dir``
+    (default ``run_dir/export``). Weights come from the trial's checkpoint; when it was not
+    kept, a weight-sharing run's candidate is extracted from the supernet again (batch norm
+    recalibrated as when it was scored, no training), and any other candidate is trained again
+    with the run's evaluator (training is seeded by the architecture, so it reproduces the
+    recorded weights on the same machine)."""
+    run_dir = Path(run_dir)
+    run, trial = _load_trial(run_dir, trial_id)
+    out = Path(out_dir) if out_dir is not None else run_dir / "export"
+    return _export_trial(run, trial, out, _ModelSource(run))
+
+
+def pareto_front(trials: list[Trial], objective: Objective) -> list[Trial]:
+    """The successful trials no other one dominates on the objective's metric and costs (the
+    single best ones when it has no costs), by the first cost, then by metric, best first."""
+    scored = [(t, objective.vector(t.result)) for t in trials if t.result is not None]
+    scored = [(t, v) for t, v in scored if v is not None]
+    if not scored:
+        return []
+    mask = pareto_mask(np.array([v for _, v in scored], dtype=float))
+    front = [(t, v) for (t, v), keep in zip(scored, mask, strict=True) if keep]
+    front.sort(key=lambda tv: (tuple(-x for x in tv[1][1:]), -tv[1][0], tv[0].id))
+    return [t for t, _ in front]
+
+
+def export_front(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Exported]:
+    """Export every trial on the Pareto front of ``run_dir`` (the run's objective metric
+    against its costs, see :func:`pareto_front`) into ``out_dir/trial_<id>/`` (default
+    ``run_dir/front``), each with the files of :func:`export_run`, and write
+    ``out_dir/front.json`` listing each point's trial, architecture, metric and costs. Space,
+    task and (for trials whose checkpoint was not kept) the evaluator are built once: a
+    weight-sharing run loads its supernet once and extracts each candidate from it."""
+    run_dir = Path(run_dir)
+    record = open_run(run_dir)
+    front = pareto_front(record.finished, record.objective)
+    if not front:
+        raise NastkError(f"{run_dir} has no successful trial to export")
+    out = Path(out_dir) if out_dir is not None else run_dir / layout.FRONT_DIR
+    source = _ModelSource(record)
+    exported = [_export_trial(record, t, out / layout.trial_folder_name(t.id), source)
+                for t in front]
+    objective = record.objective
+    points = []
+    for e in exported:
+        result = e.trial.result
+        assert result is not None
+        points.append({"trial": e.trial.id, "arch": e.trial.arch.as_dict(),
+                       "arch_key": e.trial.arch.key,
+                       "metric": result.value(objective.metric),
+                       "costs": {c: result.value(c) for c in objective.costs},
+                       "all_costs": dict(result.costs), "metrics": dict(result.metrics),
+                       "dir": e.arch_json.parent.name,
+                       "model": e.checkpoint.name if e.checkpoint else None,
+                       "program": e.program.name if e.program else None})
+    doc = {"format": FRONT_FORMAT, "run_dir": str(run_dir),
+           "objective": objective.model_dump(mode="json"), "points": points}
+    write_atomic(out / layout.FRONT_JSON, (json.dumps(doc, indent=2) + "\n").encode())
+    return exported
+
+
+class _ModelSource:
+    """A run's space and task, and its evaluator when a trial's weights must be rebuilt, each
+    built once (a weight-sharing evaluator loads its supernet once for a whole front)."""
+
+    def __init__(self, run: RunRecord) -> None:
+        self.run = run
+        self._space_task: tuple[SearchSpace, Task | None] | None = None
+        self._evaluator: Any = None
+
+    def space_and_task(self) -> tuple[SearchSpace, Task | None]:
+        if self._space_task is None:
+            self._space_task = build_space_and_task(self.run.config)
+        return self._space_task
+
+    def evaluator(self) -> Any:
+        if self._evaluator is None:
+            space, task = self.space_and_task()
+            self._evaluator = build_evaluator(self.run.config, space, task)
+        return self._evaluator
+
+    def weights(self, trial: Trial, out: Path) -> tuple[Path, str | None]:
+        """The trial's weights file, and a note when it had to be rebuilt."""
+        ckpt = RunLayout(self.run.run_dir).trial_checkpoint(trial.id)
+        if ckpt.is_file():
+            return ckpt, None
+        evaluator = self.evaluator()
+        from nastk.evaluation.weight_sharing import WeightSharingEvaluator
+
+        if isinstance(evaluator, WeightSharingEvaluator):
+            ckpt = out / layout.trial_checkpoint_name(trial.id, "_extracted")
+            model = evaluator.model
+            model.set_active(trial.arch)
+            recalibrate_bn(model, evaluator.calibration)  # what the evaluator scored
+            save_weights(model.extract(trial.arch).eval().cpu(), ckpt)
+            return ckpt, (f"no checkpoint kept for trial {trial.id}; extracted its sub-network "
+                          f"from the supernet {self.run.config.evaluator.supernet.checkpoint}"
+                          " (batch norm recalibrated as when it was scored; no training)")
+        ckpt = out / layout.trial_checkpoint_name(trial.id, "_retrained")
+        retrained = evaluator.evaluate(trial.arch, checkpoint=ckpt)
+        if not retrained.ok:
+            raise NastkError(f"re-training trial {trial.id} failed: {retrained.error}")
+        return ckpt, (f"no checkpoint kept for trial {trial.id}; ran its evaluation again to "
+                      "rebuild the weights")
+
+
+def _export_trial(run: RunRecord, trial: Trial, out: Path, source: _ModelSource) -> Exported:
+    config = run.config
+    out.mkdir(parents=True, exist_ok=True)
+    assert trial.result is not None
+    record = {"arch": trial.arch.as_dict(), "arch_key": trial.arch.key, "trial": trial.id,
+              "metrics": trial.result.metrics, "costs": trial.result.costs,
+              "space": config.space.model_dump(), "task": config.task.model_dump()
+              if config.task else None, "run_dir": str(run.run_dir)}
+    arch_path = out / layout.ARCH_JSON
+    arch_path.write_text(json.dumps(record, indent=2) + "\n")
+    result = Exported(trial, arch_path)
+    if config.task is None:
+        result.notes.append("this run scored architectures with a function; there is no model "
+                            "to export, only its architecture")
+        return result
+    space, task = source.space_and_task()
+    assert task is not None
+    ckpt, note = source.weights(trial, out)
+    if note:
+        result.notes.append(note)
+    model = task.build_model(space, trial.arch)
+    model.load_state_dict(read_weights(ckpt, f"checkpoint of trial {trial.id}"))
+    model.eval()
+    payload: dict[str, Any] = {
+        "format": FORMAT, "arch": trial.arch.to_json(),
+        "space": json.dumps(config.space.model_dump()),
+        "task": json.dumps(config.task.model_dump() if config.task else None),
+        "plugins": list(config.plugins), "input_shape": list(task.input_shape),
+        "metrics": dict(trial.result.metrics), "costs": dict(trial.result.costs),
+        "state_dict": model.state_dict(),
+    }
+    result.checkpoint = out / layout.EXPORT_MODEL
+    torch.save(payload, result.checkpoint)
+    try:
+        example = torch.zeros(2, *task.input_shape)
+        batch = torch.export.Dim("batch", min=1, max=1 << 16)
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+        result.program = out / layout.EXPORT_PROGRAM
+        torch.export.save(program, result.program)
+    except Exception as err:  # some user models are not exportable; the checkpoint still is
+        result.notes.append(f"torch.export could not trace the model ({type(err).__name__}: "
+                            f"{err}); only model.pt was written")
+    return result
+
+
+def best_trial(run_dir: str | Path, trial_id: int | None = None) -> tuple[SearchConfig, Trial]:
+    """The config of the search run in ``run_dir`` and its best successful trial (by the
+    run's objective, read from its store), or trial ``trial_id``."""
+    record, trial = _load_trial(Path(run_dir), trial_id)
+    return record.config, trial
+
+
+def _load_trial(run_dir: Path, trial_id: int | None) -> tuple[RunRecord, Trial]:
+    record = open_run(run_dir)
+    return record, _pick(record.finished, record.objective, trial_id, run_dir)
+
+
+def _pick(trials: list[Trial], objective: Objective, trial_id: int | None, run_dir: Path) -> Trial:
+    if trial_id is not None:
+        for t in trials:
+            if t.id == trial_id:
+                if t.result is None or not t.result.ok:
+                    raise NastkError(f"trial {trial_id} of {run_dir} failed; export a complete "
+                                     "one")
+                return t
+        raise NastkError(f"{run_dir} has no finished trial {trial_id}")
+    scored = [(objective.score(t.result), t) for t in trials if t.result is not None]
+    scored = [(s, t) for s, t in scored if s is not None]
+    if not scored:
+        raise NastkError(f"{run_dir} has no successful trial to export")
+    return max(scored, key=lambda st: st[0])[1]
+
+
+def load_exported(path: str | Path) -> nn.Module:
+    """Rebuild the model saved by :func:`export_run` (weights-only load)."""
+    payload = load_file(Path(path), "exported model",
+                        "; export one with `nastk export RUN_DIR`")
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise NastkError(f"{path} is not a nastk export (expected format {FORMAT!r})")
+    space, task = build_from_refs(payload["plugins"], json.loads(payload["space"]),
+                                  json.loads(payload["task"]))
+    assert task is not None
+    arch = space.validate(Architecture.from_json(payload["arch"]))
+    model = task.build_model(space, arch)
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()

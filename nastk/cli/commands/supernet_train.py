@@ -1,0 +1,155 @@
+"""`nastk supernet train`: train a supernet from a config into a run directory, resumably."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from nastk.config.compose import build_supernet_model
+from nastk.config.schema import SupernetConfig
+from nastk.core.errors import ConfigError, StoreError
+from nastk.core.weights import clean_temp_files
+from nastk.evaluation.preflight import check_task_data
+from nastk.prediction.pruning import supernet_sampler_factory
+from nastk.report.progress import ProgressView
+from nastk.run.layout import RunLayout
+from nastk.run.lock import lock_run_dir
+from nastk.training.precision import device_for
+from nastk.training.supernet import SupernetTrainer, write_history
+
+
+@dataclass
+class SupernetOutcome:
+    run_dir: Path
+    checkpoint: Path
+    history: list[dict[str, Any]]
+
+
+def train_supernet(config: SupernetConfig, *, resume: bool = False,
+                   console: Console | None = None, progress: bool = True) -> SupernetOutcome:
+    """Train (or resume) the supernet a config describes; the checkpoint is rewritten
+    atomically after every epoch, so a killed run resumes from its last finished epoch."""
+    import torch
+
+    console = console or Console(stderr=True)
+    run_dir = config.resolved_run_dir()
+    ckpt = RunLayout(run_dir).supernet_checkpoint
+    if run_dir.exists() and not run_dir.is_dir():
+        raise StoreError(f"run_dir {run_dir} is a file, not a folder; choose another "
+                         "--run-dir")
+    if ckpt.exists() and not resume:
+        raise StoreError(f"{ckpt} already exists. Pass --resume to continue that training, or "
+                         "choose another run_dir (--run-dir).")
+    if resume and not ckpt.is_file():
+        raise StoreError(f"--resume: no checkpoint at {ckpt}; start the training without "
+                         "--resume (nothing was written)")
+    torch.manual_seed(config.seed)
+    model = build_supernet_model(config)
+    check_task_data(model.task, ["train", "val"], config.training.batch_size)
+    for name, phase in enumerate(config.training.schedule()):
+        names = [d.name for d in model.space.dimensions]
+        bad = [u for u in phase.unlock or [] if u not in names]
+        if bad:
+            raise ConfigError(f"training.phases.{name}.unlock: unknown dimensions {bad}; space "
+                              f"{model.space.name!r} has {names}")
+    extra: dict[str, Any] = {}
+    if config.path_filter is not None:
+        extra["sampler_factory"] = supernet_sampler_factory(config.path_filter, model,
+                                                            seed=config.seed)
+    # on Ray the workers train; this process only checks (on its CPU: it may have no GPU, the
+    # workers' devices are checked against the cluster's GPUs before they start)
+    here = config.training
+    if config.on_ray:
+        if not here.device.startswith("cuda"):
+            device_for(here.device, here.precision, "training")
+        here = here.model_copy(update={"device": "cpu", "precision": "fp32"})
+    trainer = SupernetTrainer(model, here, seed=config.seed, checkpoint_path=ckpt,
+                              identity=config, **extra)
+    if resume and config.on_ray:  # refuse a foreign checkpoint before starting any worker
+        trainer.load_checkpoint(ckpt)
+    lock = lock_run_dir(run_dir, create=not resume)  # one live process per run folder
+    try:
+        if resume:
+            # left by a checkpoint write that died
+            clean_temp_files(*RunLayout(run_dir).written_folders())
+        RunLayout(run_dir).config_json.write_text(
+            json.dumps(config.model_dump(mode="json"), indent=2))
+        metric = model.task.primary_metric
+        if config.on_ray:
+            history = _train_on_ray(config, resume, console, progress, metric, trainer.epoch)
+        else:
+            history = _train_here(trainer, config, resume, console, progress, metric, run_dir)
+        if history:
+            from nastk import report  # matplotlib only once training ends
+
+            report.plot_supernet_history(history, RunLayout(run_dir).history_png, metric)
+    finally:
+        lock.release()
+    return SupernetOutcome(run_dir, ckpt, history)
+
+
+def _epoch_info(metric: str, rec: dict[str, Any]) -> str:
+    return (f"{metric} largest {rec[f'val_{metric}_largest']:.3f} / smallest "
+            f"{rec[f'val_{metric}_smallest']:.3f}")
+
+
+def _train_on_ray(config: SupernetConfig, resume: bool, console: Console, progress: bool,
+                  metric: str, done: int) -> list[dict[str, Any]]:
+    """Data-parallel training on Ray Train, its progress read from rank 0's progress file."""
+    from nastk.executors.ray_train import train_on_ray
+
+    workers = config.training.workers
+    with ProgressView(console, enabled=progress) as view:
+        epochs = view.add(f"supernet {config.name} ({workers} workers)",
+                          total=config.training.total_epochs, completed=done, unit="epochs")
+        steps = view.add("steps", total=None, unit="steps", percent=0)
+        seen: dict[str, Any] = {"attempt": 1, "rebased": False}
+
+        def on_progress(state: dict[str, Any]) -> None:
+            if state.get("attempt", 1) != seen["attempt"]:
+                seen["attempt"] = state["attempt"]
+                console.print(f"a worker failed: the worker group restarted from the last "
+                              f"checkpoint (epoch {state['epoch']}, attempt {state['attempt']})")
+            if not seen["rebased"]:  # epochs done before a resume do not count in the ETA
+                view.update(epochs, completed=state["epoch"], rebase=True)
+                seen["rebased"] = True
+            record = state.get("record")
+            if record is not None:
+                if seen.get("steps"):  # the epoch's steps are all done
+                    view.update(steps, completed=seen["steps"], total=seen["steps"])
+                view.update(epochs, completed=record["epoch"], info=_epoch_info(metric, record))
+            elif state.get("step") is not None:
+                seen["steps"] = state["steps"]
+                view.update(epochs, completed=state["epoch"])
+                view.update(steps, completed=state["step"], total=state["steps"])
+
+        return train_on_ray(config, resume=resume, on_progress=on_progress)
+
+
+def _train_here(trainer: SupernetTrainer, config: SupernetConfig, resume: bool,
+                console: Console, progress: bool, metric: str,
+                run_dir: Path) -> list[dict[str, Any]]:
+    """Training in this process."""
+    with ProgressView(console, enabled=progress) as view:
+        epochs = view.add(f"supernet {config.name}", total=config.training.total_epochs,
+                          completed=trainer.epoch, unit="epochs")
+        steps = view.add("steps", total=None, unit="steps", percent=0)
+        started = [False]
+
+        def on_step(step: int, total: int) -> None:
+            if not started[0]:  # epochs done before a resume do not count in the ETA
+                view.update(epochs, completed=trainer.epoch, rebase=True)
+                started[0] = True
+            view.update(steps, completed=step, total=total)
+
+        def on_epoch(rec: dict[str, Any]) -> None:
+            view.update(epochs, completed=rec["epoch"], info=_epoch_info(metric, rec))
+            write_history(run_dir, trainer.history)
+
+        history = trainer.train(resume=resume, on_epoch=on_epoch, on_step=on_step)
+    write_history(run_dir, history)
+    return history

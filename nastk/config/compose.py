@@ -1,0 +1,237 @@
+"""From a validated config to live objects: the plugins it names imported and instantiated
+(space, task, strategy), its objective, its evaluator, and a supernet model.
+
+Commands (:mod:`nastk.cli.commands`) and Ray workers (:mod:`nastk.executors.worker`) build through
+here; this module imports no command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from nastk.config.schema import PluginRef, SearchConfig, SupernetConfig
+from nastk.core import registry
+from nastk.core.errors import ConfigError
+from nastk.core.loading import load_object
+from nastk.core.objective import Objective
+from nastk.evaluation.base import Evaluator, FunctionEvaluator
+from nastk.evaluation.preflight import check_objective, check_task_data
+from nastk.evaluation.train import TrainEvaluator
+from nastk.nn.supernet import SupernetModel, SupernetSpace
+from nastk.run.identity import changed_fields, changes, describe_changes
+from nastk.space.search_space import SearchSpace
+from nastk.strategies.base import Strategy
+from nastk.task.contract import Task
+
+
+def import_plugins(modules: list[str]) -> None:
+    """Import modules that register plugins (``plugins:`` in a config)."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ConfigError(f"plugins: cannot import {name!r}: {err}. Is it installed or on "
+                              "PYTHONPATH?") from err
+
+
+def build_space(ref: PluginRef, where: str = "space.options",
+                source: str | None = None) -> SearchSpace:
+    """The registered search space ``ref`` names, with its options validated (errors start
+    with ``source``, the config file, when given)."""
+    return registry.instantiate(registry.SEARCH_SPACES, ref.name, ref.options, where=where,
+                                source=source)
+
+
+def build_task(ref: PluginRef, where: str = "task.options", source: str | None = None) -> Task:
+    """The registered task ``ref`` names, with its options validated (no data is loaded)."""
+    return registry.instantiate(registry.TASKS, ref.name, ref.options, where=where,
+                                source=source)
+
+
+@dataclass
+class Components:
+    """Everything a search needs, built from a config."""
+
+    space: SearchSpace
+    task: Task | None
+    objective: Objective
+    strategy: Strategy
+    evaluator: Evaluator
+
+
+def build_space_and_task(config: SearchConfig) -> tuple[SearchSpace, Task | None]:
+    """Import the config's plugins and instantiate its space and task (validating options)."""
+    import_plugins(config.plugins)
+    space = build_space(config.space, source=config.source)
+    task = build_task(config.task, source=config.source) if config.task is not None else None
+    return space, task
+
+
+def build_objective(config: SearchConfig, task: Task | None) -> Objective:
+    """The config's objective; metric and direction default to the task's primary metric."""
+    metric = config.objective.metric or (task.primary_metric if task else None)
+    direction = config.objective.direction or (task.direction if task else "max")
+    return Objective(metric=metric, direction=direction, costs=tuple(config.objective.costs))
+
+
+def build_strategy(config: SearchConfig, space: SearchSpace, objective: Objective) -> Strategy:
+    """The registered strategy the config names, over ``space`` (validating its options)."""
+    return registry.instantiate(registry.STRATEGIES, config.strategy.name,
+                                config.strategy.options, space, objective, seed=config.seed,
+                                where="strategy.options", source=config.source)
+
+
+def build_evaluator(config: SearchConfig, space: SearchSpace, task: Task | None) -> Evaluator:
+    """The evaluator ``config.evaluator`` describes (a supernet checkpoint is loaded here)."""
+    if config.evaluator.kind == "function":
+        assert config.evaluator.function is not None
+        return FunctionEvaluator(load_object(config.evaluator.function, "evaluator.function"))
+    assert task is not None
+    if config.evaluator.kind == "supernet":
+        assert config.evaluator.supernet is not None
+        return build_weight_sharing_evaluator(config, space, task)
+    return TrainEvaluator(task, space, config.evaluator.train, seed=config.seed,
+                          where="evaluator.train")
+
+
+def build_components(config: SearchConfig, *, check: bool = True) -> Components:
+    """Instantiate the registered plugins a config names (validating their options). With
+    ``check`` (the default), first refuse an objective metric the task does not report and
+    read a first batch of every split the evaluator needs (:mod:`nastk.evaluation.preflight`), so a
+    run that cannot succeed fails here, before anything is written."""
+    space, task = build_space_and_task(config)
+    objective = build_objective(config, task)
+    if check:
+        check_objective(objective, task)
+        if task is not None and config.evaluator.kind in ("train", "supernet"):
+            ev = config.evaluator
+            eval_split = (ev.supernet.eval_split if ev.kind == "supernet" and ev.supernet
+                          else ev.train.eval_split)
+            batch = (ev.supernet.calib_batch_size if ev.kind == "supernet" and ev.supernet
+                     else ev.train.batch_size)
+            check_task_data(task, ["train", eval_split], batch)
+    if config.constraints or config.path_filter is not None:
+        # the strategy searches the constrained / pruned space, costed by the evaluator's model
+        evaluator = build_evaluator(config, space, task)
+        if config.constraints:
+            space = constrained_space(config, space, task, evaluator)
+        if config.path_filter is not None:
+            space = pruned_space(config, space, task, evaluator)
+        strategy = build_strategy(config, space, objective)
+        return Components(space, task, objective, strategy, evaluator)
+    strategy = build_strategy(config, space, objective)
+    evaluator = build_evaluator(config, space, task)
+    return Components(space, task, objective, strategy, evaluator)
+
+
+def constrained_space(config: SearchConfig, space: SearchSpace, task: Task | None,
+                      evaluator: Evaluator) -> SearchSpace:
+    """``space`` limited to ``config.constraints``' cost ranges, costed as the evaluator
+    records them: a supernet's extracted subnet, or the task's model of the architecture."""
+    from nastk.evaluation.cost import model_costs
+    from nastk.evaluation.weight_sharing import WeightSharingEvaluator
+    from nastk.prediction.pruning import subnet_cost_fn
+    from nastk.space.cost_range import CostRangeSpace
+
+    names = list(config.constraints)
+    if isinstance(evaluator, WeightSharingEvaluator):
+        fns = {n: subnet_cost_fn(evaluator.model, n) for n in names}
+
+        def costs(arch: Any) -> dict[str, float]:
+            return {n: fn(arch) for n, fn in fns.items()}
+    else:
+        assert task is not None
+
+        def costs(arch: Any) -> dict[str, float]:
+            model = task.build_model(space, arch)
+            return model_costs(model, task.input_shape, latency=False)
+
+    return CostRangeSpace(space, costs, config.constraints)
+
+
+def pruned_space(config: SearchConfig, space: SearchSpace, task: Task | None,
+                 evaluator: Evaluator) -> SearchSpace:
+    """``space`` limited to the paths the fitted filter of ``config.path_filter`` keeps (the top
+    ``keep_ratio`` of every cost bucket, thresholds set from ``n_samples`` draws of ``space``
+    with the run's seed), costed as the evaluator records them."""
+    from nastk.evaluation.cost import count_flops, count_params
+    from nastk.evaluation.weight_sharing import WeightSharingEvaluator
+    from nastk.prediction.path_filter import path_filter_class
+    from nastk.prediction.pruning import SUBNET_COSTS, subnet_cost_fn
+
+    use = config.path_filter
+    assert use is not None
+    if not use.file.is_file():
+        raise ConfigError(f"path_filter.file: {use.file} not found; fit one with `nastk "
+                          "path-filter fit RUN_DIR --out FILE`")
+    filt = path_filter_class().load(use.file, space)
+    if filt.cost not in SUBNET_COSTS:
+        raise ConfigError(f"path_filter: {use.file} buckets by {filt.cost!r}; a search can "
+                          f"cost paths by {list(SUBNET_COSTS)} (refit with --cost flops)")
+    if isinstance(evaluator, WeightSharingEvaluator):
+        cost_fn = subnet_cost_fn(evaluator.model, filt.cost)
+    else:
+        assert task is not None
+        cache: dict[str, float] = {}
+
+        def cost_fn(arch: Any) -> float:
+            if arch.key not in cache:
+                model = task.build_model(space, arch).eval()
+                cache[arch.key] = float(count_params(model) if filt.cost == "params"
+                                        else count_flops(model, task.input_shape))
+            return cache[arch.key]
+
+    return filt.prune(space, use.keep_ratio, cost_fn=cost_fn, n_samples=use.n_samples,
+                      seed=config.seed)
+
+
+def build_weight_sharing_evaluator(config: SearchConfig, space: SearchSpace,
+                                   task: Task) -> Evaluator:
+    """A :class:`WeightSharingEvaluator` over the supernet checkpoint a config names, refusing a
+    checkpoint trained for another space or task."""
+    from nastk.evaluation.weight_sharing import WeightSharingEvaluator
+    from nastk.training.supernet import load_supernet_weights, read_checkpoint
+
+    ws = config.evaluator.supernet
+    assert ws is not None and config.task is not None
+    if not isinstance(space, SupernetSpace):
+        raise ConfigError(f"evaluator.kind 'supernet': search space {config.space.name!r} has "
+                          "no supernet (it is not a SupernetSpace); use a weight-sharing space "
+                          "such as ofa_mbv3, or evaluator.kind 'train'")
+    state = read_checkpoint(ws.checkpoint)
+    trained_for = json.loads(state.get("identity", "{}") or "{}")
+    wanted = {"space": config.space.model_dump(mode="json"),
+              "task": config.task.model_dump(mode="json")}
+    shared = [k for k in wanted if k in trained_for]
+    found = changes({k: trained_for[k] for k in shared}, {k: wanted[k] for k in shared})
+    if found:
+        raise ConfigError(f"evaluator.supernet.checkpoint: {ws.checkpoint} was trained for "
+                          f"another {' and '.join(changed_fields(found))} "
+                          f"({describe_changes(found)}: the supernet's -> this config's); use "
+                          "the same space and task as the supernet config")
+    model = SupernetModel(space, task)
+    load_supernet_weights(model, state["model"], str(ws.checkpoint))
+    return WeightSharingEvaluator(model, ws, seed=config.seed)
+
+
+def build_supernet_model(config: SupernetConfig) -> SupernetModel:
+    """The untrained supernet of a supernet config: its weight-sharing space with the task's
+    head."""
+    import_plugins(config.plugins)
+    space = build_space(config.space, source=config.source)
+    if not isinstance(space, SupernetSpace):
+        raise ConfigError(f"space: {config.space.name!r} is not a weight-sharing space (no "
+                          "build_supernet); pick one such as ofa_mbv3")
+    return SupernetModel(space, build_task(config.task, source=config.source))
+
+
+def build_from_refs(plugins: list[str], space: dict[str, Any],
+                    task: dict[str, Any] | None) -> tuple[SearchSpace, Task | None]:
+    """Space and task from plugin references stored as data (``{"name", "options"}``), e.g. in
+    an exported model's payload."""
+    import_plugins(plugins)
+    return (build_space(PluginRef.model_validate(space)),
+            build_task(PluginRef.model_validate(task)) if task is not None else None)

@@ -1,0 +1,283 @@
+"""The configs a user writes (YAML), validated by pydantic: the schemas only (building what
+they name is :mod:`nastk.config.compose`).
+
+Errors name the file, the field path and the fix, e.g.::
+
+    examples/bad.yaml: budget.trials: Input should be greater than 0 (got -3)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from nastk.config.executors import ExecutorConfig, SupernetExecutorConfig
+from nastk.core.errors import ConfigError
+from nastk.evaluation.train import TrainConfig
+from nastk.evaluation.weight_sharing import WeightSharingConfig
+from nastk.run.loop import Budget
+from nastk.training.supernet import NOT_IDENTITY, SupernetTrainConfig
+
+M = TypeVar("M", bound=BaseModel)
+
+#: config fields a resumed run may change (where it runs included)
+IDENTITY_EXCLUDES = ("budget", "run_dir", "keep_checkpoints", "name", "executor")
+
+
+class _RunName(BaseModel):
+    name: str = Field("run", min_length=1)
+    run_dir: Path | None = Field(None, description="defaults to runs/<name>")
+
+    def resolved_run_dir(self) -> Path:
+        return self.run_dir if self.run_dir is not None else Path("runs") / self.name
+
+
+class _RunSeed(BaseModel):
+    seed: int = 0
+
+
+class _RunPlugins(BaseModel):
+    plugins: list[str] = Field(default_factory=list,
+                               description="modules to import first (they register plugins)")
+
+
+class RunConfig(_RunPlugins, _RunName):
+    """What every run config has: a ``name``, a ``run_dir`` (default ``runs/<name>``) and the
+    ``plugins`` to import first. Subclasses set their own default ``name``. ``source`` is the
+    file it was read from (``None`` when built in code), so that plugin-option errors found
+    later name the file."""
+
+    model_config = ConfigDict(extra="forbid")
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        return self._source
+
+
+class SeededRunConfig(RunConfig, _RunPlugins, _RunSeed, _RunName):
+    """A :class:`RunConfig` with a ``seed``. (The mixin order keeps the fields in the order the
+    configs always had: name, run_dir, seed, plugins.)"""
+
+
+class PathFilterUse(BaseModel):
+    """``path_filter:`` in a supernet config (train only the paths a fitted filter keeps) or in a
+    search config (search only those paths)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: Path = Field(description="a filter written by `nastk path-filter fit`")
+    keep_ratio: float = Field(0.5, gt=0.0, le=1.0,
+                              description="fraction of every cost bucket trained")
+    n_samples: int = Field(200, ge=10, description="paths drawn and costed to set each cost "
+                                                    "bucket's keep threshold (supernet training: "
+                                                    "per phase; the kept ones are the random "
+                                                    "paths that phase trains)")
+
+
+class PluginRef(BaseModel):
+    """A registered plugin by name, with its options (``strategy: evolution`` is shorthand for
+    ``strategy: {name: evolution}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+
+class ObjectiveConfig(BaseModel):
+    """What to optimise; ``metric`` and ``direction`` default to the task's primary metric."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str | None = None
+    direction: Literal["max", "min"] | None = None
+    costs: list[Literal["params", "flops", "latency_ms"]] = Field(
+        default_factory=list, description="costs to minimise jointly (multi-objective search)")
+
+
+class EvaluatorConfig(BaseModel):
+    """How a candidate is scored: ``train`` from scratch on the task; ``supernet``: inherit the
+    weights of a trained supernet (+ BN recalibration); or a Python ``function`` (``module:attr``,
+    mapping an Architecture to a dict of metrics) for synthetic objectives and lookups."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["train", "function", "supernet"] = "train"
+    function: str | None = Field(None, description="module:attr, for kind 'function'")
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    supernet: WeightSharingConfig | None = Field(None, description="for kind 'supernet'")
+
+    @model_validator(mode="after")
+    def _function_needs_target(self) -> EvaluatorConfig:
+        if self.kind == "function" and not self.function:
+            raise ValueError("kind 'function' needs `function: module:attr`")
+        if self.kind == "supernet" and self.supernet is None:
+            raise ValueError("kind 'supernet' needs `supernet: {checkpoint: PATH}` (a file "
+                             "written by `nastk supernet train`)")
+        if self.function and ":" not in self.function:
+            raise ValueError(f"function {self.function!r} must look like 'package.module:name'")
+        return self
+
+
+class SearchConfig(SeededRunConfig):
+    """One search: space x task x strategy x evaluator, with a budget and a run directory."""
+
+    name: str = Field("search", min_length=1)
+    space: PluginRef
+    task: PluginRef | None = None
+    strategy: PluginRef = Field(default_factory=lambda: PluginRef(name="evolution"))
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    evaluator: EvaluatorConfig = Field(default_factory=EvaluatorConfig)
+    budget: Budget = Field(default_factory=Budget)
+    executor: ExecutorConfig = Field(
+        default_factory=ExecutorConfig,
+        description="local (in-process, default) or ray (a Ray cluster); not part of the "
+                    "run's identity")
+    keep_checkpoints: int = Field(3, ge=0, description="trained weights kept for the k best")
+    constraints: dict[Literal["params", "flops"], tuple[float | None, float | None]] = Field(
+        default_factory=dict, description="search only architectures whose costs lie in "
+        "these ranges, e.g. {flops: [null, 2.0e7]} (needs a model: evaluator kind train or "
+        "supernet)")
+
+    path_filter: PathFilterUse | None = Field(
+        None, description="search only the paths a fitted path filter keeps (DetOFA's pruned "
+                          "space: the top keep_ratio of every cost bucket; needs a model to "
+                          "cost: evaluator kind train or supernet)")
+
+    @model_validator(mode="after")
+    def _constraints_need_a_model(self) -> SearchConfig:
+        if self.path_filter is not None and self.evaluator.kind == "function":
+            raise ValueError("path_filter needs a model to cost (evaluator kind 'train' or "
+                             "'supernet'); a function evaluator's costs are known only after "
+                             "evaluation")
+        if self.constraints and self.evaluator.kind == "function":
+            raise ValueError("constraints need a model to cost (evaluator kind 'train' or "
+                             "'supernet'); a function evaluator's costs are known only after "
+                             "evaluation")
+        return self
+
+    @model_validator(mode="after")
+    def _task_or_function(self) -> SearchConfig:
+        if self.evaluator.kind in ("train", "supernet") and self.task is None:
+            raise ValueError(f"evaluator kind {self.evaluator.kind!r} needs a `task` (e.g. "
+                             "task: classification)")
+        if self.task is None and self.objective.metric is None:
+            raise ValueError("without a task, set objective.metric to a key your function "
+                             "returns")
+        return self
+
+    @model_validator(mode="after")
+    def _scheduler_fits(self) -> SearchConfig:
+        ex = self.executor
+        if ex.kind != "ray" or ex.scheduler == "none":
+            return self
+        if ex.resolved_mode(self.evaluator.kind) != "tune":
+            raise ValueError(f"executor.scheduler {ex.scheduler!r} stops Ray Tune trials; it "
+                             f"needs executor.mode 'tune' (got {ex.mode!r} with evaluator kind "
+                             f"{self.evaluator.kind!r}), or set scheduler: none")
+        if self.evaluator.kind != "train" or self.evaluator.train.steps is not None:
+            raise ValueError("executor.scheduler 'asha' needs epoch-based training (evaluator "
+                             "kind 'train' without train.steps); set scheduler: none")
+        if ex.asha.grace_period >= self.evaluator.train.epochs:
+            raise ValueError(f"executor.asha.grace_period ({ex.asha.grace_period}) must be "
+                             f"below evaluator.train.epochs ({self.evaluator.train.epochs}), "
+                             "or no candidate can be stopped early")
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """The parts that must not change when a run is resumed (budget, name, run_dir,
+        keep_checkpoints and executor may)."""
+        data = self.model_dump(mode="json")
+        for key in IDENTITY_EXCLUDES:
+            data.pop(key, None)
+        return data
+
+
+class SupernetConfig(SeededRunConfig):
+    """Training one supernet: a weight-sharing space, a task, and the training schedule."""
+
+    name: str = Field("supernet", min_length=1)
+    space: PluginRef
+    task: PluginRef
+    training: SupernetTrainConfig = Field(default_factory=SupernetTrainConfig)
+    executor: SupernetExecutorConfig = Field(
+        default_factory=SupernetExecutorConfig,
+        description="local (this process) or ray (training.workers data-parallel workers on "
+                    "Ray Train)")
+    path_filter: PathFilterUse | None = Field(
+        None, description="train only the paths a fitted path filter keeps (DetOFA); the "
+                          "sandwich's largest and smallest paths are always trained")
+
+    @model_validator(mode="after")
+    def _workers_fit_the_batch(self) -> SupernetConfig:
+        t = self.training
+        if t.workers > t.batch_size:
+            raise ValueError(f"training.workers ({t.workers}) exceeds training.batch_size "
+                             f"({t.batch_size}), the images of one step over all workers; "
+                             "raise the batch size or use fewer workers")
+        return self
+
+    @property
+    def on_ray(self) -> bool:
+        """Whether the training runs on Ray Train (``executor: ray`` or ``workers > 1``)."""
+        return self.executor.kind == "ray" or self.training.workers > 1
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint must share with a config that resumes or uses it (not the number
+        of workers nor where they run)."""
+        training = self.training.model_dump(mode="json", exclude=set(NOT_IDENTITY))
+        out = {"space": self.space.model_dump(mode="json"),
+               "task": self.task.model_dump(mode="json"),
+               "training": training, "seed": self.seed}
+        if self.path_filter is not None:
+            out["path_filter"] = self.path_filter.model_dump(mode="json")
+        return out
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) \
+            else ""
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field; check its spelling against the documented fields"
+        lines.append(f"{source}: {loc}: {msg}{got}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "config", schema: type[M] = SearchConfig) -> M:
+    """Validate a mapping into ``schema`` (a :class:`SearchConfig` by default), raising
+    :class:`ConfigError`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of fields (space, task, ...), got "
+                          f"{type(data).__name__}")
+    try:
+        config = schema.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+    if isinstance(config, RunConfig) and source != "config":
+        config._source = source
+    return config
+
+
+def load_config(path: str | Path, schema: type[M] = SearchConfig) -> M:
+    """Read and validate a YAML config file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML: {err}") from None
+    return parse_config(data, str(p), schema)

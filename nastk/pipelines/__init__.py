@@ -1,0 +1,1 @@
+"""Pipelines of runs: recipes (chained stages) and studies (tasks x strategies x seeds)."""

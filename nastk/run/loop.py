@@ -1,0 +1,349 @@
+"""The search loop: ask -> de-duplicate -> evaluate -> store -> tell, resumable from the store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nastk.core.errors import InvalidArchitectureError
+from nastk.core.objective import Objective
+from nastk.core.result import Result, Status
+from nastk.core.trial import Trial
+from nastk.core.weights import DiskFullError
+from nastk.evaluation.base import Evaluator, format_error
+from nastk.run.layout import trial_checkpoint_name, trial_id_of_checkpoint
+from nastk.run.sqlite_store import IN_FLIGHT_META, RunStore
+from nastk.space.architecture import Architecture
+from nastk.space.search_space import SearchSpace
+from nastk.strategies.base import Strategy
+
+
+class Budget(BaseModel):
+    """When a search stops."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(20, gt=0, description="distinct architectures to evaluate")
+    time_s: float | None = Field(None, gt=0, description="wall-clock limit for this session")
+    max_duplicate_streak: int = Field(
+        1000, gt=0, description="stop after this many proposals in a row that were all "
+                                "evaluated before (the strategy has converged or the space is "
+                                "exhausted)")
+    max_failure_streak: int = Field(
+        5, ge=1, description="stop when this many trials in a row failed with the same error "
+                             "and none has succeeded yet (a broken evaluator, task or "
+                             "environment fails every candidate)")
+
+
+#: called after every finished trial with (trial, number finished, best trial so far)
+TrialCallback = Callable[[Trial, int, "Trial | None"], None]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An architecture the search started: its ``running`` row is ``trial_id``; an evaluator
+    that trains weights saves them to ``checkpoint`` (when set)."""
+
+    trial_id: int
+    arch: Architecture
+    checkpoint: Path | None
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs a search's candidates elsewhere (e.g. on a Ray cluster, see :mod:`nastk.executors`).
+
+    ``run`` drives the search until :meth:`Search.propose` returns ``None`` and every
+    candidate it handed out is finished: it evaluates each :class:`Candidate` (concurrently,
+    up to its own limit) and hands every result to :meth:`Search.record`, in this process.
+    """
+
+    def run(self, search: Search) -> None: ...
+
+
+class Search:
+    """Drives one strategy over one space with one evaluator, recording into a :class:`RunStore`.
+
+    Every finished trial is written before the strategy is told; the strategy's state is saved
+    with each tell and with each new trial's row (the state just after it proposed that trial),
+    together with the list of trials then in flight. The saved state therefore always covers
+    every trial in the store, so :meth:`run` on a store left by a process killed at any point
+    continues exactly where it stopped: results stored but not told are told to the restored
+    state, trials cut off mid-evaluation are evaluated again first (not proposed again), and
+    the strategy proposes anew only what it proposed after its state was saved. An
+    architecture already finished is never evaluated again (a repeated proposal is answered
+    from the store).
+
+    Without an ``executor`` candidates are evaluated one at a time in this process. With one,
+    several are in flight at once (:meth:`propose` hands them out, :meth:`record` takes their
+    results back). A proposal of an architecture in flight is told that one's result when it
+    arrives.
+
+    A run whose first ``budget.max_failure_streak`` trials all fail with the same error stops
+    (see :attr:`stop_reason`): a broken evaluator or environment would fail every candidate.
+    """
+
+    def __init__(self, space: SearchSpace, strategy: Strategy, evaluator: Evaluator,
+                 objective: Objective, store: RunStore, budget: Budget,
+                 checkpoint_dir: Path | None = None, keep_checkpoints: int = 3,
+                 on_trial: TrialCallback | None = None,
+                 executor: Executor | None = None) -> None:
+        self.space = space
+        self.strategy = strategy
+        self.evaluator = evaluator
+        self.objective = objective
+        self.store = store
+        self.budget = budget
+        self.checkpoint_dir = checkpoint_dir
+        self.keep_checkpoints = keep_checkpoints
+        self.on_trial = on_trial
+        self.executor = executor
+        self.stop_reason: str = ""
+        self.duplicates = 0
+        self.n_done = 0
+        self.best: Trial | None = None
+        #: candidates handed out and not yet recorded, by trial id
+        self.in_flight: dict[int, Candidate] = {}
+        self._saved_in_flight: list[int] | None = None
+        self._requeue: list[tuple[int, Architecture]] = []  # (interrupted trial id, arch)
+        self._waiting: dict[str, list[Architecture]] = {}  # in-flight key -> repeat proposals
+        self._streak = 0
+        self._stopped = False
+        self._t0 = time.monotonic()
+        #: trials of the run recorded complete / failed (counted from the store by begin)
+        self.n_complete = 0
+        self.n_failed = 0
+        self._failure_streak = 0  # failures in a row with one error, in this session
+        self._failure_error: str | None = None
+        self._unsaved = False  # the strategy was asked since its state was last saved
+
+    # -- resume -------------------------------------------------------------------------------
+    def restore(self) -> int:
+        """Bring the strategy up to date with the store; returns the number of finished trials.
+
+        ``running`` rows left by a dead process become ``interrupted`` (:meth:`begin` queues
+        those the saved state covers to be evaluated first; a store of an earlier nastk, which
+        saved the state only when told, has them proposed again); results recorded but not yet
+        told are told now, to the state that proposed them.
+        """
+        self.store.mark_interrupted()
+        state = self.store.load_strategy_state()
+        if state is not None:
+            self.strategy.load_state_dict(state)
+        untold = self.store.untold()
+        for trial in untold:
+            assert trial.result is not None
+            self.strategy.tell(trial.arch, trial.result)
+        if untold:
+            self.store.mark_told([t.id for t in untold], self.strategy.state_dict())
+        return self.store.count(Status.COMPLETE, Status.FAILED)
+
+    def begin(self) -> int:
+        """Restore from the store, queue the trials a killed concurrent run left in flight, and
+        reset the session's counters (budget clock, duplicate streak); returns the number of
+        finished trials."""
+        left_in_flight = set(self.store.get_meta(IN_FLIGHT_META, []) or [])
+        self.n_done = self.restore()
+        self._requeue = []
+        if left_in_flight:
+            seen: set[str] = set()
+            for t in self.store.trials():
+                if (t.id in left_in_flight and t.status is Status.INTERRUPTED
+                        and t.arch.key not in seen and self.store.lookup(t.arch) is None):
+                    seen.add(t.arch.key)
+                    self._requeue.append((t.id, t.arch))
+        self.in_flight = {}
+        self._saved_in_flight = None
+        self._save_in_flight()
+        self._waiting = {}
+        self.best = self._best(self.store.finished())
+        self._t0 = time.monotonic()
+        self._streak = 0
+        self._stopped = False
+        self._unsaved = False
+        self.n_complete = self.store.count(Status.COMPLETE)
+        self.n_failed = self.store.count(Status.FAILED)
+        self._failure_streak, self._failure_error = 0, None
+        self.stop_reason = "budget of trials reached"
+        return self.n_done
+
+    # -- main loop ----------------------------------------------------------------------------
+    def run(self) -> list[Trial]:
+        """Search until the budget is spent; returns every trial of the run."""
+        self.begin()
+        if self.executor is not None:
+            self.executor.run(self)
+        else:
+            while (candidate := self.propose()) is not None:
+                self.record(candidate, self.evaluate_here(candidate))
+        return self.store.trials()
+
+    def propose(self) -> Candidate | None:
+        """The next candidate to evaluate, its ``running`` row written; ``None`` once the
+        search proposes nothing more (budget of trials or time reached, or a long streak of
+        proposals that were all evaluated before; see :attr:`stop_reason`). Proposals of
+        architectures already finished are answered from the store here."""
+        while not self._stopped:
+            if self.n_done + len(self.in_flight) >= self.budget.trials:
+                return None
+            if self.budget.time_s is not None and time.monotonic() - self._t0 > self.budget.time_s:
+                self.stop_reason = f"time budget of {self.budget.time_s:g} s reached"
+                self._stopped = True
+                break
+            arch = self._requeue.pop(0)[1] if self._requeue else self._ask()
+            cached = self.store.lookup(arch)
+            if cached is not None or arch.key in self._waiting:
+                if cached is not None:
+                    assert cached.result is not None
+                    self.strategy.tell(arch, cached.result)
+                    self.store.save_strategy_state(self.strategy.state_dict())
+                    self._unsaved = False
+                else:  # in flight: told when that evaluation is recorded
+                    self._waiting[arch.key].append(arch)
+                self.duplicates += 1
+                self._streak += 1
+                if self._streak >= self.budget.max_duplicate_streak:
+                    self.stop_reason = (f"{self._streak} proposals in a row were already "
+                                        "evaluated (space exhausted or strategy converged)")
+                    self._stopped = True
+                continue
+            self._streak = 0
+            # the state just after this proposal is saved with its row (and the list of trials
+            # in flight): a run killed from here on redoes this trial rather than asking anew
+            pending = [*self.in_flight, *(tid for tid, _ in self._requeue)]
+            state = self.strategy.state_dict() if self._unsaved else None
+            trial_id = self.store.start_trial(arch, state, pending)
+            self._unsaved = False
+            self._saved_in_flight = sorted([*pending, trial_id])
+            ckpt = (self.checkpoint_dir / trial_checkpoint_name(trial_id)
+                    if self.checkpoint_dir is not None else None)
+            candidate = Candidate(trial_id, arch, ckpt)
+            self.in_flight[trial_id] = candidate
+            self._waiting[arch.key] = []
+            return candidate
+        return None
+
+    def _save_in_flight(self) -> None:
+        """List the trials whose proposal the saved strategy state covers but which are not
+        finished (in flight, or left in flight by a killed run and not yet redone), for the next
+        resume to evaluate first."""
+        pending = sorted([*self.in_flight, *(tid for tid, _ in self._requeue)])
+        if pending != self._saved_in_flight:
+            self.store.set_meta(IN_FLIGHT_META, pending)
+            self._saved_in_flight = pending
+
+    def _ask(self) -> Architecture:
+        self._unsaved = True  # asking changes the strategy's state (RNG, pending proposals)
+        arch = self.strategy.ask(1)[0]
+        try:
+            return self.space.validate(arch)
+        except InvalidArchitectureError as err:
+            raise InvalidArchitectureError(
+                f"strategy {type(self.strategy).__name__} proposed an invalid architecture: "
+                f"{err}") from None
+
+    def evaluate_here(self, candidate: Candidate) -> Result:
+        """Evaluate a candidate in this process; an evaluator that raises gives a failed
+        result, except for a full disk, which stops the run (the candidate is not at fault, and
+        a resumed run evaluates it again)."""
+        t_start = time.perf_counter()
+        try:
+            return self.evaluator.evaluate(candidate.arch, checkpoint=candidate.checkpoint)
+        except DiskFullError:
+            raise
+        except Exception as err:  # evaluators should not raise; a plugin still might
+            return Result.failed(format_error(err), duration_s=time.perf_counter() - t_start)
+
+    def record(self, candidate: Candidate, result: Result) -> Trial:
+        """Store a candidate's result, then tell the strategy (and save its state). A result
+        without the objective's metric (or one of its costs) is recorded as failed, naming what
+        is missing and what the result holds."""
+        result = self.objective_checked(result)
+        self.store.finish_trial(candidate.trial_id, result)
+        self.strategy.tell(candidate.arch, result)
+        for repeat in self._waiting.pop(candidate.arch.key, []):
+            self.strategy.tell(repeat, result)
+        self.in_flight.pop(candidate.trial_id, None)
+        pending = sorted([*self.in_flight, *(tid for tid, _ in self._requeue)])
+        self.store.mark_told([candidate.trial_id], self.strategy.state_dict(), in_flight=pending)
+        self._unsaved = False
+        self._saved_in_flight = pending
+        self.n_done += 1
+        self._count_outcome(result)
+        trial = Trial(candidate.trial_id, candidate.arch, result.status, result, 0.0, time.time())
+        score = self.objective.score(result)
+        if score is not None and (self.best is None
+                                  or score > self.objective.score(self.best.result)):
+            self.best = trial
+        self._prune_checkpoints()
+        if self.on_trial is not None:
+            self.on_trial(trial, self.n_done, self.best)
+        return trial
+
+    def objective_checked(self, result: Result) -> Result:
+        """``result``, or a failed one when it lacks what the objective scores."""
+        if not result.ok:
+            return result
+        metric = self.objective.metric
+        problems = []
+        if metric not in result.metrics and metric not in result.costs:
+            problems.append(f"no {metric!r} (the objective's metric); it has metrics "
+                            f"{sorted(result.metrics)}" + (f" and costs {sorted(result.costs)}"
+                                                          if result.costs else ""))
+        missing = [c for c in self.objective.costs
+                   if c not in result.costs and c not in result.metrics]
+        if missing:
+            problems.append(f"no cost {missing} (objective.costs); it has costs "
+                            f"{sorted(result.costs)}")
+        if not problems:
+            return result
+        return Result.failed("the result has " + "; ".join(problems), result.costs,
+                             result.duration_s, metrics=result.metrics)
+
+    def _count_outcome(self, result: Result) -> None:
+        """Count a recorded result; stop once ``budget.max_failure_streak`` trials in a row
+        failed with the same error while none has succeeded (nothing will)."""
+        if result.status is Status.COMPLETE:
+            self.n_complete += 1
+            self._failure_streak = 0
+            return
+        self.n_failed += 1
+        if result.error == self._failure_error:
+            self._failure_streak += 1
+        else:
+            self._failure_error, self._failure_streak = result.error, 1
+        k = self.budget.max_failure_streak
+        if self.n_complete == 0 and self._failure_streak >= k and not self._stopped:
+            self._stopped = True
+            if self._failure_streak == self.n_done:
+                self.stop_reason = (f"the first {k} trials all failed with the same error: "
+                                    f"{result.error}; fix it and rerun (nothing succeeded)")
+            else:
+                self.stop_reason = (f"the last {k} trials all failed with the same error: "
+                                    f"{result.error}; fix it and rerun (none of the "
+                                    f"{self.n_done} trials succeeded)")
+
+    def _best(self, trials: list[Trial]) -> Trial | None:
+        scored = [(self.objective.score(t.result), t) for t in trials if t.result is not None]
+        scored = [(s, t) for s, t in scored if s is not None]
+        return max(scored, key=lambda st: st[0])[1] if scored else None
+
+    def _prune_checkpoints(self) -> None:
+        """Keep the checkpoints of the ``keep_checkpoints`` best trials only."""
+        if self.checkpoint_dir is None or not self.checkpoint_dir.is_dir():
+            return
+        files = {tid: p for p in self.checkpoint_dir.iterdir()
+                 if (tid := trial_id_of_checkpoint(p)) is not None}
+        if len(files) <= self.keep_checkpoints:
+            return
+        scores = {t.id: self.objective.score(t.result) for t in self.store.finished()
+                  if t.id in files and t.result is not None}
+        ranked = sorted(files, key=lambda i: (scores.get(i) is not None,
+                                              scores.get(i) or 0.0), reverse=True)
+        for tid in ranked[self.keep_checkpoints:]:
+            files[tid].unlink(missing_ok=True)

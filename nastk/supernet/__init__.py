@@ -1,1 +1,0 @@
-"""Weight-sharing supernets: elastic layers, the Supernet base, training and evaluation."""
