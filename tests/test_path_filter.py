@@ -262,7 +262,7 @@ def test_the_plugin_implements_the_engine_contract_and_an_impostor_is_refused():
     PREDICTORS.register("path_filter", NotAFilter, override=True)
     try:
         with pytest.raises(NastkError, match=r"is not a path filter: it must subclass "
-                                             r"nastk\.path_filter\.PathFilter"):
+                                             r"nastk\.prediction\.path_filter\.PathFilter"):
             contract.make_path_filter({}, toy_space())
         with pytest.raises(NastkError, match="not a path filter"):
             STRATEGIES.get("path_filter_search")(toy_space(), Objective(metric="score"),
