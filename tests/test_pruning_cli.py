@@ -8,9 +8,13 @@ from conftest import all_architectures
 
 from nastk.cli.main import main
 from nastk.config.compose import build_supernet_model
-from nastk.config.schema import PathFilterUse, SupernetConfig, parse_config
+from nastk.config.schema import SupernetConfig, parse_config
 from nastk.core.errors import ConfigError
-from nastk.prediction.path_filter import load_path_filter, supernet_sampler_factory
+from nastk.prediction.path_filter import (
+    PathFilterUse,
+    load_path_filter,
+    supernet_sampler_factory,
+)
 from nastk.training.supernet import SupernetTrainer
 
 TASK = {"name": "classification",
