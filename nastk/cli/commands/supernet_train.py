@@ -14,7 +14,7 @@ from nastk.config.schema import SupernetConfig
 from nastk.core.errors import ConfigError, StoreError
 from nastk.core.weights import clean_temp_files
 from nastk.evaluation.preflight import check_task_data
-from nastk.prediction.pruning import supernet_sampler_factory
+from nastk.prediction.path_filter import supernet_sampler_factory
 from nastk.report.progress import ProgressView
 from nastk.run.layout import RunLayout
 from nastk.run.lock import lock_run_dir
