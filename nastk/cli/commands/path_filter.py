@@ -8,13 +8,16 @@ folder.
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 
+from nastk.cli.console import results_console
 from nastk.config.compose import build_space, import_plugins
 from nastk.core.errors import ConfigError, NastkError
 from nastk.prediction.path_filter import PathFilter, make_path_filter
@@ -72,3 +75,18 @@ def fit_from_run(run_dir: str | Path, out: str | Path, cost: str = "flops", n_bu
     final = make().fit(archs, scores, costs)
     path = final.save(out)
     return FitSummary(path, len(rows), n_hold, cost, n_buckets, tau)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """`nastk path-filter fit RUN_DIR --out FILE`: fit, save and print the held-out ranking
+    quality and the file written."""
+    summary = fit_from_run(args.run_dir, args.out, cost=args.cost, n_buckets=args.buckets,
+                           holdout=args.holdout, seed=args.seed)
+    out = results_console()
+    if summary.n_holdout:
+        out.print(f"held out {summary.n_holdout} of {summary.n_train} trials: Kendall tau "
+                  f"within {summary.cost} buckets {summary.bucket_tau:.3f} (1 = perfect "
+                  "ranking, 0 = chance)")
+    out.print(f"path filter fitted on {summary.n_train} trials, {summary.n_buckets} "
+              f"{summary.cost} buckets: {summary.file}")
+    return 0
