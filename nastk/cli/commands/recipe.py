@@ -26,7 +26,7 @@ from nastk.cli.console import results_console
 from nastk.config.compose import build_space, build_task, import_plugins
 from nastk.config.schema import PluginRef, SearchConfig, SupernetConfig
 from nastk.core import registry
-from nastk.core.errors import ConfigError, NastkError
+from nastk.core.errors import NastkError
 from nastk.pipelines.recipe import (
     ExportOptions,
     PathFilterFitOptions,
@@ -43,23 +43,10 @@ from nastk.run.layout import RunLayout
 
 # -- checks before anything runs ----------------------------------------------------------------
 def _check_strategy(ref: PluginRef, source: str | None) -> None:
-    """The strategy exists and its options validate (it is not built: that needs the run)."""
-    from pydantic import BaseModel, ValidationError
-
-    prefix = f"{source}: " if source else ""
-    try:
-        obj = registry.STRATEGIES.get(ref.name)
-    except NastkError as err:
-        raise ConfigError(f"{prefix}strategy: {err}") from None
-    schema = getattr(obj, "Options", None)
-    if isinstance(schema, type) and issubclass(schema, BaseModel):
-        try:
-            schema(**ref.options)
-        except ValidationError as err:
-            lines = [f"{prefix}strategy.options: invalid options for strategy {ref.name!r}:"]
-            lines += [f"  strategy.options.{'.'.join(str(p) for p in e['loc'])}: {e['msg']} "
-                      f"(got {e.get('input')!r})" for e in err.errors()]
-            raise ConfigError("\n".join(lines)) from None
+    """The strategy exists and its options validate, with the errors building it would raise
+    (it is not built: that needs the run)."""
+    registry.validated_options(registry.STRATEGIES, ref.name, ref.options,
+                               where="strategy.options", source=source or "")
 
 
 def check_stage(stage: ResolvedStage) -> None:
