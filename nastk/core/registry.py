@@ -133,12 +133,11 @@ def summary(obj: Any) -> str:
     return doc.splitlines()[0] if doc else ""
 
 
-def instantiate(registry: Registry[Any], name: str, options: Mapping[str, Any] | None,
-                *args: Any, where: str = "", source: str = "", **kwargs: Any) -> Any:
-    """Look ``name`` up and call it with ``*args, **kwargs`` plus the user's ``options``,
-    validated by the plugin's pydantic ``Options`` model when it has one. Errors name the
-    config file (``source``, e.g. ``exp.yaml``), the config field (``where``, e.g.
-    ``space.options``) and the bad option: ``exp.yaml: space.options: ...``."""
+def validated_options(registry: Registry[Any], name: str, options: Mapping[str, Any] | None,
+                      *, where: str = "", source: str = "") -> tuple[Any, dict[str, Any]]:
+    """Look ``name`` up and validate the user's ``options`` by the plugin's pydantic
+    ``Options`` model when it has one: the plugin and its options, without calling it. Errors
+    as :func:`instantiate`'s."""
     try:
         obj = registry.get(name)
     except RegistryError as err:
@@ -159,6 +158,17 @@ def instantiate(registry: Registry[Any], name: str, options: Mapping[str, Any] |
                 lines.append(f"  {where + '.' if where else ''}{loc}: {e['msg']} "
                              f"(got {e.get('input')!r})")
             raise ConfigError("\n".join(lines)) from None
+    return obj, opts
+
+
+def instantiate(registry: Registry[Any], name: str, options: Mapping[str, Any] | None,
+                *args: Any, where: str = "", source: str = "", **kwargs: Any) -> Any:
+    """Look ``name`` up and call it with ``*args, **kwargs`` plus the user's ``options``,
+    validated by the plugin's pydantic ``Options`` model when it has one. Errors name the
+    config file (``source``, e.g. ``exp.yaml``), the config field (``where``, e.g.
+    ``space.options``) and the bad option: ``exp.yaml: space.options: ...``."""
+    obj, opts = validated_options(registry, name, options, where=where, source=source)
+    prefix = "".join(f"{part}: " for part in (source, where) if part)
     try:
         return obj(*args, **kwargs, **opts)
     except TypeError as err:
