@@ -263,7 +263,8 @@ def test_strategy_searches_multiple_objectives_through_the_search_loop(name, tmp
     search_through_the_loop(name, STRATEGY_OPTIONS.get(name, {}), tmp_path)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="known limitation, not fixed here: the optuna strategy "
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="known limitation, not fixed here: the optuna strategy "
                    "tells Optuna a repeated proposal's stored result as a new trial, and the "
                    "default TPE then proposes that architecture again and again (on this "
                    "384-architecture space 30 times in a row after 20-24 distinct ones; "
