@@ -12,6 +12,7 @@ from nastk.core.errors import ConfigError
 from nastk.core.loading import load_object
 from nastk.core.objective import Objective
 from nastk.core.result import Result
+from nastk.core.streams import Stream
 from nastk.prediction.path_filter import CostFn, PathFilter, make_path_filter
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
@@ -103,7 +104,8 @@ class PathFilterSearch(Strategy):
                                  n_samples=o.n_samples, seed=self.seed)
         self.path_filter = filt
         self.inner = registry.instantiate(registry.STRATEGIES, o.inner, o.inner_options,
-                                          self.pruned, self.objective, seed=self.seed + 1,
+                                          self.pruned, self.objective,
+                                          seed=Stream.INNER_STRATEGY.seed(self.seed),
                                           where="strategy.options.inner_options")
         for arch, result in self._warm:
             self.inner.tell(arch, result)
