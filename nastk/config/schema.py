@@ -19,7 +19,7 @@ from nastk.core.errors import ConfigError
 from nastk.evaluation.train import TrainConfig
 from nastk.evaluation.weight_sharing import WeightSharingConfig
 from nastk.run.loop import Budget
-from nastk.training.supernet import NOT_IDENTITY, SupernetTrainConfig
+from nastk.training.supernet_config import NOT_IDENTITY, SupernetTrainConfig
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -102,6 +102,18 @@ class ObjectiveConfig(BaseModel):
     direction: Literal["max", "min"] | None = None
     costs: list[Literal["params", "flops", "latency_ms"]] = Field(
         default_factory=list, description="costs to minimise jointly (multi-objective search)")
+
+
+class SupernetObjectiveConfig(BaseModel):
+    """``objective:`` in a supernet config: the validation metric of the largest sub-network
+    that picks the best epoch and Self-KD's teacher epochs, and its direction. Both default to
+    the task's primary metric and direction; a metric other than the primary one needs its
+    direction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str | None = None
+    direction: Literal["max", "min"] | None = None
 
 
 class EvaluatorConfig(BaseModel):
@@ -208,6 +220,10 @@ class SupernetConfig(SeededRunConfig):
     name: str = Field("supernet", min_length=1)
     space: PluginRef
     task: PluginRef
+    objective: SupernetObjectiveConfig = Field(
+        default_factory=SupernetObjectiveConfig,
+        description="what judges the epochs (best epoch, Self-KD's teacher); default: the "
+                    "task's primary metric")
     training: SupernetTrainConfig = Field(default_factory=SupernetTrainConfig)
     executor: SupernetExecutorConfig = Field(
         default_factory=SupernetExecutorConfig,
@@ -237,6 +253,7 @@ class SupernetConfig(SeededRunConfig):
         training = self.training.model_dump(mode="json", exclude=set(NOT_IDENTITY))
         out = {"space": self.space.model_dump(mode="json"),
                "task": self.task.model_dump(mode="json"),
+               "objective": self.objective.model_dump(mode="json"),
                "training": training, "seed": self.seed}
         if self.path_filter is not None:
             out["path_filter"] = self.path_filter.model_dump(mode="json")
