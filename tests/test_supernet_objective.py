@@ -1,6 +1,7 @@
 """The run's objective judges a training's epochs: Self-KD's teacher epochs and a supernet's best
-epoch follow ``objective`` (a supernet config's, a search's), not the task's primary metric,
-when the two disagree; an objective the task cannot report is refused before training."""
+epoch follow the objective (a supernet config's ``training.objective``, a search's
+``objective``), not the task's primary metric, when the two disagree; an objective the task
+cannot report is refused before training."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def _config(tmp_path, objective: dict[str, Any] | None = None, **training: Any) 
             "training": {"epochs": 4, "batch_size": 30, "n_random": 0, "bn_calib_batches": 1,
                          "num_threads": 1, **training}}
     if objective is not None:
-        data["objective"] = objective
+        data["training"]["objective"] = objective
     return parse_config(data, "judged.yaml", SupernetConfig)
 
 
@@ -98,13 +99,13 @@ def test_the_default_objective_is_the_primary_metric(tmp_path):
 
 
 def test_an_objective_the_task_cannot_report_is_refused_before_training(tmp_path):
-    with pytest.raises(ConfigError, match=r"objective.metric: 'los' is not a metric of task "
-                                          r"'scripted_scores'; .* by \['accuracy', 'loss'\] "
+    with pytest.raises(ConfigError, match=r"training.objective.metric: 'los' is not a metric of "
+                                          r"task 'scripted_scores'; .* by \['accuracy', 'loss'\] "
                                           r"\(did you mean 'loss'\?\)"):
         build_supernet_trainer(_config(tmp_path, {"metric": "los", "direction": "min"}),
                                tmp_path / "run")
-    with pytest.raises(ConfigError, match=r"objective.direction: say whether 'loss' is "
-                                          r"maximised or minimised"):
+    with pytest.raises(ConfigError, match=r"training.objective.direction: say whether 'loss' "
+                                          r"is maximised or minimised"):
         train_supernet(_config(tmp_path, {"metric": "loss"}), progress=False)
     assert not (tmp_path / "run").exists()
     primary = build_supernet_trainer(_config(tmp_path, {"direction": "min"}), tmp_path / "run")
@@ -114,7 +115,7 @@ def test_an_objective_the_task_cannot_report_is_refused_before_training(tmp_path
 def test_the_objective_is_part_of_a_checkpoints_identity(tmp_path):
     train_supernet(_config(tmp_path, epochs=1), progress=False)
     config = _config(tmp_path, {"metric": "loss", "direction": "min"}, epochs=1)
-    with pytest.raises(NastkError, match=r"objective.metric: None -> 'loss'"):
+    with pytest.raises(NastkError, match=r"training.objective.metric: None -> 'loss'"):
         train_supernet(config, resume=True, progress=False)
 
 

@@ -104,18 +104,6 @@ class ObjectiveConfig(BaseModel):
         default_factory=list, description="costs to minimise jointly (multi-objective search)")
 
 
-class SupernetObjectiveConfig(BaseModel):
-    """``objective:`` in a supernet config: the validation metric of the largest sub-network
-    that picks the best epoch and Self-KD's teacher epochs, and its direction. Both default to
-    the task's primary metric and direction; a metric other than the primary one needs its
-    direction."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    metric: str | None = None
-    direction: Literal["max", "min"] | None = None
-
-
 class EvaluatorConfig(BaseModel):
     """How a candidate is scored: ``train`` from scratch on the task; ``supernet``: inherit the
     weights of a trained supernet (+ BN recalibration); or a Python ``function`` (``module:attr``,
@@ -220,10 +208,6 @@ class SupernetConfig(SeededRunConfig):
     name: str = Field("supernet", min_length=1)
     space: PluginRef
     task: PluginRef
-    objective: SupernetObjectiveConfig = Field(
-        default_factory=SupernetObjectiveConfig,
-        description="what judges the epochs (best epoch, Self-KD's teacher); default: the "
-                    "task's primary metric")
     training: SupernetTrainConfig = Field(default_factory=SupernetTrainConfig)
     executor: SupernetExecutorConfig = Field(
         default_factory=SupernetExecutorConfig,
@@ -253,7 +237,6 @@ class SupernetConfig(SeededRunConfig):
         training = self.training.model_dump(mode="json", exclude=set(NOT_IDENTITY))
         out = {"space": self.space.model_dump(mode="json"),
                "task": self.task.model_dump(mode="json"),
-               "objective": self.objective.model_dump(mode="json"),
                "training": training, "seed": self.seed}
         if self.path_filter is not None:
             out["path_filter"] = self.path_filter.model_dump(mode="json")

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
@@ -13,38 +12,15 @@ import torch
 from nastk.config.compose import build_supernet_model
 from nastk.config.schema import SupernetConfig
 from nastk.core.errors import ConfigError
-from nastk.core.objective import Objective
 from nastk.evaluation.preflight import check_task_data
 from nastk.nn.supernet import SupernetModel
 from nastk.prediction.pruning import supernet_sampler_factory
 from nastk.run.layout import RunLayout
-from nastk.task.contract import Task
 from nastk.training.data_parallel import DataParallel
 from nastk.training.precision import device_for
 from nastk.training.supernet import SupernetTrainer
 
-__all__ = ["build_supernet_trainer", "supernet_objective"]
-
-
-def supernet_objective(config: SupernetConfig, task: Task) -> Objective:
-    """The objective of a supernet config (``objective:``) for ``task``: its metric (default:
-    the task's primary metric) in its direction (default: the task's direction for the primary
-    metric; another metric must say). Raises :class:`~nastk.core.errors.ConfigError` naming
-    the metric and the ones the task reports when the task does not report it (a task that
-    declares no metrics is checked at the first epoch's evaluation instead)."""
-    wanted = config.objective
-    metric = wanted.metric or task.primary_metric
-    reported = [m for m in task.metric_names() if m != "train_loss"]
-    if reported and metric not in reported:
-        close = difflib.get_close_matches(metric, reported, n=1)
-        raise ConfigError(f"objective.metric: {metric!r} is not a metric of task {task.name!r}; "
-                          f"a supernet's epochs can be judged by {reported}"
-                          + (f" (did you mean {close[0]!r}?)" if close else ""))
-    if wanted.direction is None and metric != task.primary_metric:
-        raise ConfigError(f"objective.direction: say whether {metric!r} is maximised or "
-                          f"minimised (max or min); only the task's primary metric "
-                          f"{task.primary_metric!r} has a known direction")
-    return Objective(metric=metric, direction=wanted.direction or task.direction)
+__all__ = ["build_supernet_trainer"]
 
 
 def _check_before_training(config: SupernetConfig, model: SupernetModel) -> None:
@@ -62,9 +38,8 @@ def build_supernet_trainer(config: SupernetConfig, run_dir: Path, *,
                            data_parallel: DataParallel | None = None,
                            on_driver: bool = False) -> SupernetTrainer:
     """The trainer of ``config`` writing ``run_dir``'s checkpoint: the supernet built with the
-    torch RNG seeded by ``config.seed`` (so every process starts from the same weights), the
-    config's objective, its path filter's sampler when it has one, and its device and
-    precision.
+    torch RNG seeded by ``config.seed`` (so every process starts from the same weights), its
+    path filter's sampler when it has one, and its device and precision.
 
     ``data_parallel``: this process is that member of a Ray Train worker group (its torch
     threads and device are set by the caller; only rank 0 writes the checkpoint). Without it,
@@ -85,7 +60,6 @@ def build_supernet_trainer(config: SupernetConfig, run_dir: Path, *,
         training = training.model_copy(update=update)
     torch.manual_seed(config.seed)
     model = build_supernet_model(config)
-    objective = supernet_objective(config, model.task)
     if data_parallel is None:
         _check_before_training(config, model)
     extra: dict[str, Any] = {}
@@ -96,4 +70,4 @@ def build_supernet_trainer(config: SupernetConfig, run_dir: Path, *,
     checkpoint = RunLayout(run_dir).supernet_checkpoint
     return SupernetTrainer(model, training, seed=config.seed,
                            checkpoint_path=checkpoint if main else None, identity=config,
-                           data_parallel=data_parallel, objective=objective, **extra)
+                           data_parallel=data_parallel, **extra)

@@ -3,8 +3,8 @@
 The teacher is the model's own past: the equal-weight running average of its weights
 (parameters and buffers) taken at the end of every epoch whose validation score improved on the
 best so far (in a supernet, the largest subnet's score). The score is the run's objective
-(:class:`~nastk.core.objective.Objective`: a search's ``objective``, a supernet config's
-``objective``; by default the task's primary metric), and "improved" is its
+(:class:`~nastk.core.objective.Objective`: a search's ``objective``, a supernet's
+``training.objective``; by default the task's primary metric), and "improved" is its
 :meth:`~nastk.core.objective.Objective.better`. From the first such epoch on, every
 training step learns from a blended target ``alpha * ground truth + (1 - alpha) * teacher
 output``; the teacher runs in eval mode under ``no_grad``, so no gradient reaches it. The task

@@ -87,8 +87,8 @@ class SupernetTrainer:
     sub-network from a blend of the labels and the largest's detached output.
     ``checkpoint_path`` receives a weights-only checkpoint after every epoch, from which
     :meth:`train` resumes. At the end of every epoch the largest and smallest sub-networks are
-    scored on the validation split; ``objective`` (default: the task's primary metric) judges
-    the largest's scores: Self-KD's teacher epochs and each record's ``best_epoch``. The
+    scored on the validation split; ``config.objective`` (default: the task's primary metric)
+    judges the largest's scores: Self-KD's teacher epochs and each record's ``best_epoch``. The
     optimiser, schedule and optimizer step are those of every nastk training loop
     (:mod:`nastk.training.optim`, :mod:`~nastk.training.schedule`,
     :mod:`~nastk.training.step`); :func:`nastk.training.assemble.build_supernet_trainer`
@@ -100,8 +100,7 @@ class SupernetTrainer:
                  identity: HasIdentity | None = None,
                  sampler_factory: Callable[[SupernetModel, list[str] | None],
                                            PhaseSampler] = PhaseSampler,
-                 data_parallel: DataParallel | None = None,
-                 objective: Objective | None = None) -> None:
+                 data_parallel: DataParallel | None = None) -> None:
         self.model = model
         self.data_parallel = data_parallel
         self.sync_bn = (data_parallel is not None and data_parallel.world > 1
@@ -120,8 +119,8 @@ class SupernetTrainer:
         self.model.to(self.device)
         self.task = model.task
         #: what the largest subnet's epochs are judged by: Self-KD's teacher epochs and the
-        #: best epoch (default: the task's primary metric and direction)
-        self.objective = objective if objective is not None else Objective.of_task(self.task)
+        #: best epoch (``config.objective``; default: the task's primary metric and direction)
+        self.objective = config.objective.resolve(self.task)
         self.train_set = self.task.splits()["train"]
         self.optimizer = make_optimizer(  # parameter names as in checkpoints: the net's
             param_groups(model.net, config.weight_decay, config.lr_mult, split_no_decay=True),

@@ -4,16 +4,53 @@ phases, the optimiser, the sandwich, precision and Self-KD), read by
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nastk.core.errors import ConfigError
+from nastk.core.objective import Objective
 from nastk.training.optim import OptimizerKind
 from nastk.training.precision import Precision
 from nastk.training.pretrained import InitConfig
 from nastk.training.self_kd import SelfKDConfig
 
-__all__ = ["NOT_IDENTITY", "Phase", "SupernetTrainConfig"]
+if TYPE_CHECKING:
+    from nastk.task.contract import Task
+
+__all__ = ["NOT_IDENTITY", "EpochObjective", "Phase", "SupernetTrainConfig"]
+
+
+class EpochObjective(BaseModel):
+    """``training.objective``: the validation metric of the largest sub-network that judges a
+    supernet training's epochs (Self-KD's teacher epochs, the best epoch), and its direction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str | None = Field(None, description="a metric the task reports (default: its "
+                                                 "primary metric)")
+    direction: Literal["max", "min"] | None = Field(
+        None, description="default: the task's direction, for its primary metric only (another "
+                          "metric must say)")
+
+    def resolve(self, task: Task) -> Objective:
+        """The objective for ``task``. Raises :class:`~nastk.core.errors.ConfigError` naming
+        the metric and the ones the task reports when the task does not report it (a task that
+        declares no metrics is checked at the first evaluation instead), or when a metric
+        other than the primary one has no direction."""
+        metric = self.metric or task.primary_metric
+        reported = [m for m in task.metric_names() if m != "train_loss"]
+        if reported and metric not in reported:
+            close = difflib.get_close_matches(metric, reported, n=1)
+            raise ConfigError(f"training.objective.metric: {metric!r} is not a metric of task "
+                              f"{task.name!r}; a supernet's epochs can be judged by {reported}"
+                              + (f" (did you mean {close[0]!r}?)" if close else ""))
+        if self.direction is None and metric != task.primary_metric:
+            raise ConfigError(f"training.objective.direction: say whether {metric!r} is "
+                              "maximised or minimised (max or min); only the task's primary "
+                              f"metric {task.primary_metric!r} has a known direction")
+        return Objective(metric=metric, direction=self.direction or task.direction)
 
 
 class Phase(BaseModel):
@@ -86,11 +123,15 @@ class SupernetTrainConfig(BaseModel):
     lr_mult: dict[str, float] = Field(
         default_factory=dict, description="learning-rate multipliers by part of the model, "
                                           "e.g. {body: 0.1}")
+    objective: EpochObjective = Field(
+        default_factory=EpochObjective,
+        description="what judges the epochs (Self-KD's teacher epochs, the best epoch in the "
+                    "history and checkpoint): a validation metric of the largest subnet and "
+                    "its direction; default: the task's primary metric")
     self_kd: SelfKDConfig | None = Field(
         None, description="self-distillation: every subnet learns from alpha x ground truth + "
                           "(1 - alpha) x the largest subnet of the average of the epochs whose "
-                          "largest-subnet validation score improved (by the config's "
-                          "objective)")
+                          "largest-subnet validation score improved (by objective)")
 
     def schedule(self) -> list[Phase]:
         return list(self.phases) or [Phase(epochs=self.epochs)]
