@@ -3,6 +3,7 @@
 from nastk.core.errors import ConfigError, InvalidArchitectureError, NastkError
 from nastk.core.objective import Objective
 from nastk.core.result import Result, Status
+from nastk.core.version import __version__
 from nastk.space import (
     Architecture,
     Categorical,
@@ -11,8 +12,6 @@ from nastk.space import (
     SearchSpace,
     StageList,
 )
-
-__version__ = "0.1.0"
 
 __all__ = ["Architecture", "Categorical", "CellDAG", "ConfigError", "IntRange",
            "InvalidArchitectureError", "NastkError", "Objective", "Result", "SearchSpace",

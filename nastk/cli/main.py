@@ -24,8 +24,8 @@ def _stdout() -> Console:
 
 def _cmd_search(args: argparse.Namespace, console: Console) -> int:
     from nastk import report
-    from nastk.cli.commands.search import run_experiment
     from nastk.config.schema import load_config
+    from nastk.pipelines.search import run_search_config
 
     config = load_config(args.config)
     updates = {}
@@ -51,7 +51,7 @@ def _cmd_search(args: argparse.Namespace, console: Console) -> int:
 
         config = parse_config({**config.model_dump(), **updates}, args.config)
     try:
-        outcome = run_experiment(config, resume=args.resume, console=console,
+        outcome = run_search_config(config, resume=args.resume, console=console,
                                  progress=not args.no_progress)
     except KeyboardInterrupt:
         again = ["nastk search", args.config, "--resume"]

@@ -13,9 +13,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from nastk.core.errors import ConfigError, RegistryError
+from nastk.core.options import prevalidated, validate_options
 
 T = TypeVar("T")
 
@@ -74,6 +75,25 @@ class Registry(Generic[T]):
             return self._sources[name]
         ep = self._eps()[name]
         return f"{ep.value} (entry point)"
+
+    def name_of(self, obj: object) -> str | None:
+        """The name ``obj`` (a plugin, or an instance of a plugin class) is registered under,
+        or ``None``. Only the entry point whose module and attribute match is loaded to make
+        sure, so asking imports no other plugin."""
+        candidates = [obj] if isinstance(obj, type) else [obj, type(obj)]
+        for name, known in self._objects.items():
+            if any(known is c for c in candidates):
+                return name
+        for name, ep in self._eps().items():
+            if name in self._objects:
+                continue
+            for c in candidates:
+                module = getattr(c, "__module__", "") or ""
+                if ep.attr == getattr(c, "__qualname__", None) and (
+                        module == ep.module or module.startswith(ep.module + ".")):
+                    if self.get(name) is c:
+                        return name
+        return None
 
     def get(self, name: str) -> T:
         if name in self._objects:
@@ -149,18 +169,16 @@ def instantiate(registry: Registry[Any], name: str, options: Mapping[str, Any] |
     opts = dict(options or {})
     schema = getattr(obj, "Options", None)
     prefix = "".join(f"{part}: " for part in (source, where) if part)
+    model: BaseModel | None = None
     if isinstance(schema, type) and issubclass(schema, BaseModel):
-        try:
-            opts = schema(**opts).model_dump()
-        except ValidationError as err:
-            lines = [f"{prefix}invalid options for {registry.kind} {name!r}:"]
-            for e in err.errors():
-                loc = ".".join(str(p) for p in e["loc"])
-                lines.append(f"  {where + '.' if where else ''}{loc}: {e['msg']} "
-                             f"(got {e.get('input')!r})")
-            raise ConfigError("\n".join(lines)) from None
+        model = validate_options(schema, opts, source=source, where=where,
+                                 what=f"{registry.kind} {name!r}")
+        opts = model.model_dump()
     try:
-        return obj(*args, **kwargs, **opts)
+        if model is None:
+            return obj(*args, **kwargs, **opts)
+        with prevalidated(schema, model):  # validated once: options_of hands the model over
+            return obj(*args, **kwargs, **opts)
     except TypeError as err:
         raise ConfigError(f"{prefix}{registry.kind} {name!r} rejected options "
                           f"{sorted(opts)}: {err}") from err

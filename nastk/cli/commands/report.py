@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from nastk import report
-from nastk.cli.commands.search import run_meta
 from nastk.config.compose import build_space, build_strategy, import_plugins
 from nastk.core.errors import NastkError
 from nastk.report import Render
@@ -76,7 +75,7 @@ def report_run(run_dir: str | Path) -> Reported:
     render = space.render if space is not None else _stored_render(record.rendered or {})
     curves = strategy.curves() if strategy is not None else (record.curves or {})
     path = report.write_report(record.run_dir, record.trials, record.objective,
-                               title=f"nastk run: {config.name}", meta=run_meta(config),
+                               title=f"nastk run: {config.name}", meta=config.report_meta(),
                                curves=curves, render=render)
     source = "live" if space is not None and strategy is not None else "stored"
     return Reported(record, path, render, source)
