@@ -18,6 +18,7 @@ run folder it wrote is read back with :func:`load_run` (or ``nastk report``).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,7 @@ from nastk.core.trial import Trial
 from nastk.core.version import __version__
 from nastk.evaluation.base import Evaluator, as_evaluator, evaluator_identity
 from nastk.executors import evaluator_kind
+from nastk.run.layout import RunLayout
 from nastk.run.lifecycle import (
     SearchSetup,
     StorageTarget,
@@ -52,7 +54,7 @@ class _Identity:
     """A fixed identity (a search built in Python has no config to derive it from)."""
 
     def __init__(self, data: dict[str, Any]) -> None:
-        self._data = data
+        self._data = json.loads(json.dumps(data))  # as the store gives it back (lists, not tuples)
 
     def identity(self) -> dict[str, Any]:
         return self._data
@@ -246,7 +248,9 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
       (``{"kind": "ray", "mode": "actors", ...}``).
 
     A run folder that already holds a run is refused unless ``resume=True``; then its stored
-    identity (space, strategy and options, evaluator, objective, seed) must be this one's.
+    identity (space, strategy and options, evaluator, objective, seed) must be this one's, and
+    the search continues exactly where it stopped (with ``resume=True`` and no run there yet,
+    the run starts: a script run again after a kill picks up its own run).
     """
     if isinstance(space, str):
         space = registry.instantiate(registry.SEARCH_SPACES, space, space_options,
@@ -293,6 +297,8 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
                      "evaluator": description["evaluator"], "seed": strat.seed,
                      "budget (trials)": run_budget.trials,
                      "executor": ex.kind if ex is not None else "local"})
+    if resume and isinstance(storage, (str, Path)) and not RunLayout(Path(storage)).store.exists():
+        resume = False  # nothing to continue yet: the run starts (a script run again after a kill)
     store, run_dir = open_storage(setup, storage, resume=resume)
     return SearchRun(setup, store, run_dir)
 

@@ -1,13 +1,18 @@
 """The CLI end to end: list, a plugin registered at run time, report, export."""
 
+import argparse
+import inspect
 import json
 import re
+from pathlib import Path
 
 import pytest
 import yaml
 
+import nastk.cli.commands
 from nastk import Architecture, IntRange, Objective, Result, SearchSpace
-from nastk.cli.main import main
+from nastk.cli.main import handler, main
+from nastk.cli.parser import build_parser
 from nastk.core.registry import SEARCH_SPACES, STRATEGIES
 from nastk.run.sqlite_store import RunStore
 from nastk.strategies.base import Strategy
@@ -45,6 +50,33 @@ class SweepStrategy(Strategy):
 
 def line_objective(arch):
     return {"score": -abs(arch["x"] - 17)}
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> dict:
+    """Every runnable command of ``parser`` (``("supernet", "train")``) -> its parser."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return {path: parser}
+    found = {}
+    for name, sub in subs[0].choices.items():
+        found.update(_commands(sub, (*path, name)))
+    return found
+
+
+def test_every_command_runs_through_its_own_module():
+    commands = _commands(build_parser())
+    assert sorted(" ".join(c) for c in commands) == [
+        "compare", "distill", "export", "list", "path-filter fit", "recipe", "report", "search",
+        "study", "supernet train"]
+    modules = {c: p.get_default("handler") for c, p in commands.items()}
+    assert len(set(modules.values())) == len(commands)  # one module a command
+    folder = Path(nastk.cli.commands.__file__).parent
+    on_disk = {f.stem for f in folder.glob("*.py") if f.stem != "__init__"}
+    assert set(modules.values()) == on_disk
+    for module in modules.values():
+        run = handler(module)
+        assert run.__module__ == f"nastk.cli.commands.{module}"
+        assert list(inspect.signature(run).parameters) == ["args", "console"]
 
 
 @pytest.fixture

@@ -215,9 +215,7 @@ def nastk_imports() -> ImportGraph:
 
 
 def test_no_import_cycles_in_the_engine_or_the_plugins(nastk_imports):
-    engine = nastk_imports.graph.subgraph(n for n in nastk_imports.graph
-                                          if not _is_in(n, PLUGIN_PACKAGES))
-    cycles = describe_cycles(engine)
+    cycles = describe_cycles(nastk_imports.graph)
     assert not cycles, "import cycles:\n  " + "\n  ".join(cycles)
 
 
@@ -225,3 +223,46 @@ def test_nastk_never_imports_the_plugin_packages(nastk_imports):
     assert not nastk_imports.forbidden, (
         "nastk must reach tasks/, search_spaces/ and predictors/ only through the registry "
         "(entry points):\n  " + "\n  ".join(nastk_imports.forbidden))
+
+
+# -- private names across files -------------------------------------------------------------------
+#: folders whose modules must reach one another through public names only
+PUBLIC_ONLY = ("nastk/prediction/path_filter", "predictors/path_filter")
+
+
+def private_uses(root: Path, folder: str) -> list[str]:
+    """``file:line: code`` of every use of another module's or object's underscore name in the
+    ``.py`` files below ``root/folder``: ``from m import _x``, ``m._x`` and ``obj._x`` for any
+    ``obj`` but ``self`` and ``cls`` (dunder names are public)."""
+    def private(name: str) -> bool:
+        return name.startswith("_") and not name.startswith("__")
+
+    out = []
+    for path in sorted((root / folder).rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and any(private(a.name) for a in node.names):
+                out.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
+            elif (isinstance(node, ast.Attribute) and private(node.attr)
+                  and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                out.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
+    return out
+
+
+def test_private_uses_finds_imports_and_attributes_of_other_objects(tmp_path):
+    root = _tree(tmp_path, {
+        "pkg/a.py": ("from pkg.b import _Rule, public\n"
+                     "class A:\n"
+                     "    def f(self, other):\n"
+                     "        self._own()\n"
+                     "        other._fitted = True\n"
+                     "        return other.__class__, _Rule\n"),
+    })
+    assert private_uses(root, "pkg") == ["pkg/a.py:1: from pkg.b import _Rule, public",
+                                         "pkg/a.py:5: other._fitted"]
+
+
+@pytest.mark.parametrize("folder", PUBLIC_ONLY)
+def test_the_path_filter_modules_use_each_other_through_public_names(folder):
+    found = private_uses(ROOT, folder)
+    assert not found, "private names used across objects:\n  " + "\n  ".join(found)

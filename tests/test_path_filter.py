@@ -22,6 +22,8 @@ from nastk.predictors import (
     pruned_sampler_factory,
 )
 from nastk.predictors.buckets import kept_count
+from nastk.predictors.path_filter import KeepRule, bucket_thresholds
+from nastk.predictors.path_filter.keep_rule import resolve_cost_fn
 from nastk.search_spaces.nb201 import NB201Bench, NB201Space, nb201_data_missing
 from nastk.tasks.classification import ClassificationTask
 from nastk.training.supernet import SupernetTrainConfig, SupernetTrainer
@@ -262,7 +264,7 @@ def test_the_plugin_implements_the_engine_contract_and_an_impostor_is_refused():
     PREDICTORS.register("path_filter", NotAFilter, override=True)
     try:
         with pytest.raises(NastkError, match=r"is not a path filter: it must subclass "
-                                             r"nastk\.path_filter\.PathFilter"):
+                                             r"nastk\.prediction\.path_filter\.PathFilter"):
             contract.make_path_filter({}, toy_space())
         with pytest.raises(NastkError, match="not a path filter"):
             STRATEGIES.get("path_filter_search")(toy_space(), Objective(metric="score"),
@@ -270,3 +272,69 @@ def test_the_plugin_implements_the_engine_contract_and_an_impostor_is_refused():
     finally:
         PREDICTORS.unregister("path_filter")
     assert PREDICTORS.get("path_filter") is PathFilter  # the entry point again
+
+
+def test_bucket_thresholds_by_hand():
+    """Bucket 0 holds scores 5, 1, 3, bucket 1 holds 2, 9, 4, bucket 2 none, bucket 3 holds 7.
+    Keeping half keeps ceil(1.5) = 2 of a three-score bucket and 1 of the last: thresholds 3, 4,
+    -inf (nothing to judge by: keep all), 7."""
+    scores = np.array([5.0, 1.0, 3.0, 2.0, 9.0, 4.0, 7.0])
+    buckets = np.array([0, 0, 0, 1, 1, 1, 3])
+    assert bucket_thresholds(scores, buckets, 0.5, 4).tolist() == [3.0, 4.0, -np.inf, 7.0]
+    assert bucket_thresholds(scores, buckets, 1.0, 4).tolist() == [1.0, 2.0, -np.inf, 7.0]
+    assert bucket_thresholds(scores, buckets, 0.3, 4).tolist() == [5.0, 9.0, -np.inf, 7.0]
+
+
+#: a ranking table for KeepRule: score of each value of x (the cost is x; bucket 1 from 5 up)
+TABLE = {0: 0.5, 1: 2.0, 2: 1.0, 3: 3.0, 4: 10.0, 5: -1.0, 6: 4.0, 7: 1.5, 8: 2.5, 9: 0.0}
+
+
+class TableRanker:
+    """A fitted path filter stand-in: scores from TABLE, two buckets split at cost 5."""
+
+    n_buckets = 2
+
+    def __init__(self, cost_fn=None):
+        self.space = SearchSpace([IntRange("x", 0, 9)], name="line")
+        self.cost_fn = cost_fn
+
+    def require_fitted(self):
+        pass
+
+    def cost_values(self, archs, costs=None, cost_fn=None):
+        if costs is not None:
+            return np.asarray(costs, dtype=np.float64)
+        return np.array([float((cost_fn or self.cost_fn)(a)) for a in archs])
+
+    def scores_and_buckets(self, archs, costs):
+        return (np.array([TABLE[a["x"]] for a in archs]),
+                (np.asarray(costs) >= 5).astype(np.int64))
+
+
+def test_keep_rule_by_hand():
+    """Samples x = 0 1 2 3 6 7 8 2 (cost x). Bucket 0 (x < 5) scores 0.5 2 1 3 1: keeping half
+    keeps ceil(2.5) = 3, threshold 1.0, so x = 0 is pruned; bucket 1 scores 4 1.5 2.5: 2 kept,
+    threshold 2.5, so x = 7 is pruned. 6 of the 8 samples are kept."""
+    ranker = TableRanker()
+    samples = [Architecture({"x": x}) for x in (0, 1, 2, 3, 6, 7, 8, 2)]
+    rule = KeepRule(ranker, lambda a: a["x"], samples, 0.5)
+    assert rule.thresholds.tolist() == [1.0, 2.5]
+    assert rule.sample_share == 0.75
+    assert [a["x"] for a in rule.kept_samples] == [1, 2, 3, 6, 8]
+    assert rule.judge(Architecture({"x": 0})) == (False, 0.5, 0.0, 0)
+    assert rule.judge(Architecture({"x": 4})) == (True, 10.0, 4.0, 0)  # not sampled: costed now
+    assert rule.judge(Architecture({"x": 5})) == (False, -1.0, 5.0, 1)
+    assert rule.judge(Architecture({"x": 9})) == (False, 0.0, 9.0, 1)
+
+
+def test_resolve_cost_fn_prefers_the_given_one_and_needs_one():
+    def own(a):
+        return 1.0
+
+    def given(a):
+        return 2.0
+
+    assert resolve_cost_fn(TableRanker(own), given) is given
+    assert resolve_cost_fn(TableRanker(own), None) is own
+    with pytest.raises(PredictorError, match="needs each architecture's cost"):
+        resolve_cost_fn(TableRanker(), None)

@@ -8,9 +8,13 @@ from conftest import all_architectures
 
 from nastk.cli.main import main
 from nastk.config.compose import build_supernet_model
-from nastk.config.schema import PathFilterUse, SupernetConfig, parse_config
+from nastk.config.schema import SupernetConfig, parse_config
 from nastk.core.errors import ConfigError
-from nastk.prediction.pruning import load_path_filter, supernet_sampler_factory
+from nastk.prediction.path_filter import (
+    PathFilterUse,
+    load_path_filter,
+    supernet_sampler_factory,
+)
 from nastk.training.supernet import SupernetTrainer
 
 TASK = {"name": "classification",
@@ -95,7 +99,7 @@ def test_missing_filter_file_names_the_fix(tmp_path):
                        "p.yaml", SupernetConfig)
     model = build_supernet_model(cfg)
     with pytest.raises(ConfigError, match="nastk path-filter fit"):
-        load_path_filter(cfg.path_filter, model)
+        load_path_filter(cfg.path_filter.file, model.space, supernet=model)
     with pytest.raises(Exception, match="keep_ratio"):
         PathFilterUse(file=tmp_path / "no.pt", keep_ratio=0)
 

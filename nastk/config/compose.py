@@ -133,7 +133,7 @@ def constrained_space(config: SearchConfig, space: SearchSpace, task: Task | Non
     records them: a supernet's extracted subnet, or the task's model of the architecture."""
     from nastk.evaluation.cost import model_costs
     from nastk.evaluation.weight_sharing import WeightSharingEvaluator
-    from nastk.prediction.pruning import subnet_cost_fn
+    from nastk.prediction.path_filter import subnet_cost_fn
     from nastk.space.cost_range import CostRangeSpace
 
     names = list(config.constraints)
@@ -157,35 +157,13 @@ def pruned_space(config: SearchConfig, space: SearchSpace, task: Task | None,
     """``space`` limited to the paths the fitted filter of ``config.path_filter`` keeps (the top
     ``keep_ratio`` of every cost bucket, thresholds set from ``n_samples`` draws of ``space``
     with the run's seed), costed as the evaluator records them."""
-    from nastk.evaluation.cost import count_flops, count_params
     from nastk.evaluation.weight_sharing import WeightSharingEvaluator
-    from nastk.prediction.path_filter import path_filter_class
-    from nastk.prediction.pruning import SUBNET_COSTS, subnet_cost_fn
+    from nastk.prediction.path_filter import pruned_search_space
 
-    use = config.path_filter
-    assert use is not None
-    if not use.file.is_file():
-        raise ConfigError(f"path_filter.file: {use.file} not found; fit one with `nastk "
-                          "path-filter fit RUN_DIR --out FILE`")
-    filt = path_filter_class().load(use.file, space)
-    if filt.cost not in SUBNET_COSTS:
-        raise ConfigError(f"path_filter: {use.file} buckets by {filt.cost!r}; a search can "
-                          f"cost paths by {list(SUBNET_COSTS)} (refit with --cost flops)")
-    if isinstance(evaluator, WeightSharingEvaluator):
-        cost_fn = subnet_cost_fn(evaluator.model, filt.cost)
-    else:
-        assert task is not None
-        cache: dict[str, float] = {}
-
-        def cost_fn(arch: Any) -> float:
-            if arch.key not in cache:
-                model = task.build_model(space, arch).eval()
-                cache[arch.key] = float(count_params(model) if filt.cost == "params"
-                                        else count_flops(model, task.input_shape))
-            return cache[arch.key]
-
-    return filt.prune(space, use.keep_ratio, cost_fn=cost_fn, n_samples=use.n_samples,
-                      seed=config.seed)
+    assert config.path_filter is not None
+    supernet = evaluator.model if isinstance(evaluator, WeightSharingEvaluator) else None
+    return pruned_search_space(config.path_filter, space, seed=config.seed, supernet=supernet,
+                               task=task)
 
 
 def build_weight_sharing_evaluator(config: SearchConfig, space: SearchSpace,

@@ -20,6 +20,7 @@ from nastk.core.options import format_validation_error
 from nastk.core.version import __version__
 from nastk.evaluation.train import TrainConfig
 from nastk.evaluation.weight_sharing import WeightSharingConfig
+from nastk.prediction.path_filter.use import PathFilterUse
 from nastk.run.loop import Budget
 from nastk.training.supernet import NOT_IDENTITY, SupernetTrainConfig
 
@@ -63,21 +64,6 @@ class RunConfig(_RunPlugins, _RunName):
 class SeededRunConfig(RunConfig, _RunPlugins, _RunSeed, _RunName):
     """A :class:`RunConfig` with a ``seed``. (The mixin order keeps the fields in the order the
     configs always had: name, run_dir, seed, plugins.)"""
-
-
-class PathFilterUse(BaseModel):
-    """``path_filter:`` in a supernet config (train only the paths a fitted filter keeps) or in a
-    search config (search only those paths)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    file: Path = Field(description="a filter written by `nastk path-filter fit`")
-    keep_ratio: float = Field(0.5, gt=0.0, le=1.0,
-                              description="fraction of every cost bucket trained")
-    n_samples: int = Field(200, ge=10, description="paths drawn and costed to set each cost "
-                                                    "bucket's keep threshold (supernet training: "
-                                                    "per phase; the kept ones are the random "
-                                                    "paths that phase trains)")
 
 
 class PluginRef(BaseModel):

@@ -153,12 +153,8 @@ def summary(obj: Any) -> str:
     return doc.splitlines()[0] if doc else ""
 
 
-def instantiate(registry: Registry[Any], name: str, options: Mapping[str, Any] | None,
-                *args: Any, where: str = "", source: str = "", **kwargs: Any) -> Any:
-    """Look ``name`` up and call it with ``*args, **kwargs`` plus the user's ``options``,
-    validated by the plugin's pydantic ``Options`` model when it has one. Errors name the
-    config file (``source``, e.g. ``exp.yaml``), the config field (``where``, e.g.
-    ``space.options``) and the bad option: ``exp.yaml: space.options: ...``."""
+def _validated(registry: Registry[Any], name: str, options: Mapping[str, Any] | None, *,
+               where: str, source: str) -> tuple[Any, BaseModel | None, dict[str, Any]]:
     try:
         obj = registry.get(name)
     except RegistryError as err:
@@ -168,16 +164,37 @@ def instantiate(registry: Registry[Any], name: str, options: Mapping[str, Any] |
         raise RegistryError(f"{source}: {field}{err}") from err.__cause__
     opts = dict(options or {})
     schema = getattr(obj, "Options", None)
-    prefix = "".join(f"{part}: " for part in (source, where) if part)
     model: BaseModel | None = None
     if isinstance(schema, type) and issubclass(schema, BaseModel):
         model = validate_options(schema, opts, source=source, where=where,
                                  what=f"{registry.kind} {name!r}")
         opts = model.model_dump()
+    return obj, model, opts
+
+
+def validated_options(registry: Registry[Any], name: str, options: Mapping[str, Any] | None,
+                      *, where: str = "", source: str = "") -> tuple[Any, dict[str, Any]]:
+    """Look ``name`` up and validate the user's ``options`` by the plugin's pydantic
+    ``Options`` model when it has one: the plugin and its options, without calling it. Errors
+    as :func:`instantiate`'s."""
+    obj, _, opts = _validated(registry, name, options, where=where, source=source)
+    return obj, opts
+
+
+def instantiate(registry: Registry[Any], name: str, options: Mapping[str, Any] | None,
+                *args: Any, where: str = "", source: str = "", **kwargs: Any) -> Any:
+    """Look ``name`` up and call it with ``*args, **kwargs`` plus the user's ``options``,
+    validated once, by the plugin's pydantic ``Options`` model when it has one (a plugin that
+    takes its options through :func:`nastk.core.options.options_of` gets the validated model
+    without validating again). Errors name the config file (``source``, e.g. ``exp.yaml``),
+    the config field (``where``, e.g. ``space.options``) and the bad option: ``exp.yaml:
+    space.options: ...``."""
+    obj, model, opts = _validated(registry, name, options, where=where, source=source)
+    prefix = "".join(f"{part}: " for part in (source, where) if part)
     try:
         if model is None:
             return obj(*args, **kwargs, **opts)
-        with prevalidated(schema, model):  # validated once: options_of hands the model over
+        with prevalidated(type(model), model):  # options_of hands the model over
             return obj(*args, **kwargs, **opts)
     except TypeError as err:
         raise ConfigError(f"{prefix}{registry.kind} {name!r} rejected options "

@@ -133,7 +133,7 @@ def _worker_loop(loop: dict[str, Any]) -> None:
 
     from nastk.config.compose import build_supernet_model
     from nastk.config.schema import SupernetConfig, parse_config
-    from nastk.prediction.pruning import supernet_sampler_factory
+    from nastk.prediction.path_filter import supernet_sampler_factory
     from nastk.training.data_parallel import DataParallel
     from nastk.training.supernet import SupernetTrainer, write_history
 

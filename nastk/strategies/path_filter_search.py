@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from nastk.core import registry
@@ -12,13 +11,16 @@ from nastk.core.errors import ConfigError
 from nastk.core.loading import load_object
 from nastk.core.objective import Objective
 from nastk.core.result import Result
-from nastk.prediction.path_filter import CostFn, PathFilter, make_path_filter
+from nastk.prediction.path_filter import (
+    CostFn,
+    PathFilter,
+    filter_options,
+    make_path_filter,
+    prune_after_warmup,
+)
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy, draw_unseen
-
-#: relative disagreement allowed between evaluated costs and the cost function's
-COST_TOLERANCE = 0.05
 
 
 class PathFilterSearchOptions(BaseModel):
@@ -80,8 +82,8 @@ class PathFilterSearch(Strategy):
 
     def _make_filter(self) -> PathFilter:
         o = self.options
-        opts = {**o.filter_options, "n_buckets": o.n_buckets, "cost": o.cost}
-        return make_path_filter(opts, self.space, seed=self.seed, cost_fn=self._cost_fn,
+        return make_path_filter(filter_options(o.filter_options, o.cost, o.n_buckets),
+                                self.space, seed=self.seed, cost_fn=self._cost_fn,
                                 where="strategy.options.filter_options")
 
     def _n_scored(self) -> int:
@@ -89,41 +91,15 @@ class PathFilterSearch(Strategy):
 
     def _prune(self) -> None:
         o = self.options
-        usable = [(a, r) for a, r in self._warm
-                  if self.objective.score(r) is not None and r.value(o.cost) is not None]
-        if len(usable) < 2:
-            raise ConfigError(f"path-filter search: the warm-up results carry no {o.cost!r} "
-                              f"cost (costs seen: {sorted(self._warm[-1][1].costs)}); set "
-                              "strategy.options.cost to one the evaluator reports")
-        filt = self._make_filter()
-        self._check_cost_fn(filt, usable)
-        filt.fit([a for a, _ in usable], [self.objective.score(r) for _, r in usable],
-                 [r.value(o.cost) for _, r in usable])
-        self.pruned = filt.prune(self.space, o.keep_ratio, cost_fn=self._cost_fn,
-                                 n_samples=o.n_samples, seed=self.seed)
-        self.path_filter = filt
+        self.path_filter, self.pruned = prune_after_warmup(
+            self.space, self._warm, self.objective, cost=o.cost, n_buckets=o.n_buckets,
+            options=o.filter_options, cost_fn=self._cost_fn, keep_ratio=o.keep_ratio,
+            n_samples=o.n_samples, seed=self.seed, where="strategy.options")
         self.inner = registry.instantiate(registry.STRATEGIES, o.inner, o.inner_options,
                                           self.pruned, self.objective, seed=self.seed + 1,
                                           where="strategy.options.inner_options")
         for arch, result in self._warm:
             self.inner.tell(arch, result)
-
-    def _check_cost_fn(self, filt: PathFilter, usable: list[tuple[Architecture, Result]]) -> None:
-        """The buckets are cut on the evaluated costs and the space is pruned on ``cost_fn``'s:
-        the two must agree, or the thresholds land in the wrong place."""
-        cost = self.options.cost
-        told = np.asarray([r.value(cost) for _, r in usable], dtype=np.float64)
-        fn = filt.cost_values([a for a, _ in usable], cost_fn=self._cost_fn)
-        rel = np.abs(fn - told) / np.maximum(np.abs(told), 1e-12)
-        worst = int(np.argmax(rel))
-        if rel[worst] > COST_TOLERANCE:
-            arch = usable[worst][0]
-            raise ConfigError(
-                f"path-filter search: for {self.space.render(arch) or arch.key} the evaluator "
-                f"reported {cost} = {told[worst]:.6g} but the cost function says "
-                f"{fn[worst]:.6g}; the filter would prune at the wrong costs. Make them count "
-                "the same network (e.g. the space's task option) or set "
-                "strategy.options.cost_fn")
 
     # -- ask / tell ---------------------------------------------------------------------------
     def ask(self, n: int = 1) -> list[Architecture]:

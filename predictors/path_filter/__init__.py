@@ -16,15 +16,17 @@ details here are ours:
 * **Pruning.** ``prune`` keeps the predicted top ``keep_ratio`` of every bucket: for a list of
   candidates exactly ``ceil(keep_ratio * n_b)`` (at least 1) of each bucket ``b``; for a search
   space a :class:`PrunedSpace` whose constraint check rejects architectures scoring below their
-  bucket's threshold (thresholds estimated from samples of the space), so every strategy's
+  bucket's threshold (thresholds estimated from samples of the space by a :class:`KeepRule`,
+  :mod:`nastk.predictors.path_filter.keep_rule`), so every strategy's
   ``sample``/``mutate``/``crossover`` stays inside the kept part; for supernet training
   :func:`pruned_sampler_factory`, a drop-in ``sampler_factory`` for
   :class:`nastk.training.supernet.SupernetTrainer` that samples only unpruned paths.
 """
 
+from nastk.predictors.path_filter.keep_rule import KeepRule, bucket_thresholds, check_keep_ratio
 from nastk.predictors.path_filter.predictor import STATE_FORMAT, PathFilter, PathFilterOptions
-from nastk.predictors.path_filter.pruned_space import PrunedSpace, check_keep_ratio
+from nastk.predictors.path_filter.pruned_space import PrunedSpace
 from nastk.predictors.path_filter.sampler import PrunedPhaseSampler, pruned_sampler_factory
 
-__all__ = ["STATE_FORMAT", "PathFilter", "PathFilterOptions", "PrunedPhaseSampler",
-           "PrunedSpace", "check_keep_ratio", "pruned_sampler_factory"]
+__all__ = ["STATE_FORMAT", "KeepRule", "PathFilter", "PathFilterOptions", "PrunedPhaseSampler",
+           "PrunedSpace", "bucket_thresholds", "check_keep_ratio", "pruned_sampler_factory"]

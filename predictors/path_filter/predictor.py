@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,19 +14,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from nastk.core.weights import load_file, save_state
+from nastk.nn.supernet import SupernetModel
 from nastk.prediction.base import ArchLike, NotFittedError, Predictor, PredictorError, check_lengths
-from nastk.prediction.path_filter import CostFn
-from nastk.prediction.path_filter import PathFilter as PathFilterContract
+from nastk.prediction.path_filter.contract import CostFn
+from nastk.prediction.path_filter.contract import PathFilter as PathFilterContract
 from nastk.predictors.buckets import bucket_index, kept_count, quantile_edges
 from nastk.predictors.metrics import bucketed_kendall_tau
 from nastk.predictors.mlp import build_mlp, torch_context
-from nastk.predictors.path_filter.pruned_space import PrunedSpace, check_keep_ratio
+from nastk.predictors.path_filter.keep_rule import bucket_thresholds, check_keep_ratio
+from nastk.predictors.path_filter.pruned_space import PrunedSpace
 from nastk.predictors.path_filter.sampler import PrunedPhaseSampler, pruned_sampler_factory
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
-
-if TYPE_CHECKING:
-    from nastk.nn.supernet import SupernetModel
 
 STATE_FORMAT = "nastk.path_filter/1"
 
@@ -83,6 +82,20 @@ class PathFilter(Predictor, PathFilterContract):
         """The cost the buckets are cut on (the ``cost`` option)."""
         return self.options.cost
 
+    @property
+    def n_buckets(self) -> int:
+        """How many cost buckets it cuts (the ``n_buckets`` option)."""
+        return self.options.n_buckets
+
+    def require_fitted(self) -> None:
+        """Raise :class:`NotFittedError` unless the filter is fitted (or loaded)."""
+        if not self._fitted:
+            raise NotFittedError(f"{self.name} is not fitted; call fit(archs, scores, costs) "
+                                 "first (or load a saved filter with PathFilter.load)")
+
+    def _require_fitted(self) -> None:  # the Predictor base's hook
+        self.require_fitted()
+
     # -- costs and buckets --------------------------------------------------------------------
     def cost_values(self, archs: Sequence[ArchLike],
                     costs: Sequence[Cost] | np.ndarray | None = None,
@@ -122,7 +135,7 @@ class PathFilter(Predictor, PathFilterContract):
     def bucket_of(self, costs: Sequence[Cost] | np.ndarray | Cost) -> np.ndarray:
         """Cost bucket (0 = cheapest) of each cost, with the edges fitted on the training set.
         Costs outside the training range fall into the first or last bucket."""
-        self._require_fitted()
+        self.require_fitted()
         if isinstance(costs, (int, float, Mapping)):
             costs = [costs]
         values = (np.asarray(costs, dtype=np.float64).reshape(-1) if isinstance(costs, np.ndarray)
@@ -232,7 +245,7 @@ class PathFilter(Predictor, PathFilterContract):
     def predict(self, archs: Sequence[ArchLike],
                 costs: Sequence[Cost] | np.ndarray | None = None) -> np.ndarray:
         """Calibrated predicted scores (original scale); see the class docstring."""
-        self._require_fitted()
+        self.require_fitted()
         return self.predict_encoded(self.encode_with_costs(archs, costs))
 
     def predict_with_std(self, archs: Sequence[ArchLike],
@@ -245,16 +258,17 @@ class PathFilter(Predictor, PathFilterContract):
     def score(self, archs: Sequence[ArchLike],
               costs: Sequence[Cost] | np.ndarray | None = None) -> np.ndarray:
         """Raw ranking scores (larger = predicted better); compare them only within a bucket."""
-        self._require_fitted()
+        self.require_fitted()
         archs = list(archs)
         if not archs:
             return np.zeros(0)
         return self._raw(self._check_predict(self.encode_with_costs(archs, costs)))
 
-    def _scores_and_buckets(self, archs: Sequence[ArchLike],
-                            costs: Sequence[Cost] | np.ndarray | None
-                            ) -> tuple[np.ndarray, np.ndarray]:
-        self._require_fitted()
+    def scores_and_buckets(self, archs: Sequence[ArchLike],
+                           costs: Sequence[Cost] | np.ndarray | None = None
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`score` and the cost bucket of each architecture."""
+        self.require_fitted()
         archs = list(archs)
         values = self.cost_values(archs, costs)
         return self.score(archs, values), bucket_index(values, self.edges)
@@ -263,7 +277,7 @@ class PathFilter(Predictor, PathFilterContract):
              costs: Sequence[Cost] | np.ndarray | None = None) -> np.ndarray:
         """Each architecture's rank inside its own cost bucket among ``archs`` (0 = predicted
         best of its bucket; ties go to the earlier architecture)."""
-        s, buckets = self._scores_and_buckets(archs, costs)
+        s, buckets = self.scores_and_buckets(archs, costs)
         ranks = np.zeros(s.size, dtype=np.int64)
         for b in np.unique(buckets):
             idx = np.flatnonzero(buckets == b)
@@ -276,16 +290,8 @@ class PathFilter(Predictor, PathFilterContract):
         """Per bucket, the lowest score kept when the top ``keep_ratio`` of ``archs`` in that
         bucket are kept (``-inf`` for buckets without any of ``archs``: nothing to judge by)."""
         check_keep_ratio(keep_ratio)
-        s, buckets = self._scores_and_buckets(archs, costs)
-        return self._thresholds_from(s, buckets, keep_ratio)
-
-    def _thresholds_from(self, s: np.ndarray, buckets: np.ndarray,
-                         keep_ratio: float) -> np.ndarray:
-        out = np.full(self.options.n_buckets, -np.inf)
-        for b in np.unique(buckets):
-            vals = np.sort(s[buckets == b])[::-1]
-            out[b] = vals[kept_count(vals.size, keep_ratio) - 1]
-        return out
+        s, buckets = self.scores_and_buckets(archs, costs)
+        return bucket_thresholds(s, buckets, keep_ratio, self.n_buckets)
 
     # -- pruning ------------------------------------------------------------------------------
     def prune(self, candidates: SearchSpace | Sequence[ArchLike], keep_ratio: float,
@@ -307,7 +313,7 @@ class PathFilter(Predictor, PathFilterContract):
         archs = [a if isinstance(a, Architecture) else Architecture(a) for a in candidates]
         if not archs:
             return []
-        s, buckets = self._scores_and_buckets(archs, self.cost_values(archs, costs, cost_fn))
+        s, buckets = self.scores_and_buckets(archs, self.cost_values(archs, costs, cost_fn))
         keep = np.zeros(len(archs), dtype=bool)
         for b in np.unique(buckets):
             idx = np.flatnonzero(buckets == b)
@@ -335,7 +341,7 @@ class PathFilter(Predictor, PathFilterContract):
     def state_dict(self) -> dict[str, Any]:
         """Everything a fitted filter needs, as plain values and tensors (loads with
         ``torch.load(..., weights_only=True)``)."""
-        self._require_fitted()
+        self.require_fitted()
         return {
             "format": STATE_FORMAT,
             "options": json.dumps(self.options.model_dump()),
@@ -386,8 +392,3 @@ class PathFilter(Predictor, PathFilterContract):
         filt = cls(space, cost_fn=cost_fn)
         filt.load_state_dict(state)
         return filt
-
-    def _require_fitted(self) -> None:
-        if not self._fitted:
-            raise NotFittedError(f"{self.name} is not fitted; call fit(archs, scores, costs) "
-                                 "first (or load a saved filter with PathFilter.load)")

@@ -1,77 +1,31 @@
-"""Pruning a search space with a fitted path filter: per-bucket keep rules estimated from
-samples, and :class:`PrunedSpace`, whose constraint check rejects what the filter prunes."""
+"""Pruning a search space with a fitted path filter: :class:`PrunedSpace`, whose constraint
+check rejects what the filter's keep rule (:mod:`nastk.predictors.path_filter.keep_rule`)
+prunes."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from torch import nn
 
 from nastk.core.errors import InvalidArchitectureError, NastkError
 from nastk.prediction.base import PredictorError
-from nastk.prediction.path_filter import CostFn
-from nastk.predictors.buckets import bucket_index
+from nastk.prediction.path_filter.contract import CostFn
+from nastk.predictors.path_filter.keep_rule import (
+    BucketRanker,
+    KeepRule,
+    check_keep_ratio,
+    resolve_cost_fn,
+)
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 
-if TYPE_CHECKING:
-    from nastk.predictors.path_filter.predictor import PathFilter
-
-
-def check_keep_ratio(keep_ratio: float) -> None:
-    if not (isinstance(keep_ratio, (int, float)) and 0 < keep_ratio <= 1):
-        raise PredictorError(f"keep_ratio must be in (0, 1], got {keep_ratio!r}")
-
-
-class _KeepRule:
-    """Per-bucket score thresholds estimated from samples, with a cache of decisions."""
-
-    def __init__(self, path_filter: PathFilter, cost_fn: CostFn, samples: list[Architecture],
-                 keep_ratio: float) -> None:
-        path_filter._require_fitted()
-        self.filter = path_filter
-        self.cost_fn = cost_fn
-        self.keep_ratio = keep_ratio
-        costs = path_filter.cost_values(samples, cost_fn=cost_fn)
-        s, b = path_filter._scores_and_buckets(samples, costs)
-        self.thresholds = path_filter._thresholds_from(s, b, keep_ratio)
-        kept = s >= self.thresholds[b]
-        #: the fraction of the samples that the rule keeps (close to ``keep_ratio``)
-        self.sample_share = float(np.mean(kept))
-        self._cache: dict[str, tuple[bool, float, float, int]] = {
-            a.key: (bool(k), float(sc), float(c), int(bb))
-            for a, k, sc, c, bb in zip(samples, kept, s, costs, b, strict=True)}
-        #: the kept samples, without repeats, in draw order
-        self.kept_samples = list({a.key: a for a, k in zip(samples, kept, strict=True)
-                                  if k}.values())
-
-    def judge(self, arch: Architecture) -> tuple[bool, float, float, int]:
-        """``(kept, score, cost, bucket)`` of one architecture."""
-        hit = self._cache.get(arch.key)
-        if hit is None:
-            cost = self.filter.cost_values([arch], cost_fn=self.cost_fn)
-            bucket = int(bucket_index(cost, self.filter.edges)[0])
-            score = float(self.filter.score([arch], cost)[0])
-            hit = (score >= self.thresholds[bucket], score, float(cost[0]), bucket)
-            if len(self._cache) > 200_000:
-                self._cache.clear()
-            self._cache[arch.key] = hit
-        return hit
-
-
-def _resolve_cost_fn(path_filter: PathFilter, cost_fn: CostFn | None) -> CostFn:
-    fn = cost_fn or path_filter.cost_fn
-    if fn is None:
-        raise PredictorError("pruning a search space needs each architecture's cost: pass "
-                             "cost_fn(arch) -> float (or give the PathFilter one)")
-    return fn
-
 
 class PrunedSpace(SearchSpace):
-    """A search space restricted to the paths a :class:`PathFilter` keeps.
+    """A search space restricted to the paths a fitted path filter keeps.
 
     Same dimensions as the wrapped space; :meth:`check_constraints` runs the wrapped space's
     rules and then rejects an architecture whose filter score is below its cost bucket's
@@ -83,7 +37,7 @@ class PrunedSpace(SearchSpace):
     ``largest``, ``build_supernet``) are the wrapped space's.
     """
 
-    def __init__(self, space: SearchSpace, path_filter: PathFilter, keep_ratio: float,
+    def __init__(self, space: SearchSpace, path_filter: BucketRanker, keep_ratio: float,
                  cost_fn: CostFn | None = None, n_samples: int = 2000, seed: int = 0) -> None:
         check_keep_ratio(keep_ratio)
         if n_samples < 1:
@@ -97,12 +51,13 @@ class PrunedSpace(SearchSpace):
         self.keep_ratio = float(keep_ratio)
         rng = np.random.default_rng(seed)
         samples = [space.sample(rng) for _ in range(n_samples)]
-        self.rule = _KeepRule(path_filter, _resolve_cost_fn(path_filter, cost_fn), samples,
-                              keep_ratio)
+        self.rule = KeepRule(path_filter, resolve_cost_fn(path_filter, cost_fn), samples,
+                             keep_ratio)
         self._max_tries = max(1000, math.ceil(50 / keep_ratio))
 
     @property
-    def path_filter(self) -> PathFilter:
+    def path_filter(self) -> BucketRanker:
+        """The filter that prunes the space."""
         return self.rule.filter
 
     @property

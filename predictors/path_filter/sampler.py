@@ -4,19 +4,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nastk.core.errors import NastkError
-from nastk.prediction.path_filter import CostFn
-from nastk.predictors.path_filter.pruned_space import _KeepRule, _resolve_cost_fn, check_keep_ratio
+from nastk.nn.supernet import SupernetModel
+from nastk.prediction.path_filter.contract import CostFn
+from nastk.predictors.path_filter.keep_rule import (
+    BucketRanker,
+    KeepRule,
+    check_keep_ratio,
+    resolve_cost_fn,
+)
 from nastk.space.architecture import Architecture
 from nastk.training.supernet import PhaseSampler
-
-if TYPE_CHECKING:
-    from nastk.nn.supernet import SupernetModel
-    from nastk.predictors.path_filter.predictor import PathFilter
 
 
 class PrunedPhaseSampler(PhaseSampler):
@@ -32,15 +33,15 @@ class PrunedPhaseSampler(PhaseSampler):
     they bound the sandwich and the largest is the in-place distillation teacher.
     """
 
-    def __init__(self, model: SupernetModel, unlock: list[str] | None, path_filter: PathFilter,
+    def __init__(self, model: SupernetModel, unlock: list[str] | None, path_filter: BucketRanker,
                  keep_ratio: float, cost_fn: CostFn | None = None, n_samples: int = 1000,
                  seed: int = 0) -> None:
         super().__init__(model, unlock)
         check_keep_ratio(keep_ratio)
         rng = np.random.default_rng(seed)
         samples = [super(PrunedPhaseSampler, self).sample(rng) for _ in range(n_samples)]
-        self.rule = _KeepRule(path_filter, _resolve_cost_fn(path_filter, cost_fn), samples,
-                              keep_ratio)
+        self.rule = KeepRule(path_filter, resolve_cost_fn(path_filter, cost_fn), samples,
+                             keep_ratio)
 
     def is_kept(self, arch: Architecture) -> bool:
         return self.rule.judge(arch)[0]
@@ -54,7 +55,7 @@ class PrunedPhaseSampler(PhaseSampler):
         return pool[int(rng.integers(len(pool)))]
 
 
-def pruned_sampler_factory(path_filter: PathFilter, cost_fn: CostFn | None = None,
+def pruned_sampler_factory(path_filter: BucketRanker, cost_fn: CostFn | None = None,
                            keep_ratio: float = 0.5, n_samples: int = 1000, seed: int = 0
                            ) -> Callable[[SupernetModel, list[str] | None], PrunedPhaseSampler]:
     """A ``sampler_factory`` for :class:`~nastk.training.supernet.SupernetTrainer` that trains
@@ -63,8 +64,8 @@ def pruned_sampler_factory(path_filter: PathFilter, cost_fn: CostFn | None = Non
         SupernetTrainer(model, cfg, sampler_factory=pruned_sampler_factory(filt, flops, 0.3))
     """
     check_keep_ratio(keep_ratio)
-    path_filter._require_fitted()
-    fn = _resolve_cost_fn(path_filter, cost_fn)
+    path_filter.require_fitted()
+    fn = resolve_cost_fn(path_filter, cost_fn)
 
     def factory(model: SupernetModel, unlock: list[str] | None) -> PrunedPhaseSampler:
         return PrunedPhaseSampler(model, unlock, path_filter, keep_ratio, cost_fn=fn,

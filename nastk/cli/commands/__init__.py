@@ -1,3 +1,5 @@
-"""The `nastk` commands, one module each: ``search``, ``report``, ``compare``, ``export``,
-``supernet_train``, ``path_filter`` (fit), ``distill``; ``run_record`` opens a finished run for
-the ones that read one. :mod:`nastk.cli.main` parses arguments and calls them."""
+"""The `nastk` commands, one module each, each with its command-line handler ``run(args,
+console) -> exit status`` beside what the command does: ``search``, ``list_plugins``
+(`nastk list`), ``report``, ``compare``, ``supernet_train``, ``path_filter`` (fit),
+``distill``, ``export``, ``recipe``, ``study``. :mod:`nastk.cli.parser` declares their
+arguments and :mod:`nastk.cli.main` calls them."""

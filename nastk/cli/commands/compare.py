@@ -4,15 +4,18 @@ from its store; no plugin is built."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from rich.console import Console
 from rich.table import Table
 
 from nastk import report
+from nastk.cli.console import results_console
 from nastk.core.errors import NastkError
 from nastk.core.objective import Objective
 from nastk.report.plots import GROUPINGS, runs_text
@@ -165,5 +168,17 @@ def write_comparison(out_dir: Path | None, objective: Objective,
     return path
 
 
-__all__ = ["GroupSummary", "compare_runs", "default_out_dir", "runs_text", "seed_notes",
+def run(args: argparse.Namespace, console: Console) -> int:
+    """`nastk compare RUN_DIR...`: write the comparison, print its summary table and notes."""
+    objective, groups = compare_runs([Path(d) for d in args.run_dirs], by=args.by)
+    path = write_comparison(Path(args.out) if args.out else None, objective, groups, by=args.by)
+    out = results_console()
+    out.print(summary_table(objective, groups, by=args.by))
+    for note in seed_notes(groups):
+        console.print(f"note: {note}", highlight=False)
+    out.print(f"comparison: {path}")
+    return 0
+
+
+__all__ = ["GroupSummary", "compare_runs", "default_out_dir", "run", "runs_text", "seed_notes",
            "summary_table", "write_comparison"]

@@ -9,6 +9,7 @@ The teacher is loaded from a local weights-only checkpoint, or trained first wit
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 from collections.abc import Callable
@@ -18,10 +19,13 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.table import Table
 from torch import nn
 
 from nastk.cli.commands.export import best_trial
+from nastk.cli.console import results_console
 from nastk.config.compose import import_plugins
+from nastk.config.schema import load_config, parse_config
 from nastk.core import registry
 from nastk.core.errors import ConfigError, NastkError, StoreError
 from nastk.core.weights import load_matching, read_weights, save_weights
@@ -200,3 +204,32 @@ def _write_report(run_dir: Path, config: DistillConfig, record: dict[str, Any],
     path = run_dir / layout.REPORT_MD
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# -- the command line ---------------------------------------------------------------------------
+def run(args: argparse.Namespace, console: Console) -> int:
+    """`nastk distill CONFIG`: run the distillation (flags override the config) and print the
+    teacher's and the students' scores per split."""
+    config = load_config(args.config, DistillConfig)
+    updates = {k: v for k, v in (("run_dir", args.run_dir), ("seeds", args.seeds))
+               if v is not None}
+    if updates:
+        config = parse_config({**config.model_dump(), **updates}, args.config, DistillConfig)
+    outcome = run_distill(config, console=console, progress=not args.no_progress,
+                          overwrite=args.overwrite)
+    out = results_console()
+    splits = list(outcome.teacher)
+    metric = outcome.metric
+    table = Table(title=f"distillation: {config.name} ({metric})")
+    table.add_column("model")
+    for s in splits:
+        table.add_column(f"{s} {metric}", justify="right")
+    table.add_row("teacher", *(f"{outcome.teacher[s][metric]:.4f}" for s in splits))
+    for mode, label in (("baseline", "student, no KD"), ("kd", "student + KD")):
+        cells = [outcome.summary.get(f"{mode}/{s}") for s in splits]
+        if all(cells):
+            table.add_row(f"{label} (n={len(config.seeds)})",
+                          *(f"{c['mean']:.4f} ± {c['std']:.4f}" for c in cells))
+    out.print(table)
+    out.print(f"report: {outcome.report}")
+    return 0

@@ -13,22 +13,27 @@ with plain torch (``torch.export.load``), no nastk needed.
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
+from rich.table import Table
 from torch import nn
 
+from nastk.cli.console import results_console
 from nastk.config.compose import build_evaluator, build_from_refs, build_space_and_task
 from nastk.config.schema import SearchConfig
-from nastk.core.errors import NastkError
+from nastk.core.errors import ConfigError, NastkError
 from nastk.core.objective import Objective
 from nastk.core.pareto import pareto_front
 from nastk.core.trial import Trial
 from nastk.core.weights import load_file, read_weights, save_weights, write_atomic
 from nastk.nn.batchnorm import recalibrate_bn
+from nastk.report.formatting import format_cost, format_metric
 from nastk.run import layout
 from nastk.run.layout import RunLayout
 from nastk.run.record import RunRecord, open_run
@@ -231,3 +236,49 @@ def load_exported(path: str | Path) -> nn.Module:
     model = task.build_model(space, arch)
     model.load_state_dict(payload["state_dict"])
     return model.eval()
+
+
+# -- the command line ---------------------------------------------------------------------------
+def run(args: argparse.Namespace, console: Console) -> int:
+    """`nastk export RUN_DIR`: export the best trial (or ``--trial``, or with ``--front`` every
+    trial on the Pareto front) and print what was written."""
+    if args.front:
+        if args.trial is not None:
+            raise ConfigError("--front exports every trial on the Pareto front; drop --trial")
+        _print_front(export_front(args.run_dir, args.out))
+        return 0
+    exported = export_run(args.run_dir, args.out, args.trial)
+    out = results_console()
+    for note in exported.notes:
+        out.print(f"note: {note}")
+    out.print(f"trial {exported.trial.id}: {exported.trial.arch.key}")
+    out.print(f"architecture: {exported.arch_json}")
+    if exported.checkpoint:
+        out.print(f"checkpoint:   {exported.checkpoint}  (nastk.cli.commands.export.load_exported)")
+    if exported.program:
+        out.print(f"program:      {exported.program}  (torch.export.load, no nastk needed)")
+    return 0
+
+
+def _print_front(exported: list[Exported]) -> None:
+    """The exported Pareto front as a table (metrics, costs, folder), its notes and front.json."""
+    out = results_console()
+    first = exported[0]
+    table = Table(title=f"Pareto front: {len(exported)} trials", title_justify="left")
+    table.add_column("trial", justify="right")
+    metrics = list(first.trial.result.metrics) if first.trial.result else []
+    costs = sorted({c for e in exported for c in (e.trial.result.costs if e.trial.result
+                                                  else {})})
+    for name in (*metrics[:3], *costs):
+        table.add_column(name, justify="right")
+    table.add_column("folder")
+    for e in exported:
+        r = e.trial.result
+        table.add_row(str(e.trial.id), *(format_metric(r.metrics.get(m)) for m in metrics[:3]),
+                      *(format_cost(c, r.costs.get(c)) for c in costs),
+                      str(e.arch_json.parent))
+    out.print(table)
+    for e in exported:
+        for note in e.notes:
+            out.print(f"note: trial {e.trial.id}: {note}")
+    out.print(f"front: {first.arch_json.parent.parent / layout.FRONT_JSON}")

@@ -11,6 +11,7 @@ again.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,15 @@ from rich.table import Table
 from nastk.cli.commands.export import export_front, export_run
 from nastk.cli.commands.path_filter import fit_from_run
 from nastk.cli.commands.supernet_train import train_supernet
+from nastk.cli.console import results_console
 from nastk.config.compose import build_space, build_task, import_plugins
 from nastk.config.schema import PluginRef, SearchConfig, SupernetConfig
 from nastk.core import registry
-from nastk.core.errors import ConfigError, NastkError
+from nastk.core.errors import NastkError
 from nastk.pipelines.recipe import (
     ExportOptions,
     PathFilterFitOptions,
+    RecipeInterrupted,
     RecipeOutcome,
     ResolvedStage,
     StageRunner,
@@ -40,23 +43,10 @@ from nastk.run.layout import RunLayout
 
 # -- checks before anything runs ----------------------------------------------------------------
 def _check_strategy(ref: PluginRef, source: str | None) -> None:
-    """The strategy exists and its options validate (it is not built: that needs the run)."""
-    from pydantic import BaseModel, ValidationError
-
-    prefix = f"{source}: " if source else ""
-    try:
-        obj = registry.STRATEGIES.get(ref.name)
-    except NastkError as err:
-        raise ConfigError(f"{prefix}strategy: {err}") from None
-    schema = getattr(obj, "Options", None)
-    if isinstance(schema, type) and issubclass(schema, BaseModel):
-        try:
-            schema(**ref.options)
-        except ValidationError as err:
-            lines = [f"{prefix}strategy.options: invalid options for strategy {ref.name!r}:"]
-            lines += [f"  strategy.options.{'.'.join(str(p) for p in e['loc'])}: {e['msg']} "
-                      f"(got {e.get('input')!r})" for e in err.errors()]
-            raise ConfigError("\n".join(lines)) from None
+    """The strategy exists and its options validate, with the errors building it would raise
+    (it is not built: that needs the run)."""
+    registry.validated_options(registry.STRATEGIES, ref.name, ref.options,
+                               where="strategy.options", source=source or "")
 
 
 def check_stage(stage: ResolvedStage) -> None:
@@ -187,3 +177,24 @@ def summary_table(outcome: RecipeOutcome, title: str = "recipe") -> Table:
         wall = format_duration(row.wall_s) if row.wall_s is not None else "-"
         table.add_row(row.name, row.kind, status, wall, row.text)
     return table
+
+
+# -- the command line ---------------------------------------------------------------------------
+def run(args: argparse.Namespace, console: Console) -> int:
+    """`nastk recipe RECIPE`: run the recipe and print its summary table and state file; on
+    Ctrl-C, say where it stopped and how to continue (exit status 130)."""
+    try:
+        outcome = run_recipe(args.recipe, redo=args.redo, until=args.until, only=args.only,
+                             console=console, progress=not args.no_progress)
+    except KeyboardInterrupt as err:
+        where = (f" in stage {err.stage!r}; finished stages are recorded in "
+                 f"{err.run_dir / layout.RECIPE_STATE}" if isinstance(err, RecipeInterrupted)
+                 else "")
+        console.print(f"interrupted{where}; continue with `nastk recipe {args.recipe}` (it "
+                      "skips finished stages and resumes the interrupted one)", highlight=False,
+                      soft_wrap=True)
+        return 130
+    out = results_console()
+    out.print(summary_table(outcome, title=f"recipe {args.recipe}"))
+    out.print(f"state: {outcome.state}")
+    return 0

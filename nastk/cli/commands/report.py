@@ -8,12 +8,16 @@ its plugins are gone. Neither datasets nor a supernet are built.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from rich.console import Console
+
 from nastk import report
+from nastk.cli.console import results_console
 from nastk.config.compose import build_space, build_strategy, import_plugins
 from nastk.core.errors import NastkError
 from nastk.report import Render
@@ -57,6 +61,8 @@ def report_run(run_dir: str | Path) -> Reported:
     """Rewrite ``run_dir/report.md`` (with its plots) and return what was used."""
     record = open_run(run_dir)
     config = record.config
+    if config is None:  # a search built in Python: its plugins are the user's code
+        return Reported(record, record.write_report(), record.render, "stored")
 
     def make_space() -> SearchSpace:
         import_plugins(config.plugins)
@@ -79,3 +85,18 @@ def report_run(run_dir: str | Path) -> Reported:
                                curves=curves, render=render)
     source = "live" if space is not None and strategy is not None else "stored"
     return Reported(record, path, render, source)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """`nastk report RUN_DIR`: rewrite the report, print the leaderboard and the report's path."""
+    done = report_run(args.run_dir)
+    record = done.record
+    out = results_console()
+    out.print(report.leaderboard_table(record.trials, record.objective, top=args.top,
+                                       title=f"leaderboard: {record.name}",
+                                       render=done.render))
+    if done.source == "stored" and record.config is not None:
+        console.print("note: the run's plugins did not load; its strategy curves and "
+                      "architecture texts come from the store")
+    out.print(f"report: {done.path}")
+    return 0

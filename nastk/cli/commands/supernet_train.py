@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
+from nastk.cli.console import results_console
 from nastk.config.compose import build_supernet_model
-from nastk.config.schema import SupernetConfig
+from nastk.config.schema import SupernetConfig, load_config, parse_config
 from nastk.core.errors import ConfigError, StoreError
 from nastk.core.weights import clean_temp_files
 from nastk.evaluation.preflight import check_task_data
-from nastk.prediction.pruning import supernet_sampler_factory
+from nastk.prediction.path_filter import supernet_sampler_factory
 from nastk.report.progress import ProgressView
 from nastk.run.layout import RunLayout
 from nastk.run.lock import lock_run_dir
@@ -153,3 +156,59 @@ def _train_here(trainer: SupernetTrainer, config: SupernetConfig, resume: bool,
         history = trainer.train(resume=resume, on_epoch=on_epoch, on_step=on_step)
     write_history(run_dir, history)
     return history
+
+
+# -- the command line ---------------------------------------------------------------------------
+def _config_from_args(args: argparse.Namespace) -> SupernetConfig:
+    """The config file with the flags (``--run-dir``, ``--workers``, ``--executor``,
+    ``--address``) applied, validated again."""
+    config = load_config(args.config, SupernetConfig)
+    updates: dict[str, Any] = {}
+    if args.run_dir is not None:
+        updates["run_dir"] = args.run_dir
+    if args.workers is not None:
+        updates["training"] = {**config.training.model_dump(), "workers": args.workers}
+    if args.executor is not None or args.address is not None:
+        kind = args.executor or "ray"
+        if kind == "local" and args.address is not None:
+            raise ConfigError(f"--address {args.address} is for the ray executor; drop it or "
+                              "use --executor ray")
+        updates["executor"] = {**config.executor.model_dump(), "kind": kind,
+                               **({"address": args.address} if args.address else {})}
+    if updates:
+        config = parse_config({**config.model_dump(), **updates}, args.config, SupernetConfig)
+    if config.executor.kind == "local" and args.executor == "local" and \
+            config.training.workers > 1:
+        raise ConfigError(f"--executor local trains in this process, but training.workers is "
+                          f"{config.training.workers}; data-parallel workers run on Ray: drop "
+                          "--executor local or pass --workers 1")
+    return config
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """`nastk supernet train CONFIG`: train (or resume), then print the epochs' history, the
+    resumes and restarts, and the checkpoint."""
+    config = _config_from_args(args)
+    outcome = train_supernet(config, resume=args.resume, console=console,
+                             progress=not args.no_progress)
+    out = results_console()
+    table = Table(title=f"supernet training: {config.name}")
+    keys: list[str] = []
+    for rec in outcome.history:
+        keys += [k for k, v in rec.items() if k not in keys and not isinstance(v, dict)]
+    for key in keys:
+        table.add_column(key.replace("_", " "), justify="right")
+    for rec in outcome.history:
+        table.add_row(*(f"{rec[k]:.4g}" if isinstance(rec.get(k), float)
+                        else str(rec.get(k, "")) for k in keys))
+    out.print(table)
+    for rec in outcome.history:
+        for what in ("resumed", "restarted"):
+            if what in rec:
+                note = rec[what]
+                out.print(f"epoch {rec['epoch']}: {what} from epoch {note['from_epoch']} on "
+                          f"{note['workers']} worker(s)"
+                          + (f" (attempt {note['attempt']}, {note['cause']})"
+                             if what == "restarted" else ""))
+    out.print(f"checkpoint: {outcome.checkpoint}  (use it as evaluator.supernet.checkpoint)")
+    return 0

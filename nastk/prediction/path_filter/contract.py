@@ -1,12 +1,10 @@
 """The path-filter contract: what the engine asks of the ``path_filter`` predictor plugin.
 
-A path filter (DetOFA-style) ranks architectures *within cost buckets*. The engine uses it in
-three places, always through the ``PREDICTORS`` registry and typed against :class:`PathFilter`:
-the ``path_filter_search`` strategy (fit on warm-up results, prune the space),
-``nastk path-filter fit`` (fit on a run, measure the held-out within-bucket tau, save) and
-supernet training with ``path_filter:`` (load, cost paths with ``cost_fn``, sample kept paths).
-The plugin (``predictors/path_filter``) subclasses :class:`PathFilter`; a registered
-``path_filter`` that does not is refused with a :class:`~nastk.core.errors.NastkError`.
+A path filter (DetOFA-style) ranks architectures *within cost buckets*. The engine reaches the
+plugin only through the ``PREDICTORS`` registry, typed against :class:`PathFilter`; everything
+it does with one lives beside this module in :mod:`nastk.prediction.path_filter`. The plugin
+(``predictors/path_filter``) subclasses :class:`PathFilter`; a registered ``path_filter`` that
+does not is refused with a :class:`~nastk.core.errors.NastkError`.
 """
 
 from __future__ import annotations
@@ -15,6 +13,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from nastk.core import registry
 from nastk.core.errors import NastkError
@@ -31,7 +31,8 @@ CostFn = Callable[[Architecture], "float | Mapping[str, float]"]
 class PathFilter(ABC):
     """A ranking model of relative performance among architectures of similar cost."""
 
-    #: costs of architectures not evaluated yet (the engine sets it for supernet paths)
+    #: costs of architectures not evaluated yet (set by :func:`load_path_filter` to count the
+    #: paths of a supernet or a task's models)
     cost_fn: CostFn | None
 
     @property
@@ -53,6 +54,12 @@ class PathFilter(ABC):
     def fit(self, archs: Sequence[Architecture], scores: Sequence[float] | Any,
             costs: Sequence[float] | Any | None = None) -> PathFilter:
         """Train on architectures, their scores (larger is better) and costs; returns self."""
+
+    @abstractmethod
+    def cost_values(self, archs: Sequence[Architecture], costs: Sequence[Any] | Any | None = None,
+                    cost_fn: CostFn | None = None) -> np.ndarray:
+        """The float costs of ``archs`` (a numpy vector): from ``costs`` when given, else from
+        ``cost_fn`` (or :attr:`cost_fn`); a mapping cost is read at :attr:`cost`."""
 
     @abstractmethod
     def within_bucket_tau(self, archs: Sequence[Architecture], scores: Sequence[float] | Any,
@@ -81,7 +88,8 @@ def path_filter_class() -> type[PathFilter]:
         raise NastkError(f"the registered predictor {PLUGIN_NAME!r} "
                          f"({registry.PREDICTORS.source(PLUGIN_NAME)}) is not a path filter: it "
                          "must subclass nastk.prediction.path_filter.PathFilter (load, save, fit, "
-                         "within_bucket_tau, prune, supernet_sampler_factory, cost, cost_fn)")
+                         "cost_values, within_bucket_tau, prune, supernet_sampler_factory, "
+                         "cost, cost_fn)")
     return cls
 
 

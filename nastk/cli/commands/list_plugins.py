@@ -1,0 +1,62 @@
+"""`nastk list [KIND]`: the registered plugins (spaces, tasks, strategies, predictors) with
+where each comes from; for one kind, each plugin's options with their types and defaults."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from nastk.cli.console import results_console
+from nastk.config.compose import import_plugins
+from nastk.core import registry
+from nastk.core.errors import NastkError
+
+
+def _options_table(name: str, obj: object) -> Table:
+    """Plugin ``name``'s options: name, type, default, description."""
+    rows = registry.options_table(obj)
+    options = Table(title=f"{name}: options", title_justify="left")
+    for col in ("option", "type", "default", "description"):
+        options.add_column(col, style="bold" if col == "option" else None)
+    for row in rows:
+        options.add_row(*(escape(cell) for cell in row))
+    if not rows:
+        options.add_row("(none)", "", "", "")
+    return options
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """Print a table of plugins per kind (``args.kind``: only that kind, with every plugin's
+    options), after importing the modules of ``--plugins``. A plugin that does not load is
+    listed with the reason."""
+    if args.plugins:
+        import_plugins(args.plugins)
+    kinds = registry.ALL if args.kind is None else {args.kind: registry.ALL[args.kind]}
+    out = results_console()
+    for kind, reg in kinds.items():
+        table = Table(title=kind, title_justify="left", show_lines=False)
+        table.add_column("name", style="bold")
+        table.add_column("what it is")
+        table.add_column("from", style="dim")
+        loaded = {}
+        for name in reg.names():
+            try:
+                loaded[name] = reg.get(name)
+                summary = registry.summary(loaded[name])
+            except NastkError as err:
+                summary = f"[red]cannot load: {escape(str(err))}[/red]"
+            table.add_row(name, summary, reg.source(name))
+        if not reg.names():
+            table.add_row("(none)", "", "")
+        out.print(table)
+        if args.kind is None:
+            continue
+        for name, obj in loaded.items():  # a kind asked for: each plugin's options
+            out.print(_options_table(name, obj))
+    if args.kind is None:
+        out.print("`nastk list KIND` (spaces, tasks, strategies, predictors) shows each "
+                  "plugin's options", highlight=False)
+    return 0
