@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import pickle
 from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 from test_contracts import STRATEGY_OPTIONS, ContractSpace, synthetic_result
-from test_resume_windows import Died, arm, same_state
+from test_resume_windows import Died, arm, kill_point, same_state, track_record
 
 from nastk.core import registry
 from nastk.core.errors import StoreError
@@ -354,30 +353,10 @@ def reference(backend: Any, name: str, where: Path) -> tuple[list[str], dict[str
     return _REFERENCE[(backend.name, name)]
 
 
-def kill_point(search: Search, point: str, at: int) -> dict[str, int]:
-    """Make the search die at ``point`` once ``at`` trials are finished (see
-    ``tests/test_resume_windows.py``, which adds the points inside SQLite transactions)."""
-    done: Callable[[Search], bool] = lambda s: s.n_done >= at  # noqa: E731
-    st, strategy = search.store, search.strategy
-    if point == "after ask":
-        return arm(search, strategy, "ask", done)
-    if point == "after start_trial":
-        return arm(search, st, "start_trial", done)
-    if point == "during evaluate":
-        return arm(search, search.evaluator, "evaluate", done, after=False)
-    if point == "after finish_trial":
-        return arm(search, st, "finish_trial", done)
-    if point == "after tell":
-        return arm(search, strategy, "tell", lambda s: done(s) and bool(s.in_flight))
-    if point == "after mark_told":
-        return arm(search, st, "mark_told", lambda s: done(s) and not s.in_flight)
-    if point == "after record":
-        return arm(search, search, "record", done)
-    raise AssertionError(point)
-
-
+#: the steps of test_resume_windows.py's kill points that every back end has (it adds one inside
+#: an SQLite transaction, and a repeat's save: see the test after the next)
 POINTS = ["after ask", "after start_trial", "during evaluate", "after finish_trial",
-          "after tell", "after mark_told", "after record"]
+          "after tell", "after mark_told", "in the on_trial callback", "after record"]
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -387,6 +366,7 @@ def test_a_search_abandoned_at_any_step_resumes_exactly(backend, name, point, tm
     for at in (3, 11):  # early (random warm-up) and late (the strategy learning)
         where = tmp_path / str(at)
         search = make_search(backend.open(where), name)
+        track_record(search)
         kill_point(search, point, at)
         with pytest.raises(Died):  # the point is reached
             search.run()
