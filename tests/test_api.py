@@ -37,7 +37,7 @@ def readme_example() -> str:
 
 
 def run_script(code: str, cwd: Path, env: dict | None = None,
-               timeout: float = 300) -> subprocess.CompletedProcess:
+               timeout: float = 900) -> subprocess.CompletedProcess:
     path = cwd / "example.py"
     path.write_text(code)
     return subprocess.run([sys.executable, str(path)], cwd=cwd, env=env, capture_output=True,
