@@ -75,9 +75,11 @@ def run_search(fn: str, trials: int, executor: dict[str, Any],
     times), and seconds from the start of ``Search.run`` to the first result (starting Tune or
     the actors, and the first candidate)."""
     from nastk.config.compose import build_components
+    from nastk.config.factory import ConfigEvaluatorFactory
     from nastk.config.schema import parse_config
     from nastk.executors import ray_executor
     from nastk.executors.ray_cluster import RayCluster
+    from nastk.run.layout import RunLayout
     from nastk.run.loop import Search
     from nastk.run.sqlite_store import RunStore
 
@@ -90,7 +92,10 @@ def run_search(fn: str, trials: int, executor: dict[str, Any],
     comps = build_components(config)
     executor_obj = None
     if config.executor.kind == "ray":
-        executor_obj = ray_executor(config, RayCluster.connect(None), run_dir)
+        executor_obj = ray_executor(config.executor,
+                                    ConfigEvaluatorFactory(config.model_dump(mode="json")),
+                                    comps.objective, RayCluster.connect(None),
+                                    RunLayout(run_dir).ray, kind="function", epochs=None)
     with RunStore.in_dir(run_dir) as store:
         search = Search(comps.space, comps.strategy, comps.evaluator, comps.objective, store,
                         config.budget, executor=executor_obj)

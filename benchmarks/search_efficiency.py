@@ -61,12 +61,20 @@ BUDGETS = (50, 100, 150)
 
 
 class _Timed:
-    """A strategy whose ask and tell calls are timed (process CPU seconds)."""
+    """A strategy whose ask and tell calls are timed (process CPU seconds). Its state passes
+    through untimed: saving it is the store's cost, not the strategy's (``run_tabular``'s
+    store keeps no state, so the search loop never asks for it)."""
 
     def __init__(self, strategy: Any) -> None:
         self.strategy = strategy
         self.space = strategy.space
         self.cpu = 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.strategy.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.strategy.load_state_dict(state)
 
     def ask(self, n: int = 1) -> Any:
         c = time.process_time()

@@ -17,9 +17,9 @@ from nastk.cli.commands.compare import (
     summary_table,
     write_comparison,
 )
-from nastk.cli.commands.search import run_experiment
 from nastk.config.schema import parse_config
 from nastk.core.objective import Objective
+from nastk.pipelines.search import run_search_config as run_experiment
 from nastk.report.plots import compare_figure
 
 ACC = Objective(metric="accuracy", direction="max")

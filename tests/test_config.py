@@ -52,7 +52,8 @@ def test_schema_errors_name_the_field(changes, message):
     ({"strategy": {"name": "evolution", "options": {"population": "many"}}},
      "strategy.options.population: Input should be a valid integer"),
     ({"strategy": {"name": "evolution", "options": {"popsize": 3}}},
-     "strategy.options.popsize: Extra inputs are not permitted"),
+     "strategy.options.popsize: unknown field; check its spelling against the documented "
+     "fields (known: population, sample_size, mutation_prob, crossover_prob)"),
     ({"plugins": ["no_such_module_xyz"]}, "plugins: cannot import 'no_such_module_xyz'"),
 ])
 def test_plugin_errors_name_the_plugin_and_options(changes, message):

@@ -103,7 +103,7 @@ def test_bad_options_name_the_fix():
         PathFilterSearch(TOY, OBJ, 0)
     with pytest.raises(ConfigError, match="cannot load"):
         PathFilterSearch(TOY, OBJ, 0, cost_fn="test_guided_search:nope")
-    with pytest.raises(ConfigError, match="Extra inputs"):
+    with pytest.raises(ConfigError, match="unknown field"):
         registry.instantiate(registry.STRATEGIES, "predictor_guided", {"warmpu": 3}, TOY, OBJ)
 
 

@@ -17,12 +17,12 @@ import yaml
 from conftest import wait_for_complete
 
 from nastk import Architecture, IntRange, Objective, SearchSpace, Status
-from nastk.cli.commands.search import open_run_store, run_experiment
 from nastk.cli.main import main
 from nastk.config.compose import build_components
 from nastk.config.schema import parse_config
 from nastk.core.errors import ConfigError, StoreError
 from nastk.evaluation.base import FunctionEvaluator
+from nastk.pipelines.search import run_search_config as run_experiment
 from nastk.run.loop import Budget, Search
 from nastk.run.sqlite_store import RunStore
 from nastk.strategies.base import Strategy
@@ -30,6 +30,16 @@ from nastk.strategies.random_search import RandomSearch
 
 TESTS = Path(__file__).parent
 
+
+
+def open_run_store(config, run_dir, resume):
+    """The store a run of ``config`` opens in ``run_dir`` (the run lifecycle's own opening)."""
+    from nastk.config.compose import build_components
+    from nastk.pipelines.search import search_setup
+    from nastk.run.lifecycle import open_storage
+
+    setup = search_setup(config, build_components(config, check=False))
+    return open_storage(setup, run_dir, resume=resume)[0]
 
 def search_config(tmp_path, name="toy", trials=12, fn="ray_plugin:objective", executor="ray",
                   strategy="random", seed=3, **extra):

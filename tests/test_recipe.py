@@ -24,7 +24,7 @@ TASK = {"name": "classification",
                     "num_classes": 4}}
 TRAINING = {"epochs": 1, "batch_size": 32, "n_random": 2, "bn_calib_batches": 2,
             "num_threads": 1}
-COMMANDS = ("train_supernet", "run_experiment", "fit_from_run", "export_front", "export_run")
+COMMANDS = ("train_supernet", "run_search_config", "fit_from_run", "export_front", "export_run")
 
 
 def chain(run_dir: Path) -> dict:
@@ -210,7 +210,7 @@ def test_an_interrupted_stage_resumes_inside_itself(tmp_path, monkeypatch, capsy
     assert [r["epoch"] for r in first_epoch] == [1]
 
     # 2. again: the training resumes at epoch 2; then Ctrl-C during the search's 4th trial
-    calls: dict[str, list] = {"train_supernet": [], "run_experiment": []}
+    calls: dict[str, list] = {"train_supernet": [], "run_search_config": []}
     for name in calls:
         real = getattr(recipe_cmd, name)
 
@@ -232,7 +232,7 @@ def test_an_interrupted_stage_resumes_inside_itself(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(WeightSharingEvaluator, "evaluate", cut_at_fourth)
     assert main(["recipe", path, "--no-progress"]) == 130
     assert "interrupted in stage 'search'" in capsys.readouterr().err
-    assert calls == {"train_supernet": [True], "run_experiment": [False]}
+    assert calls == {"train_supernet": [True], "run_search_config": [False]}
     assert epochs == [1, 2]  # the first epoch was not trained again
     history = json.loads((run_dir / "pretrain" / "history.json").read_text())
     assert history[0] == first_epoch[0] and [r["epoch"] for r in history] == [1, 2]
@@ -258,7 +258,7 @@ def test_an_interrupted_stage_resumes_inside_itself(tmp_path, monkeypatch, capsy
     assert main(["recipe", path, "--no-progress", "--until", "search"]) == 0
     out = capsys.readouterr()
     assert "stage pretrain: done (skipped)" in out.err and "not run" in out.out
-    assert calls == {"train_supernet": [True], "run_experiment": [False, True, True]}
+    assert calls == {"train_supernet": [True], "run_search_config": [False, True, True]}
     finished = open_run(run_dir / "search").finished
     assert len(finished) == 8 and [t.arch.key for t in finished][:3] == done_before
     assert len(evaluated) == 5 and not set(evaluated) & set(done_before)
@@ -266,7 +266,7 @@ def test_an_interrupted_stage_resumes_inside_itself(tmp_path, monkeypatch, capsy
 
     # 4. only the export, from the recorded outputs
     assert main(["recipe", path, "--no-progress", "--only", "best"]) == 0
-    assert calls == {"train_supernet": [True], "run_experiment": [False, True, True]}
+    assert calls == {"train_supernet": [True], "run_search_config": [False, True, True]}
     best = state(run_dir)["search"]["outputs"]["best_trial"]
     assert json.loads((run_dir / "best" / "arch.json").read_text())["trial"] == best
     assert state(run_dir)["best"]["sessions"] == 1 and state(run_dir)["search"]["sessions"] == 3

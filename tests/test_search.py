@@ -2,7 +2,6 @@
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 
@@ -16,6 +15,7 @@ from nastk import Objective, Result, Status
 from nastk.evaluation.base import FunctionEvaluator
 from nastk.run.loop import Budget, Search
 from nastk.run.sqlite_store import RunStore
+from nastk.run.storage import DuplicateResultError
 from nastk.strategies.evolution import RegularizedEvolution
 from nastk.strategies.random_search import RandomSearch
 
@@ -74,7 +74,7 @@ def test_store_refuses_a_second_finished_row_for_one_arch(tmp_path):
     s = make_search(tmp_path, budget=3)
     s.run()
     t = s.store.finished()[0]
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(DuplicateResultError, match="already has a result"):
         tid = s.store.start_trial(t.arch)
         s.store.finish_trial(tid, t.result)
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from pydantic import ValidationError
 
 from nastk.core.errors import ConfigError, InvalidArchitectureError
 from nastk.core.objective import Objective
@@ -462,7 +461,7 @@ def _same(x: object, y: object) -> bool:
     (RLController, {"learning_rate": 0.1}, "learning_rate"),
 ])
 def test_options_reject_bad_values_naming_them(cls: type[Strategy], bad: dict, name: str) -> None:
-    with pytest.raises(ValidationError, match=name):
+    with pytest.raises(ConfigError, match=f"{cls.__name__}:\n  {name}: "):
         cls(PROBLEM.space, OBJECTIVE, **bad)
 
 

@@ -32,6 +32,16 @@ TINY_OFA = {"stages": [8, 16], "depths": [1, 2], "expands": [1, 2], "kernels": [
 TINY_CNN = {"stages": 2, "depths": [1], "widths": [8, 16], "kernels": [3], "expansions": [1]}
 
 
+
+def open_run_store(config, run_dir, resume):
+    """The store a run of ``config`` opens in ``run_dir`` (the run lifecycle's own opening)."""
+    from nastk.config.compose import build_components
+    from nastk.pipelines.search import search_setup
+    from nastk.run.lifecycle import open_storage
+
+    setup = search_setup(config, build_components(config, check=False))
+    return open_storage(setup, run_dir, resume=resume)[0]
+
 def write(path, data):
     path.write_text(yaml.safe_dump(data))
     return str(path)
@@ -293,15 +303,14 @@ def test_supernet_training_starts_from_a_classification_supernet(tmp_path, monke
 
 
 def test_a_run_created_before_the_new_train_settings_still_resumes(tmp_path):
-    from nastk.cli.commands.search import open_run_store
     from nastk.config.schema import parse_config
     from nastk.core.errors import StoreError
     from nastk.core.objective import Objective
 
     cfg = parse_config({"space": "small_cnn", "task": "classification",
                         "run_dir": str(tmp_path / "run")})
-    store = open_run_store(cfg, tmp_path / "run", resume=False,
-                           objective=Objective(metric="accuracy"))
+    store = open_run_store(cfg, tmp_path / "run", resume=False)
+    assert Objective.model_validate(store.get_meta("objective")).metric == "accuracy"
     old = store.get_meta("identity")
     for key in ("init", "lr_mult"):  # what a store of the previous version holds
         del old["evaluator"]["train"][key]

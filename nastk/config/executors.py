@@ -92,6 +92,24 @@ class ExecutorConfig(_LocalOrRay):
             return self.mode
         return "tune" if evaluator_kind == "train" else "actors"
 
+    def check_fits(self, evaluator_kind: str, epochs: int | None, steps: int | None) -> None:
+        """Raise :class:`ValueError` (naming the field and the fix) when the scheduler cannot
+        work with the evaluator: ASHA stops Ray Tune trials of epoch-based training, and needs
+        more epochs than its grace period."""
+        if self.kind != "ray" or self.scheduler == "none":
+            return
+        if self.resolved_mode(evaluator_kind) != "tune":
+            raise ValueError(f"executor.scheduler {self.scheduler!r} stops Ray Tune trials; it "
+                             f"needs executor.mode 'tune' (got {self.mode!r} with evaluator "
+                             f"kind {evaluator_kind!r}), or set scheduler: none")
+        if evaluator_kind != "train" or epochs is None or steps is not None:
+            raise ValueError("executor.scheduler 'asha' needs epoch-based training (evaluator "
+                             "kind 'train' without train.steps); set scheduler: none")
+        if self.asha.grace_period >= epochs:
+            raise ValueError(f"executor.asha.grace_period ({self.asha.grace_period}) must be "
+                             f"below evaluator.train.epochs ({epochs}), or no candidate can "
+                             "be stopped early")
+
 
 class SupernetExecutorConfig(_LocalOrRay):
     """Where a supernet trains (``executor`` in a supernet config). ``local`` (default): in this

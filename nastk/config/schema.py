@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from nastk.config.executors import ExecutorConfig, SupernetExecutorConfig
 from nastk.core.errors import ConfigError
+from nastk.core.options import format_validation_error
+from nastk.core.version import __version__
 from nastk.evaluation.train import TrainConfig
 from nastk.evaluation.weight_sharing import WeightSharingConfig
 from nastk.prediction.path_filter.use import PathFilterUse
@@ -163,21 +165,25 @@ class SearchConfig(SeededRunConfig):
 
     @model_validator(mode="after")
     def _scheduler_fits(self) -> SearchConfig:
-        ex = self.executor
-        if ex.kind != "ray" or ex.scheduler == "none":
-            return self
-        if ex.resolved_mode(self.evaluator.kind) != "tune":
-            raise ValueError(f"executor.scheduler {ex.scheduler!r} stops Ray Tune trials; it "
-                             f"needs executor.mode 'tune' (got {ex.mode!r} with evaluator kind "
-                             f"{self.evaluator.kind!r}), or set scheduler: none")
-        if self.evaluator.kind != "train" or self.evaluator.train.steps is not None:
-            raise ValueError("executor.scheduler 'asha' needs epoch-based training (evaluator "
-                             "kind 'train' without train.steps); set scheduler: none")
-        if ex.asha.grace_period >= self.evaluator.train.epochs:
-            raise ValueError(f"executor.asha.grace_period ({ex.asha.grace_period}) must be "
-                             f"below evaluator.train.epochs ({self.evaluator.train.epochs}), "
-                             "or no candidate can be stopped early")
+        train = self.evaluator.train
+        self.executor.check_fits(self.evaluator.kind, train.epochs, train.steps)
         return self
+
+    def describe(self) -> dict[str, Any]:
+        """What the run is, as its store records it: space, task and strategy with their
+        options, the evaluator kind, the seed and the nastk version that started it."""
+        return {"space": self.space.model_dump(mode="json"),
+                "task": self.task.model_dump(mode="json") if self.task else None,
+                "strategy": self.strategy.model_dump(mode="json"),
+                "evaluator": self.evaluator.kind, "seed": self.seed,
+                "nastk_version": __version__}
+
+    def report_meta(self) -> dict[str, Any]:
+        """The settings a run report's *Run* table lists."""
+        return {"space": self.space.name, "task": self.task.name if self.task else "-",
+                "strategy": self.strategy.name, "evaluator": self.evaluator.kind,
+                "seed": self.seed, "budget (trials)": self.budget.trials,
+                "executor": self.executor.kind}
 
     def identity(self) -> dict[str, Any]:
         """The parts that must not change when a run is resumed (budget, name, run_dir,
@@ -229,19 +235,6 @@ class SupernetConfig(SeededRunConfig):
         return out
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) \
-            else ""
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field; check its spelling against the documented fields"
-        lines.append(f"{source}: {loc}: {msg}{got}")
-    return "\n".join(lines)
-
-
 def parse_config(data: Any, source: str = "config", schema: type[M] = SearchConfig) -> M:
     """Validate a mapping into ``schema`` (a :class:`SearchConfig` by default), raising
     :class:`ConfigError`."""
@@ -251,7 +244,7 @@ def parse_config(data: Any, source: str = "config", schema: type[M] = SearchConf
     try:
         config = schema.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source, schema=schema)) from None
     if isinstance(config, RunConfig) and source != "config":
         config._source = source
     return config

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from nastk.core.objective import Objective
+    from nastk.core.trial import Trial
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -99,3 +104,16 @@ def _hv(pts: np.ndarray, ref: np.ndarray) -> float:
         above = pts[pts[:, -1] >= level][:, :-1]
         volume += _hv(above[pareto_mask(above)], ref[:-1]) * (level - below)
     return float(volume)
+
+
+def pareto_front(trials: Sequence[Trial], objective: Objective) -> list[Trial]:
+    """The successful trials no other one dominates on the objective's metric and costs (the
+    single best ones when it has no costs), by the first cost, then by metric, best first."""
+    scored = [(t, objective.vector(t.result)) for t in trials if t.result is not None]
+    usable = [(t, v) for t, v in scored if v is not None]
+    if not usable:
+        return []
+    mask = pareto_mask(np.array([v for _, v in usable], dtype=float))
+    front = [(t, v) for (t, v), keep in zip(usable, mask, strict=True) if keep]
+    front.sort(key=lambda tv: (tuple(-x for x in tv[1][1:]), -tv[1][0], tv[0].id))
+    return [t for t, _ in front]

@@ -13,9 +13,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from nastk.core.errors import ConfigError, RegistryError
+from nastk.core.options import prevalidated, validate_options
 
 T = TypeVar("T")
 
@@ -75,6 +76,25 @@ class Registry(Generic[T]):
         ep = self._eps()[name]
         return f"{ep.value} (entry point)"
 
+    def name_of(self, obj: object) -> str | None:
+        """The name ``obj`` (a plugin, or an instance of a plugin class) is registered under,
+        or ``None``. Only the entry point whose module and attribute match is loaded to make
+        sure, so asking imports no other plugin."""
+        candidates = [obj] if isinstance(obj, type) else [obj, type(obj)]
+        for name, known in self._objects.items():
+            if any(known is c for c in candidates):
+                return name
+        for name, ep in self._eps().items():
+            if name in self._objects:
+                continue
+            for c in candidates:
+                module = getattr(c, "__module__", "") or ""
+                if ep.attr == getattr(c, "__qualname__", None) and (
+                        module == ep.module or module.startswith(ep.module + ".")):
+                    if self.get(name) is c:
+                        return name
+        return None
+
     def get(self, name: str) -> T:
         if name in self._objects:
             return self._objects[name]
@@ -133,11 +153,8 @@ def summary(obj: Any) -> str:
     return doc.splitlines()[0] if doc else ""
 
 
-def validated_options(registry: Registry[Any], name: str, options: Mapping[str, Any] | None,
-                      *, where: str = "", source: str = "") -> tuple[Any, dict[str, Any]]:
-    """Look ``name`` up and validate the user's ``options`` by the plugin's pydantic
-    ``Options`` model when it has one: the plugin and its options, without calling it. Errors
-    as :func:`instantiate`'s."""
+def _validated(registry: Registry[Any], name: str, options: Mapping[str, Any] | None, *,
+               where: str, source: str) -> tuple[Any, BaseModel | None, dict[str, Any]]:
     try:
         obj = registry.get(name)
     except RegistryError as err:
@@ -147,30 +164,38 @@ def validated_options(registry: Registry[Any], name: str, options: Mapping[str, 
         raise RegistryError(f"{source}: {field}{err}") from err.__cause__
     opts = dict(options or {})
     schema = getattr(obj, "Options", None)
-    prefix = "".join(f"{part}: " for part in (source, where) if part)
+    model: BaseModel | None = None
     if isinstance(schema, type) and issubclass(schema, BaseModel):
-        try:
-            opts = schema(**opts).model_dump()
-        except ValidationError as err:
-            lines = [f"{prefix}invalid options for {registry.kind} {name!r}:"]
-            for e in err.errors():
-                loc = ".".join(str(p) for p in e["loc"])
-                lines.append(f"  {where + '.' if where else ''}{loc}: {e['msg']} "
-                             f"(got {e.get('input')!r})")
-            raise ConfigError("\n".join(lines)) from None
+        model = validate_options(schema, opts, source=source, where=where,
+                                 what=f"{registry.kind} {name!r}")
+        opts = model.model_dump()
+    return obj, model, opts
+
+
+def validated_options(registry: Registry[Any], name: str, options: Mapping[str, Any] | None,
+                      *, where: str = "", source: str = "") -> tuple[Any, dict[str, Any]]:
+    """Look ``name`` up and validate the user's ``options`` by the plugin's pydantic
+    ``Options`` model when it has one: the plugin and its options, without calling it. Errors
+    as :func:`instantiate`'s."""
+    obj, _, opts = _validated(registry, name, options, where=where, source=source)
     return obj, opts
 
 
 def instantiate(registry: Registry[Any], name: str, options: Mapping[str, Any] | None,
                 *args: Any, where: str = "", source: str = "", **kwargs: Any) -> Any:
     """Look ``name`` up and call it with ``*args, **kwargs`` plus the user's ``options``,
-    validated by the plugin's pydantic ``Options`` model when it has one. Errors name the
-    config file (``source``, e.g. ``exp.yaml``), the config field (``where``, e.g.
-    ``space.options``) and the bad option: ``exp.yaml: space.options: ...``."""
-    obj, opts = validated_options(registry, name, options, where=where, source=source)
+    validated once, by the plugin's pydantic ``Options`` model when it has one (a plugin that
+    takes its options through :func:`nastk.core.options.options_of` gets the validated model
+    without validating again). Errors name the config file (``source``, e.g. ``exp.yaml``),
+    the config field (``where``, e.g. ``space.options``) and the bad option: ``exp.yaml:
+    space.options: ...``."""
+    obj, model, opts = _validated(registry, name, options, where=where, source=source)
     prefix = "".join(f"{part}: " for part in (source, where) if part)
     try:
-        return obj(*args, **kwargs, **opts)
+        if model is None:
+            return obj(*args, **kwargs, **opts)
+        with prevalidated(type(model), model):  # options_of hands the model over
+            return obj(*args, **kwargs, **opts)
     except TypeError as err:
         raise ConfigError(f"{prefix}{registry.kind} {name!r} rejected options "
                           f"{sorted(opts)}: {err}") from err

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from nastk.core.result import Result
 from nastk.space.architecture import Architecture
@@ -53,6 +54,47 @@ class FunctionEvaluator:
             return Result.failed(f"non-finite metrics {bad}", dict(costs),
                                  time.perf_counter() - t0)
         return Result.complete(dict(metrics), dict(costs), time.perf_counter() - t0)
+
+
+    def identity(self) -> dict[str, Any]:
+        """What this evaluator is, for a run's identity: the function's ``module:name``."""
+        return {"kind": "function", "function": _name(self.fn)}
+
+
+#: what :func:`as_evaluator` accepts, in words (for error messages)
+EVALUATOR_EXPECTED = ("an evaluator (an object with evaluate(arch, checkpoint=None) -> Result, "
+                      "e.g. nastk.evaluation.train.TrainEvaluator) or a function arch -> "
+                      "{metric: value} or ({metric: value}, {cost: value})")
+
+
+def as_evaluator(obj: object, where: str = "evaluator") -> Evaluator:
+    """``obj`` as an :class:`Evaluator`: an evaluator as it is, a plain function ``arch ->
+    metrics`` (or ``(metrics, costs)``) wrapped in a :class:`FunctionEvaluator`. Anything else,
+    or a function that cannot be called with one architecture, is refused with a
+    :class:`TypeError` that says what was expected (``where`` names the argument)."""
+    if isinstance(obj, Evaluator):
+        return obj
+    if callable(obj):
+        try:
+            inspect.signature(obj).bind(None)
+        except TypeError:
+            raise TypeError(f"{where}: {_name(obj)} cannot be called with one architecture; "
+                            f"expected {EVALUATOR_EXPECTED}") from None
+        except ValueError:  # a builtin without a signature: let it try
+            pass
+        return FunctionEvaluator(obj)  # type: ignore[arg-type]
+    raise TypeError(f"{where}: got {type(obj).__name__} {obj!r:.60}; expected "
+                    f"{EVALUATOR_EXPECTED}")
+
+
+def evaluator_identity(evaluator: object) -> dict[str, Any]:
+    """What an evaluator is, as JSON data for a run's identity: its own ``identity()`` when it
+    has one, else its class."""
+    own = getattr(evaluator, "identity", None)
+    if callable(own):
+        return dict(own())
+    cls = type(evaluator)
+    return {"kind": "object", "class": f"{cls.__module__}.{cls.__qualname__}"}
 
 
 def _name(fn: Callable[..., object]) -> str:

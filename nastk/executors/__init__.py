@@ -17,55 +17,86 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nastk.config.executors import AshaConfig, ExecutorConfig
-from nastk.run.layout import RunLayout
 
 if TYPE_CHECKING:
-    from nastk.config.schema import SearchConfig
+    from nastk.core.objective import Objective
     from nastk.executors.actor_pool import ActorPoolExecutor
     from nastk.executors.ray_cluster import RayCluster
     from nastk.executors.tune_trials import TuneExecutor
+    from nastk.executors.worker import EvaluatorFactory
 
-__all__ = ["AshaConfig", "ExecutorConfig", "open_executor", "ray_executor"]
+__all__ = ["AshaConfig", "ExecutorConfig", "evaluator_kind", "open_executor", "ray_executor",
+           "train_epochs"]
 
 
-def ray_executor(config: SearchConfig, cluster: RayCluster,
-                 run_dir: Path) -> ActorPoolExecutor | TuneExecutor:
-    """The ray executor ``config.executor`` asks for, sized for ``cluster``; Tune keeps its
-    files under ``run_dir/ray``."""
+def evaluator_kind(evaluator: object) -> str:
+    """``train``, ``supernet`` or ``function``: what ``executor.mode: auto`` and the ASHA check
+    go by (a user's own evaluator class counts as ``function``: cheap, no epochs)."""
+    from nastk.evaluation.train import TrainEvaluator
+    from nastk.evaluation.weight_sharing import WeightSharingEvaluator
+
+    if isinstance(evaluator, TrainEvaluator):
+        return "train"
+    if isinstance(evaluator, WeightSharingEvaluator):
+        return "supernet"
+    return "function"
+
+
+def train_epochs(evaluator: object) -> tuple[int | None, int | None]:
+    """``(epochs, steps)`` of a train evaluator's budget; ``(None, None)`` for others."""
+    from nastk.evaluation.train import TrainEvaluator
+
+    if isinstance(evaluator, TrainEvaluator):
+        return evaluator.config.epochs, evaluator.config.steps
+    return None, None
+
+
+def ray_executor(ex: ExecutorConfig, factory: EvaluatorFactory, objective: Objective,
+                 cluster: RayCluster, storage_dir: Path, *, kind: str,
+                 epochs: int | None) -> ActorPoolExecutor | TuneExecutor:
+    """The ray executor ``ex`` asks for, sized for ``cluster``, sending ``factory`` to its
+    workers (``kind``: the evaluator's, see :func:`evaluator_kind`; ``epochs``: a train
+    evaluator's, for ASHA). Tune keeps its files under ``storage_dir``."""
     from nastk.executors.worker import WorkerSpec
 
-    ex = config.executor
     n = cluster.concurrency(ex)
-    if ex.resolved_mode(config.evaluator.kind) == "actors":
+    if ex.resolved_mode(kind) == "actors":
         from nastk.executors.actor_pool import ActorPoolExecutor
 
-        return ActorPoolExecutor(WorkerSpec.from_config(config), ex.actors or n,
+        return ActorPoolExecutor(WorkerSpec(factory, objective), ex.actors or n,
                                  cpus_per_actor=ex.cpus_per_candidate,
                                  gpus_per_actor=ex.gpus_per_candidate,
                                  batch_size=ex.batch_size, max_retries=ex.max_retries)
     from nastk.executors.tune_trials import TuneExecutor
 
     asha = ex.scheduler == "asha"
-    return TuneExecutor(WorkerSpec.from_config(config, epoch_reports=asha), n,
-                        RunLayout(run_dir).ray, cpus_per_trial=ex.cpus_per_candidate,
+    return TuneExecutor(WorkerSpec(factory, objective, epoch_reports=asha), n, storage_dir,
+                        cpus_per_trial=ex.cpus_per_candidate,
                         gpus_per_trial=ex.gpus_per_candidate, max_retries=ex.max_retries,
                         asha=ex.asha.model_dump() if asha else None,
-                        epochs=config.evaluator.train.epochs if asha else None)
+                        epochs=epochs if asha else None)
 
 
 @contextmanager
-def open_executor(config: SearchConfig, run_dir: Path
+def open_executor(ex: ExecutorConfig | None, factory: EvaluatorFactory, objective: Objective,
+                  evaluator: object, storage_dir: Path
                   ) -> Iterator[tuple[ActorPoolExecutor | TuneExecutor | None, str]]:
-    """``(executor, description)`` for the config: ``None`` for ``local``; for ``ray``, a
-    connection to the cluster (started or joined) that is closed again on exit."""
-    if config.executor.kind == "local":
+    """``(executor, description)``: ``None`` for ``local`` (or no executor); for ``ray``, a
+    connection to the cluster (started or joined) that is closed again on exit. ``evaluator``
+    is the driver's (its kind picks ``mode: auto`` and is checked against the scheduler);
+    ``factory`` builds it in the workers."""
+    if ex is None or ex.kind == "local":
         yield None, "local (in-process)"
         return
+    kind = evaluator_kind(evaluator)
+    epochs, steps = train_epochs(evaluator)
+    ex.check_fits(kind, epochs, steps)
     from nastk.executors.ray_cluster import RayCluster
 
-    cluster = RayCluster.connect(config.executor.address)
+    cluster = RayCluster.connect(ex.address)
     try:
-        executor = ray_executor(config, cluster, run_dir)
+        executor = ray_executor(ex, factory, objective, cluster, storage_dir, kind=kind,
+                                epochs=epochs)
         yield executor, f"ray ({cluster.describe()}); {executor.describe()}"
     finally:
         cluster.close()

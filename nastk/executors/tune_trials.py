@@ -85,7 +85,7 @@ def run_candidate(config: dict[str, Any], spec: WorkerSpec) -> None:
     final: dict[str, Any] = {SCORE: _score(ctx.objective, Result.from_dict(result_dict)),
                              _RESULT: json.dumps(result_dict), _WEIGHTS: weights or b""}
     if spec.epoch_reports:
-        final["epoch"] = ctx.config.evaluator.train.epochs
+        final["epoch"] = ctx.train_epochs
     tune.report(final)
 
 

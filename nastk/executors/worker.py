@@ -1,5 +1,5 @@
-"""What runs inside a Ray worker process: the evaluator, rebuilt from the search config once per
-process, and the evaluation of one candidate with its weights sent back as bytes.
+"""What runs inside a Ray worker process: the evaluator, built by the search's evaluator factory
+once per process, and the evaluation of one candidate with its weights sent back as bytes.
 
 Nothing here imports Ray: the same functions run in-process in the tests.
 """
@@ -10,21 +10,20 @@ import json
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from nastk.config.schema import SearchConfig, parse_config
 from nastk.core.objective import Objective
 from nastk.core.result import Result
 from nastk.evaluation.base import Evaluator, format_error
 from nastk.evaluation.cost import model_costs
 from nastk.space.architecture import Architecture
-from nastk.space.search_space import SearchSpace
 from nastk.task.contract import Task
 from nastk.training.callbacks import TrainCallback
 
@@ -32,22 +31,49 @@ from nastk.training.callbacks import TrainCallback
 EpochHook = Callable[[int, dict[str, float], dict[str, float]], None]
 
 
+class EvaluatorFactory(Protocol):
+    """What an executor sends its workers instead of an evaluator: a picklable callable that
+    builds, once per worker process, the evaluator a search evaluates with.
+
+    ``key`` names what it builds: two factories with one key build the same evaluator, so a
+    worker (a Tune actor reused across trials, a pool actor) builds it once. A search built
+    from a config sends :class:`nastk.config.factory.ConfigEvaluatorFactory` (it imports the
+    config's plugins and builds from the config in the worker); a search built in Python sends
+    :class:`InstanceFactory` (the evaluator itself, pickled by Ray's cloudpickle).
+    """
+
+    @property
+    def key(self) -> str: ...
+
+    def __call__(self) -> Evaluator: ...
+
+
+@dataclass(frozen=True)
+class InstanceFactory:
+    """The evaluator object itself as a factory: what a search built in Python sends to its
+    workers (the evaluator and everything it holds must pickle; a plain function defined in
+    ``__main__`` does, through cloudpickle)."""
+
+    evaluator: Evaluator
+    key: str = field(default_factory=lambda: f"instance:{uuid.uuid4().hex}")
+
+    def __call__(self) -> Evaluator:
+        return self.evaluator
+
+
 @dataclass(frozen=True)
 class WorkerSpec:
-    """What a worker needs to rebuild the evaluator: the search config (as JSON data), the
-    driver's working directory (relative paths in the config resolve against it where it exists
-    on the worker's node) and whether training reports per-epoch metrics (for ASHA)."""
+    """What a worker needs: the evaluator ``factory``, the search's ``objective`` (Tune scores
+    results by it), the driver's working directory (relative paths resolve against it where it
+    exists on the worker's node) and whether training reports per-epoch metrics (for ASHA)."""
 
-    config: dict[str, Any]
-    cwd: str
+    factory: EvaluatorFactory
+    objective: Objective
+    cwd: str = field(default_factory=os.getcwd)
     epoch_reports: bool = False
 
-    @classmethod
-    def from_config(cls, config: SearchConfig, epoch_reports: bool = False) -> WorkerSpec:
-        return cls(config.model_dump(mode="json"), os.getcwd(), epoch_reports)
-
     def cache_key(self) -> str:
-        return json.dumps([self.config, self.cwd, self.epoch_reports], sort_keys=True)
+        return json.dumps([self.factory.key, self.cwd, self.epoch_reports])
 
 
 class EpochReports(TrainCallback):
@@ -80,33 +106,39 @@ class EpochReports(TrainCallback):
 
 @dataclass
 class WorkerContext:
-    """The pieces a worker evaluates with, built once per process and config."""
+    """The evaluator a worker evaluates with, built once per process and factory."""
 
-    config: SearchConfig
-    space: SearchSpace
-    task: Task | None
     objective: Objective
     evaluator: Evaluator
 
     @classmethod
     def build(cls, spec: WorkerSpec) -> WorkerContext:
-        """Import the config's plugins and build space, task, objective and evaluator (a
-        supernet checkpoint is loaded here, once)."""
-        from nastk.config.compose import build_evaluator, build_objective, build_space_and_task
-
+        """Build the evaluator with ``spec.factory`` (in the driver's working directory, when
+        this node has it)."""
         enter_driver_cwd(spec)
-        config = parse_config(spec.config, "search config sent to a Ray worker")
-        space, task = build_space_and_task(config)
-        objective = build_objective(config, task)
-        evaluator = build_evaluator(config, space, task)
-        return cls(config, space, task, objective, evaluator)
+        return cls(spec.objective, spec.factory())
+
+    @property
+    def train_epochs(self) -> int | None:
+        """The number of epochs each candidate trains for (a train evaluator with an epoch
+        budget), else ``None``."""
+        from nastk.evaluation.train import TrainEvaluator
+
+        ev = self.evaluator
+        if isinstance(ev, TrainEvaluator) and ev.config.steps is None:
+            return int(ev.config.epochs)
+        return None
 
     def epoch_reports(self, on_epoch: EpochHook) -> EpochReports:
         """An :class:`EpochReports` callback for this context's train evaluator."""
-        assert self.task is not None, "epoch reports need a task"
-        train = self.config.evaluator.train
-        return EpochReports(self.task, train.epochs, on_epoch, latency=train.latency,
-                            latency_repeats=train.latency_repeats)
+        from nastk.evaluation.train import TrainEvaluator
+
+        ev = self.evaluator
+        if not isinstance(ev, TrainEvaluator) or self.train_epochs is None:
+            raise TypeError(f"epoch reports need a train evaluator with an epoch budget, got "
+                            f"{type(ev).__name__}")
+        return EpochReports(ev.task, ev.config.epochs, on_epoch, latency=ev.config.latency,
+                            latency_repeats=ev.config.latency_repeats)
 
     @classmethod
     def get(cls, spec: WorkerSpec) -> WorkerContext:

@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from nastk.core.errors import NastkError
+from nastk.core.options import options_of
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 
@@ -64,7 +65,8 @@ class Predictor(ABC):
                             f"{type(space).__name__}")
         self.space = space
         self.seed = int(seed)
-        self.options = self.Options(**options)
+        self.options = options_of(self.Options, options,
+                                  what=f"predictor {type(self).__name__}")
         self._y_mean = 0.0
         self._y_scale = 1.0
         self._n_features: int | None = None

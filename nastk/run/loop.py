@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,7 +17,7 @@ from nastk.core.trial import Trial
 from nastk.core.weights import DiskFullError
 from nastk.evaluation.base import Evaluator, format_error
 from nastk.run.layout import trial_checkpoint_name, trial_id_of_checkpoint
-from nastk.run.sqlite_store import IN_FLIGHT_META, RunStore
+from nastk.run.storage import IN_FLIGHT_META, Storage
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy
@@ -67,7 +67,9 @@ class Executor(Protocol):
 
 
 class Search:
-    """Drives one strategy over one space with one evaluator, recording into a :class:`RunStore`.
+    """Drives one strategy over one space with one evaluator, recording into a :class:`Storage`
+    (the SQLite :class:`~nastk.run.sqlite_store.RunStore`, or the in-memory
+    :class:`~nastk.run.memory_store.MemoryStorage`).
 
     Every finished trial is written before the strategy is told; the strategy's state is saved
     with each tell and with each new trial's row (the state just after it proposed that trial),
@@ -86,10 +88,13 @@ class Search:
 
     A run whose first ``budget.max_failure_streak`` trials all fail with the same error stops
     (see :attr:`stop_reason`): a broken evaluator or environment would fail every candidate.
+
+    Over a store that keeps no strategy state (``store.keeps_strategy_state`` false) the
+    strategy's ``state_dict()`` is never called, and the search cannot resume.
     """
 
     def __init__(self, space: SearchSpace, strategy: Strategy, evaluator: Evaluator,
-                 objective: Objective, store: RunStore, budget: Budget,
+                 objective: Objective, store: Storage, budget: Budget,
                  checkpoint_dir: Path | None = None, keep_checkpoints: int = 3,
                  on_trial: TrialCallback | None = None,
                  executor: Executor | None = None) -> None:
@@ -140,7 +145,7 @@ class Search:
             assert trial.result is not None
             self.strategy.tell(trial.arch, trial.result)
         if untold:
-            self.store.mark_told([t.id for t in untold], self.strategy.state_dict())
+            self.store.mark_told([t.id for t in untold], self._state())
         return self.store.count(Status.COMPLETE, Status.FAILED)
 
     def begin(self) -> int:
@@ -201,7 +206,8 @@ class Search:
                 if cached is not None:
                     assert cached.result is not None
                     self.strategy.tell(arch, cached.result)
-                    self.store.save_strategy_state(self.strategy.state_dict())
+                    if self.store.keeps_strategy_state:
+                        self.store.save_strategy_state(self.strategy.state_dict())
                     self._unsaved = False
                 else:  # in flight: told when that evaluation is recorded
                     self._waiting[arch.key].append(arch)
@@ -216,7 +222,7 @@ class Search:
             # the state just after this proposal is saved with its row (and the list of trials
             # in flight): a run killed from here on redoes this trial rather than asking anew
             pending = [*self.in_flight, *(tid for tid, _ in self._requeue)]
-            state = self.strategy.state_dict() if self._unsaved else None
+            state = self._state() if self._unsaved else None
             trial_id = self.store.start_trial(arch, state, pending)
             self._unsaved = False
             self._saved_in_flight = sorted([*pending, trial_id])
@@ -236,6 +242,10 @@ class Search:
         if pending != self._saved_in_flight:
             self.store.set_meta(IN_FLIGHT_META, pending)
             self._saved_in_flight = pending
+
+    def _state(self) -> dict[str, Any] | None:
+        """The strategy's state to save, or ``None`` when the store keeps none."""
+        return self.strategy.state_dict() if self.store.keeps_strategy_state else None
 
     def _ask(self) -> Architecture:
         self._unsaved = True  # asking changes the strategy's state (RNG, pending proposals)
@@ -270,7 +280,7 @@ class Search:
             self.strategy.tell(repeat, result)
         self.in_flight.pop(candidate.trial_id, None)
         pending = sorted([*self.in_flight, *(tid for tid, _ in self._requeue)])
-        self.store.mark_told([candidate.trial_id], self.strategy.state_dict(), in_flight=pending)
+        self.store.mark_told([candidate.trial_id], self._state(), in_flight=pending)
         self._unsaved = False
         self._saved_in_flight = pending
         self.n_done += 1

@@ -10,6 +10,9 @@ on resume, finished-but-untold trials are told from their rows, ``running`` rows
 run goes on exactly as if it had not stopped. A partial unique index makes a second finished
 row for one architecture impossible.
 
+:class:`RunStore` is the durable back end of :class:`nastk.run.storage.Storage`, whose
+docstring states the contract it shares with the in-memory store.
+
 A write that fails for want of disk space raises :class:`DiskFullError` (nothing of that write
 is kept; the run resumes once space is freed); other disk errors raise
 :class:`StoreWriteError`.
@@ -35,6 +38,14 @@ from nastk.core.result import Result, Status
 from nastk.core.trial import Trial
 from nastk.core.weights import DiskFullError as _FileDiskFullError
 from nastk.run.layout import STORE_FILE
+from nastk.run.storage import (
+    FINISHED,
+    IN_FLIGHT_META,
+    DuplicateResultError,
+    Storage,
+    decode_result,
+    encode_result,
+)
 from nastk.space.architecture import Architecture
 
 if TYPE_CHECKING:
@@ -54,9 +65,6 @@ META_RUN = "run"
 META_CURVES = "strategy_curves"
 #: ``arch key -> the space's render(arch)`` of every trial at the end of the last session
 META_RENDERED = "rendered"
-#: the trials whose proposal the saved strategy state covers but which are not finished (in
-#: flight when it was saved); a resumed run evaluates them first
-IN_FLIGHT_META = "in_flight"
 
 class StoreWriteError(StoreError):
     """A write to the run store failed on the disk (an I/O error); nothing of it was kept."""
@@ -217,8 +225,9 @@ def _loads_state(blob: bytes) -> dict[str, Any]:
     return torch.load(io.BytesIO(blob), weights_only=True)
 
 
-class RunStore:
-    """The SQLite store of one run (``run_dir/store.sqlite``)."""
+class RunStore(Storage):
+    """The SQLite store of one run (``run_dir/store.sqlite``): the durable
+    :class:`~nastk.run.storage.Storage`. It always keeps the strategy's state."""
 
     FILENAME = STORE_FILE
 
@@ -286,12 +295,6 @@ class RunStore:
         if self.lock is not None:
             self.lock.release()
 
-    def __enter__(self) -> RunStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     @contextmanager
     def _tx(self, what: str) -> Iterator[sqlite3.Connection]:
         """One write transaction (``what`` it writes names it in errors): committed, or rolled
@@ -350,32 +353,56 @@ class RunStore:
 
     def finish_trial(self, trial_id: int, result: Result) -> None:
         """Record a finished trial's result (complete or failed)."""
-        if result.status not in (Status.COMPLETE, Status.FAILED):
+        if result.status not in FINISHED:
             raise ValueError(f"finish_trial needs a complete or failed result, got "
                              f"{result.status.value}")
+        metrics, costs, error, info, duration_s = encode_result(result)
         with self._tx(f"recording the result of trial {trial_id}") as db:
-            db.execute(
-                "UPDATE trials SET status=?, metrics=?, costs=?, error=?, info=?, duration_s=?, "
-                "finished=? WHERE id=?",
-                (result.status.value, json.dumps(result.metrics), json.dumps(result.costs),
-                 result.error, json.dumps(result.info), result.duration_s, time.time(), trial_id))
+            try:
+                cur = db.execute(
+                    "UPDATE trials SET status=?, metrics=?, costs=?, error=?, info=?, "
+                    "duration_s=?, finished=? WHERE id=?",
+                    (result.status.value, metrics, costs, error, info, duration_s, time.time(),
+                     trial_id))
+            except sqlite3.IntegrityError as err:  # the partial unique index
+                other = db.execute(
+                    "SELECT t.id, t.key FROM trials t JOIN trials me ON t.key = me.key "
+                    "WHERE me.id=? AND t.id<>? AND t.status IN ('complete', 'failed')",
+                    (trial_id, trial_id)).fetchone()
+                raise DuplicateResultError(
+                    f"architecture {other[1] if other else '?'} already has a result (trial "
+                    f"{other[0] if other else '?'}); trial {trial_id} cannot record a second "
+                    "one") from err
+            if cur.rowcount == 0:
+                raise self._no_such_trials([trial_id])
 
-    def mark_told(self, trial_ids: list[int], state: dict[str, Any],
+    def _no_such_trials(self, trial_ids: list[int]) -> StoreError:
+        """The error for trial ids the store does not hold (``trial_ids`` may list others)."""
+        known = {r[0] for r in self._db.execute(
+            f"SELECT id FROM trials WHERE id IN ({','.join('?' * len(trial_ids))})",
+            trial_ids)}
+        missing = sorted(set(trial_ids) - known)
+        n = self.count()
+        return StoreError(f"the store holds no trial {', '.join(map(str, missing))} (it holds "
+                          f"{n}, numbered from 1)")
+
+    def mark_told(self, trial_ids: list[int], state: dict[str, Any] | None,
                   in_flight: list[int] | None = None) -> None:
-        """Mark trials as told and save the strategy's state (and, when given, the list of
-        trials still in flight), atomically."""
-        blob = _dumps_state(state)
+        """Mark trials as told and save the strategy's state (``None``: keep the saved one)
+        and, when given, the list of trials still in flight, atomically."""
+        blob = None if state is None else _dumps_state(state)
         what = ("saving the strategy's state" if not trial_ids else
                 f"marking trial {', '.join(map(str, trial_ids))} told and saving the strategy's "
                 "state")
         with self._tx(what) as db:
-            db.executemany("UPDATE trials SET told=1 WHERE id=?", [(i,) for i in trial_ids])
-            self._write_state(db, blob, time.time())
+            cur = db.executemany("UPDATE trials SET told=1 WHERE id=?",
+                                 [(i,) for i in trial_ids])
+            if trial_ids and cur.rowcount != len(trial_ids):
+                raise self._no_such_trials(trial_ids)
+            if blob is not None:
+                self._write_state(db, blob, time.time())
             if in_flight is not None:
                 self._write_meta(db, IN_FLIGHT_META, sorted(in_flight))
-
-    def save_strategy_state(self, state: dict[str, Any]) -> None:
-        self.mark_told([], state)
 
     @staticmethod
     def _write_state(db: sqlite3.Connection, blob: bytes, now: float) -> None:
@@ -406,10 +433,7 @@ class RunStore:
         out = []
         for (tid, arch, status, metrics, costs, error, info, dur, started, finished) in rows:
             st = Status(status)
-            result = None
-            if st in (Status.COMPLETE, Status.FAILED):
-                result = Result(st, json.loads(metrics or "{}"), json.loads(costs or "{}"), error,
-                                float(dur or 0.0), json.loads(info or "{}"))
+            result = decode_result(st, metrics, costs, error, info, dur)
             out.append(Trial(tid, Architecture.from_json(arch), st, result, started, finished))
         return out
 

@@ -1,10 +1,13 @@
-"""Fast in-memory search loops for tabular benchmarks: strategy comparisons over many seeds.
+"""Searches over tabular benchmarks, in memory: strategy comparisons over many seeds.
 
-:class:`nastk.run.loop.Search` records every trial in SQLite so runs survive crashes; a tabular
-benchmark answers a query in microseconds, so comparing strategies over dozens of seeds uses
-this loop instead. It keeps the engine's semantics: proposals are validated, a repeated
+A tabular benchmark answers a query in microseconds, so comparing strategies over dozens of
+seeds needs no record on disk: :func:`run_tabular` runs the engine's own loop
+(:class:`nastk.run.loop.Search`) over a :class:`~nastk.run.memory_store.MemoryStorage` that
+keeps no strategy state. Its semantics are the engine's: proposals are validated, a repeated
 proposal is answered from the results so far (telling the strategy again) and does not count
-against the budget, and the budget is a number of distinct architectures evaluated.
+against the budget, the budget is a number of distinct architectures evaluated, and a result
+without the objective's metric is recorded as failed. Also the helpers of the figures drawn
+from such searches: queries to reach a target, and random search's exact expected incumbent.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from typing import Any
 import numpy as np
 
 from nastk.core.objective import Objective
-from nastk.core.result import Result
+from nastk.core.trial import Trial
 from nastk.evaluation.base import Evaluator
+from nastk.run.loop import Budget, Search
+from nastk.run.memory_store import MemoryStorage
 from nastk.space.architecture import Architecture
 from nastk.strategies.base import Strategy
 
@@ -30,6 +35,8 @@ class Trajectory:
     archs: list[Architecture] = field(default_factory=list)
     incumbent_report: list[float] = field(default_factory=list)  # report metric of incumbent
     duplicates: int = 0
+    #: why the search stopped (:attr:`nastk.run.loop.Search.stop_reason`)
+    stop_reason: str = ""
 
     @property
     def queries(self) -> int:
@@ -100,40 +107,36 @@ def calibrated_budget(search: Sequence[float], report: Sequence[float], target: 
 def run_tabular(strategy: Strategy, evaluator: Evaluator, objective: Objective, budget: int,
                 report_metric: str | None = None, max_duplicate_streak: int = 1000,
                 on_query: Callable[[int, Trajectory], None] | None = None) -> Trajectory:
-    """Search with ``strategy`` until ``budget`` distinct architectures were evaluated.
+    """Search with ``strategy`` until ``budget`` distinct architectures were evaluated (or
+    ``max_duplicate_streak`` proposals in a row were repeats).
 
     The incumbent is the architecture with the best ``objective`` score so far; the trajectory
     records its ``report_metric`` (e.g. the 200-epoch test accuracy when the search metric is
-    the 12-epoch validation accuracy; default: the objective's metric).
+    the 12-epoch validation accuracy; default: the objective's metric). ``on_query(n, traj)``
+    is called after each of the ``n`` evaluations.
     """
     report_metric = report_metric or objective.metric
-    seen: dict[str, Result] = {}
     traj = Trajectory()
-    best_score = -math.inf
-    best_report = math.nan
-    streak = 0
-    while traj.queries < budget:
-        arch = strategy.space.validate(strategy.ask(1)[0])
-        cached = seen.get(arch.key)
-        if cached is not None:
-            strategy.tell(arch, cached)
-            traj.duplicates += 1
-            streak += 1
-            if streak >= max_duplicate_streak:
-                break
-            continue
-        streak = 0
-        result = evaluator.evaluate(arch)
-        seen[arch.key] = result
-        strategy.tell(arch, result)
-        score = objective.score(result)
-        if score is not None and score > best_score:
-            best_score = score
-            best_report = float(result.value(report_metric) or math.nan)
-        traj.archs.append(arch)
-        traj.incumbent_report.append(best_report)
+    if budget < 1:
+        return traj
+
+    def on_trial(trial: Trial, n_done: int, best: Trial | None) -> None:
+        traj.archs.append(trial.arch)
+        report = math.nan
+        if best is not None and best.result is not None:
+            report = float(best.result.value(report_metric) or math.nan)
+        traj.incumbent_report.append(report)
+        traj.duplicates = search.duplicates
         if on_query is not None:
             on_query(traj.queries, traj)
+
+    search = Search(strategy.space, strategy, evaluator, objective,
+                    MemoryStorage(keep_strategy_state=False),
+                    Budget(trials=budget, max_duplicate_streak=max_duplicate_streak),
+                    on_trial=on_trial)
+    search.run()
+    traj.duplicates = search.duplicates
+    traj.stop_reason = search.stop_reason
     return traj
 
 

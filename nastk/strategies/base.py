@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from nastk.core.objective import Objective
+from nastk.core.options import options_of
 from nastk.core.result import Result
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
@@ -51,7 +52,8 @@ class Strategy(ABC):
         self.space = space
         self.objective = objective
         self.seed = seed
-        self.options = self.Options(**options)
+        self.options = options_of(self.Options, options,
+                                  what=f"strategy {type(self).__name__}")
         self.rng = np.random.default_rng(seed)
 
     @abstractmethod

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -30,7 +29,7 @@ from nastk.config.compose import build_evaluator, build_from_refs, build_space_a
 from nastk.config.schema import SearchConfig
 from nastk.core.errors import ConfigError, NastkError
 from nastk.core.objective import Objective
-from nastk.core.pareto import pareto_mask
+from nastk.core.pareto import pareto_front
 from nastk.core.trial import Trial
 from nastk.core.weights import load_file, read_weights, save_weights, write_atomic
 from nastk.nn.batchnorm import recalibrate_bn
@@ -69,19 +68,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None,
     run, trial = _load_trial(run_dir, trial_id)
     out = Path(out_dir) if out_dir is not None else run_dir / "export"
     return _export_trial(run, trial, out, _ModelSource(run))
-
-
-def pareto_front(trials: list[Trial], objective: Objective) -> list[Trial]:
-    """The successful trials no other one dominates on the objective's metric and costs (the
-    single best ones when it has no costs), by the first cost, then by metric, best first."""
-    scored = [(t, objective.vector(t.result)) for t in trials if t.result is not None]
-    scored = [(t, v) for t, v in scored if v is not None]
-    if not scored:
-        return []
-    mask = pareto_mask(np.array([v for _, v in scored], dtype=float))
-    front = [(t, v) for (t, v), keep in zip(scored, mask, strict=True) if keep]
-    front.sort(key=lambda tv: (tuple(-x for x in tv[1][1:]), -tv[1][0], tv[0].id))
-    return [t for t, _ in front]
 
 
 def export_front(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Exported]:

@@ -20,7 +20,6 @@ from rich.table import Table
 
 from nastk.cli.commands.export import export_front, export_run
 from nastk.cli.commands.path_filter import fit_from_run
-from nastk.cli.commands.search import run_experiment
 from nastk.cli.commands.supernet_train import train_supernet
 from nastk.cli.console import results_console
 from nastk.config.compose import build_space, build_task, import_plugins
@@ -37,6 +36,7 @@ from nastk.pipelines.recipe import (
     load_recipe,
     run_recipe_stages,
 )
+from nastk.pipelines.search import run_search_config
 from nastk.run import layout
 from nastk.run.layout import RunLayout
 
@@ -78,7 +78,7 @@ def _supernet_train(stage: ResolvedStage, console: Console, progress: bool) -> d
 def _search(stage: ResolvedStage, console: Console, progress: bool) -> dict[str, Any]:
     assert isinstance(stage.config, SearchConfig)
     resume = RunLayout(stage.config.resolved_run_dir()).store.is_file()
-    outcome = run_experiment(stage.config, resume=resume, console=console, progress=progress)
+    outcome = run_search_config(stage.config, resume=resume, console=console, progress=progress)
     objective = outcome.objective
     scored = [(objective.score(t.result), t) for t in outcome.trials if t.result is not None]
     scored = [(s, t) for s, t in scored if s is not None]

@@ -17,7 +17,6 @@ from typing import TypeVar
 from rich.console import Console
 
 from nastk import report
-from nastk.cli.commands.search import run_meta
 from nastk.cli.console import results_console
 from nastk.config.compose import build_space, build_strategy, import_plugins
 from nastk.core.errors import NastkError
@@ -62,6 +61,8 @@ def report_run(run_dir: str | Path) -> Reported:
     """Rewrite ``run_dir/report.md`` (with its plots) and return what was used."""
     record = open_run(run_dir)
     config = record.config
+    if config is None:  # a search built in Python: its plugins are the user's code
+        return Reported(record, record.write_report(), record.render, "stored")
 
     def make_space() -> SearchSpace:
         import_plugins(config.plugins)
@@ -80,7 +81,7 @@ def report_run(run_dir: str | Path) -> Reported:
     render = space.render if space is not None else _stored_render(record.rendered or {})
     curves = strategy.curves() if strategy is not None else (record.curves or {})
     path = report.write_report(record.run_dir, record.trials, record.objective,
-                               title=f"nastk run: {config.name}", meta=run_meta(config),
+                               title=f"nastk run: {config.name}", meta=config.report_meta(),
                                curves=curves, render=render)
     source = "live" if space is not None and strategy is not None else "stored"
     return Reported(record, path, render, source)
@@ -92,9 +93,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     record = done.record
     out = results_console()
     out.print(report.leaderboard_table(record.trials, record.objective, top=args.top,
-                                       title=f"leaderboard: {record.config.name}",
+                                       title=f"leaderboard: {record.name}",
                                        render=done.render))
-    if done.source == "stored":
+    if done.source == "stored" and record.config is not None:
         console.print("note: the run's plugins did not load; its strategy curves and "
                       "architecture texts come from the store")
     out.print(f"report: {done.path}")

@@ -14,11 +14,13 @@ from typing import Any
 
 from rich.console import Console
 
-from nastk.config.schema import SearchConfig
+from nastk.config.schema import IDENTITY_EXCLUDES, SearchConfig
 from nastk.core.errors import NastkError, StoreError
 from nastk.core.result import Status
+from nastk.pipelines.search import run_search_config
 from nastk.pipelines.study.config import StudyConfig, StudyRun
 from nastk.report.progress import ProgressView
+from nastk.run.identity import identity_differences
 from nastk.run.layout import RunLayout
 from nastk.run.sqlite_store import RunStore, UnstartedStoreError
 
@@ -40,7 +42,6 @@ def run_state(config: SearchConfig) -> str:
     path = RunLayout(config.resolved_run_dir()).store
     if not path.is_file():
         return "new"
-    from nastk.cli.commands.search import identity_differences
 
     try:
         store = RunStore.open_existing(config.resolved_run_dir())
@@ -50,7 +51,8 @@ def run_state(config: SearchConfig) -> str:
         n = store.count(Status.COMPLETE, Status.FAILED)
         converged = bool(store.get_meta("study_converged", False))
         identity = store.get_meta("identity")
-    differs = identity_differences(identity, config) if identity is not None else None
+    differs = (identity_differences(identity, config, excluded=IDENTITY_EXCLUDES)
+               if identity is not None else None)
     if differs:  # a finished run of another config would be skipped and reported as this one
         raise StoreError(f"study run {config.resolved_run_dir()} was made by another config "
                          f"{differs}. Delete that folder to rerun it, or give the study another "
@@ -61,12 +63,11 @@ def run_state(config: SearchConfig) -> str:
 def _run_one(config_data: dict[str, Any], source: str) -> None:
     """One search (also what a Ray worker runs); marks a run that stopped short of its budget
     (a converged strategy) so that a resumed study does not rerun it."""
-    from nastk.cli.commands.search import run_experiment
     from nastk.config.schema import parse_config
 
     config = parse_config(config_data, source)
     resume = run_state(config) == "partial"
-    outcome = run_experiment(config, resume=resume, console=Console(stderr=True, quiet=True),
+    outcome = run_search_config(config, resume=resume, console=Console(stderr=True, quiet=True),
                              progress=False)
     if len([t for t in outcome.trials if t.done]) < config.budget.trials:
         with RunStore.open_existing(config.resolved_run_dir()) as store:

@@ -1,0 +1,111 @@
+"""Validating options, and the one way nastk words a validation error.
+
+Configs (a search, a supernet training, a study, a recipe and its stages) and the options of
+every plugin (a space, a task, a strategy, a predictor) are pydantic models. Whatever fails,
+the error names the file (``source``), the field's path (``where`` and the error's location),
+what is wrong and the value given::
+
+    exp.yaml: budget.trials: Input should be greater than 0 (got -3)
+    exp.yaml: strategy.options: invalid options for strategy 'evolution':
+      strategy.options.population: Input should be greater than or equal to 2 (got 1)
+
+A plugin's options are validated once: :func:`nastk.core.registry.instantiate` validates them
+with :func:`validate_options` and constructs the plugin inside :func:`prevalidated`, so a
+plugin whose constructor takes its options through :func:`options_of` receives the validated
+model without validating it again (constructed directly, it validates them itself, with the
+same wording).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from nastk.core.errors import ConfigError
+
+__all__ = ["format_validation_error", "options_of", "prevalidated", "validate_options"]
+
+M = TypeVar("M", bound=BaseModel)
+
+_UNKNOWN_FIELD = "unknown field; check its spelling against the documented fields"
+
+
+def _fields_at(schema: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the model at ``loc`` inside ``schema`` (following nested models),
+    or ``[]`` where the path leaves the models (lists, mappings, unions)."""
+    model = schema
+    for part in loc:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return []
+        ann = model.model_fields[part].annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return [f.alias or n for n, f in model.model_fields.items()] if model is not None else []
+
+
+def _line(error: Any, where: str, schema: type[BaseModel] | None = None) -> str:
+    loc = ".".join(str(p) for p in error["loc"])
+    path = ".".join(p for p in (where, loc) if p) or "(top level)"
+    msg = error["msg"]
+    if error["type"] == "extra_forbidden":
+        known = _fields_at(schema, tuple(error["loc"])[:-1])
+        msg = _UNKNOWN_FIELD + (f" (known: {', '.join(known)})" if known else "")
+    given = error.get("input")
+    got = f" (got {given!r})" if "input" in error and not isinstance(given, dict) else ""
+    return f"{path}: {msg}{got}"
+
+
+def format_validation_error(err: ValidationError, source: str = "", where: str = "",
+                            headline: str = "", schema: type[BaseModel] | None = None) -> str:
+    """``err`` in nastk's words: one line per error, ``source: where.location: message (got
+    value)``; an unknown field lists the known ones when the ``schema`` that failed is given.
+    With a ``headline`` (e.g. ``invalid options for strategy 'evolution'``) the first line is
+    ``source: where: headline:`` and the errors follow, indented."""
+    lines = [_line(e, where, schema) for e in err.errors()]
+    if headline:
+        first = ": ".join(p for p in (source, where) if p)
+        return "\n".join([f"{first}: {headline}:" if first else f"{headline}:",
+                          *(f"  {line}" for line in lines)])
+    return "\n".join(f"{source}: {line}" if source else line for line in lines)
+
+
+def validate_options(schema: type[M], options: Mapping[str, Any] | None, *, source: str = "",
+                     where: str = "", what: str = "") -> M:
+    """``options`` validated by ``schema``; a :class:`ConfigError` worded by
+    :func:`format_validation_error` otherwise (``what``, e.g. ``strategy 'evolution'``, makes
+    the headline ``invalid options for <what>``)."""
+    try:
+        return schema.model_validate(dict(options or {}))
+    except ValidationError as err:
+        headline = f"invalid options for {what}" if what else ""
+        raise ConfigError(format_validation_error(err, source, where, headline, schema)
+                          ) from None
+
+
+_PREVALIDATED: contextvars.ContextVar[tuple[type[BaseModel], BaseModel] | None] = (
+    contextvars.ContextVar("nastk_prevalidated_options", default=None))
+
+
+@contextlib.contextmanager
+def prevalidated(schema: type[BaseModel], model: BaseModel) -> Iterator[None]:
+    """Within the block, :func:`options_of` on ``schema`` with ``model``'s values returns
+    ``model`` itself (the registry constructs a plugin here after validating its options)."""
+    token = _PREVALIDATED.set((schema, model))
+    try:
+        yield
+    finally:
+        _PREVALIDATED.reset(token)
+
+
+def options_of(schema: type[M], options: Mapping[str, Any], *, what: str = "") -> M:
+    """A plugin's options as its ``schema``: the registry's validated model when the plugin is
+    being built by :func:`nastk.core.registry.instantiate` (not validated again), else
+    ``options`` validated now (errors as :func:`validate_options` words them)."""
+    held = _PREVALIDATED.get()
+    if held is not None and held[0] is schema and dict(options) == held[1].model_dump():
+        _PREVALIDATED.set(None)  # one construction only: a nested plugin validates its own
+        return held[1]  # type: ignore[return-value]
+    return validate_options(schema, options, what=what)
