@@ -7,8 +7,8 @@ upsampled to the input's size and squashed by a sigmoid: a saliency map in (0, 1
 
 Loss: SalNAS's composite ``KLD + (1 - CC) + (1 - sigmoid(NSS))`` as named terms, each weight
 configurable (``loss_weights``). Metrics over every image of the split at the ground truth's
-resolution (:class:`nastk.tasks.saliency.metrics.SaliencyMeter`): AUC-Judd, AUC-Borji, shuffled AUC,
-NSS, CC, KLD, SIM, and information gain against the centre-bias baseline fitted on the
+resolution (:class:`nastk.tasks.saliency.meter.SaliencyMeter`): AUC-Judd, AUC-Borji, shuffled
+AUC, NSS, CC, KLD, SIM, and information gain against the centre-bias baseline fitted on the
 training split (``ig``) and against a uniform map (``ig_uniform``). Self-KD blends density
 maps and keeps the true fixations (:meth:`SaliencyTask.blend_targets`).
 """
@@ -28,8 +28,10 @@ from torch.utils.data import Dataset, Subset
 from nastk.data.splits import SplitOptions, holdout_indices, shuffled_split_indices
 from nastk.report.predictions import save_image_grid
 from nastk.task.contract import Task
+from nastk.tasks.saliency.baseline import CenterBias
 from nastk.tasks.saliency.datasets import load_dataset
-from nastk.tasks.saliency.metrics import CenterBias, SaliencyMeter, saliency_loss
+from nastk.tasks.saliency.losses import saliency_loss
+from nastk.tasks.saliency.meter import SaliencyMeter
 from nastk.tasks.saliency.synthetic import make_saliency_scenes
 
 __all__ = ["SaliencyModel", "SaliencyTask", "SyntheticSaliency"]
