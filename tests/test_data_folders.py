@@ -1,9 +1,10 @@
-"""The folder-dataset base (nastk/data/folders.py) through a loader written the way its module
-docstring tells a user to: split and folder checks, the layout in every folder error, files
+"""The folder-dataset base (nastk/data/folders.py) through the loader its module docstring shows
+a user (run as written): split and folder checks, the layout in every folder error, files
 named when they are missing or unreadable, resizing, the transform, and loaders by name."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -12,30 +13,23 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+import nastk.data.folders
 from nastk.core.errors import NastkError
 from nastk.data.folders import DatasetError, FolderDataset, loader_named
-from nastk.data.images import read_grey
 
 
-class MyMasks(FolderDataset):
-    layout = "root/<split>/<name>.jpg and root/<split>/<name>.png (the mask)"
-    splits = ("train", "val")
-
-    def _image_dir(self) -> Path:
-        return self.root / self.split
-
-    def _find_items(self) -> list[Path]:
-        self._require_dir(self._image_dir())
-        images = sorted(self._image_dir().glob("*.jpg"))
-        for image in images:
-            self._require_file(image, image.with_suffix(".png"), "mask")
-        return images
-
-    def _sample(self, image: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        mask = torch.from_numpy(self._read(read_grey, image.with_suffix(".png"), "mask"))
-        return self._resized(self._read_image(image)), mask
+def _docstring_example() -> type[FolderDataset]:
+    """The loader the module docstring shows a user, run as written."""
+    doc = nastk.data.folders.__doc__ or ""
+    block = doc.split("::\n", 1)[1]
+    code = textwrap.dedent("\n".join(line for line in block.splitlines()
+                                      if not line or line.startswith("    ")))
+    namespace: dict[str, object] = {}
+    exec(compile(code, "nastk/data/folders.py docstring", "exec", dont_inherit=True), namespace)
+    return namespace["MyMasks"]  # type: ignore[return-value]
 
 
+MyMasks = _docstring_example()
 H, W = 6, 10
 
 

@@ -11,6 +11,10 @@ The segmentation (CamVid, Cityscapes, VOC), saliency (SALICON, MIT1003, CAT2000)
 ``_find_items`` (the items of ``self.split``, in a stable order) and ``_sample`` (an item as
 ``(image, target)``, e.g. ``self._read_image(path)`` resized by ``self._resized``)::
 
+    from pathlib import Path
+
+    import torch
+
     from nastk.data.folders import FolderDataset
     from nastk.data.images import read_grey
 
