@@ -75,6 +75,7 @@ from nastk.search_spaces.small_cnn import InvertedResidual
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import Categorical, Dimension, IntRange
 from nastk.space.search_space import SearchSpace
+from nastk.space.validators import Choices, StageInts
 
 __all__ = ["AGGREGATIONS", "NAS_SEGM_WACV_OPTIONS", "OPS", "NasSegmBody", "NasSegmDecoder",
            "NasSegmEncoder", "NasSegmGenotype", "NasSegmLayer", "NasSegmSpace", "make_op"]
@@ -320,17 +321,18 @@ class NasSegmSpace(SearchSpace):
 
         stem_channels: int = Field(16, ge=1, description="encoder: channels of the stride-2 "
                                                          "stem convolution")
-        encoder_widths: list[int] = Field(
+        encoder_widths: StageInts = Field(
             default_factory=lambda: [16, 24, 32],
             description="encoder: output channels of its 3 inverted-residual stages, at "
                         "strides 2, 4 and 8; the last two feed the decoder")
-        encoder_depths: list[int] = Field(
+        encoder_depths: StageInts = Field(
             default_factory=lambda: [1, 2, 2],
             description="encoder: inverted-residual blocks in each of the 3 stages")
         encoder_expand: int = Field(4, ge=1, description="encoder: expansion ratio of the "
                                                          "blocks of stages 2 and 3 (stage 1: 1)")
-        ops: list[str] = Field(default_factory=lambda: list(OPS),
-                               description=f"decoder operations to search over, from {list(OPS)}")
+        ops: Choices[str] = Field(
+            default_factory=lambda: list(OPS),
+            description=f"decoder operations to search over, from {list(OPS)}")
         dilation: int = Field(2, ge=2, le=6, description="dilation of the dil3x3 op")
         n_templates: int = Field(3, ge=1, le=16, description="number of templates")
         n_layers: int = Field(4, ge=1, le=16, description="number of decoder layers")
@@ -344,23 +346,17 @@ class NasSegmSpace(SearchSpace):
 
         @field_validator("encoder_widths", "encoder_depths")
         @classmethod
-        def _three_positive(cls, v: list[int]) -> list[int]:
+        def _three_stages(cls, v: list[int]) -> list[int]:
             if len(v) != 3:
                 raise ValueError(f"needs exactly 3 values (stages at strides 2, 4, 8), got {v}")
-            if any(x < 1 for x in v):
-                raise ValueError(f"values must be >= 1, got {v}")
             return v
 
         @field_validator("ops")
         @classmethod
         def _known_ops(cls, v: list[str]) -> list[str]:
-            if not v:
-                raise ValueError("needs at least one op")
             unknown = [o for o in v if o not in OPS]
             if unknown:
                 raise ValueError(f"unknown ops {unknown}; choose from {list(OPS)}")
-            if len(set(v)) != len(v):
-                raise ValueError(f"ops contain duplicates: {v}")
             return v
 
         @model_validator(mode="after")

@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import networkx as nx
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from torch import nn
 
 from nastk.core.errors import BenchmarkDataError, InvalidArchitectureError
-from nastk.core.result import Result
-from nastk.data import dirs as data_dirs
+from nastk.data.tabular import Lookup, TabularBenchmark, TabularEvaluator, lookup_function
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import Categorical
 from nastk.space.search_space import SearchSpace
@@ -109,14 +108,10 @@ class NB201Space(SearchSpace):
 
         channels: int = Field(16, ge=1, description="channels of the first stage (then x2, x4)")
         cells_per_stage: int = Field(5, ge=1, description="cells in each of the three stages")
-        dataset: str = Field("cifar10", description="the data set whose network `arch_costs` "
-                             "counts (input size and classes differ); set it to the one searched "
-                             "when a strategy prunes by cost (path_filter_search)")
-
-        @field_validator("dataset")
-        @classmethod
-        def _dataset(cls, v: str) -> str:
-            return canonical_dataset(v)
+        dataset: Annotated[str, AfterValidator(canonical_dataset)] = Field(
+            "cifar10", description="the data set whose network `arch_costs` counts (input size "
+            "and classes differ); set it to the one searched when a strategy prunes by cost "
+            "(path_filter_search)")
 
     def __init__(self, **options: Any) -> None:
         self.options = self.Options(**options)
@@ -319,24 +314,6 @@ def architecture_costs(arch: Mapping[str, Any], dataset: str = "cifar10", channe
 # -- the tabular benchmark ------------------------------------------------------------------------
 
 
-def find_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The folder holding ``nasbench201-tables/`` (and optionally ``nasbench201-hardware/``).
-
-    Looks at ``data_dir`` when given, else ``$NASTK_NB201_DIR``, ``../shared/data`` (from the
-    working directory and from the repository) and ``./data``; raises
-    :class:`BenchmarkDataError` saying where to put the files.
-    """
-    return data_dirs.find_data_dir(
-        data_dir, ENV_VAR, [f"{TABLES}/{ACC_FILE}"], "NAS-Bench-201 tables",
-        f"Put the folder {TABLES}/ (with {ACC_FILE}) and optionally {HARDWARE}/ (with "
-        f"{LATENCY_FILE})")
-
-
-def nb201_data_missing() -> str | None:
-    """``None`` when the benchmark tables are found, else the reason (for test skips)."""
-    return data_dirs.missing_reason(find_data_dir)
-
-
 def _parse_trusted(text: str, path: Path, pos: int) -> Architecture:
     """Fast parse of a table's architecture string (the format is fixed; ops are checked)."""
     ops = [item.partition("~")[0] for item in text.replace("+", "").split("|") if item]
@@ -346,20 +323,26 @@ def _parse_trusted(text: str, path: Path, pos: int) -> Architecture:
     return Architecture(dict(zip(EDGE_NAMES, ops, strict=True)))
 
 
-class NB201Bench:
+class NB201Bench(TabularBenchmark):
     """Look-up of NAS-Bench-201 accuracies and costs for all 15,625 architectures.
 
     Accuracies are percentages, averaged over the benchmark's training seeds (see
     ``nasbench201-tables/SOURCE.md``). Latencies (ms) come from the measured tables in
     ``nasbench201-hardware``, one column per device; params and FLOPs are computed from the
-    network (:func:`architecture_costs`).
+    network (:func:`architecture_costs`). The folder holds ``nasbench201-tables/`` (and
+    optionally ``nasbench201-hardware/``); it is found as
+    :meth:`~nastk.data.tabular.TabularBenchmark.find_data_dir` says, ``$NASTK_NB201_DIR``
+    first.
     """
 
-    _cache: ClassVar[dict[tuple[str, str], NB201Bench]] = {}
+    env_var = ENV_VAR
+    required = (f"{TABLES}/{ACC_FILE}",)
+    title = "NAS-Bench-201 tables"
+    layout = (f"Put the folder {TABLES}/ (with {ACC_FILE}) and optionally {HARDWARE}/ (with "
+              f"{LATENCY_FILE})")
 
     def __init__(self, data_dir: Path, latency_device: str = "pixel3") -> None:
-        self.data_dir = data_dir
-        self.space = NB201Space()
+        super().__init__(data_dir, NB201Space())
         self.latency_device = latency_device
         path = data_dir / TABLES / ACC_FILE
         with path.open(newline="") as f:
@@ -371,16 +354,12 @@ class NB201Bench:
         missing = needed - set(rows[0])
         if missing:
             raise BenchmarkDataError(f"{path}: missing columns {sorted(missing)}")
-        self._archs: list[Architecture] = []
-        self._index: dict[str, int] = {}
         self._acc: dict[str, list[float]] = {c: [] for c in needed - {"index", "arch_str"}}
         for pos, row in enumerate(rows):
             if int(row["index"]) != pos:
                 raise BenchmarkDataError(f"{path}: row {pos} has index {row['index']}; rows "
                                          "must be in official index order")
-            arch = _parse_trusted(row["arch_str"], path, pos)
-            self._archs.append(arch)
-            self._index[arch.key] = pos
+            self.add_arch(_parse_trusted(row["arch_str"], path, pos))
             for c in self._acc:
                 self._acc[c].append(float(row[c]) if row[c] else math.nan)
         self._latency: list[float] | None = None
@@ -400,22 +379,11 @@ class NB201Bench:
     def load(cls, data_dir: str | Path | None = None,
              latency_device: str = "pixel3") -> NB201Bench:
         """The benchmark from ``data_dir`` (see :func:`find_data_dir`), cached per process."""
-        root = find_data_dir(data_dir)
-        key = (str(root), latency_device)
-        if key not in cls._cache:
-            cls._cache[key] = cls(root, latency_device)
-        return cls._cache[key]
-
-    def __len__(self) -> int:
-        return len(self._archs)
-
-    def archs(self) -> list[Architecture]:
-        """All architectures, in official index order."""
-        return list(self._archs)
+        return cls.from_folder(data_dir, latency_device)
 
     def index(self, arch: Architecture | Mapping[str, Any]) -> int:
         """The official NB201 index of ``arch``."""
-        return self._index[self.space.validate(arch).key]
+        return self.row(arch)
 
     def accuracy(self, arch: Architecture | Mapping[str, Any], dataset: str = "cifar10",
                  kind: AccuracyKind = "val12") -> float:
@@ -431,7 +399,7 @@ class NB201Bench:
 
     def optimum(self, dataset: str = "cifar10", kind: AccuracyKind = "test200") -> float:
         """The best accuracy of the whole space."""
-        return max(v for v in self.column(dataset, kind) if not math.isnan(v))
+        return self.best_value(self.column(dataset, kind))
 
     def costs(self, arch: Architecture | Mapping[str, Any],
               dataset: str = "cifar10") -> dict[str, float]:
@@ -440,53 +408,50 @@ class NB201Bench:
         arch = self.space.validate(arch)
         out = architecture_costs(arch, dataset)
         if self._latency is not None:
-            lat = self._latency[self._index[arch.key]]
+            lat = self._latency[self.row(arch)]
             if not math.isnan(lat):
                 out["latency_ms"] = lat
         return out
 
 
-class NB201Evaluator:
+#: the folder holding ``nasbench201-tables/`` (see :meth:`NB201Bench.find_data_dir`)
+find_data_dir = NB201Bench.find_data_dir
+#: ``None`` when the benchmark tables are found, else the reason (for test skips)
+nb201_data_missing = NB201Bench.data_missing
+
+
+class NB201Evaluator(TabularEvaluator):
     """Tabular evaluator: a candidate's 12-epoch validation accuracy (``val_acc_12ep``, what
     searches optimise) and 200-epoch test accuracy (``test_acc_200ep``, what is reported), plus
     costs, looked up in NAS-Bench-201. Counts the queries it answered."""
 
     SEARCH_METRIC = "val_acc_12ep"
     REPORT_METRIC = "test_acc_200ep"
+    bench: NB201Bench
 
     def __init__(self, dataset: str = "cifar10", data_dir: str | Path | None = None,
                  latency_device: str = "pixel3") -> None:
         self.dataset = canonical_dataset(dataset)
-        self.bench = NB201Bench.load(data_dir, latency_device)
-        self.queries = 0
+        super().__init__(NB201Bench.load(data_dir, latency_device))
 
     def metrics(self, arch: Architecture) -> dict[str, float]:
         return {self.SEARCH_METRIC: self.bench.accuracy(arch, self.dataset, "val12"),
                 self.REPORT_METRIC: self.bench.accuracy(arch, self.dataset, "test200")}
 
-    def evaluate(self, arch: Architecture, checkpoint: Path | None = None) -> Result:
-        self.queries += 1
-        return Result.complete(self.metrics(arch), self.bench.costs(arch, self.dataset),
-                               info={"nb201_index": self.bench.index(arch)})
+    def costs(self, arch: Architecture) -> dict[str, float]:
+        return self.bench.costs(arch, self.dataset)
+
+    def info(self, arch: Architecture) -> dict[str, Any]:
+        return {"nb201_index": self.bench.index(arch)}
 
 
-def _function(dataset: str) -> Any:
-    def evaluate(arch: Architecture) -> tuple[dict[str, float], dict[str, float]]:
-        ev = _evaluator(dataset)
-        return ev.metrics(arch), ev.bench.costs(arch, dataset)
-
-    evaluate.__doc__ = (f"NAS-Bench-201 {dataset} look-up for `evaluator: {{kind: function}}` "
-                        f"(data from ${ENV_VAR} or ../shared/data)")
-    return evaluate
-
-
-@cache
-def _evaluator(dataset: str) -> NB201Evaluator:
-    return NB201Evaluator(dataset)
+def _function(name: str, dataset: str) -> Callable[[Architecture], Lookup]:
+    return lookup_function(lambda: NB201Evaluator(dataset), __name__, name,
+                           f"NAS-Bench-201 {dataset} look-up for `evaluator: {{kind: function}}` "
+                           f"(data from ${ENV_VAR} or ../shared/data)")
 
 
 #: ``evaluator: {kind: function, function: nastk.search_spaces.nb201:cifar10}`` in a config
-cifar10 = _function("cifar10")
-cifar100 = _function("cifar100")
-imagenet16 = _function("ImageNet16-120")
-
+cifar10 = _function("cifar10", "cifar10")
+cifar100 = _function("cifar100", "cifar100")
+imagenet16 = _function("imagenet16", "ImageNet16-120")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from nastk.nn.body import StemStagesBody
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import StageList
 from nastk.space.search_space import SearchSpace
+from nastk.space.validators import Choices, OddSizes, StageInts, one_per_stage
 
 __all__ = ["InvertedResidual", "SmallCNNBody", "SmallCNNSpace"]
 
@@ -99,55 +100,31 @@ class SmallCNNSpace(SearchSpace):
         model_config = ConfigDict(extra="forbid")
 
         stages: int = Field(3, ge=1, le=8, description="number of stages")
-        depths: list[int] = Field(default_factory=lambda: [1, 2, 3],
-                                  description="choices of blocks per stage")
-        widths: list[int] = Field(default_factory=lambda: [8, 16, 24, 32],
-                                  description="choices of output channels per stage")
-        kernels: list[int] = Field(default_factory=lambda: [3, 5],
-                                   description="choices of depthwise kernel size (odd)")
-        expansions: list[int] = Field(default_factory=lambda: [1, 2, 4],
-                                      description="choices of expansion ratio")
+        depths: Choices[int] = Field(default_factory=lambda: [1, 2, 3],
+                                     description="choices of blocks per stage")
+        widths: Choices[int] = Field(default_factory=lambda: [8, 16, 24, 32],
+                                     description="choices of output channels per stage")
+        kernels: Annotated[Choices[int], OddSizes] = Field(
+            default_factory=lambda: [3, 5], description="choices of depthwise kernel size (odd)")
+        expansions: Choices[int] = Field(default_factory=lambda: [1, 2, 4],
+                                         description="choices of expansion ratio")
         stem_width: int = Field(16, ge=1, description="channels of the stem convolution")
-        strides: list[int] | None = Field(
+        strides: StageInts | None = Field(
             None, description="stride of each stage's first block; default [1, 2, 2, ...]")
         activation: Literal["relu", "relu6"] = "relu6"
-
-        @field_validator("depths", "widths", "kernels", "expansions")
-        @classmethod
-        def _positive_unique(cls, v: list[int]) -> list[int]:
-            if not v:
-                raise ValueError("needs at least one choice")
-            if any(x < 1 for x in v):
-                raise ValueError(f"choices must be >= 1, got {v}")
-            if len(set(v)) != len(v):
-                raise ValueError(f"choices contain duplicates: {v}")
-            return v
-
-        @field_validator("kernels")
-        @classmethod
-        def _odd(cls, v: list[int]) -> list[int]:
-            if any(k % 2 == 0 for k in v):
-                raise ValueError(f"kernel sizes must be odd, got {v}")
-            return v
 
         @model_validator(mode="after")
         def _strides(self) -> SmallCNNSpace.Options:
             if self.strides is None:
                 self.strides = [1] + [2] * (self.stages - 1)
-            if len(self.strides) != self.stages:
-                raise ValueError(f"strides needs one value per stage ({self.stages}), "
-                                 f"got {self.strides}")
-            if any(s < 1 for s in self.strides):
-                raise ValueError(f"strides must be >= 1, got {self.strides}")
+            one_per_stage(self, ["strides"], self.stages, f"{self.stages} stages")
             return self
 
     def __init__(self, **options: Any) -> None:
-        opts = self.Options(**options)
-        self.options = opts
-        self.stages = opts.stages
-        self.stem_width = opts.stem_width
+        self.options = opts = self.Options(**options)
+        self.stages, self.stem_width, self.activation = (opts.stages, opts.stem_width,
+                                                         opts.activation)
         self.strides: list[int] = list(opts.strides or [])
-        self.activation = opts.activation
         super().__init__([
             StageList("depth", opts.depths, opts.stages),
             StageList("width", opts.widths, opts.stages),

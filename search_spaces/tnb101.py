@@ -36,18 +36,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from nastk.core.errors import BenchmarkDataError, InvalidArchitectureError
-from nastk.core.result import Result
-from nastk.data import dirs as data_dirs
+from nastk.data.tabular import Lookup, TabularBenchmark, TabularEvaluator, lookup_function
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import Categorical
 from nastk.space.search_space import SearchSpace
@@ -60,6 +58,7 @@ __all__ = [
     "TNB101Evaluator",
     "TNB101MacroSpace",
     "TNB101MicroSpace",
+    "check_task",
     "find_data_dir",
     "micro_costs",
     "tnb101_data_missing",
@@ -76,6 +75,14 @@ TASKS: dict[str, tuple[str, str]] = {
     "room_layout": ("neg_l2_loss", "room layout, negative L2 loss"),
 }
 SpaceKind = Literal["micro", "macro"]
+
+
+def check_task(task: str) -> str:
+    """``task`` if it is one of :data:`TASKS`, else a ``ValueError`` listing them."""
+    if task not in TASKS:
+        raise ValueError(f"TransNAS-Bench-101 task {task!r} unknown; use one of {list(TASKS)}")
+    return task
+
 
 #: micro-cell operations by benchmark code (0..3)
 MICRO_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3")
@@ -127,14 +134,10 @@ class TNB101MicroOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task: str = Field("class_scene", description="the task whose network `arch_costs` counts "
-                      "(each task has its own decoder); set it to the task searched when a "
-                      "strategy prunes by cost (path_filter_search)")
-
-    @field_validator("task")
-    @classmethod
-    def _task(cls, v: str) -> str:
-        return TNB101Bench.check_task(v)
+    task: Annotated[str, AfterValidator(check_task)] = Field(
+        "class_scene", description="the task whose network `arch_costs` counts (each task has "
+        "its own decoder); set it to the task searched when a strategy prunes by cost "
+        "(path_filter_search)")
 
 
 class TNB101MicroSpace(SearchSpace):
@@ -262,7 +265,7 @@ def micro_costs(arch: Mapping[str, Any], task: str = "class_scene") -> dict[str,
     network of ``arch`` on ``task``, as NAS-Bench-Suite-Zero counted them (see the module's
     docstring)."""
     codes = _micro_space().codes(arch)
-    params, flops = _BASE_COSTS[TNB101Bench.check_task(task)]
+    params, flops = _BASE_COSTS[check_task(task)]
     per_edge_flops = _EDGE_FLOPS_JIGSAW if task == "jigsaw" else _EDGE_FLOPS
     for (_, source), code in zip(MICRO_EDGES, codes, strict=True):
         if code == 0:  # none
@@ -289,35 +292,22 @@ def make_space(kind: SpaceKind) -> TNB101MicroSpace | TNB101MacroSpace:
 # -- the tabular benchmark ------------------------------------------------------------------------
 
 
-def find_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The folder holding ``nas-bench-suite-zero-naslib/`` with the TransNAS-Bench-101 dumps.
-
-    Looks at ``data_dir`` when given, else ``$NASTK_TNB101_DIR``, ``../shared/data`` (from the
-    working directory and from the repository) and ``./data``; raises
-    :class:`BenchmarkDataError` saying where to put the files.
-    """
-    return data_dirs.find_data_dir(
-        data_dir, ENV_VAR, [f"{DATA_FOLDER}/{f}" for f in FILES.values()],
-        "TransNAS-Bench-101 tables", f"Put the folder {DATA_FOLDER}/ with both files")
-
-
-def tnb101_data_missing() -> str | None:
-    """``None`` when the benchmark tables are found, else the reason (for test skips)."""
-    return data_dirs.missing_reason(find_data_dir)
-
-
-class TNB101Bench:
+class TNB101Bench(TabularBenchmark):
     """Look-up of TransNAS-Bench-101 validation metrics for every architecture of one space on
-    all seven tasks (:data:`TASKS`)."""
+    all seven tasks (:data:`TASKS`). The folder holds ``nas-bench-suite-zero-naslib/`` with the
+    dumps; it is found as :meth:`~nastk.data.tabular.TabularBenchmark.find_data_dir` says,
+    ``$NASTK_TNB101_DIR`` first."""
 
-    _cache: ClassVar[dict[tuple[str, str], TNB101Bench]] = {}
+    env_var = ENV_VAR
+    required = tuple(f"{DATA_FOLDER}/{f}" for f in FILES.values())
+    title = "TransNAS-Bench-101 tables"
+    layout = f"Put the folder {DATA_FOLDER}/ with both files"
 
     def __init__(self, data_dir: Path, kind: SpaceKind = "micro") -> None:
+        super().__init__(data_dir, make_space(kind))
         self.kind = kind
-        self.space = make_space(kind)
         path = data_dir / DATA_FOLDER / FILES[kind]
         self._values: dict[str, dict[str, float]] = {t: {} for t in TASKS}
-        self._archs: dict[str, Architecture] = {}
         try:
             with zipfile.ZipFile(path) as z:
                 for member in z.namelist():
@@ -329,7 +319,7 @@ class TNB101Bench:
                                                  "<proxy>/benchmark--<space>--<task>--<n>.json")
                     for row in json.loads(z.read(member)):
                         arch = self.space.from_codes(_codes(row["arch"], path, member))
-                        self._archs.setdefault(arch.key, arch)
+                        self.add_arch(arch)
                         self._values[task[2]][arch.key] = float(row["val_accuracy"])
         except (zipfile.BadZipFile, KeyError, ValueError, InvalidArchitectureError) as err:
             raise BenchmarkDataError(f"{path}: not a TransNAS-Bench-101 dump ({err})") from err
@@ -342,43 +332,30 @@ class TNB101Bench:
     @classmethod
     def load(cls, data_dir: str | Path | None = None, kind: SpaceKind = "micro") -> TNB101Bench:
         """The benchmark from ``data_dir`` (see :func:`find_data_dir`), cached per process."""
-        root = find_data_dir(data_dir)
-        key = (str(root), kind)
-        if key not in cls._cache:
-            cls._cache[key] = cls(root, kind)
-        return cls._cache[key]
-
-    def __len__(self) -> int:
-        return len(self._archs)
-
-    def archs(self) -> list[Architecture]:
-        """Every architecture of the space, in the dump's order."""
-        return list(self._archs.values())
-
-    @staticmethod
-    def check_task(task: str) -> str:
-        if task not in TASKS:
-            raise ValueError(f"TransNAS-Bench-101 task {task!r} unknown; use one of "
-                             f"{list(TASKS)}")
-        return task
+        return cls.from_folder(data_dir, kind)
 
     def value(self, arch: Architecture | Mapping[str, Any], task: str) -> float:
         """The stored validation metric of ``arch`` on ``task`` (larger is better)."""
-        return self._values[self.check_task(task)][self.space.validate(arch).key]
+        return self._values[check_task(task)][self.space.validate(arch).key]
 
     def column(self, task: str) -> dict[str, float]:
         """Architecture key -> value, for every architecture."""
-        return dict(self._values[self.check_task(task)])
+        return dict(self._values[check_task(task)])
 
     def optimum(self, task: str) -> float:
         """The best value of the whole space on ``task``."""
-        return max(v for v in self._values[self.check_task(task)].values() if not math.isnan(v))
+        return self.best_value(self._values[check_task(task)].values())
 
     def best(self, task: str) -> Architecture:
         """The architecture with the best value on ``task`` (ties: the smallest key)."""
-        table = self._values[self.check_task(task)]
-        key = min(table, key=lambda k: (-table[k], k))
-        return self._archs[key]
+        table = self._values[check_task(task)]
+        return self.arch(min(table, key=lambda k: (-table[k], k)))
+
+
+#: the folder holding ``nas-bench-suite-zero-naslib/`` (see :meth:`TNB101Bench.find_data_dir`)
+find_data_dir = TNB101Bench.find_data_dir
+#: ``None`` when the benchmark tables are found, else the reason (for test skips)
+tnb101_data_missing = TNB101Bench.data_missing
 
 
 def _codes(raw: Any, path: Path, member: str) -> tuple[int, ...]:
@@ -389,17 +366,18 @@ def _codes(raw: Any, path: Path, member: str) -> tuple[int, ...]:
     return tuple(int(t) for t in text[1:-1].split(",") if t.strip())
 
 
-class TNB101Evaluator:
+class TNB101Evaluator(TabularEvaluator):
     """Tabular evaluator: a candidate's TransNAS-Bench-101 validation metric on one task (named
     by :data:`TASKS`: ``top1``, ``pixel_acc``, ``ssim`` or ``neg_l2_loss``; larger is better).
     Counts the queries it answered."""
 
+    bench: TNB101Bench
+
     def __init__(self, task: str = "class_scene", kind: SpaceKind = "micro",
                  data_dir: str | Path | None = None) -> None:
-        self.task = TNB101Bench.check_task(task)
+        self.task = check_task(task)
         self.metric = TASKS[task][0]
-        self.bench = TNB101Bench.load(data_dir, kind)
-        self.queries = 0
+        super().__init__(TNB101Bench.load(data_dir, kind))
 
     def metrics(self, arch: Architecture) -> dict[str, float]:
         return {self.metric: self.bench.value(arch, self.task)}
@@ -408,28 +386,16 @@ class TNB101Evaluator:
         """``params`` and ``flops`` on the task (micro; the macro dumps carry no costs)."""
         return micro_costs(arch, self.task) if self.bench.kind == "micro" else {}
 
-    def evaluate(self, arch: Architecture, checkpoint: Path | None = None) -> Result:
-        self.queries += 1
-        return Result.complete(self.metrics(arch), self.costs(arch),
-                               info={"tnb101": self.bench.space.to_string(arch)})
+    def info(self, arch: Architecture) -> dict[str, Any]:
+        return {"tnb101": self.bench.space.to_string(arch)}
 
 
-@cache
-def _evaluator(kind: SpaceKind, task: str) -> TNB101Evaluator:
-    return TNB101Evaluator(task, kind)
-
-
-def _function(kind: SpaceKind, task: str) -> Any:
-    def evaluate(arch: Architecture) -> tuple[dict[str, float], dict[str, float]]:
-        ev = _evaluator(kind, task)
-        return ev.metrics(arch), ev.costs(arch)
-
+def _function(kind: SpaceKind, task: str) -> Callable[[Architecture], Lookup]:
     metric, what = TASKS[task]
-    evaluate.__doc__ = (f"TransNAS-Bench-101 {kind} look-up of {what} as `{metric}`, for "
-                        f"`evaluator: {{kind: function}}` (data from ${ENV_VAR} or "
-                        "../shared/data)")
-    evaluate.__name__ = f"{kind}_{task}"
-    return evaluate
+    return lookup_function(lambda: TNB101Evaluator(task, kind), __name__, f"{kind}_{task}",
+                           f"TransNAS-Bench-101 {kind} look-up of {what} as `{metric}`, for "
+                           f"`evaluator: {{kind: function}}` (data from ${ENV_VAR} or "
+                           "../shared/data)")
 
 
 #: ``evaluator: {kind: function, function: nastk.search_spaces.tnb101:micro_class_scene}`` in a

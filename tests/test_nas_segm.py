@@ -295,7 +295,7 @@ def test_options_validation():
         NasSegmSpace(ops=["sep3x3", "maxpool"])
     with pytest.raises(ValidationError, match="duplicates"):
         NasSegmSpace(ops=["skip", "skip"])
-    with pytest.raises(ValidationError, match="at least one op"):
+    with pytest.raises(ValidationError, match="ops: needs at least one choice"):
         NasSegmSpace(ops=[])
     with pytest.raises(ValidationError, match=r"n_stride_layers \(5\) must be <= n_layers \(4\)"):
         NasSegmSpace(n_stride_layers=5)

@@ -1,6 +1,6 @@
 """Saliency data: the synthetic scenes and their attention model, the loaders of real data sets
 (tiny fixtures in the real on-disk formats: PIL images, ``scipy.io.savemat`` files, JSON), and
-the horizontal flip."""
+the horizontal flip of saliency samples (the engine's target-aware flip)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ from PIL import Image
 from scipy.io import loadmat, savemat
 
 from nastk.core.errors import NastkError
+from nastk.data.flips import RandomHFlip, hflip
 from nastk.tasks.saliency.datasets import (
     CAT2000,
     DATASETS,
     MIT1003,
     SALICON,
     DatasetError,
-    RandomHFlip,
-    hflip,
     load_dataset,
     rescale_fixations,
 )

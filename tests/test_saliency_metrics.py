@@ -9,25 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from nastk.tasks.saliency.metrics import (
-    EPS,
-    CenterBias,
-    SaliencyMeter,
-    auc_borji,
-    auc_judd,
-    auc_shuffled,
-    cc,
-    gaussian_blur,
-    gaussian_kernel1d,
-    information_gain,
-    kld,
-    nss,
-    rescale_points,
-    resize_to,
-    saliency_loss,
-    sim,
-    uniform_baseline,
-)
+from nastk.tasks.saliency.auc import auc_borji, auc_judd, auc_shuffled
+from nastk.tasks.saliency.baseline import CenterBias, uniform_baseline
+from nastk.tasks.saliency.blur import gaussian_blur, gaussian_kernel1d
+from nastk.tasks.saliency.distribution import EPS, cc, information_gain, kld, nss, sim
+from nastk.tasks.saliency.geometry import rescale_points, resize_to
+from nastk.tasks.saliency.losses import saliency_loss
+from nastk.tasks.saliency.meter import SaliencyMeter
 
 T = torch.tensor
 

@@ -1,55 +1,175 @@
-"""Errors of datasets read from a user's folder: every message names the path and shows the
-layout the loader expects (shared by the tasks' real-data loaders)."""
+"""Datasets read from a user's folder of images: the common part of every real-data loader.
+
+:class:`FolderDataset` checks the split name and the folder, lists the split's items (a
+subclass's :meth:`~FolderDataset._find_items`), reads images with the file named in every
+error, resizes them to ``size`` and runs ``transform(image, target)`` last. Every folder
+problem raises a :class:`DatasetError` that names the path and shows the layout the loader
+expects (the subclass's :attr:`~FolderDataset.layout`).
+
+The segmentation (CamVid, Cityscapes, VOC), saliency (SALICON, MIT1003, CAT2000) and detection
+(COCO, VOC) loaders subclass it; a loader of your own needs ``layout``, ``splits``,
+``_find_items`` (the items of ``self.split``, in a stable order) and ``_sample`` (an item as
+``(image, target)``, e.g. ``self._read_image(path)`` resized by ``self._resized``)::
+
+    from pathlib import Path
+
+    import torch
+
+    from nastk.data.folders import FolderDataset
+    from nastk.data.images import read_grey
+
+    class MyMasks(FolderDataset):
+        layout = "root/<split>/<name>.jpg and root/<split>/<name>.png (the mask)"
+        splits = ("train", "val")
+
+        def _image_dir(self) -> Path:
+            return self.root / self.split
+
+        def _find_items(self) -> list[Path]:
+            self._require_dir(self._image_dir())
+            images = sorted(self._image_dir().glob("*.jpg"))
+            for image in images:
+                self._require_file(image, image.with_suffix(".png"), "mask")
+            return images
+
+        def _sample(self, image: Path) -> tuple[torch.Tensor, torch.Tensor]:
+            mask = torch.from_numpy(self._read(read_grey, image.with_suffix(".png"), "mask"))
+            return self._resized(self._read_image(image)), mask
+"""
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Sequence
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch.utils.data import Dataset
 
 from nastk.core.errors import NastkError
+from nastk.data.images import Size, check_size, image_tensor, read_rgb, resize_image
 
-__all__ = ["FolderLayout", "Size", "check_size"]
+__all__ = ["DatasetError", "FolderDataset", "Transform", "loader_named"]
 
-#: an image size: one int for a square, or ``(height, width)``
-Size = int | tuple[int, int]
+L = TypeVar("L", bound="type[FolderDataset]")
 
-
-def check_size(size: Size | Sequence[int] | None, name: str = "size"
-               ) -> tuple[int, int] | None:
-    """``size`` (``None``, an int for a square, or a ``(height, width)`` pair of ints) as a
-    ``(height, width)`` pair, or a ``ValueError`` naming ``name`` and the bad value."""
-    if size is None:
-        return None
-
-    def is_int(v: object) -> bool:
-        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-    if is_int(size):
-        pair: tuple[int, ...] = (int(size), int(size))  # type: ignore[arg-type]
-    elif isinstance(size, Sequence) and len(size) == 2 and all(is_int(s) for s in size):
-        pair = (int(size[0]), int(size[1]))
-    else:
-        raise ValueError(f"{name} must be None, an int or a (height, width) pair of ints, "
-                         f"got {size!r}")
-    if min(pair) < 1:
-        raise ValueError(f"{name} must be positive, got {size!r}")
-    return pair[0], pair[1]
+#: ``transform(image, target) -> (image, target)``, run on every sample last
+Transform = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]
 
 
-class FolderLayout:
-    """Mixin for folder datasets: a subclass sets :attr:`layout` (the expected folder tree)
-    and :attr:`error_type` (its task's dataset error)."""
+class DatasetError(NastkError, ValueError):
+    """A data-set folder is missing or malformed, or a file in it cannot be read as expected."""
 
+
+class FolderDataset(Dataset, ABC):
+    """A split of a data set in a user's folder: ``(image [3, H, W] in [0, 1], target)``
+    samples (see the module docstring for what a subclass provides)."""
+
+    #: the folder tree the loader expects, shown in every folder error
     layout: ClassVar[str] = ""
-    error_type: ClassVar[type[Exception]] = NastkError
+    #: the split names the loader knows (``None``: any name of letters, digits, ``_``, ``-``)
+    splits: ClassVar[tuple[str, ...] | None] = ("train", "val")
 
-    def _error(self, problem: str, path: Path) -> Exception:
-        return self.error_type(f"{type(self).__name__}: {problem} {path}\n"
-                               f"expected layout:\n{self.layout.strip(chr(10))}")
+    def __init__(self, root: str | Path, split: str = "train", size: Size | None = None,
+                 transform: Transform | None = None) -> None:
+        if self.splits is not None and split not in self.splits:
+            raise ValueError(f"{type(self).__name__}: split must be one of {list(self.splits)}, "
+                             f"got {split!r}")
+        if not isinstance(split, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", split):
+            raise ValueError(f"{type(self).__name__}: split must be a name like 'train', "
+                             f"got {split!r}")
+        self.root = Path(root).expanduser()
+        self.split = split
+        self.size = check_size(size)
+        self.transform = transform
+        self._require_dir(self.root, "the data-set root does not exist")
+        self.items: list[Any] = self._find_items()
+        if not self.items:
+            raise self._error(f"no images found for split {split!r} in", self._listing())
+
+    # -- to be provided by subclasses ---------------------------------------------------------
+    @abstractmethod
+    def _find_items(self) -> list[Any]:
+        """The items of ``self.split`` (whatever :meth:`_sample` reads), in a stable order."""
+
+    @abstractmethod
+    def _sample(self, item: Any) -> tuple[torch.Tensor, Any]:
+        """``(image, target)`` of one item, resized, before ``transform``."""
+
+    def _image_dir(self) -> Path:
+        """The folder of the split's images (named when the split has none)."""
+        return self.root
+
+    def _listing(self) -> Path:
+        """What lists the split's images, named when it lists none: the image folder, or an
+        annotation file."""
+        return self._image_dir()
+
+    def _repr_fields(self) -> dict[str, Any]:
+        """What ``repr`` shows after ``root``, ``split`` and ``size``."""
+        return {"items": len(self.items)}
+
+    # -- the dataset --------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
+        x, target = self._sample(self.items[index])
+        if self.transform is not None:
+            x, target = self.transform(x, target)
+        return x, target
+
+    def __repr__(self) -> str:
+        fields = "".join(f", {k}={v}" for k, v in self._repr_fields().items())
+        return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
+                f"size={self.size}{fields})")
+
+    # -- errors -------------------------------------------------------------------------------
+    def _error(self, problem: str, path: Path) -> DatasetError:
+        """A :class:`DatasetError`: the loader, ``problem``, ``path`` and the expected layout."""
+        return DatasetError(f"{type(self).__name__}: {problem} {path}\n"
+                            f"expected layout:\n{self.layout.strip(chr(10))}")
 
     def _require_dir(self, path: Path, problem: str = "missing folder") -> None:
+        """A :meth:`_error` unless ``path`` is a folder."""
         if not path.is_dir():
             raise self._error(problem + (" (it is a file)" if path.exists() else "") + ":",
                               path)
+
+    def _require_file(self, image: Path, path: Path, what: str) -> None:
+        """A :meth:`_error` unless ``path``, the ``what`` of ``image``, is a file."""
+        if not path.is_file():
+            raise self._error(f"image {image.name} has no {what}: missing", path)
+
+    # -- reading ------------------------------------------------------------------------------
+    def _read(self, reader: Callable[[Path], Any], path: Path, what: str) -> Any:
+        """``reader(path)``, with a truncated or unreadable file named in the error."""
+        try:
+            return reader(path)
+        except DatasetError:
+            raise
+        except (OSError, ValueError, SyntaxError, EOFError) as err:  # PIL's errors for broken
+            # files (UnidentifiedImageError is an OSError)
+            raise DatasetError(f"{type(self).__name__}: cannot read {what} {path}: {err} "
+                               "(truncated or in another format? re-copy the file or remove "
+                               "it from the split)") from None
+
+    def _read_image(self, path: Path) -> torch.Tensor:
+        """The image file ``path`` as ``float32 [3, H, W]`` in ``[0, 1]``, at its own size."""
+        return image_tensor(self._read(read_rgb, path, "image"))
+
+    def _resized(self, image: torch.Tensor) -> torch.Tensor:
+        """``image`` at ``size`` (see :func:`nastk.data.images.resize_image`)."""
+        return resize_image(image, self.size)
+
+
+def loader_named(loaders: Mapping[str, L], name: str, what: str) -> L:
+    """The loader class ``loaders[name]`` (any case), or a ``ValueError`` that lists the
+    ``what`` data sets known (a task's ``load_dataset(name, ...)``)."""
+    try:
+        return loaders[name.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(f"unknown {what} data set {name!r}; known: "
+                         f"{', '.join(sorted(loaders))}") from None

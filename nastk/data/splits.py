@@ -1,15 +1,25 @@
-"""Seeded split indices shared by the tasks: one permutation of the examples cut into
-``val`` / ``test`` / ``train`` (synthetic data), or a held-out share of an official training
-split used as ``val`` (real data sets whose official validation split serves as ``test``)."""
+"""A task's splits: seeded split indices, the datasets built from them, and their cache.
+
+Two ways to split, shared by the tasks: one permutation of generated examples cut into
+``val`` / ``test`` / ``train`` (:func:`shuffled_split_indices`, :func:`synthetic_splits`), or
+a held-out share of a real data set's official training split used as ``val``, its official
+validation split serving as ``test`` (:func:`holdout_indices`, :func:`holdout_splits`).
+:class:`SplitOptions` holds the options of both; :class:`CachedSplits` gives a task a
+``splits()`` that builds its datasets once.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
+from torch.utils.data import Dataset, Subset
 
-__all__ = ["SplitOptions", "check_data_options", "holdout_indices", "shuffled_split_indices"]
+__all__ = ["CachedSplits", "SplitOptions", "check_data_options", "holdout_indices",
+           "holdout_splits", "shuffled_split_indices", "synthetic_splits"]
 
 
 def check_data_options(dataset: str, root: Any, val_fraction: float,
@@ -67,3 +77,45 @@ class SplitOptions(BaseModel):
         check_data_options(getattr(self, "dataset", "synthetic"), getattr(self, "root", None),
                            self.val_fraction, self.test_fraction)
         return self
+
+
+def synthetic_splits(n: int, options: SplitOptions,
+                     make: Callable[[np.ndarray], Dataset]) -> dict[str, Dataset]:
+    """``make(indices)`` for each split of :func:`shuffled_split_indices` of ``n`` generated
+    examples, cut by ``options`` (``train``, ``val``, and ``test`` unless its share is 0)."""
+    return {name: make(ix) for name, ix in shuffled_split_indices(
+        n, options.val_fraction, options.test_fraction, options.seed).items()}
+
+
+def holdout_splits(official_train: Dataset, options: SplitOptions, where: str,
+                   official_test: Callable[[], Dataset | None]) -> dict[str, Dataset]:
+    """``train`` and ``val``: a seeded ``holdout_fraction`` of ``official_train`` held out as
+    ``val`` (:func:`holdout_indices`; ``where`` names the data in its error); ``test``: what
+    ``official_test()`` returns (the official validation split), unless that is ``None``."""
+    train, val = holdout_indices(len(official_train),  # type: ignore[arg-type]
+                                 options.holdout_fraction, options.seed, where)
+    out: dict[str, Dataset] = {"train": Subset(official_train, train),
+                               "val": Subset(official_train, val)}
+    test = official_test()
+    if test is not None:
+        out["test"] = test
+    return out
+
+
+class CachedSplits(ABC):
+    """Mixin of a :class:`~nastk.task.contract.Task` whose datasets are built once:
+    ``splits()`` calls :meth:`build_splits` the first time and returns a new dict of the same
+    datasets every time (list it before the ``Task`` base: ``class MyTask(CachedSplits,
+    Task)``)."""
+
+    _splits: dict[str, Dataset] | None = None
+
+    def splits(self) -> dict[str, Dataset]:
+        """The task's datasets by split name, built at the first call."""
+        if self._splits is None:
+            self._splits = self.build_splits()
+        return dict(self._splits)
+
+    @abstractmethod
+    def build_splits(self) -> dict[str, Dataset]:
+        """Build every split's dataset (called once)."""

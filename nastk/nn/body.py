@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 __all__ = ["FeatureInfo", "StagedBody", "StemStagesBody", "feature_info", "is_staged",
-           "require_staged"]
+           "out_channels_of", "require_staged"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,16 @@ def feature_info(body: nn.Module) -> list[FeatureInfo]:
         raise TypeError(f"{type(body).__name__}: feature_strides {strides} must not decrease "
                         "(finest scale first)")
     return [FeatureInfo(int(c), int(s)) for c, s in zip(channels, strides, strict=True)]
+
+
+def out_channels_of(body: nn.Module) -> int:
+    """The channels of ``body``'s output (its ``out_channels``), or a ``TypeError`` saying
+    that a body a task wraps needs them."""
+    channels = getattr(body, "out_channels", None)
+    if not isinstance(channels, int) or channels < 1:
+        raise TypeError(f"the body built by the search space ({type(body).__name__}) needs "
+                        f"an int `out_channels` attribute, got {channels!r}")
+    return channels
 
 
 def require_staged(body: nn.Module, who: str = "this head") -> StagedBody:

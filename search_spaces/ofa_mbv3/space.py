@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
@@ -14,8 +13,15 @@ from nastk.search_spaces.ofa_mbv3.layers import make_divisible
 from nastk.search_spaces.ofa_mbv3.network import OFAMobileNetV3Supernet
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import StageList
+from nastk.space.validators import (
+    AscendingChoices,
+    OddSizes,
+    StageInts,
+    one_per_stage,
+)
 
-__all__ = ["OFA_MBV3_OPTIONS", "OFAMobileNetV3Space"]
+__all__ = ["OFA_MBV3_OPTIONS", "DepthChoices", "ExpandChoices", "KernelChoices",
+           "OFAMobileNetV3Space"]
 
 #: Options close to the original OFA MobileNetV3 (ImageNet, 224x224; see the module docstring).
 OFA_MBV3_OPTIONS: dict[str, Any] = {
@@ -23,6 +29,14 @@ OFA_MBV3_OPTIONS: dict[str, Any] = {
     "stem_channels": 16, "se_stages": [False, True, False, True, True],
     "activations": ["relu", "relu", "hswish", "hswish", "hswish"], "final_channels": 960,
 }
+
+#: the searched choices of an elastic MBConv stage (this space's and salnas'), smallest first
+DepthChoices = Annotated[AscendingChoices[int],
+                         Field(description="choices of blocks per stage (ascending)")]
+ExpandChoices = Annotated[AscendingChoices[int | float],
+                          Field(description="choices of expansion ratio (ascending)")]
+KernelChoices = Annotated[AscendingChoices[int], OddSizes,
+                          Field(description="choices of depthwise kernel size (odd, ascending)")]
 
 _MBV3_DEFAULTS = {  # for the default 5 stages
     "strides": [1, 2, 2, 2, 1],
@@ -52,23 +66,20 @@ class OFAMobileNetV3Space(SupernetSpace):
 
         model_config = ConfigDict(extra="forbid")
 
-        stages: list[int] = Field(default_factory=lambda: [16, 24, 40, 80, 112],
-                                  description="output channels of each stage (before width_mult)")
+        stages: StageInts = Field(default_factory=lambda: [16, 24, 40, 80, 112],
+                                     description="output channels of each stage (before "
+                                     "width_mult)")
         width_mult: float = Field(1.0, gt=0.0, description="scales stem and stage widths "
                                   "(rounded to multiples of 8); not searched")
-        strides: list[int] | None = Field(
+        strides: StageInts | None = Field(
             None, description="stride of each stage's first block; default [1, 2, 2, 2, 1] "
             "for 5 stages, else [1, 2, 2, ...]")
         stem_stride: int = Field(1, ge=1, le=4, description="stride of the stem conv (OFA: 2)")
         stem_channels: int = Field(16, ge=1, description="stem conv channels (before "
                                    "width_mult)")
-        depths: list[int] = Field(default_factory=lambda: [2, 3, 4],
-                                  description="choices of blocks per stage (ascending)")
-        expands: list[int | float] = Field(default_factory=lambda: [3, 4, 6],
-                                           description="choices of expansion ratio (ascending)")
-        kernels: list[int] = Field(default_factory=lambda: [3, 5, 7],
-                                   description="choices of depthwise kernel size (odd, "
-                                   "ascending)")
+        depths: DepthChoices = Field(default_factory=lambda: [2, 3, 4])
+        expands: ExpandChoices = Field(default_factory=lambda: [3, 4, 6])
+        kernels: KernelChoices = Field(default_factory=lambda: [3, 5, 7])
         se_stages: list[bool] | None = Field(
             None, description="squeeze-excite per stage; default [F, F, T, F, T] for 5 stages, "
             "else none")
@@ -91,41 +102,6 @@ class OFAMobileNetV3Space(SupernetSpace):
                                  f"first), got {v}")
             return v
 
-        @field_validator("stages")
-        @classmethod
-        def _widths(cls, v: list[int]) -> list[int]:
-            if not v:
-                raise ValueError("needs at least one stage")
-            if any(w < 1 for w in v):
-                raise ValueError(f"stage widths must be >= 1, got {v}")
-            return v
-
-        @field_validator("depths", "expands", "kernels")
-        @classmethod
-        def _ascending(cls, v: list[Any]) -> list[Any]:
-            if not v:
-                raise ValueError("needs at least one choice")
-            if any(x <= 0 for x in v):
-                raise ValueError(f"choices must be > 0, got {v}")
-            if any(b <= a for a, b in itertools.pairwise(v)):
-                raise ValueError(f"choices must be strictly ascending (smallest first, no "
-                                 f"duplicates), got {v}")
-            return v
-
-        @field_validator("depths")
-        @classmethod
-        def _depth_ints(cls, v: list[int]) -> list[int]:
-            if any(d < 1 for d in v):
-                raise ValueError(f"depths must be >= 1, got {v}")
-            return v
-
-        @field_validator("kernels")
-        @classmethod
-        def _odd(cls, v: list[int]) -> list[int]:
-            if any(k % 2 == 0 for k in v):
-                raise ValueError(f"kernel sizes must be odd, got {v}")
-            return v
-
         @model_validator(mode="after")
         def _per_stage(self) -> OFAMobileNetV3Space.Options:
             n = len(self.stages)
@@ -137,13 +113,8 @@ class OFAMobileNetV3Space(SupernetSpace):
             if self.activations is None:
                 self.activations = (list(_MBV3_DEFAULTS["activations"]) if mbv3 else
                                     ["relu"] * (n // 2) + ["hswish"] * (n - n // 2))
-            for name in ("strides", "se_stages", "activations"):
-                value = getattr(self, name)
-                if len(value) != n:
-                    raise ValueError(f"{name} needs one value per stage ({n} stages: "
-                                     f"{self.stages}), got {value}")
-            if any(s < 1 for s in self.strides):
-                raise ValueError(f"strides must be >= 1, got {self.strides}")
+            one_per_stage(self, ("strides", "se_stages", "activations"), n,
+                          f"{n} stages: {self.stages}")
             return self
 
     def __init__(self, **options: Any) -> None:

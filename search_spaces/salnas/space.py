@@ -11,23 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from torch import nn
 
 from nastk.nn.supernet import SupernetSpace
+from nastk.search_spaces.ofa_mbv3.space import DepthChoices, ExpandChoices, KernelChoices
 from nastk.search_spaces.salnas.network import SalNASSupernet, skip_plan
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import Categorical, StageList
+from nastk.space.validators import AscendingChoices, StageInts, one_per_stage
 
 __all__ = ["SalNASSpace"]
 
 ConvKind = Literal["static", "dynamic"]
-
-
-def _ascending(v: Sequence[Any], what: str) -> None:
-    if not v:
-        raise ValueError(f"{what}: needs at least one choice")
-    if any(x <= 0 for x in v):
-        raise ValueError(f"{what}: choices must be > 0, got {list(v)}")
-    if any(b <= a for a, b in itertools.pairwise(v)):
-        raise ValueError(f"{what}: choices must be strictly ascending (smallest first, no "
-                         f"duplicates), got {list(v)}")
 
 
 class SalNASSpace(SupernetSpace):
@@ -53,7 +45,7 @@ class SalNASSpace(SupernetSpace):
 
         model_config = ConfigDict(extra="forbid")
 
-        stages: list[int] = Field(
+        stages: StageInts = Field(
             default_factory=lambda: [16, 24, 40, 64],
             description="base (smallest) output width of each stage; their number is the "
             "stage count. A stage's width choices are its base plus each of `width_offsets`")
@@ -61,21 +53,17 @@ class SalNASSpace(SupernetSpace):
             default_factory=lambda: [0, 8],
             description="added to every stage's base width to give its width choices "
             "(ascending, from 0; SalNAS steps by 8)")
-        widths: list[list[int]] | None = Field(
-            None, description="explicit width choices per stage (ascending), instead of "
-            "`stages` + `width_offsets`; their number is the stage count")
-        strides: list[int] | None = Field(
+        widths: list[AscendingChoices[int]] | None = Field(
+            None, min_length=1, description="explicit width choices per stage (ascending), "
+            "instead of `stages` + `width_offsets`; their number is the stage count")
+        strides: StageInts | None = Field(
             None, description="stride of each stage's first block; default 2 for every stage "
             "(the stem's output is then the finest decoder skip)")
         stem_stride: int = Field(2, ge=1, le=4, description="stride of the stem conv")
         stem_channels: int = Field(16, ge=1, description="stem conv channels (fixed)")
-        depths: list[int] = Field(default_factory=lambda: [1, 2, 3],
-                                  description="choices of blocks per stage (ascending)")
-        expands: list[int | float] = Field(default_factory=lambda: [3, 4, 6],
-                                           description="choices of expansion ratio (ascending)")
-        kernels: list[int] = Field(default_factory=lambda: [3, 5],
-                                   description="choices of depthwise kernel size (odd, "
-                                   "ascending)")
+        depths: DepthChoices = Field(default_factory=lambda: [1, 2, 3])
+        expands: ExpandChoices = Field(default_factory=lambda: [3, 4, 6])
+        kernels: KernelChoices = Field(default_factory=lambda: [3, 5])
         per_block: bool = Field(False, description="choose expand and kernel per block "
                                 "(max(depths) values per stage) instead of per stage")
         se_stages: list[bool] | None = Field(
@@ -93,48 +81,11 @@ class SalNASSpace(SupernetSpace):
         out_channels: int = Field(16, ge=1, description="channels of the body's output (the "
                                   "last decoder conv), the same for every architecture")
 
-        @field_validator("depths", "expands", "kernels")
-        @classmethod
-        def _choices(cls, v: list[Any]) -> list[Any]:
-            _ascending(v, "choices")
-            return v
-
         @field_validator("width_offsets")
         @classmethod
         def _offsets(cls, v: list[int]) -> list[int]:
             if not v or v[0] < 0 or any(b <= a for a, b in itertools.pairwise(v)):
                 raise ValueError(f"width_offsets must be strictly ascending and >= 0, got {v}")
-            return v
-
-        @field_validator("depths")
-        @classmethod
-        def _depth_ints(cls, v: list[int]) -> list[int]:
-            if any(d < 1 for d in v):
-                raise ValueError(f"depths must be >= 1, got {v}")
-            return v
-
-        @field_validator("kernels")
-        @classmethod
-        def _odd(cls, v: list[int]) -> list[int]:
-            if any(k % 2 == 0 for k in v):
-                raise ValueError(f"kernel sizes must be odd, got {v}")
-            return v
-
-        @field_validator("stages")
-        @classmethod
-        def _stages(cls, v: list[int]) -> list[int]:
-            if not v or any(w < 1 for w in v):
-                raise ValueError(f"needs at least one stage, widths >= 1, got {v}")
-            return v
-
-        @field_validator("widths")
-        @classmethod
-        def _widths(cls, v: list[list[int]] | None) -> list[list[int]] | None:
-            if v is not None:
-                if not v:
-                    raise ValueError("needs at least one stage")
-                for i, ws in enumerate(v):
-                    _ascending(ws, f"stage {i} widths")
             return v
 
         @model_validator(mode="after")
@@ -148,13 +99,7 @@ class SalNASSpace(SupernetSpace):
                 self.se_stages = [i >= n // 2 for i in range(n)]
             if self.activations is None:
                 self.activations = ["relu"] * (n // 2) + ["hswish"] * (n - n // 2)
-            for name in ("strides", "se_stages", "activations"):
-                value = getattr(self, name)
-                if len(value) != n:
-                    raise ValueError(f"{name} needs one value per stage ({n} stages), got "
-                                     f"{value}")
-            if any(s < 1 for s in self.strides):
-                raise ValueError(f"strides must be >= 1, got {self.strides}")
+            one_per_stage(self, ("strides", "se_stages", "activations"), n, f"{n} stages")
             levels = len(skip_plan(self.stem_stride, self.strides)[0])
             if isinstance(self.decoder_conv, list) and len(self.decoder_conv) != levels:
                 raise ValueError(f"decoder_conv needs one entry per decoder level ({levels} "

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from nastk.data.splits import check_data_options
+from nastk.data.splits import CachedSplits, check_data_options
+from nastk.nn.body import out_channels_of
 from nastk.task.contract import Task
 from nastk.tasks.classification.synthetic import MAX_GLYPHS, SHAPES, make_glyphs, make_shapes
 
@@ -33,10 +34,7 @@ class ClassificationModel(nn.Module):
 
     def __init__(self, body: nn.Module, num_classes: int, dropout: float = 0.0) -> None:
         super().__init__()
-        channels = getattr(body, "out_channels", None)
-        if not isinstance(channels, int) or channels < 1:
-            raise TypeError(f"the body built by the search space ({type(body).__name__}) needs "
-                            f"an int `out_channels` attribute, got {channels!r}")
+        channels = out_channels_of(body)
         self.body = body
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -47,7 +45,7 @@ class ClassificationModel(nn.Module):
         return self.head(self.dropout(x))
 
 
-class ClassificationTask(Task):
+class ClassificationTask(CachedSplits, Task):
     """Image classification (generated glyphs or shapes, or sklearn digits), scored by accuracy.
 
     ``dataset: glyphs`` (the default) draws ``n_samples`` images of 16 random 5x5 glyphs, a data
@@ -109,7 +107,6 @@ class ClassificationTask(Task):
 
     def __init__(self, **options: Any) -> None:
         self.options = self.Options(**options)
-        self._splits: dict[str, TensorDataset] | None = None
         #: split name -> sorted indices into the full data set (filled by :meth:`splits`)
         self.split_indices: dict[str, np.ndarray] = {}
 
@@ -146,28 +143,26 @@ class ClassificationTask(Task):
             x = np.ascontiguousarray(np.repeat(x, 3, axis=1))
         return x, y
 
-    def splits(self) -> dict[str, Dataset]:
+    def build_splits(self) -> dict[str, Dataset]:
         """``train``, ``val`` and (unless ``test_fraction`` is 0) ``test`` TensorDatasets of
-        ``(image, label)``; built once and cached (:attr:`split_indices` says which examples of
-        the full data set each split holds)."""
-        if self._splits is None:
-            from sklearn.model_selection import train_test_split
+        ``(image, label)``, stratified by class (built once, see :meth:`splits`;
+        :attr:`split_indices` says which examples of the full data set each split holds)."""
+        from sklearn.model_selection import train_test_split
 
-            o = self.options
-            x, y = self._load()
-            idx = np.arange(len(y))
-            parts: dict[str, np.ndarray] = {}
-            if o.test_fraction > 0:
-                idx, parts["test"] = train_test_split(idx, test_size=o.test_fraction,
-                                                      stratify=y[idx], random_state=o.seed)
-            val_share = o.val_fraction / (1.0 - o.test_fraction)
-            parts["train"], parts["val"] = train_test_split(idx, test_size=val_share,
-                                                            stratify=y[idx], random_state=o.seed)
-            order = [n for n in ("train", "val", "test") if n in parts]
-            self.split_indices = {n: np.sort(parts[n]) for n in order}
-            self._splits = {n: TensorDataset(torch.from_numpy(x[ix]), torch.from_numpy(y[ix]))
-                            for n, ix in self.split_indices.items()}
-        return dict(self._splits)
+        o = self.options
+        x, y = self._load()
+        idx = np.arange(len(y))
+        parts: dict[str, np.ndarray] = {}
+        if o.test_fraction > 0:
+            idx, parts["test"] = train_test_split(idx, test_size=o.test_fraction,
+                                                  stratify=y[idx], random_state=o.seed)
+        val_share = o.val_fraction / (1.0 - o.test_fraction)
+        parts["train"], parts["val"] = train_test_split(idx, test_size=val_share,
+                                                        stratify=y[idx], random_state=o.seed)
+        order = [n for n in ("train", "val", "test") if n in parts]
+        self.split_indices = {n: np.sort(parts[n]) for n in order}
+        return {n: TensorDataset(torch.from_numpy(x[ix]), torch.from_numpy(y[ix]))
+                for n, ix in self.split_indices.items()}
 
     # -- model, loss, metrics -----------------------------------------------------------------
     def wrap(self, body: nn.Module) -> nn.Module:

@@ -1,8 +1,8 @@
 """Loaders for local copies of real object-detection data sets (nothing is downloaded).
 
-Every loader is a :class:`torch.utils.data.Dataset` of ``(image, target)`` pairs: ``image`` a
-``float32`` tensor ``[3, H, W]`` in [0, 1]; ``target`` a dict of tensors (``k`` objects, may
-be 0: then ``boxes`` is ``[0, 4]`` and the others ``[0]``, with the same dtypes):
+Every loader is a :class:`~nastk.data.folders.FolderDataset` of ``(image, target)`` pairs:
+``image`` a ``float32`` tensor ``[3, H, W]`` in [0, 1]; ``target`` a dict of tensors (``k``
+objects, may be 0: then ``boxes`` is ``[0, 4]`` and the others ``[0]``, with the same dtypes):
 
 - ``"boxes"``: ``float32 [k, 4]`` xyxy in continuous pixel coordinates of the returned
   (resized) image: ``(0, 0)`` is the top-left corner of the top-left pixel, the width is
@@ -18,7 +18,8 @@ be 0: then ``boxes`` is ``[0, 4]`` and the others ``[0]``, with the same dtypes)
 ``size`` (None, an int for a square, or ``(height, width)``) resizes every image bilinearly
 (antialiased, ``align_corners=False``) and scales the boxes by ``sx = W' / W`` horizontally and
 ``sy = H' / H`` vertically (the area by ``sx * sy``), so boxes stay on the same content;
-``None`` keeps the native size. ``transform(image, target)`` runs last.
+``None`` keeps the native size. ``transform(image, target)`` runs last (e.g.
+:class:`nastk.data.flips.RandomHFlip`, which mirrors the boxes too).
 
 - :class:`CocoDetection`: ``annotations/instances_<split><year>.json`` + ``<split><year>/``
   (or ``images/<split><year>/``); category ids map to labels ``0..C-1`` in ascending id order;
@@ -55,20 +56,18 @@ import math
 import re
 import warnings
 import xml.etree.ElementTree as ET
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from abc import abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import Dataset
 
-from nastk.core.errors import NastkError
-from nastk.data.folders import FolderLayout, Size, check_size
+from nastk.data.folders import DatasetError, FolderDataset, Transform, loader_named
+from nastk.data.images import Size
 
 __all__ = [
     "CLASS_NAMES",
@@ -85,7 +84,6 @@ __all__ = [
 ]
 
 Target = dict[str, torch.Tensor]
-Transform = Callable[[torch.Tensor, Target], tuple[torch.Tensor, Target]]
 
 #: pixels a box may overshoot its image by and still be clipped silently (rule 3)
 OVERSHOOT_TOLERANCE = 1.0
@@ -99,10 +97,6 @@ VOC_CLASSES: tuple[str, ...] = (
 
 #: loader name -> fixed class names (COCO's come from its annotation file: ``class_names``)
 CLASS_NAMES: dict[str, tuple[str, ...]] = {"voc": VOC_CLASSES}
-
-
-class DatasetError(NastkError, ValueError):
-    """A data-set folder is missing or malformed, or a file in it cannot be read as expected."""
 
 
 class DatasetWarning(UserWarning):
@@ -177,35 +171,25 @@ class _Boxes:
     where: list[str]  # "annotation id 7 of image a.jpg in instances.json" (for messages)
 
 
-class DetectionFolder(FolderLayout, Dataset, ABC):
-    """Shared logic of the folder loaders: the records, the box rule, reading and resizing.
+class DetectionFolder(FolderDataset):
+    """Shared logic of the detection folder loaders: the records and the box rule, the boxes
+    resized with their image (reading and resizing the image and the folder errors are
+    :class:`~nastk.data.folders.FolderDataset`'s).
 
     A subclass sets :attr:`layout` (the expected folder tree, shown in errors) and fills
     the records in :meth:`_load`, returning the records (boxes still unchecked, in a
     :class:`_Boxes`) and the annotation file named in the dropped-box warning.
     """
 
-    error_type: ClassVar[type[Exception]] = DatasetError
     splits: ClassVar[tuple[str, ...] | None] = None
+    _class_names: tuple[str, ...] = ()
 
-    def __init__(self, root: str | Path, split: str = "train", size: Size | None = None,
-                 transform: Transform | None = None) -> None:
-        if not isinstance(split, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", split):
-            raise ValueError(f"{type(self).__name__}: split must be a name like 'train', "
-                             f"got {split!r}")
-        if self.splits is not None and split not in self.splits:
-            raise ValueError(f"{type(self).__name__}: split must be one of {list(self.splits)}, "
-                             f"got {split!r}")
-        self.root = Path(root).expanduser()
-        self.split = split
-        self.size = check_size(size)
-        self.transform = transform
-        self._class_names: tuple[str, ...] = ()
-        self._require_dir(self.root, "the data-set root does not exist")
-        records, boxes, source = self._load()
-        self.records: list[_Record] = self._attach(records, boxes, source)
-        if not self.records:
-            raise self._error(f"no images found for split {split!r} in", source)
+    def _find_items(self) -> list[_Record]:
+        records, boxes, self._source = self._load()
+        return self._attach(records, boxes, self._source)
+
+    def _listing(self) -> Path:
+        return self._source
 
     # -- to be provided by subclasses ---------------------------------------------------------
     @abstractmethod
@@ -222,12 +206,8 @@ class DetectionFolder(FolderLayout, Dataset, ABC):
     def num_classes(self) -> int:
         return len(self._class_names)
 
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
-                f"size={self.size}, images={len(self.records)}, classes={self.num_classes})")
+    def _repr_fields(self) -> dict[str, Any]:
+        return {"images": len(self.items), "classes": self.num_classes}
 
     # -- checking -----------------------------------------------------------------------------
     def _attach(self, records: list[_Record], boxes: _Boxes, source: Path) -> list[_Record]:
@@ -255,7 +235,7 @@ class DetectionFolder(FolderLayout, Dataset, ABC):
                 f"{self.split!r} ({source}) that are degenerate or lie more than "
                 f"{OVERSHOOT_TOLERANCE:g} px outside their image; first: {boxes.where[i]}, box "
                 f"{_fmt_box(xyxy[i])} (x1, y1, x2, y2) on a {int(wh[i, 0])}x{int(wh[i, 1])} "
-                f"image: {_REASONS[int(verdict[i])]}", DatasetWarning, stacklevel=4)
+                f"image: {_REASONS[int(verdict[i])]}", DatasetWarning, stacklevel=5)
         keep = verdict == _OK
         area = np.asarray(boxes.area, dtype=np.float64).reshape(n)
         box_area = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
@@ -276,23 +256,6 @@ class DetectionFolder(FolderLayout, Dataset, ABC):
         return records
 
     # -- reading ------------------------------------------------------------------------------
-    def _read(self, reader: Callable[[Path], Any], path: Path, what: str) -> Any:
-        """``reader(path)``, with a truncated or unreadable file named in the error."""
-        try:
-            return reader(path)
-        except DatasetError:
-            raise
-        except (OSError, ValueError, SyntaxError, EOFError) as err:  # PIL's errors for broken
-            # files (UnidentifiedImageError is an OSError)
-            raise DatasetError(f"{type(self).__name__}: cannot read {what} {path}: {err} "
-                               "(truncated or not an image? re-copy the file or remove it "
-                               "from the split)") from None
-
-    @staticmethod
-    def _read_rgb(path: Path) -> np.ndarray:
-        with Image.open(path) as img:
-            return np.array(img.convert("RGB"))
-
     @staticmethod
     def _read_wh(path: Path) -> tuple[int, int]:
         with Image.open(path) as img:
@@ -302,20 +265,16 @@ class DetectionFolder(FolderLayout, Dataset, ABC):
         """Width and height of an image file from its header (the pixels are not decoded)."""
         return self._read(self._read_wh, path, "image")
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
-        record = self.records[index]
-        image = self._read(self._read_rgb, record.image, "image")
-        h, w = int(image.shape[0]), int(image.shape[1])
+    def _sample(self, record: _Record) -> tuple[torch.Tensor, Target]:
+        x = self._read_image(record.image)
+        h, w = int(x.shape[1]), int(x.shape[2])
         if (w, h) != (record.width, record.height):
             raise DatasetError(f"{type(self).__name__}: image {record.image} is {w}x{h} but "
                                f"its annotation gives {record.width}x{record.height} (width x "
                                f"height), so its boxes would not match the pixels")
-        x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
         boxes = record.boxes.copy()
         area = record.area.copy()
         if self.size is not None and (h, w) != self.size:
-            x = F.interpolate(x[None], size=self.size, mode="bilinear", align_corners=False,
-                              antialias=True)[0].clamp_(0.0, 1.0)
             sy, sx = self.size[0] / h, self.size[1] / w
             boxes *= np.array([sx, sy, sx, sy])
             area *= sx * sy
@@ -327,9 +286,7 @@ class DetectionFolder(FolderLayout, Dataset, ABC):
             "area": torch.from_numpy(area.astype(np.float32)),
             "image_id": torch.tensor(record.image_id, dtype=torch.int64),
         }
-        if self.transform is not None:
-            x, target = self.transform(x, target)
-        return x, target
+        return self._resized(x), target
 
 
 class CocoDetection(DetectionFolder):
@@ -652,11 +609,7 @@ def load_dataset(name: str, root: str | Path, split: str = "train", size: Size |
                  **kwargs: Any) -> DetectionFolder:
     """The data set ``name`` (``coco`` or ``voc``) read from ``root``; ``kwargs`` go to the
     loader (``year=``, ``transform=``)."""
-    try:
-        cls = DETECTION_DATASETS[name.lower()]
-    except (KeyError, AttributeError):
-        raise ValueError(f"unknown detection data set {name!r}; known: "
-                         f"{', '.join(sorted(DETECTION_DATASETS))}") from None
+    cls = loader_named(DETECTION_DATASETS, name, "detection")
     return cls(root, split=split, size=size, **kwargs)
 
 

@@ -8,11 +8,12 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from nastk.data.splits import SplitOptions, holdout_indices, shuffled_split_indices
+from nastk.data.images import ImageInput, ImageSizeOptions, size_field
+from nastk.data.splits import CachedSplits, SplitOptions, holdout_splits, synthetic_splits
 from nastk.nn.body import require_staged
 from nastk.report.predictions import save_image_grid
 from nastk.task.contract import Task
@@ -56,7 +57,7 @@ def _scene_target(raw: dict[str, np.ndarray], image_id: int) -> Target:
             "image_id": torch.tensor(image_id, dtype=torch.int64)}
 
 
-class DetectionTask(Task):
+class DetectionTask(ImageInput, CachedSplits, Task):
     """Object detection scored by average precision over the whole split.
 
     ``dataset: synthetic`` (the default) draws ``n_samples`` textured scenes of 0 to
@@ -89,17 +90,17 @@ class DetectionTask(Task):
                                            "ar_medium", "ar_large", "voc07_ap50", "loss")
     direction: ClassVar[Literal["max", "min"]] = "max"
 
-    class Options(SplitOptions):
+    class Options(SplitOptions, ImageSizeOptions):
         """Options of :class:`DetectionTask` (``task.options`` in a config)."""
 
         model_config = ConfigDict(extra="forbid")
+        min_side: ClassVar[int] = 16
 
         dataset: Literal["synthetic", "coco", "voc"] = "synthetic"
         root: Path | None = Field(None, description="coco/voc: the local folder")
         year: str | None = Field(None, description="coco: the split suffix (2017 for "
                                  "instances_train2017.json); voc: 2007 (default) or 2012")
-        size: int | tuple[int, int] = Field(
-            64, description="image side (synthetic) or (height, width) images are resized to")
+        size: int | tuple[int, int] = size_field(64)
         n_samples: int = Field(600, ge=10, description="synthetic: number of scenes")
         num_classes: int = Field(3, ge=1, description="synthetic: object classes (shapes)")
         max_objects: int = Field(4, ge=1, description="synthetic: objects per scene, at most")
@@ -115,14 +116,6 @@ class DetectionTask(Task):
                                        description="ssdlite: class score kept before NMS")
         nms_threshold: float = Field(0.45, gt=0.0, le=1.0, description="ssdlite: NMS IoU")
 
-        @field_validator("size")
-        @classmethod
-        def _size(cls, v: int | tuple[int, int]) -> int | tuple[int, int]:
-            sides = (v,) if isinstance(v, int) else v
-            if any(s < 16 for s in sides):
-                raise ValueError(f"size {v} is too small; use at least 16 pixels a side")
-            return v
-
         @model_validator(mode="after")
         def _check(self) -> DetectionTask.Options:
             if self.dataset == "synthetic":
@@ -136,7 +129,6 @@ class DetectionTask(Task):
 
     def __init__(self, **options: Any) -> None:
         self.options = self.Options(**options)
-        self._splits: dict[str, Dataset] | None = None
         self._class_names: list[str] | None = None
         #: a head of every output geometry built, for losses and decoding
         self._heads: dict[tuple[str, int], CenterNetHead | SSDLiteHead] = {}
@@ -145,15 +137,6 @@ class DetectionTask(Task):
         return f"DetectionTask(dataset={self.options.dataset!r}, head={self.options.head!r})"
 
     # -- data ---------------------------------------------------------------------------------
-    @property
-    def image_size(self) -> tuple[int, int]:
-        s = self.options.size
-        return (s, s) if isinstance(s, int) else (int(s[0]), int(s[1]))
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (3, *self.image_size)
-
     @property
     def class_names(self) -> list[str]:
         o = self.options
@@ -171,37 +154,24 @@ class DetectionTask(Task):
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def splits(self) -> dict[str, Dataset]:
+    def build_splits(self) -> dict[str, Dataset]:
         """``train``, ``val`` and (when there is one) ``test`` datasets of ``(image [3,H,W],
-        {"boxes", "labels", "iscrowd", "difficult", "area", "image_id"})``; built once."""
-        if self._splits is None:
-            self._splits = (self._synthetic_splits() if self.options.dataset == "synthetic"
-                            else self._real_splits())
-        return dict(self._splits)
-
-    def _synthetic_splits(self) -> dict[str, Dataset]:
+        {"boxes", "labels", "iscrowd", "difficult", "area", "image_id"})`` (built once, see
+        :meth:`splits`)."""
         o = self.options
-        if not isinstance(o.size, int) and o.size[0] != o.size[1]:
-            raise ValueError(f"synthetic scenes are square; got size {o.size}")
-        images, raw = make_scenes(o.n_samples, self.image_size[0], o.num_classes, seed=o.seed,
+        if o.dataset != "synthetic":
+            assert o.root is not None
+            kwargs: dict[str, Any] = {} if o.year is None else {"year": o.year}
+            return holdout_splits(
+                load_dataset(o.dataset, o.root, "train", self.image_size, **kwargs), o,
+                str(o.root), lambda: load_dataset(o.dataset, o.root, "val", self.image_size,
+                                                  **kwargs))
+        images, raw = make_scenes(o.n_samples, o.square_side(), o.num_classes, seed=o.seed,
                                   max_objects=o.max_objects, min_objects=o.min_objects,
                                   noise=o.noise)
         images_t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-        out: dict[str, Dataset] = {}
-        for name, ix in shuffled_split_indices(o.n_samples, o.val_fraction, o.test_fraction,
-                                               o.seed).items():
-            out[name] = SceneDataset(images_t[ix], [_scene_target(raw[i], int(i)) for i in ix])
-        return out
-
-    def _real_splits(self) -> dict[str, Dataset]:
-        o = self.options
-        assert o.root is not None
-        kwargs: dict[str, Any] = {} if o.year is None else {"year": o.year}
-        official_train = load_dataset(o.dataset, o.root, "train", self.image_size, **kwargs)
-        train, val = holdout_indices(len(official_train),  # type: ignore[arg-type]
-                                     o.holdout_fraction, o.seed, str(o.root))
-        return {"train": Subset(official_train, train), "val": Subset(official_train, val),
-                "test": load_dataset(o.dataset, o.root, "val", self.image_size, **kwargs)}
+        return synthetic_splits(o.n_samples, o, lambda ix: SceneDataset(
+            images_t[ix], [_scene_target(raw[i], int(i)) for i in ix]))
 
     def collate(self, samples: list[Any]) -> tuple[torch.Tensor, list[Target]]:
         """Images stacked, targets kept as a list of per-image dicts (box counts differ)."""

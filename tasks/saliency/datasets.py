@@ -1,7 +1,7 @@
-"""Loaders for local copies of real saliency data sets (nothing is downloaded), and flips.
+"""Loaders for local copies of real saliency data sets (nothing is downloaded).
 
-Every loader is a :class:`torch.utils.data.Dataset` of ``(image, target)`` pairs: ``image`` a
-``float32`` tensor ``[3, H, W]`` in [0, 1]; ``target`` a dict with
+Every loader is a :class:`~nastk.data.folders.FolderDataset` of ``(image, target)`` pairs:
+``image`` a ``float32`` tensor ``[3, H, W]`` in [0, 1]; ``target`` a dict with
 
 - ``"density"``: ``float32 [Hg, Wg]``, the ground-truth fixation density map as stored on disk
   (an 8-bit grey map divided by 255; not sum-normalised);
@@ -12,7 +12,7 @@ Every loader is a :class:`torch.utils.data.Dataset` of ``(image, target)`` pairs
 antialiased); the target keeps the ORIGINAL ground-truth resolution unless ``target_size`` is
 given, in which case the density map is resized the same way and the fixations are moved to
 the pixel that holds the same point (:func:`rescale_fixations`). ``transform(image, target)``
-runs last (e.g. :class:`RandomHFlip`).
+runs last (e.g. :class:`nastk.data.flips.RandomHFlip`, which mirrors the fixations too).
 
 - :class:`SALICON`: the 2017 release (``images/``, ``maps/``, ``fixations/*.mat``) or the 2015
   JSON fixations;
@@ -34,19 +34,16 @@ from __future__ import annotations
 
 import json
 import math
-from abc import ABC, abstractmethod
-from collections.abc import Callable
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from torch.utils.data import Dataset, get_worker_info
 
-from nastk.core.errors import NastkError
-from nastk.data.folders import FolderLayout, Size, check_size
+from nastk.data.folders import DatasetError, FolderDataset, Transform, loader_named
+from nastk.data.images import Size, check_size, read_grey
 
 __all__ = [
     "CAT2000",
@@ -54,26 +51,17 @@ __all__ = [
     "MIT1003",
     "SALICON",
     "DatasetError",
-    "RandomHFlip",
     "SaliencyFolder",
-    "hflip",
     "load_dataset",
     "one_based_to_index",
     "rescale_fixations",
 ]
 
 Target = dict[str, torch.Tensor]
-Transform = Callable[[torch.Tensor, Target], tuple[torch.Tensor, Target]]
 
 #: MIT1003 ``_fixPts.jpg`` pixels brighter than this are fixations (the points are white on
 #: black, stored as JPEG, so compression blurs their edges)
 FIXPTS_THRESHOLD = 127
-
-
-class DatasetError(NastkError, ValueError):
-    """A data-set folder is missing or malformed, or a file in it cannot be read as expected."""
-
-
 
 
 def one_based_to_index(rows: np.ndarray, cols: np.ndarray,
@@ -128,31 +116,22 @@ class _Item(NamedTuple):
     fixations: Path | None
 
 
-class SaliencyFolder(FolderLayout, Dataset, ABC):
-    """Shared logic of the folder loaders: the item list, reading, checking and resizing.
+class SaliencyFolder(FolderDataset):
+    """Shared logic of the saliency folder loaders: the items (image, density map, fixation
+    file), reading the density and the fixations, and the target's resolution (reading and
+    resizing the image and the folder errors are :class:`~nastk.data.folders.FolderDataset`'s).
 
     A subclass sets :attr:`layout` (the expected folder tree, shown in errors) and
     :attr:`splits`, returns the items of ``self.split`` from :meth:`_find_items` and reads an
     item's fixations in :meth:`_read_fixations`.
     """
 
-    error_type: ClassVar[type[Exception]] = DatasetError
-    splits: ClassVar[tuple[str, ...]] = ("train", "val")
+    splits: ClassVar[tuple[str, ...] | None] = ("train", "val")
 
     def __init__(self, root: str | Path, split: str = "train", size: Size | None = None,
                  transform: Transform | None = None, target_size: Size | None = None) -> None:
-        if split not in self.splits:
-            raise ValueError(f"{type(self).__name__}: split must be one of {list(self.splits)}, "
-                             f"got {split!r}")
-        self.root = Path(root).expanduser()
-        self.split = split
-        self.size = check_size(size)
         self.target_size = check_size(target_size, "target_size")
-        self.transform = transform
-        self._require_dir(self.root, "the data-set root does not exist")
-        self.items: list[_Item] = self._find_items()
-        if not self.items:
-            raise self._error(f"no images found for split {split!r} in", self._image_dir())
+        super().__init__(root, split, size, transform)
 
     # -- to be provided by subclasses ---------------------------------------------------------
     @abstractmethod
@@ -163,32 +142,9 @@ class SaliencyFolder(FolderLayout, Dataset, ABC):
     def _read_fixations(self, item: _Item, shape: tuple[int, int]) -> np.ndarray:
         """``int64 [k, 2]`` 0-based ``(row, col)`` of ``item`` on a density map of ``shape``."""
 
-    def _image_dir(self) -> Path:
-        return self.root
-
     # -- helpers ------------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
-                f"size={self.size}, target_size={self.target_size}, items={len(self.items)})")
-
-    def _require_file(self, image: Path, path: Path, what: str) -> None:
-        if not path.is_file():
-            raise self._error(f"image {image.name} has no {what}: missing", path)
-
-    def _read(self, reader: Callable[[Path], Any], path: Path, what: str) -> Any:
-        """``reader(path)``, with a truncated or unreadable file named in the error."""
-        try:
-            return reader(path)
-        except DatasetError:
-            raise
-        except (OSError, ValueError, SyntaxError, EOFError) as err:  # PIL's errors for broken
-            # files; _loadmat turns scipy's into ValueError
-            raise DatasetError(f"{type(self).__name__}: cannot read {what} {path}: {err} "
-                               "(truncated or in another format? re-copy the file or remove "
-                               "it from the split)") from None
+    def _repr_fields(self) -> dict[str, Any]:
+        return {"target_size": self.target_size, "items": len(self.items)}
 
     def _read_mat(self, path: Path) -> dict[str, Any]:
         return self._read(_loadmat, path, "MATLAB file")
@@ -200,35 +156,18 @@ class SaliencyFolder(FolderLayout, Dataset, ABC):
             raise self._error(f"MATLAB file has no variable {name!r} (it holds {found}):", path)
         return mat[name]
 
-    @staticmethod
-    def _read_rgb(path: Path) -> np.ndarray:
-        with Image.open(path) as img:
-            return np.array(img.convert("RGB"))
-
-    @staticmethod
-    def _read_grey(path: Path) -> np.ndarray:
-        with Image.open(path) as img:
-            return np.array(img.convert("L"))
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
-        item = self.items[index]
-        image = self._read(self._read_rgb, item.image, "image")
-        density = self._read(self._read_grey, item.density, "density map")
+    def _sample(self, item: _Item) -> tuple[torch.Tensor, Target]:
+        x = self._read_image(item.image)
+        density = self._read(read_grey, item.density, "density map")
         shape = (int(density.shape[0]), int(density.shape[1]))
         fix = np.asarray(self._read_fixations(item, shape), dtype=np.int64).reshape(-1, 2)
-        x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
-        if self.size is not None and tuple(x.shape[1:]) != self.size:
-            x = F.interpolate(x[None], size=self.size, mode="bilinear", align_corners=False,
-                              antialias=True)[0].clamp_(0.0, 1.0)
         d = torch.from_numpy(density.astype(np.float32) / 255.0)
         if self.target_size is not None and shape != self.target_size:
             d = F.interpolate(d[None, None], size=self.target_size, mode="bilinear",
                               align_corners=False, antialias=True)[0, 0].clamp_(min=0.0)
             fix = rescale_fixations(fix, shape, self.target_size)
         target = {"density": d, "fixations": torch.from_numpy(np.ascontiguousarray(fix))}
-        if self.transform is not None:
-            x, target = self.transform(x, target)
-        return x, target
+        return self._resized(x), target
 
 
 class SALICON(SaliencyFolder):
@@ -473,7 +412,7 @@ root/
 
     def _read_fixations(self, item: _Item, shape: tuple[int, int]) -> np.ndarray:
         assert item.fixations is not None
-        pts = self._read(self._read_grey, item.fixations, "fixation-points image")
+        pts = self._read(read_grey, item.fixations, "fixation-points image")
         return _binary_points(self._points_map(item, pts, shape, "fixation-points image")
                               > FIXPTS_THRESHOLD)
 
@@ -545,55 +484,6 @@ root/
         return _binary_points(self._points_map(item, locs, shape, "fixation file") != 0)
 
 
-# -- augmentation -----------------------------------------------------------------------------
-def hflip(image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]:
-    """Mirror a sample left-right: the image and the density map along their last (column)
-    axis, and each fixation's column ``col -> Wg - 1 - col`` with ``Wg`` the density map's
-    width; rows are unchanged. Other target entries are passed on untouched."""
-    out = dict(target)
-    density = target["density"]
-    out["density"] = density.flip(-1)
-    fix = target["fixations"]
-    if fix.numel():
-        fix = fix.clone()
-        fix[:, 1] = density.shape[-1] - 1 - fix[:, 1]
-    out["fixations"] = fix
-    return image.flip(-1), out
-
-
-class RandomHFlip:
-    """A ``transform`` applying :func:`hflip` with probability ``p``.
-
-    The draws come from ``numpy.random.default_rng(seed)``; in a DataLoader worker the stream
-    is ``default_rng([seed, worker_id + 1])``, so workers do not repeat each other's draws and
-    a run is repeatable for a fixed number of workers.
-    """
-
-    def __init__(self, p: float = 0.5, seed: int = 0) -> None:
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"RandomHFlip: p must be in [0, 1], got {p}")
-        self.p = float(p)
-        self.seed = int(seed)
-        self._rng: np.random.Generator | None = None
-        self._worker: int | None = None
-
-    def _generator(self) -> np.random.Generator:
-        info = get_worker_info()
-        worker = -1 if info is None else int(info.id)
-        if self._rng is None or self._worker != worker:
-            self._rng = np.random.default_rng([self.seed, worker + 1])
-            self._worker = worker
-        return self._rng
-
-    def __call__(self, image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]:
-        if self._generator().random() < self.p:
-            return hflip(image, target)
-        return image, target
-
-    def __repr__(self) -> str:
-        return f"RandomHFlip(p={self.p}, seed={self.seed})"
-
-
 #: loader name -> class
 DATASETS: dict[str, type[SaliencyFolder]] = {
     "salicon": SALICON,
@@ -607,9 +497,4 @@ def load_dataset(name: str, root: str | Path, split: str = "train", size: Size |
     """The data set ``name`` (``salicon``, ``mit1003`` or ``cat2000``) read from ``root``;
     ``options`` go to the loader (``target_size``, ``transform``, ``fixations``,
     ``val_fraction``, ...)."""
-    try:
-        cls = DATASETS[name.lower()]
-    except (KeyError, AttributeError):
-        raise ValueError(f"unknown saliency data set {name!r}; known: "
-                         f"{', '.join(sorted(DATASETS))}") from None
-    return cls(root, split=split, size=size, **options)
+    return loader_named(DATASETS, name, "saliency")(root, split=split, size=size, **options)

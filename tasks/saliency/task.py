@@ -7,8 +7,8 @@ upsampled to the input's size and squashed by a sigmoid: a saliency map in (0, 1
 
 Loss: SalNAS's composite ``KLD + (1 - CC) + (1 - sigmoid(NSS))`` as named terms, each weight
 configurable (``loss_weights``). Metrics over every image of the split at the ground truth's
-resolution (:class:`nastk.tasks.saliency.metrics.SaliencyMeter`): AUC-Judd, AUC-Borji, shuffled AUC,
-NSS, CC, KLD, SIM, and information gain against the centre-bias baseline fitted on the
+resolution (:class:`nastk.tasks.saliency.meter.SaliencyMeter`): AUC-Judd, AUC-Borji, shuffled
+AUC, NSS, CC, KLD, SIM, and information gain against the centre-bias baseline fitted on the
 training split (``ig``) and against a uniform map (``ig_uniform``). Self-KD blends density
 maps and keeps the true fixations (:meth:`SaliencyTask.blend_targets`).
 """
@@ -21,15 +21,19 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 from torch import nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
-from nastk.data.splits import SplitOptions, holdout_indices, shuffled_split_indices
+from nastk.data.images import ImageInput, ImageSizeOptions, size_field
+from nastk.data.splits import CachedSplits, SplitOptions, holdout_splits, synthetic_splits
+from nastk.nn.body import out_channels_of
 from nastk.report.predictions import save_image_grid
 from nastk.task.contract import Task
+from nastk.tasks.saliency.baseline import CenterBias
 from nastk.tasks.saliency.datasets import load_dataset
-from nastk.tasks.saliency.metrics import CenterBias, SaliencyMeter, saliency_loss
+from nastk.tasks.saliency.losses import saliency_loss
+from nastk.tasks.saliency.meter import SaliencyMeter
 from nastk.tasks.saliency.synthetic import make_saliency_scenes
 
 __all__ = ["SaliencyModel", "SaliencyTask", "SyntheticSaliency"]
@@ -58,12 +62,8 @@ class SaliencyModel(nn.Module):
 
     def __init__(self, body: nn.Module) -> None:
         super().__init__()
-        channels = getattr(body, "out_channels", None)
-        if not isinstance(channels, int) or channels < 1:
-            raise TypeError(f"the body ({type(body).__name__}) needs an int `out_channels`, got "
-                            f"{channels!r}")
         self.body = body
-        self.head = nn.Conv2d(channels, 1, 1)
+        self.head = nn.Conv2d(out_channels_of(body), 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.head(self.body(x))
@@ -72,7 +72,7 @@ class SaliencyModel(nn.Module):
         return torch.sigmoid(y)
 
 
-class SaliencyTask(Task):
+class SaliencyTask(ImageInput, CachedSplits, Task):
     """Saliency prediction scored by CC (and every benchmark metric, see the module
     docstring)."""
 
@@ -82,15 +82,14 @@ class SaliencyTask(Task):
     metrics: ClassVar[tuple[str, ...]] = ("auc_judd", "auc_borji", "sauc", "nss", "cc", "kld",
                                           "sim", "ig", "ig_uniform")
 
-    class Options(SplitOptions):
+    class Options(SplitOptions, ImageSizeOptions):
         """Options of :class:`SaliencyTask` (``task.options`` in a config)."""
 
         model_config = ConfigDict(extra="forbid")
 
         dataset: Literal["synthetic", "salicon", "mit1003", "cat2000"] = "synthetic"
         root: Path | None = Field(None, description="salicon/mit1003/cat2000: the local folder")
-        size: tuple[int, int] = Field((48, 64), description="(height, width) of the images "
-                                                             "the network sees")
+        size: int | tuple[int, int] = size_field((48, 64))
         n_samples: int = Field(400, ge=10, description="synthetic: number of scenes")
         n_observers: int = Field(15, ge=1, description="synthetic: simulated observers")
         fixations_per_observer: int = Field(8, ge=1)
@@ -103,52 +102,35 @@ class SaliencyTask(Task):
         auc_splits: int = Field(20, ge=1, description="random-negative splits of AUC-Borji "
                                                       "and shuffled AUC")
 
-        @model_validator(mode="after")
-        def _check(self) -> SaliencyTask.Options:
-            if any(s < 8 for s in self.size):
-                raise ValueError(f"size {self.size} is too small; use at least 8 pixels a side")
-            return self
-
     def __init__(self, **options: Any) -> None:
         self.options = self.Options(**options)
-        self._splits: dict[str, Dataset] | None = None
         self._baseline: CenterBias | None = None
 
     def __repr__(self) -> str:
         return f"SaliencyTask(dataset={self.options.dataset!r})"
 
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (3, *self.options.size)
-
     # -- data ---------------------------------------------------------------------------------
-    def splits(self) -> dict[str, Dataset]:
-        if self._splits is None:
-            self._splits = (self._synthetic() if self.options.dataset == "synthetic"
-                            else self._real())
-        return dict(self._splits)
-
-    def _synthetic(self) -> dict[str, Dataset]:
+    def build_splits(self) -> dict[str, Dataset]:
+        """``train``, ``val`` and (when there is one) ``test`` datasets of ``(image [3,H,W],
+        {"density", "fixations"})`` (built once, see :meth:`splits`)."""
         o = self.options
+        if o.dataset != "synthetic":
+            assert o.root is not None
+            return holdout_splits(load_dataset(o.dataset, o.root, "train", self.image_size), o,
+                                  str(o.root), self._official_test)
         images, densities, fixations = make_saliency_scenes(
-            o.n_samples, o.size, o.n_observers, o.fixations_per_observer, o.seed)
-        out: dict[str, Dataset] = {}
-        for name, ix in shuffled_split_indices(o.n_samples, o.val_fraction, o.test_fraction,
-                                               o.seed).items():
-            out[name] = SyntheticSaliency(images[ix], densities[ix], [fixations[i] for i in ix])
-        return out
+            o.n_samples, self.image_size, o.n_observers, o.fixations_per_observer, o.seed)
+        return synthetic_splits(o.n_samples, o, lambda ix: SyntheticSaliency(
+            images[ix], densities[ix], [fixations[i] for i in ix]))
 
-    def _real(self) -> dict[str, Dataset]:
+    def _official_test(self) -> Dataset | None:
+        """The official validation split as ``test``; ``None`` for a copy without one."""
         o = self.options
         assert o.root is not None
-        official = load_dataset(o.dataset, o.root, "train", o.size)
-        train, val = holdout_indices(len(official), o.holdout_fraction, o.seed, str(o.root))
-        out: dict[str, Dataset] = {"train": Subset(official, train), "val": Subset(official, val)}
         try:
-            out["test"] = load_dataset(o.dataset, o.root, "val", o.size)
+            return load_dataset(o.dataset, o.root, "val", self.image_size)
         except ValueError:  # a data set without an official validation split
-            pass
-        return out
+            return None
 
     def collate(self, samples: list[Any]) -> Any:
         images, targets = zip(*samples, strict=True)

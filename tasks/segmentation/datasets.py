@@ -1,8 +1,9 @@
 """Loaders for local copies of real semantic-segmentation data sets (nothing is downloaded).
 
-Every loader is a :class:`torch.utils.data.Dataset` of ``(image, mask)`` pairs: ``image`` a
-``float32`` tensor ``[3, H, W]`` scaled to [0, 1], ``mask`` an ``int64`` tensor ``[H, W]`` of
-train ids ``0..num_classes - 1`` with :data:`IGNORE_INDEX` (255) for void / unlabelled pixels.
+Every loader is a :class:`~nastk.data.folders.FolderDataset` of ``(image, mask)`` pairs:
+``image`` a ``float32`` tensor ``[3, H, W]`` scaled to [0, 1], ``mask`` an ``int64`` tensor
+``[H, W]`` of train ids ``0..num_classes - 1`` with :data:`IGNORE_INDEX` (255) for void /
+unlabelled pixels.
 ``size`` (an int for a square, or ``(height, width)``) resizes every pair — the image
 bilinearly (antialiased), the mask by nearest neighbour — and ``None`` keeps the native size.
 
@@ -19,19 +20,16 @@ name.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import Dataset
 
-from nastk.core.errors import NastkError
-from nastk.data.folders import FolderLayout, Size, check_size
+from nastk.data.folders import DatasetError, FolderDataset, Transform, loader_named
+from nastk.data.images import Size
 
 __all__ = [
     "CAMVID_CLASSES",
@@ -76,11 +74,6 @@ _CITYSCAPES_TRAIN_IDS: dict[int, int] = {
 }
 
 
-
-class DatasetError(NastkError, ValueError):
-    """A data-set folder is missing or malformed, or a label file holds an invalid value."""
-
-
 def _lookup(pairs: dict[int, int], length: int = 256) -> np.ndarray:
     """A lookup table raw label value -> train id, ``-1`` marking malformed values."""
     lut = np.full(length, -1, dtype=np.int64)
@@ -91,62 +84,30 @@ def _lookup(pairs: dict[int, int], length: int = 256) -> np.ndarray:
 
 
 
-class SegmentationFolder(FolderLayout, Dataset, ABC):
-    """Shared logic of the folder loaders: the list of ``(image, label)`` file pairs, reading,
-    label mapping, checking and resizing.
+class SegmentationFolder(FolderDataset):
+    """Shared logic of the segmentation folder loaders: ``(image, label)`` file pairs, label
+    mapping, checking and resizing (reading, resizing the image and the folder errors are
+    :class:`~nastk.data.folders.FolderDataset`'s).
 
     A subclass sets :attr:`classes`, :attr:`layout` (the expected folder tree, shown in errors)
-    and :attr:`splits`, fills ``self.items`` in :meth:`_find_items`, and provides a lookup table
+    and :attr:`splits`, returns the pairs from :meth:`_find_items`, and provides a lookup table
     ``_lut`` from raw label values to train ids (``-1`` = malformed), or overrides
     :meth:`_read_label`.
     """
 
     classes: ClassVar[tuple[str, ...]] = ()
-    error_type: ClassVar[type[Exception]] = DatasetError
-    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+    splits: ClassVar[tuple[str, ...] | None] = ("train", "val", "test")
     _lut: ClassVar[np.ndarray] = np.full(256, -1, dtype=np.int64)
+    #: the mask value of pixels that are not scored
+    ignore_index: ClassVar[int] = IGNORE_INDEX
 
-    def __init__(self, root: str | Path, split: str = "train", size: Size | None = None,
-                 transform: Callable[[torch.Tensor, torch.Tensor],
-                                     tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
-        if split not in self.splits:
-            raise ValueError(f"{type(self).__name__}: split must be one of {list(self.splits)}, "
-                             f"got {split!r}")
-        self.root = Path(root).expanduser()
-        self.split = split
-        self.size = check_size(size)
-        self.transform = transform
-        self.ignore_index = IGNORE_INDEX
-        self._require_dir(self.root, "the data-set root does not exist")
-        self.items: list[tuple[Path, Path]] = self._find_items()
-        if not self.items:
-            raise self._error("no images found for split "
-                              f"{split!r} in", self._image_dir())
-
-    # -- to be provided by subclasses ---------------------------------------------------------
-    @abstractmethod
-    def _find_items(self) -> list[tuple[Path, Path]]:
-        """(image, label) file pairs of ``self.split``, in a stable order."""
-
-    def _image_dir(self) -> Path:
-        return self.root
-
-    # -- helpers ------------------------------------------------------------------------------
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
-                f"size={self.size}, items={len(self.items)})")
-
     def _require_labels(self, pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
         for image, label in pairs:
-            if not label.is_file():
-                raise self._error(f"image {image.name} has no label file: missing", label)
+            self._require_file(image, label, "label file")
         return pairs
 
     # -- reading ------------------------------------------------------------------------------
@@ -177,39 +138,19 @@ class SegmentationFolder(FolderLayout, Dataset, ABC):
                            f"which is neither a class id nor the void/ignore value (valid "
                            f"values: {_ranges(valid)})")
 
-    def _read_image(self, path: Path) -> np.ndarray:
-        with Image.open(path) as img:
-            return np.array(img.convert("RGB"))
-
-    def _read(self, reader: Any, path: Path, what: str) -> np.ndarray:
-        """``reader(path)``, with a truncated or unreadable file named in the error."""
-        try:
-            return reader(path)
-        except DatasetError:
-            raise
-        except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for broken files
-            raise DatasetError(f"{type(self).__name__}: cannot read {what} {path}: {err} "
-                               "(truncated or not an image? re-copy the file or remove it "
-                               "from the split)") from None
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image_path, label_path = self.items[index]
-        image = self._read(self._read_image, image_path, "image")
+    def _sample(self, item: tuple[Path, Path]) -> tuple[torch.Tensor, torch.Tensor]:
+        image_path, label_path = item
+        x = self._read_image(image_path)
         label = self._map_label(self._read(self._read_label, label_path, "label file"),
                                 label_path)
-        if image.shape[:2] != label.shape:
+        if tuple(x.shape[1:]) != label.shape:
             raise DatasetError(f"{type(self).__name__}: image {image_path} is "
-                               f"{image.shape[1]}x{image.shape[0]} but its label {label_path} "
+                               f"{x.shape[2]}x{x.shape[1]} but its label {label_path} "
                                f"is {label.shape[1]}x{label.shape[0]} (width x height)")
-        x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
         y = torch.from_numpy(label)
         if self.size is not None and tuple(x.shape[1:]) != self.size:
-            x = F.interpolate(x[None], size=self.size, mode="bilinear", align_corners=False,
-                              antialias=True)[0].clamp_(0.0, 1.0)
             y = F.interpolate(y[None, None].float(), size=self.size, mode="nearest")[0, 0].long()
-        if self.transform is not None:
-            x, y = self.transform(x, y)
-        return x, y
+        return self._resized(x), y
 
 
 def _ranges(values: np.ndarray) -> str:
@@ -310,8 +251,7 @@ VOC2012/   (or VOCdevkit/VOC2012/)
     _lut = _lookup({**{i: i for i in range(21)}, 255: IGNORE_INDEX})
 
     def __init__(self, root: str | Path, split: str = "train", size: Size | None = None,
-                 transform: Callable[[torch.Tensor, torch.Tensor],
-                                     tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+                 transform: Transform | None = None) -> None:
         root = Path(root).expanduser()
         if not (root / "JPEGImages").exists() and (root / "VOC2012").is_dir():
             root = root / "VOC2012"
@@ -361,20 +301,12 @@ DATASETS: dict[str, type[SegmentationFolder]] = {
 CLASS_NAMES: dict[str, tuple[str, ...]] = {name: cls.classes for name, cls in DATASETS.items()}
 
 
-def _loader(name: str) -> type[SegmentationFolder]:
-    try:
-        return DATASETS[name.lower()]
-    except (KeyError, AttributeError):
-        raise ValueError(f"unknown segmentation data set {name!r}; known: "
-                         f"{', '.join(sorted(DATASETS))}") from None
-
-
 def load_dataset(name: str, root: str | Path, split: str = "train",
                  size: Size | None = None) -> SegmentationFolder:
     """The data set ``name`` (``camvid``, ``cityscapes`` or ``voc``) read from ``root``."""
-    return _loader(name)(root, split=split, size=size)
+    return loader_named(DATASETS, name, "segmentation")(root, split=split, size=size)
 
 
 def num_classes_of(name: str) -> int:
     """Number of classes (train ids) of the data set ``name``; 255 is the ignore label."""
-    return len(_loader(name).classes)
+    return len(loader_named(DATASETS, name, "segmentation").classes)

@@ -9,12 +9,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from torch import nn
-from torch.utils.data import Dataset, Subset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
-from nastk.data.splits import SplitOptions, holdout_indices, shuffled_split_indices
-from nastk.nn.body import is_staged
+from nastk.data.images import ImageInput, ImageSizeOptions, size_field
+from nastk.data.splits import CachedSplits, SplitOptions, holdout_splits, synthetic_splits
+from nastk.nn.body import is_staged, out_channels_of
 from nastk.nn.neck import FeaturePyramidNeck
 from nastk.task.contract import Task
 from nastk.tasks.segmentation.datasets import CLASS_NAMES, load_dataset
@@ -55,12 +56,8 @@ class SegmentationModel(nn.Module):
                                                                                head_channels)
             in_head = head_channels
         else:
-            channels = getattr(body, "out_channels", None)
-            if not isinstance(channels, int) or channels < 1:
-                raise TypeError(f"the body ({type(body).__name__}) needs an int `out_channels`"
-                                f" attribute, got {channels!r}")
             self.neck = None
-            in_head = channels
+            in_head = out_channels_of(body)
         self.fuse = _conv_bn_relu(in_head, head_channels, 3)
         self.classifier = nn.Conv2d(head_channels, num_classes, 1)
 
@@ -74,7 +71,7 @@ class SegmentationModel(nn.Module):
         return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
 
 
-class SegmentationTask(Task):
+class SegmentationTask(ImageInput, CachedSplits, Task):
     """Semantic segmentation scored by mIoU (confusion matrix over the whole split).
 
     ``dataset: synthetic`` (the default) draws ``n_samples`` scenes of textured, occluding
@@ -97,15 +94,14 @@ class SegmentationTask(Task):
                                            "score", "loss")
     direction: ClassVar[Literal["max", "min"]] = "max"
 
-    class Options(SplitOptions):
+    class Options(SplitOptions, ImageSizeOptions):
         """Options of :class:`SegmentationTask` (``task.options`` in a config)."""
 
         model_config = ConfigDict(extra="forbid")
 
         dataset: Literal["synthetic", "camvid", "cityscapes", "voc"] = "synthetic"
         root: Path | None = Field(None, description="camvid/cityscapes/voc: the local folder")
-        size: int | tuple[int, int] = Field(
-            32, description="image side (synthetic) or (height, width) images are resized to")
+        size: int | tuple[int, int] = size_field(32)
         n_samples: int = Field(600, ge=10, description="synthetic: number of scenes")
         num_classes: int = Field(5, ge=2, description="synthetic: classes incl. background")
         noise: float = Field(0.05, ge=0.0, description="synthetic: std of pixel noise")
@@ -121,14 +117,6 @@ class SegmentationTask(Task):
         kd_temperature: float = Field(1.0, gt=0.0, description="temperature of pixel_kd, icsd")
         icsd_normalize: bool = Field(True, description="L2-normalise the rows of the ICSD "
                                                        "similarity matrices before matching")
-
-        @field_validator("size")
-        @classmethod
-        def _size(cls, v: int | tuple[int, int]) -> int | tuple[int, int]:
-            sides = (v,) if isinstance(v, int) else v
-            if any(s < 8 for s in sides):
-                raise ValueError(f"size {v} is too small; use at least 8 pixels a side")
-            return v
 
         @model_validator(mode="after")
         def _check(self) -> SegmentationTask.Options:
@@ -147,21 +135,11 @@ class SegmentationTask(Task):
 
     def __init__(self, **options: Any) -> None:
         self.options = self.Options(**options)
-        self._splits: dict[str, Dataset] | None = None
 
     def __repr__(self) -> str:
         return f"SegmentationTask(dataset={self.options.dataset!r})"
 
     # -- data ---------------------------------------------------------------------------------
-    @property
-    def image_size(self) -> tuple[int, int]:
-        s = self.options.size
-        return (s, s) if isinstance(s, int) else (int(s[0]), int(s[1]))
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (3, *self.image_size)
-
     @property
     def num_classes(self) -> int:
         return self.options.n_classes
@@ -173,34 +151,19 @@ class SegmentationTask(Task):
             return list(SCENE_CLASSES[: o.num_classes])
         return list(CLASS_NAMES[o.dataset])
 
-    def splits(self) -> dict[str, Dataset]:
+    def build_splits(self) -> dict[str, Dataset]:
         """``train``, ``val`` and (when there is one) ``test`` datasets of ``(image [3,H,W],
-        mask [H,W])``; built once and cached."""
-        if self._splits is None:
-            self._splits = (self._synthetic_splits() if self.options.dataset == "synthetic"
-                            else self._real_splits())
-        return dict(self._splits)
-
-    def _synthetic_splits(self) -> dict[str, Dataset]:
+        mask [H,W])`` (built once, see :meth:`splits`)."""
         o = self.options
-        if not isinstance(o.size, int) and o.size[0] != o.size[1]:
-            raise ValueError(f"synthetic scenes are square; got size {o.size}")
-        images, masks = make_scenes(o.n_samples, self.image_size[0], o.num_classes, seed=o.seed,
+        if o.dataset != "synthetic":
+            assert o.root is not None
+            return holdout_splits(
+                load_dataset(o.dataset, o.root, "train", self.image_size), o, str(o.root),
+                lambda: load_dataset(o.dataset, o.root, "val", self.image_size))
+        images, masks = make_scenes(o.n_samples, o.square_side(), o.num_classes, seed=o.seed,
                                     noise=o.noise, max_objects=o.max_objects)
-        out: dict[str, Dataset] = {}
-        for name, ix in shuffled_split_indices(o.n_samples, o.val_fraction, o.test_fraction,
-                                               o.seed).items():
-            out[name] = TensorDataset(torch.from_numpy(images[ix]), torch.from_numpy(masks[ix]))
-        return out
-
-    def _real_splits(self) -> dict[str, Dataset]:
-        o = self.options
-        assert o.root is not None
-        official_train = load_dataset(o.dataset, o.root, "train", self.image_size)
-        train, val = holdout_indices(len(official_train),  # type: ignore[arg-type]
-                                     o.holdout_fraction, o.seed, str(o.root))
-        return {"train": Subset(official_train, train), "val": Subset(official_train, val),
-                "test": load_dataset(o.dataset, o.root, "val", self.image_size)}
+        return synthetic_splits(o.n_samples, o, lambda ix: TensorDataset(
+            torch.from_numpy(images[ix]), torch.from_numpy(masks[ix])))
 
     # -- model, loss, metrics -----------------------------------------------------------------
     def wrap(self, body: nn.Module) -> nn.Module:
