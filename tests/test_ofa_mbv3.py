@@ -349,7 +349,8 @@ def test_training_anneals_the_dynamic_conv_temperature():
     from nastk.nn.dynamic_conv import ElasticDynamicConv2d
     from nastk.nn.supernet import SupernetModel
     from nastk.tasks.classification import ClassificationTask
-    from nastk.training.supernet import SupernetTrainConfig, SupernetTrainer
+    from nastk.training.supernet import SupernetTrainer
+    from nastk.training.supernet_config import SupernetTrainConfig
 
     space = OFAMobileNetV3Space(stages=[8, 16], depths=[1], expands=[2], kernels=[3],
                                 conv_types=["dynamic"], final_channels=16)

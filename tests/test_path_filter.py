@@ -26,7 +26,8 @@ from nastk.predictors.path_filter import KeepRule, bucket_thresholds
 from nastk.predictors.path_filter.keep_rule import resolve_cost_fn
 from nastk.search_spaces.nb201 import NB201Bench, NB201Space, nb201_data_missing
 from nastk.tasks.classification import ClassificationTask
-from nastk.training.supernet import SupernetTrainConfig, SupernetTrainer
+from nastk.training.supernet import SupernetTrainer
+from nastk.training.supernet_config import SupernetTrainConfig
 
 A_VALUES = {0: 0.0, 1: 1.5, 2: -0.5, 3: 2.0}
 B_VALUES = {"x": 0.0, "y": -1.0, "z": 1.0}

@@ -283,7 +283,8 @@ def test_cuda_weight_sharing_is_close_to_cpu(supernet, tmp_path, precision):
 
 # -- supernet training ---------------------------------------------------------------------------
 def _supernet_steps(supernet, steps=3, **config):
-    from nastk.training.supernet import PhaseSampler, SupernetTrainConfig, SupernetTrainer
+    from nastk.training.supernet import PhaseSampler, SupernetTrainer
+    from nastk.training.supernet_config import SupernetTrainConfig
 
     model = copy.deepcopy(supernet)
     trainer = SupernetTrainer(model, SupernetTrainConfig(batch_size=32, n_random=1,

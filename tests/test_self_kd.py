@@ -12,6 +12,7 @@ import yaml
 from torch import nn
 
 from nastk.cli.main import main
+from nastk.core.objective import Objective
 from nastk.evaluation.train import TrainConfig, TrainEvaluator
 from nastk.search_spaces.small_cnn import SmallCNNSpace
 from nastk.tasks.classification import ClassificationTask
@@ -31,7 +32,7 @@ def net(weight: float, bias: float, mean: float, steps: int) -> nn.Module:
 
 
 def test_the_teacher_is_the_mean_of_the_improving_epochs_weights():
-    kd = SelfKD(SelfKDConfig(alpha=0.5))
+    kd = SelfKD(SelfKDConfig(alpha=0.5), Objective(metric="score"))
     snapshots = [net(1.0, 0.0, 2.0, 10), net(5.0, 1.0, 4.0, 20), net(3.0, 2.0, 8.0, 30),
                  net(9.0, 9.0, 9.0, 40)]
     improved = [kd.end_epoch(e, score, m) for e, (score, m) in
@@ -44,7 +45,7 @@ def test_the_teacher_is_the_mean_of_the_improving_epochs_weights():
     assert float(teacher[1].running_mean[0]) == pytest.approx((2.0 + 8.0) / 2)  # buffers too
     assert int(teacher[1].num_batches_tracked) == 30  # integers: the latest snapshot's
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
-    minimising = SelfKD(SelfKDConfig(), direction="min")
+    minimising = SelfKD(SelfKDConfig(), Objective(metric="loss", direction="min"))
     assert [minimising.end_epoch(e, s, snapshots[0]) for e, s in enumerate([3, 2, 4], 1)] == \
         [True, True, False]
 
@@ -62,7 +63,7 @@ def test_weight_average_survives_a_checkpoint_round_trip(tmp_path):
 def test_blended_classification_target_and_no_gradient_into_the_teacher():
     task = ClassificationTask(dataset="synthetic", n_samples=60, image_size=8, num_classes=3)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
-    kd = SelfKD(SelfKDConfig(alpha=0.25))
+    kd = SelfKD(SelfKDConfig(alpha=0.25), Objective(metric="accuracy"))
     kd.end_epoch(1, 0.5, model)
     x = torch.randn(4, 1, 8, 8)
     y = torch.tensor([0, 1, 2, 1])

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from nastk.core.errors import NastkError, StoreError
-from nastk.core.result import Result
+from nastk.core.result import Result, Status
 from nastk.core.weights import load_file, read_weights, save_state
 from nastk.run.sqlite_store import RunStore, UnstartedStoreError, check_run_store
 from nastk.space.architecture import Architecture
@@ -39,9 +39,22 @@ def test_a_store_with_a_run_opens_for_resume(tmp_path):
 
 
 def test_a_store_with_trials_but_no_identity_is_a_run(tmp_path):
+    """A run killed before it saved its config still holds its trials: it resumes as a run.
+    Without that trial the same store holds no run and is refused, left as it was."""
     with RunStore.in_dir(tmp_path) as st:
-        st.start_trial(Architecture(a=1))
-    RunStore.open_for_resume(tmp_path).close()
+        tid = st.start_trial(Architecture(a=1))
+    with RunStore.open_for_resume(tmp_path) as st:
+        assert st.get_meta("identity") is None
+        (trial,) = st.trials()
+        assert (trial.id, trial.arch, trial.status, trial.result) == (
+            tid, Architecture(a=1), Status.RUNNING, None)
+    path = tmp_path / RunStore.FILENAME
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("DELETE FROM trials")
+    before = path.read_bytes()
+    with pytest.raises(UnstartedStoreError, match=r"holds no run \(no config, no trials"):
+        RunStore.open_for_resume(tmp_path)
+    assert path.read_bytes() == before
 
 
 def test_a_missing_store_is_refused_without_creating_it(tmp_path):

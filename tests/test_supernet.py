@@ -12,13 +12,12 @@ from nastk.nn.elastic import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
 from nastk.nn.supernet import SupernetModel
 from nastk.tasks.classification import ClassificationTask
 from nastk.training.supernet import (
-    Phase,
     PhaseSampler,
-    SupernetTrainConfig,
     SupernetTrainer,
     load_supernet_weights,
     read_checkpoint,
 )
+from nastk.training.supernet_config import Phase, SupernetTrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
 """TransNAS-Bench-101: the micro and macro spaces and the tabular look-up of its seven tasks."""
 
+import itertools
 import json
+import math
 import re
 import zipfile
 from pathlib import Path
@@ -100,6 +102,7 @@ def test_lookups_equal_the_raw_dump():
     micro, macro = TNB101Bench.load(kind="micro"), TNB101Bench.load(kind="macro")
     assert len(micro) == 4096 and len(macro) == 3256
     assert set(a.key for a in macro.archs()) == set(a.key for a in TNB101MacroSpace().enumerate())
+    compared = 0
     for bench, kind in ((micro, "micro"), (macro, "macro")):
         with zipfile.ZipFile(root / tnb101.FILES[kind]) as z:
             for member in [m for m in z.namelist() if m.endswith(".json")][:14]:
@@ -108,6 +111,8 @@ def test_lookups_equal_the_raw_dump():
                     codes = tuple(int(c) for c in row["arch"].strip("()").split(","))
                     arch = bench.space.from_codes(codes)
                     assert bench.value(arch, task) == row["val_accuracy"]
+                    compared += 1
+    assert compared == 2 * 14 * 3  # the loops above did compare
     a = micro.space.from_string("64-41414-3_33_333")
     assert micro.value(a, "class_scene") == pytest.approx(53.6723747)
     assert micro.value(a, "room_layout") == pytest.approx(-0.7344431)
@@ -215,15 +220,57 @@ def test_micro_costs_equal_the_published_counts():
 
 @needs_data
 def test_path_filter_search_prunes_the_micro_space_by_the_task_costs():
-    """The space's `task` option makes its arch_costs count the evaluator's network."""
+    """After its warm-up, path_filter_search keeps what a brute force over all 4,096
+    architectures keeps: FLOPs of the task's network (segmentsemantic, not the space's default
+    class_scene), cut into the filter's cost buckets at midpoints of the warm-up's FLOPs, and in
+    each bucket the architectures the filter scores at least as high as the
+    ceil(keep_ratio * n_b)-th best of the n_b of its n_samples draws (seeded alike) in it."""
     from nastk.core.objective import Objective
     from nastk.run.tabular import run_tabular
     from nastk.strategies.path_filter_search import PathFilterSearch
 
     objective = Objective(metric="pixel_acc")
     ev = TNB101Evaluator("segmentsemantic")
-    strategy = PathFilterSearch(TNB101MicroSpace(task="segmentsemantic"), objective, 0,
-                                warmup=20, n_samples=400, filter_options={"steps": 100})
+    space = TNB101MicroSpace(task="segmentsemantic")
+    strategy = PathFilterSearch(space, objective, 0, warmup=20, n_samples=400,
+                                filter_options={"steps": 100})
     traj = run_tabular(strategy, ev, objective, 40)
-    assert strategy.pruned is not None and all(strategy.pruned.is_kept(a)
-                                               for a in traj.archs[20:])
+    assert strategy.pruned is not None
+    filt, keep_ratio = strategy.path_filter, strategy.options.keep_ratio
+
+    def flops(arch):
+        return tnb101.micro_costs(arch, "segmentsemantic")["flops"]
+
+    warm = sorted({flops(a) for a in traj.archs[:20]})
+    edges = [float(e) for e in filt.edges]
+    assert edges and set(edges) <= {(lo + hi) / 2 for lo, hi in itertools.pairwise(warm)}, edges
+
+    every = [space.from_codes(c) for c in itertools.product(range(4), repeat=6)]
+    costs = np.array([flops(a) for a in every])
+    bucket = np.array([sum(e <= c for e in edges) for c in costs])
+    score = dict(zip((a.key for a in every), filt.score(every, costs), strict=True))
+    rng = np.random.default_rng(0)
+    draws = [space.sample(rng) for _ in range(400)]
+    threshold = {}
+    for b in set(bucket):
+        drawn = sorted((score[a.key] for a in draws if sum(e <= flops(a) for e in edges) == b),
+                       reverse=True)
+        threshold[b] = drawn[math.ceil(keep_ratio * len(drawn)) - 1] if drawn else -math.inf
+    margin = np.array([score[a.key] - threshold[b] for a, b in zip(every, bucket, strict=True)])
+    kept = {a.key for a, m in zip(every, margin, strict=True) if m >= 0}
+
+    # the pruned space's thresholds are these, and it judges like this (on a quarter of the
+    # space, drawn at random: one at a time, its judgements cost 4 ms each); a score computed in
+    # another batch may differ in its last bits, so ties are left out
+    np.testing.assert_allclose(strategy.pruned.thresholds[sorted(threshold)],
+                               [threshold[b] for b in sorted(threshold)], rtol=0, atol=1e-6)
+    some = np.random.default_rng(1).choice(len(every), size=len(every) // 4, replace=False)
+    some = [i for i in some if abs(margin[i]) > 1e-6]
+    assert len(some) > len(every) // 4 - 2 * len(threshold)
+    assert [strategy.pruned.is_kept(every[i]) for i in some] == [every[i].key in kept
+                                                                 for i in some]
+    assert 0.15 < len(kept) / len(every) < 0.35  # about keep_ratio = 0.25 of the space
+    assert all(0 < sum(k in kept for k in (a.key for a, bb in zip(every, bucket, strict=True)
+                                              if bb == b)) < (bucket == b).sum()
+               for b in threshold)  # every bucket keeps some and prunes some
+    assert all(a.key in kept for a in traj.archs[20:])  # the search stayed inside

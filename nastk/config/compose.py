@@ -94,7 +94,7 @@ def build_evaluator(config: SearchConfig, space: SearchSpace, task: Task | None)
         assert config.evaluator.supernet is not None
         return build_weight_sharing_evaluator(config, space, task)
     return TrainEvaluator(task, space, config.evaluator.train, seed=config.seed,
-                          where="evaluator.train")
+                          where="evaluator.train", objective=build_objective(config, task))
 
 
 def build_components(config: SearchConfig, *, check: bool = True) -> Components:

@@ -22,7 +22,7 @@ from nastk.evaluation.train import TrainConfig
 from nastk.evaluation.weight_sharing import WeightSharingConfig
 from nastk.prediction.path_filter.use import PathFilterUse
 from nastk.run.loop import Budget
-from nastk.training.supernet import NOT_IDENTITY, SupernetTrainConfig
+from nastk.training.supernet_config import NOT_IDENTITY, SupernetTrainConfig
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -17,24 +17,30 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from nastk.core.errors import NastkError
+from nastk.core.objective import Objective
 from nastk.core.result import Result
 from nastk.core.weights import DiskFullError, save_weights
 from nastk.data.loaders import make_loader, split_batch, to_device
 from nastk.evaluation.base import format_error
 from nastk.evaluation.cost import model_costs
+from nastk.evaluation.preflight import COSTS
 from nastk.nn.batchnorm import recalibrate_bn
 from nastk.space.architecture import Architecture
 from nastk.task.losses import LossValue, RecentLosses, combine_loss
 from nastk.training.callbacks import TrainCallback, any_stop
-from nastk.training.precision import GradScaling, Precision, autocast, autocast_model, device_for
-from nastk.training.pretrained import InitConfig, LoadReport, load_init, lr_groups
+from nastk.training.optim import make_optimizer, param_groups
+from nastk.training.precision import Precision, autocast, autocast_model, device_for
+from nastk.training.pretrained import InitConfig, LoadReport, load_init
+from nastk.training.schedule import StepwiseCosine
 from nastk.training.self_kd import SelfKD, SelfKDConfig
+from nastk.training.step import Diverged, OptimizerStep, finite_loss
 
 if TYPE_CHECKING:
     from nastk.space.search_space import SearchSpace
     from nastk.task.contract import Task
 
-__all__ = ["Diverged", "FitResult", "LossFn", "TrainConfig", "TrainEvaluator", "arch_seed"]
+__all__ = ["FitResult", "LossFn", "TrainConfig", "TrainEvaluator", "arch_seed"]
 
 Progress = Callable[[int, int], None]
 #: ``loss_fn(outputs, targets, inputs, progress)`` with ``progress`` in [0, 1): the fraction of
@@ -79,10 +85,6 @@ class TrainConfig(BaseModel):
     self_kd: SelfKDConfig | None = Field(
         None, description="self-distillation: learn from alpha x ground truth + (1 - alpha) x "
                           "the average of the model's improving epochs (nastk.training.self_kd)")
-
-
-class Diverged(Exception):
-    """The training loss became NaN or infinite."""
 
 
 def arch_seed(seed: int, arch: Architecture) -> int:
@@ -142,13 +144,21 @@ class TrainEvaluator:
     diverging loss, or any exception while building or training, gives a failed
     :class:`Result` instead of raising. ``callbacks``
     (:class:`~nastk.training.callbacks.TrainCallback`)
-    run at the end of every epoch and may stop training.
+    run at the end of every epoch and may stop training. With Self-KD the epochs are judged by
+    ``objective``, the run's (a search's ``objective``; default: the task's primary metric).
+    The optimiser, learning-rate schedule, precision and optimizer step are those of every
+    nastk training loop (:mod:`nastk.training.optim`, :mod:`~nastk.training.schedule`,
+    :mod:`~nastk.training.step`).
     """
 
     def __init__(self, task: Task, space: SearchSpace, config: TrainConfig | None = None,
                  seed: int = 0, progress: Progress | None = None,
-                 callbacks: Sequence[TrainCallback] = (), *, where: str = "train") -> None:
+                 callbacks: Sequence[TrainCallback] = (), *, where: str = "train",
+                 objective: Objective | None = None) -> None:
         self.task = task
+        #: the run's objective (default: the task's primary metric and direction); Self-KD
+        #: judges epochs by it (:attr:`epoch_objective`)
+        self.objective = objective if objective is not None else Objective.of_task(task)
         self.space = space
         self.config = config if config is not None else TrainConfig()
         #: the torch device ``config.device`` names, checked now (``where``: the config's path
@@ -163,6 +173,16 @@ class TrainEvaluator:
 
     def __repr__(self) -> str:
         return f"TrainEvaluator(task={self.task!r}, space={self.space.name!r}, seed={self.seed})"
+
+    @property
+    def epoch_objective(self) -> Objective:
+        """What Self-KD judges an epoch by: the run's objective, or the task's primary metric
+        when the objective's metric is not scored on the evaluation split (a cost such as
+        ``flops``, the same for every epoch, or a training loss)."""
+        metric = self.objective.metric
+        if metric in COSTS or metric == "train_loss" or metric.startswith("train_loss_"):
+            return Objective.of_task(self.task)
+        return self.objective
 
     # -- data ---------------------------------------------------------------------------------
     def _split(self, name: str) -> Dataset:
@@ -185,17 +205,8 @@ class TrainEvaluator:
 
     def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         c = self.config
-        params: Any = [p for p in model.parameters() if p.requires_grad]
-        if c.lr_mult:
-            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-            params = [{"params": ps, "lr": c.lr * mult} for mult, ps in lr_groups(named,
-                                                                                   c.lr_mult)]
-        if c.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum,
-                                   weight_decay=c.weight_decay, foreach=True)
-        if c.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, foreach=True)
-        return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay, foreach=True)
+        groups = param_groups(model, c.weight_decay, c.lr_mult, split_no_decay=False)
+        return make_optimizer(groups, c.optimizer, lr=c.lr, momentum=c.momentum, foreach=True)
 
     # -- training -----------------------------------------------------------------------------
     def _train(self, model: nn.Module, loader: DataLoader, device: torch.device,
@@ -204,15 +215,16 @@ class TrainEvaluator:
                ) -> tuple[RecentLosses, int, int, int | None]:
         """Train in place; returns (recent losses, steps, steps per epoch, epoch a callback
         stopped at). With ``self_kd`` every step learns from the blended target once a teacher
-        exists, and every epoch's score updates the teacher. Raises :class:`Diverged`."""
+        exists, and every epoch's score by :attr:`epoch_objective` updates the teacher. Raises
+        :class:`~nastk.training.step.Diverged`."""
         c = self.config
         per_epoch = len(loader)
         if per_epoch == 0:
             raise ValueError("the training split is empty")
         total = c.steps if c.steps is not None else c.epochs * per_epoch
         optimizer = self._optimizer(model)
-        scaling = GradScaling(device, c.precision)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+        stepper = OptimizerStep(model, optimizer, device, c.precision, c.grad_clip)
+        schedule = StepwiseCosine(optimizer, total)
         recent = RecentLosses(min(per_epoch, total))
         model.train()
         step = 0
@@ -223,23 +235,15 @@ class TrainEvaluator:
                 xb, yb = xb.to(device), to_device(yb, device)
                 if self_kd is not None:
                     yb = self_kd.blend(self.task, yb, xb, step / total)
-                with autocast(device, c.precision):
+                with stepper.autocast():
                     out = model(xb)
                     loss, terms = combine_loss(self.task.loss(out, yb) if loss_fn is None
                                                else loss_fn(out, yb, xb, step / total))
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise Diverged(f"diverged: loss became {value} at step {step + 1}"
-                                   + (f" (terms: { {k: float(v) for k, v in terms.items()} })"
-                                      if terms else ""))
-                optimizer.zero_grad(set_to_none=True)
-                scaling.backward(loss)
-                if c.grad_clip is not None:
-                    scaling.unscale(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
-                scaling.step(optimizer)
-                scaling.update()
-                schedule.step()
+                value = finite_loss(loss, f"step {step + 1}", terms=terms)
+                stepper.zero_grad()
+                stepper.backward(loss)
+                stepper.step()
+                schedule.advance()
                 step += 1
                 recent.add(value, terms)
                 if progress is not None:
@@ -248,7 +252,7 @@ class TrainEvaluator:
                     epoch = step // per_epoch
                     metrics = self._epoch_metrics(model, device)
                     if self_kd is not None:
-                        self_kd.end_epoch(epoch, metrics[self.task.primary_metric], model)
+                        self_kd.end_epoch(epoch, _score(metrics, self_kd.objective), model)
                     if callbacks and any_stop(callbacks, epoch, model, metrics):
                         stopped = epoch
                         break
@@ -278,7 +282,8 @@ class TrainEvaluator:
         model.to(device)
         generator = torch.Generator().manual_seed(seed)
         train_loader = self._train_loader(self._split("train"), generator)
-        self_kd = (SelfKD(c.self_kd, self.task.direction) if c.self_kd is not None else None)
+        self_kd = (SelfKD(c.self_kd, self.epoch_objective) if c.self_kd is not None
+                   else None)
         recent, steps, per_epoch, stopped = self._train(model, train_loader, device, progress,
                                                         loss_fn, callbacks, self_kd)
         if c.recalibrate_bn:
@@ -371,6 +376,16 @@ class TrainEvaluator:
         if c.self_kd is not None:
             info["self_kd_teacher_epochs"] = fit.teacher_epochs
         return Result.complete(metrics, costs, time.perf_counter() - t0, info=info)
+
+
+def _score(metrics: dict[str, float], objective: Objective) -> float:
+    """The objective's metric among an epoch's ``metrics``, or a :class:`NastkError` naming the
+    metrics there are."""
+    if objective.metric not in metrics:
+        raise NastkError(f"self_kd judges epochs by {objective.metric!r}, but the evaluation "
+                         f"split reports only {sorted(metrics)}; set objective.metric to one "
+                         "of them")
+    return metrics[objective.metric]
 
 
 @contextmanager

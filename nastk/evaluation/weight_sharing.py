@@ -10,6 +10,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from nastk.core.result import Result
+from nastk.core.streams import Stream
 from nastk.core.weights import DiskFullError, save_weights
 from nastk.data.loaders import calibration_batches, make_loader
 from nastk.evaluation.base import format_error
@@ -57,8 +58,8 @@ class WeightSharingEvaluator:
             raise ValueError(f"eval_split {config.eval_split!r} not in the task's splits "
                              f"{sorted(splits)}")
         self.calibration: list[torch.Tensor] = calibration_batches(
-            self.task, splits["train"], config.calib_batch_size, config.calib_batches, seed + 7,
-            device=self.device)
+            self.task, splits["train"], config.calib_batch_size, config.calib_batches,
+            Stream.BN_CALIBRATION.seed(seed), device=self.device)
         self.eval_loader = make_loader(self.task, splits[config.eval_split],
                                        config.eval_batch_size)
 

@@ -131,11 +131,10 @@ def _worker_loop(loop: dict[str, Any]) -> None:
     import ray.train
     import torch
 
-    from nastk.config.compose import build_supernet_model
     from nastk.config.schema import SupernetConfig, parse_config
-    from nastk.prediction.path_filter import supernet_sampler_factory
+    from nastk.training.assemble import build_supernet_trainer
     from nastk.training.data_parallel import DataParallel
-    from nastk.training.supernet import SupernetTrainer, write_history
+    from nastk.training.supernet import write_history
 
     config = parse_config(loop["config"], loop["source"] or "config", schema=SupernetConfig)
     run_dir = Path(loop["run_dir"])
@@ -143,22 +142,11 @@ def _worker_loop(loop: dict[str, Any]) -> None:
     ckpt = RunLayout(run_dir).supernet_checkpoint
     dp = DataParallel.from_process_group()
     torch.set_num_threads(int(loop["threads"]))
-    training = config.training
-    if str(training.device).startswith("cuda"):
+    if str(config.training.device).startswith("cuda"):
         device = ray.train.torch.get_device()
         torch.cuda.set_device(device)
-        dp.device = device
-        training = training.model_copy(update={"device": str(device)})
-    training = training.model_copy(update={"num_threads": None})  # set above, for this worker
-    torch.manual_seed(config.seed)
-    model = build_supernet_model(config)
-    extra: dict[str, Any] = {}
-    if config.path_filter is not None:
-        extra["sampler_factory"] = supernet_sampler_factory(config.path_filter, model,
-                                                            seed=config.seed)
-    trainer = SupernetTrainer(model, training, seed=config.seed,
-                              checkpoint_path=ckpt if dp.is_main else None,
-                              identity=config, data_parallel=dp, **extra)
+        dp.device = device  # the trainer's device too
+    trainer = build_supernet_trainer(config, run_dir, data_parallel=dp)
     attempt = _register_workers(run_dir, loop["session"], dp)
     if ckpt.is_file():  # the user's --resume, or a restart after a worker failed
         trainer.load_checkpoint(ckpt)
@@ -178,7 +166,7 @@ def _worker_loop(loop: dict[str, Any]) -> None:
         last[0] = now
         state = {"session": loop["session"], "attempt": attempt, "workers": dp.world,
                  "epoch": trainer.epoch, "step": step, "steps": steps,
-                 "epochs": training.total_epochs, "record": record}
+                 "epochs": config.training.total_epochs, "record": record}
         write_atomic(RunLayout(run_dir).progress, json.dumps(state).encode())
 
     def on_epoch(record: dict[str, Any]) -> None:

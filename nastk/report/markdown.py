@@ -112,7 +112,7 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
     successes = _successes(trials, objective)
     durations = [t.result.duration_s for t in trials if t.result is not None]
     rows = leaderboard(trials, objective, top=top, render=render)
-    best = leaderboard(trials, objective, top=1)
+    best = objective.best(successes, key=lambda tr: objective.value(tr[1]))
 
     lines: list[str] = [f"# {title}", "", "## Summary", ""]
     summary: list[tuple[str, str]] = [
@@ -133,10 +133,11 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
     unusable = counts[Status.COMPLETE] - len(successes)
     if unusable > 0:
         summary.append((f"complete without {objective.metric}", str(unusable)))
-    if best:
-        b = best[0]
+    if best is not None:
+        trial, result = best
         summary.append((f"best {objective.metric} ({objective.direction})",
-                        f"{format_metric(b['metric'])} (trial {b['trial']}, `{b['arch_id']}`)"))
+                        f"{format_metric(result.value(objective.metric))} (trial {trial.id}, "
+                        f"`{trial.arch.short_id}`)"))
     else:
         summary.append((f"best {objective.metric} ({objective.direction})",
                         "none: no successful trial"))

@@ -48,9 +48,8 @@ def draw_best_predictions(task: Task | None, evaluator: Any, trials: Sequence[Tr
         return None
     (Path(run_dir) / PREDICTIONS_PNG).unlink(missing_ok=True)  # never a stale picture
     predict = getattr(evaluator, "predict", None)
-    scored = [(objective.score(t.result), t) for t in trials if t.result is not None]
-    best = [t for s, t in sorted(((s, t) for s, t in scored if s is not None),
-                                 key=lambda st: st[0], reverse=True)][:k]
+    best = objective.ranked(trials, key=lambda t: objective.value(t.result)
+                            if t.result is not None else None)[:k]
     if predict is None or not best:
         return None
     try:

@@ -50,17 +50,17 @@ def best_so_far(trials: Iterable[Trial], objective: Objective) -> list[tuple[int
     the metric's own units (not negated for ``direction="min"``).
     """
     curve: list[tuple[int, float]] = []
-    best_score: float | None = None
+    best: float | None = None
     n = 0
     for t in _by_id(trials):
         if not _is_evaluation(t):
             continue
         n += 1
-        score = objective.score(t.result) if t.result is not None else None
-        if score is not None and (best_score is None or score > best_score):
-            best_score = score
-        if best_score is not None:
-            curve.append((n, best_score if objective.direction == "max" else -best_score))
+        value = objective.value(t.result) if t.result is not None else None
+        if objective.better(value, best):
+            best = value
+        if best is not None:
+            curve.append((n, best))
     return curve
 
 
@@ -106,11 +106,10 @@ def leaderboard(trials: Iterable[Trial], objective: Objective, top: int = 10,
     latency_ms, ... where present, in that order), ``duration_s``, ``arch`` (compact text)
     and ``stopped`` (:func:`early_stop`: ``stopped at epoch k``, or None).
     """
-    scored = [(t, r, objective.score(r)) for t, r in _successes(trials, objective)]
-    ranked = sorted(scored, key=lambda trs: -float(trs[2]))  # type: ignore[arg-type]
-    # sorted() is stable and the input is in id order, so ties go to the earlier trial
+    # the input is in id order and ranked() keeps the order of ties: the earlier trial first
+    ranked = objective.ranked(_successes(trials, objective), key=lambda tr: objective.value(tr[1]))
     rows: list[dict] = []
-    for rank, (t, r, _score) in enumerate(ranked[: max(0, top)], start=1):
+    for rank, (t, r) in enumerate(ranked[: max(0, top)], start=1):
         rows.append({
             "rank": rank,
             "trial": t.id,

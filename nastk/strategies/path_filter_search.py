@@ -11,6 +11,7 @@ from nastk.core.errors import ConfigError
 from nastk.core.loading import load_object
 from nastk.core.objective import Objective
 from nastk.core.result import Result
+from nastk.core.streams import Stream
 from nastk.prediction.path_filter import (
     CostFn,
     PathFilter,
@@ -96,7 +97,8 @@ class PathFilterSearch(Strategy):
             options=o.filter_options, cost_fn=self._cost_fn, keep_ratio=o.keep_ratio,
             n_samples=o.n_samples, seed=self.seed, where="strategy.options")
         self.inner = registry.instantiate(registry.STRATEGIES, o.inner, o.inner_options,
-                                          self.pruned, self.objective, seed=self.seed + 1,
+                                          self.pruned, self.objective,
+                                          seed=Stream.INNER_STRATEGY.seed(self.seed),
                                           where="strategy.options.inner_options")
         for arch, result in self._warm:
             self.inner.tell(arch, result)

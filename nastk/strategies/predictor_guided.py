@@ -13,6 +13,7 @@ from nastk.core import registry
 from nastk.core.errors import ConfigError
 from nastk.core.objective import Objective
 from nastk.core.result import Result
+from nastk.core.streams import Stream
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy, draw_unseen
@@ -59,7 +60,8 @@ class PredictorGuided(Strategy):
         super().__init__(space, objective, seed, **options)
         o = self.options
         self.inner: Strategy = registry.instantiate(
-            registry.STRATEGIES, o.inner, o.inner_options, space, objective, seed=seed + 1,
+            registry.STRATEGIES, o.inner, o.inner_options, space, objective,
+            seed=Stream.INNER_STRATEGY.seed(seed),
             where="strategy.options.inner_options")
         self._make_predictor(0)  # validates the predictor name and options now
         self._history: list[tuple[Architecture, float]] = []

@@ -2,7 +2,10 @@
 
 The teacher is the model's own past: the equal-weight running average of its weights
 (parameters and buffers) taken at the end of every epoch whose validation score improved on the
-best so far (in a supernet, the largest subnet's score). From the first such epoch on, every
+best so far (in a supernet, the largest subnet's score). The score is the run's objective
+(:class:`~nastk.core.objective.Objective`: a search's ``objective``, a supernet's
+``training.objective``; by default the task's primary metric), and "improved" is its
+:meth:`~nastk.core.objective.Objective.better`. From the first such epoch on, every
 training step learns from a blended target ``alpha * ground truth + (1 - alpha) * teacher
 output``; the teacher runs in eval mode under ``no_grad``, so no gradient reaches it. The task
 says how its targets blend (:meth:`nastk.task.contract.Task.blend_targets`: classification mixes the
@@ -19,6 +22,8 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+
+from nastk.core.objective import Objective
 
 __all__ = ["SelfKD", "SelfKDConfig", "WeightAverage"]
 
@@ -91,12 +96,14 @@ class WeightAverage:
 
 
 class SelfKD:
-    """The running state of Self-KD in one training run: the best validation score so far and
-    the teacher (a :class:`WeightAverage` of the improving epochs' weights)."""
+    """The running state of Self-KD in one training run: the best validation score so far by
+    ``objective`` and the teacher (a :class:`WeightAverage` of the improving epochs'
+    weights)."""
 
-    def __init__(self, config: SelfKDConfig, direction: Literal["max", "min"] = "max") -> None:
+    def __init__(self, config: SelfKDConfig, objective: Objective) -> None:
         self.config = config
-        self.direction = direction
+        #: what an epoch's score is (its metric) and what improving on the best means
+        self.objective = objective
         self.best: float | None = None
         self.average = WeightAverage()
         self.improved_epochs: list[int] = []
@@ -106,10 +113,10 @@ class SelfKD:
         return self.average.model
 
     def end_epoch(self, epoch: int, score: float, model: nn.Module) -> bool:
-        """Add ``model``'s weights to the teacher when ``score`` improves on the best so far;
-        returns whether it did."""
-        better = (self.best is None or (score > self.best if self.direction == "max"
-                                        else score < self.best))
+        """Add ``model``'s weights to the teacher when ``score`` (the value of the objective's
+        metric this epoch) is better than the best so far; returns whether it was. A NaN score
+        never is."""
+        better = self.objective.better(score, self.best)
         if better:
             self.best = float(score)
             self.average.add(model)

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader
 
 from nastk.core.errors import NastkError
+from nastk.core.objective import Objective
+from nastk.core.streams import Stream
 from nastk.core.weights import load_file, load_matching, save_state, write_atomic
 from nastk.data.loaders import calibration_batches, detach, make_loader, split_batch, to_device
 from nastk.nn.batchnorm import recalibrate_bn
@@ -29,9 +29,13 @@ from nastk.run.layout import RunLayout
 from nastk.space.architecture import Architecture
 from nastk.task.losses import combine_loss
 from nastk.training.data_parallel import DataParallel
-from nastk.training.precision import GradScaling, Precision, autocast, autocast_model, device_for
-from nastk.training.pretrained import InitConfig, LoadReport, load_init, lr_groups
-from nastk.training.self_kd import SelfKD, SelfKDConfig
+from nastk.training.optim import make_optimizer, param_groups
+from nastk.training.precision import autocast, autocast_model, device_for
+from nastk.training.pretrained import LoadReport, load_init
+from nastk.training.schedule import cosine_lr, set_lr
+from nastk.training.self_kd import SelfKD
+from nastk.training.step import OptimizerStep, finite_loss
+from nastk.training.supernet_config import Phase, SupernetTrainConfig
 
 CHECKPOINT_FORMAT = "nastk.supernet/1"
 
@@ -39,89 +43,6 @@ CHECKPOINT_FORMAT = "nastk.supernet/1"
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     """``RUN_DIR/history.json``: the epochs' records, written atomically."""
     write_atomic(RunLayout(run_dir).history, json.dumps(history, indent=2).encode())
-
-
-class Phase(BaseModel):
-    """One progressive-shrinking phase: ``epochs`` of training in which only the ``unlock``ed
-    dimensions vary; every other dimension stays at the largest architecture's value."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(ge=1)
-    unlock: list[str] | None = Field(None, description="dimensions sampled in this phase; "
-                                                       "null = all")
-    lr: float | None = Field(None, gt=0, description="peak lr of this phase (default: lr)")
-
-
-class SupernetTrainConfig(BaseModel):
-    """How a supernet is trained (``training:`` in a supernet config)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(5, ge=1, description="used when no phases are given")
-    phases: list[Phase] = Field(default_factory=list,
-                                description="progressive shrinking; default one phase, all "
-                                            "dimensions elastic")
-    batch_size: int = Field(64, ge=1, description="images per optimizer step, over all "
-                                                  "workers together")
-    workers: int = Field(1, ge=1, description="data-parallel workers on Ray Train; each takes "
-                                              "batch_size / workers images of every step. Not "
-                                              "part of the run's identity: a run may resume on "
-                                              "another number of workers")
-    sync_batchnorm: bool = Field(
-        False, description="workers > 1: true normalises over the global batch of a step (one "
-                           "small all-reduce per batch-norm layer and pass), so N workers "
-                           "train exactly what one worker with the whole batch would; false: "
-                           "each worker normalises its own shard, as DistributedDataParallel "
-                           "does (no per-layer collectives; the shard must not be tiny)")
-    max_failures: int = Field(2, ge=0, description="workers > 1: times the worker group is "
-                                                   "restarted from the last checkpoint after a "
-                                                   "worker dies")
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = Field(0.05, gt=0, description="peak lr, cosine-annealed within each phase")
-    momentum: float = Field(0.9, ge=0, le=1)
-    nesterov: bool = True
-    weight_decay: float = Field(3e-5, ge=0, description="not applied to BN and biases")
-    grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm per step")
-    sampling: Literal["sandwich", "random"] = Field(
-        "sandwich", description="sandwich: largest + smallest + n_random per step; random: "
-                                "n_random random subnets per step")
-    n_random: int = Field(2, ge=0, description="random subnets per step")
-    inplace_distill: bool = Field(True, description="the largest subnet's (detached) output "
-                                                    "teaches the others")
-    distill_weight: float = Field(1.0, ge=0, le=1, description="weight of the distillation "
-                                                               "term vs the task loss")
-    reorganize_channels_at_phase: bool = Field(
-        True, description="sort channels by importance when a phase starts")
-    temperature_start: float = Field(30.0, gt=0, description="attention-mixed dynamic convs: "
-                                                              "softmax temperature at the start")
-    temperature_end: float = Field(1.0, gt=0, description="... and after temperature_epochs")
-    temperature_epochs: float = Field(10.0, gt=0, description="epochs of linear annealing")
-    bn_calib_batches: int = Field(10, ge=1, description="training batches used to "
-                                                        "recalibrate BN before each evaluation")
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads")
-    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N (with workers > 1 "
-                                           "on Ray, each worker gets its own GPU)")
-    precision: Precision = Field(
-        "fp32", description="forward passes in fp32; bf16 (bfloat16 autocast, CPU or CUDA); "
-                            "fp16 (float16 autocast with loss scaling, CUDA only)")
-    init: InitConfig | None = Field(
-        None, description="start from pretrained weights, e.g. a classification supernet's "
-                          "checkpoint: {from: FILE, part: body | all}")
-    lr_mult: dict[str, float] = Field(
-        default_factory=dict, description="learning-rate multipliers by part of the model, "
-                                          "e.g. {body: 0.1}")
-    self_kd: SelfKDConfig | None = Field(
-        None, description="self-distillation: every subnet learns from alpha x ground truth + "
-                          "(1 - alpha) x the largest subnet of the average of the epochs whose "
-                          "largest-subnet validation score improved")
-
-    def schedule(self) -> list[Phase]:
-        return list(self.phases) or [Phase(epochs=self.epochs)]
-
-    @property
-    def total_epochs(self) -> int:
-        return sum(p.epochs for p in self.schedule())
 
 
 class PhaseSampler:
@@ -150,35 +71,6 @@ class PhaseSampler:
         raise NastkError(f"no valid sub-network found for unlocked dimensions {self.unlock}")
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float,
-                  lr_mult: dict[str, float] | None = None) -> list[dict[str, Any]]:
-    """Weight-decayed and not decayed (BN, biases, kernel transforms) parameters, split further
-    by ``lr_mult`` part; each group carries its ``lr_mult``."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if lr_mult:
-        ids = {id(p): n for n, p in named}
-        parts = [(m, [(ids[id(p)], p) for p in ps]) for m, ps in lr_groups(named, lr_mult)]
-    else:
-        parts = [(1.0, named)]
-    groups: list[dict[str, Any]] = []
-    for mult, members in parts:
-        decay, no_decay = [], []
-        for name, p in members:
-            (no_decay if p.dim() <= 1 or "transforms" in name else decay).append(p)
-        groups += [{"params": decay, "weight_decay": weight_decay, "lr_mult": mult},
-                   {"params": no_decay, "weight_decay": 0.0, "lr_mult": mult}]
-    return groups
-
-
-def make_optimizer(model: torch.nn.Module, cfg: SupernetTrainConfig) -> torch.optim.Optimizer:
-    groups = _param_groups(model, cfg.weight_decay, cfg.lr_mult)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov
-                               and cfg.momentum > 0)
-    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-    return cls(groups, lr=cfg.lr)
-
-
 EpochCallback = Callable[[dict[str, Any]], None]
 StepCallback = Callable[[int, int], None]
 
@@ -194,7 +86,13 @@ class SupernetTrainer:
     in-place distillation the largest sub-network learns from the labels and every other
     sub-network from a blend of the labels and the largest's detached output.
     ``checkpoint_path`` receives a weights-only checkpoint after every epoch, from which
-    :meth:`train` resumes.
+    :meth:`train` resumes. At the end of every epoch the largest and smallest sub-networks are
+    scored on the validation split; ``config.objective`` (default: the task's primary metric)
+    judges the largest's scores: Self-KD's teacher epochs and each record's ``best_epoch``. The
+    optimiser, schedule and optimizer step are those of every nastk training loop
+    (:mod:`nastk.training.optim`, :mod:`~nastk.training.schedule`,
+    :mod:`~nastk.training.step`); :func:`nastk.training.assemble.build_supernet_trainer`
+    builds a trainer from a supernet config.
     """
 
     def __init__(self, model: SupernetModel, config: SupernetTrainConfig, seed: int = 0,
@@ -218,18 +116,24 @@ class SupernetTrainer:
         self.identity = identity.identity() if identity is not None else {}
         self.sampler_factory = sampler_factory
         self.device = device_for(config.device, config.precision, "training")
-        self.scaling = GradScaling(self.device, config.precision)
         self.model.to(self.device)
         self.task = model.task
+        #: what the largest subnet's epochs are judged by: Self-KD's teacher epochs and the
+        #: best epoch (``config.objective``; default: the task's primary metric and direction)
+        self.objective = config.objective.resolve(self.task)
         self.train_set = self.task.splits()["train"]
-        self.optimizer = make_optimizer(model.net, config)  # names as in checkpoints
+        self.optimizer = make_optimizer(  # parameter names as in checkpoints: the net's
+            param_groups(model.net, config.weight_decay, config.lr_mult, split_no_decay=True),
+            config.optimizer, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+        self.stepper = OptimizerStep(model, self.optimizer, self.device, config.precision,
+                                     config.grad_clip)
         self.rng = np.random.default_rng(seed)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         #: fields the next epoch's record carries (how the run was resumed or restarted)
         self.pending_note: dict[str, Any] = {}
         self.init_report: LoadReport | None = None
-        self.self_kd = (SelfKD(config.self_kd, self.task.direction)
+        self.self_kd = (SelfKD(config.self_kd, self.objective)
                         if config.self_kd is not None else None)
         if config.init is not None:
             config.init.check()
@@ -249,13 +153,6 @@ class SupernetTrainer:
             start += phase.epochs
         raise IndexError(epoch)
 
-    def _set_lr(self, phase: Phase, progress: float) -> float:
-        peak = phase.lr or self.config.lr
-        lr = 0.5 * peak * (1 + math.cos(math.pi * min(progress, 1.0)))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_mult", 1.0)
-        return lr
-
     @property
     def global_batch(self) -> int:
         """Images in every step of :meth:`_loader` over all workers: full batches only, or the
@@ -273,7 +170,8 @@ class SupernetTrainer:
     def calibration_batches(self) -> list[torch.Tensor]:
         """A fixed set of training batches for BN recalibration (the same for every arch)."""
         return calibration_batches(self.task, self.train_set, self.config.batch_size,
-                                   self.config.bn_calib_batches, self.seed + 7)
+                                   self.config.bn_calib_batches,
+                                   Stream.BN_CALIBRATION.seed(self.seed))
 
     def initialize(self) -> LoadReport | None:
         """Load ``config.init``'s weights into the supernet (before the first epoch), print
@@ -312,7 +210,7 @@ class SupernetTrainer:
         workers) and the losses its shard's."""
         cfg = self.config
         self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.stepper.zero_grad()
         teacher: Any = None
         losses: dict[str, list[float]] = {}
         dp = self.data_parallel
@@ -326,7 +224,7 @@ class SupernetTrainer:
 
         for kind, arch in self._subnets(sampler, self.rng if rng is None else rng):
             self.model.set_active(arch)
-            with synced(), autocast(self.device, cfg.precision):
+            with synced(), self.stepper.autocast():
                 out = self.model(x)
                 task_loss, terms = combine_loss(self.task.loss(out, y))
                 if kind == "largest" or teacher is None or not cfg.inplace_distill:
@@ -334,12 +232,11 @@ class SupernetTrainer:
                 else:
                     kd = self.task.distillation_loss(out, teacher)
                     loss = (1 - cfg.distill_weight) * task_loss + cfg.distill_weight * kd
-            if not torch.isfinite(loss):
-                raise NastkError(f"supernet training diverged: {kind} subnet loss is "
-                                 f"{float(loss)} at epoch {self.epoch}; lower training.lr or "
-                                 "set training.grad_clip")
+            finite_loss(loss, f"epoch {self.epoch}", what=f"{kind} subnet loss",
+                        run="supernet training", hint="lower training.lr or set "
+                                                      "training.grad_clip")
             with synced():
-                self.scaling.backward(loss * scale if scale != 1.0 else loss)
+                self.stepper.backward(loss * scale if scale != 1.0 else loss)
             if kind == "largest" and cfg.inplace_distill:
                 teacher = detach(out)
             losses.setdefault(kind, []).append(float(task_loss.detach()))
@@ -348,11 +245,7 @@ class SupernetTrainer:
         if parallel:
             assert dp is not None
             dp.average_gradients(list(self.model.parameters()))
-        if cfg.grad_clip is not None:
-            self.scaling.unscale(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.scaling.step(self.optimizer)  # skipped by fp16 loss scaling on inf/nan gradients
-        self.scaling.update()
+        self.stepper.step()  # skipped by fp16 loss scaling on inf/nan gradients
         return {k: float(np.mean(v)) for k, v in losses.items()}
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -413,7 +306,8 @@ class SupernetTrainer:
         for step, batch in enumerate(loader):
             x, y = split_batch(batch)
             images += len(x)
-            lr = self._set_lr(phase, (within + step / n_steps) / phase.epochs)
+            lr = set_lr(self.optimizer, cosine_lr(phase.lr or cfg.lr,
+                                                  (within + step / n_steps) / phase.epochs))
             anneal_temperature(self.model, (self.epoch + step / n_steps) / cfg.temperature_epochs,
                                cfg.temperature_start, cfg.temperature_end)
             x, y = x.to(self.device), to_device(y, self.device)
@@ -442,13 +336,15 @@ class SupernetTrainer:
         if self.pending_note:
             record.update(self.pending_note)
             self.pending_note = {}
-        metric = self.task.primary_metric
+        # the primary metric always; the objective's too when it is another one
+        shown = dict.fromkeys((self.task.primary_metric, self.objective.metric))
         if dp is None or dp.is_main:  # rank 0 recalibrates and evaluates alone
             calib = self.calibration_batches()
             for kind, arch in (("largest", sampler.largest),
                                ("smallest", sampler.smallest_in_phase)):
                 scores = self.evaluate_arch(arch, calib=calib)
-                record[f"val_{metric}_{kind}"] = scores[metric]
+                for name in shown:
+                    record[f"val_{name}_{kind}"] = self._reported(scores, name)
                 if "loss" in scores:
                     record[f"val_loss_{kind}"] = scores["loss"]
         if dp is not None and dp.world > 1:  # everyone continues from rank 0's state
@@ -456,14 +352,24 @@ class SupernetTrainer:
             record = dp.broadcast(record)
         if self.self_kd is not None:
             record["self_kd_teacher_epochs"] = len(self.self_kd.improved_epochs) + int(
-                self.self_kd.end_epoch(self.epoch + 1, record[f"val_{metric}_largest"],
+                self.self_kd.end_epoch(self.epoch + 1,
+                                       record[f"val_{self.objective.metric}_largest"],
                                        self.model.net))
+        record["best_epoch"] = best_epoch([*self.history, record], self.objective)
         self.epoch += 1
         self.history.append(record)
         if self.checkpoint_path is not None:
             self.save_checkpoint(self.checkpoint_path)
         if on_epoch is not None:
             on_epoch(record)
+
+    def _reported(self, scores: dict[str, float], name: str) -> float:
+        """``scores[name]``, or an error naming what the task reports (a task that declares no
+        metrics is not checked before training)."""
+        if name not in scores:
+            raise NastkError(f"objective.metric: task {self.task.name!r} reports no {name!r} "
+                             f"for a sub-network; it reports {sorted(scores)}")
+        return scores[name]
 
     # -- checkpoints --------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -474,8 +380,11 @@ class SupernetTrainer:
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
             "rng": self.rng.bit_generator.state,
-            "scaler": self.scaling.state_dict(),
+            "scaler": self.stepper.scaling.state_dict(),
             "history": json.dumps(self.history),
+            "objective": json.dumps({"metric": self.objective.metric,
+                                     "direction": self.objective.direction}),
+            "best_epoch": best_epoch(self.history, self.objective),
             "init_report": json.dumps(self.init_report.to_dict() if self.init_report else None),
             **({"self_kd": {**self.self_kd.average.state_dict(),
                             "best": json.dumps(self.self_kd.best),
@@ -498,7 +407,7 @@ class SupernetTrainer:
         self.epoch = int(state["epoch"])
         self.rng.bit_generator.state = state["rng"]
         if state.get("scaler"):
-            self.scaling.load_state_dict(state["scaler"])
+            self.stepper.scaling.load_state_dict(state["scaler"])
         self.history = json.loads(state["history"])
         if self.self_kd is not None and "self_kd" in state:
             kd = state["self_kd"]
@@ -507,8 +416,24 @@ class SupernetTrainer:
             self.self_kd.improved_epochs = json.loads(kd["epochs"])
 
 
-#: training settings that do not change what is trained: a run may resume with others
-NOT_IDENTITY = ("workers", "max_failures")
+def best_epoch(history: Sequence[Mapping[str, Any]], objective: Objective) -> int | None:
+    """The epoch (from 1) of ``history`` whose largest sub-network scored best by
+    ``objective`` on the validation split (the first of equal ones); ``None`` before any."""
+    key = f"val_{objective.metric}_largest"
+    best = objective.best(history, key=lambda record: record.get(key))
+    return None if best is None else int(best["epoch"])
+
+
+def best_epoch_text(history: Sequence[Mapping[str, Any]], objective: Objective) -> str:
+    """One line naming the best epoch of ``history`` by ``objective`` and its value."""
+    epoch = best_epoch(history, objective)
+    judged = f"{objective.metric} ({objective.direction}) of the largest subnet"
+    if epoch is None:
+        return f"best epoch: none has a value of {judged}"
+    record = next(r for r in history if r["epoch"] == epoch)
+    return (f"best epoch {epoch} of {len(history)} by {judged}: "
+            f"{record[f'val_{objective.metric}_largest']:.4g}")
+
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -109,6 +109,7 @@ class ZeroCostPredictor(Predictor):
         return self
 
     def predict(self, archs: Sequence[ArchLike]) -> np.ndarray:
+        self._require_fitted()
         archs = list(archs)
         return ORIENTATION[self.options.proxy] * signed_log(self.scorer.scores(archs)[:, 0])
 

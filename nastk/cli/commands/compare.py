@@ -144,14 +144,14 @@ def write_comparison(out_dir: Path | None, objective: Objective,
     out_dir.mkdir(parents=True, exist_ok=True)
     report.plot_compare({k: g.curves for k, g in groups.items()}, out_dir / layout.COMPARE_PNG,
                         objective, group_by=by, seeds={k: g.seeds for k, g in groups.items()})
-    best = max if objective.direction == "max" else min
     grouping = GROUPINGS.get(by, by)
     lines = [f"# Comparison: best {objective.metric} ({objective.direction}), runs grouped by "
              f"{grouping}", "",
              f"| {grouping} | runs | seeds | final best mean ± std (n) | best run value |",
              "| --- | ---: | ---: | ---: | ---: |"]
     for g in groups.values():
-        top = f"{best(g.final):.4f}" if g.final else "-"
+        best = objective.best(g.final)
+        top = f"{best:.4f}" if best is not None else "-"
         lines.append(f"| {g.name} | {len(g.runs)} | {len(g.distinct_seeds)} | "
                      f"{g.stats_text()} | {top} |")
     lines += ["", "*seeds* counts distinct seeds; the std is the sample standard deviation "

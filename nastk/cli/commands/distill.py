@@ -30,13 +30,14 @@ from nastk.core import registry
 from nastk.core.errors import ConfigError, NastkError, StoreError
 from nastk.core.weights import load_matching, read_weights, save_weights
 from nastk.evaluation.preflight import check_task_data
-from nastk.evaluation.train import Diverged, TrainEvaluator, arch_seed, seeded_threads
+from nastk.evaluation.train import TrainEvaluator, arch_seed, seeded_threads
 from nastk.report.progress import ProgressView
 from nastk.run import layout
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.task.contract import Task
 from nastk.training.distill import DistillConfig, ModelSpec, distill_loss_fn
+from nastk.training.step import Diverged
 
 
 @dataclass

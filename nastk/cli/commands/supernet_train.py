@@ -12,17 +12,14 @@ from rich.console import Console
 from rich.table import Table
 
 from nastk.cli.console import results_console
-from nastk.config.compose import build_supernet_model
 from nastk.config.schema import SupernetConfig, load_config, parse_config
 from nastk.core.errors import ConfigError, StoreError
 from nastk.core.weights import clean_temp_files
-from nastk.evaluation.preflight import check_task_data
-from nastk.prediction.path_filter import supernet_sampler_factory
 from nastk.report.progress import ProgressView
 from nastk.run.layout import RunLayout
 from nastk.run.lock import lock_run_dir
-from nastk.training.precision import device_for
-from nastk.training.supernet import SupernetTrainer, write_history
+from nastk.training.assemble import build_supernet_trainer
+from nastk.training.supernet import SupernetTrainer, best_epoch_text, write_history
 
 
 @dataclass
@@ -36,8 +33,6 @@ def train_supernet(config: SupernetConfig, *, resume: bool = False,
                    console: Console | None = None, progress: bool = True) -> SupernetOutcome:
     """Train (or resume) the supernet a config describes; the checkpoint is rewritten
     atomically after every epoch, so a killed run resumes from its last finished epoch."""
-    import torch
-
     console = console or Console(stderr=True)
     run_dir = config.resolved_run_dir()
     ckpt = RunLayout(run_dir).supernet_checkpoint
@@ -50,28 +45,9 @@ def train_supernet(config: SupernetConfig, *, resume: bool = False,
     if resume and not ckpt.is_file():
         raise StoreError(f"--resume: no checkpoint at {ckpt}; start the training without "
                          "--resume (nothing was written)")
-    torch.manual_seed(config.seed)
-    model = build_supernet_model(config)
-    check_task_data(model.task, ["train", "val"], config.training.batch_size)
-    for name, phase in enumerate(config.training.schedule()):
-        names = [d.name for d in model.space.dimensions]
-        bad = [u for u in phase.unlock or [] if u not in names]
-        if bad:
-            raise ConfigError(f"training.phases.{name}.unlock: unknown dimensions {bad}; space "
-                              f"{model.space.name!r} has {names}")
-    extra: dict[str, Any] = {}
-    if config.path_filter is not None:
-        extra["sampler_factory"] = supernet_sampler_factory(config.path_filter, model,
-                                                            seed=config.seed)
     # on Ray the workers train; this process only checks (on its CPU: it may have no GPU, the
     # workers' devices are checked against the cluster's GPUs before they start)
-    here = config.training
-    if config.on_ray:
-        if not here.device.startswith("cuda"):
-            device_for(here.device, here.precision, "training")
-        here = here.model_copy(update={"device": "cpu", "precision": "fp32"})
-    trainer = SupernetTrainer(model, here, seed=config.seed, checkpoint_path=ckpt,
-                              identity=config, **extra)
+    trainer = build_supernet_trainer(config, run_dir, on_driver=config.on_ray)
     if resume and config.on_ray:  # refuse a foreign checkpoint before starting any worker
         trainer.load_checkpoint(ckpt)
     lock = lock_run_dir(run_dir, create=not resume)  # one live process per run folder
@@ -81,7 +57,7 @@ def train_supernet(config: SupernetConfig, *, resume: bool = False,
             clean_temp_files(*RunLayout(run_dir).written_folders())
         RunLayout(run_dir).config_json.write_text(
             json.dumps(config.model_dump(mode="json"), indent=2))
-        metric = model.task.primary_metric
+        metric = trainer.task.primary_metric
         if config.on_ray:
             history = _train_on_ray(config, resume, console, progress, metric, trainer.epoch)
         else:
@@ -89,6 +65,7 @@ def train_supernet(config: SupernetConfig, *, resume: bool = False,
         if history:
             from nastk import report  # matplotlib only once training ends
 
+            console.print(best_epoch_text(history, trainer.objective), highlight=False)
             report.plot_supernet_history(history, RunLayout(run_dir).history_png, metric)
     finally:
         lock.release()

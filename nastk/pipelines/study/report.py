@@ -49,15 +49,16 @@ def read_run(run_dir: Path, report_metric: str | None
         trials = store.finished()
     metric = report_metric or objective.metric
     sign = 1.0 if objective.direction == "max" else -1.0
-    best, best_value = -math.inf, math.nan
+    incumbent: float | None = None  # the best objective value so far
+    best_value = math.nan
     curve, values, vectors = [], [], []
     for t in trials:
-        score = objective.score(t.result) if t.result is not None else None
+        judged = objective.value(t.result) if t.result is not None else None
         value = t.result.value(metric) if t.result is not None else None
         if value is not None:
             values.append(sign * value)
-        if score is not None and score > best:
-            best = score
+        if objective.better(judged, incumbent):
+            incumbent = judged
             best_value = sign * value if value is not None else math.nan
         curve.append(best_value)
         vec = objective.vector(t.result) if objective.costs and t.result is not None else None
