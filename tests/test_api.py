@@ -81,9 +81,11 @@ def test_the_readme_example_on_the_ray_actor_pool_gives_the_same_run(tmp_path):
     pool.mkdir()
     done = run_script(code, here)
     assert done.returncode == 0, done.stderr
-    on_ray = code.replace("nastk.create_search(", "nastk.create_search(executor={'kind': "
-                          "'ray', 'mode': 'actors', 'actors': 1, 'address': None}, ", 1)
-    done = run_script(on_ray, pool, env=dict(os.environ, RAY_num_cpus="2"))
+    call = code[code.index("nastk.create_search("):]
+    end = code.index("nastk.create_search(") + call.index(")\n")  # the call's closing paren
+    on_ray = (code[:end] + ", executor={'kind': 'ray', 'mode': 'actors', 'actors': 1}"
+              + code[end:])
+    done = run_script(on_ray, pool)
     assert done.returncode == 0, done.stderr
     assert trial_rows(here / "runs" / "toy") == trial_rows(pool / "runs" / "toy")
 

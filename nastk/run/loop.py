@@ -286,9 +286,9 @@ class Search:
         self.n_done += 1
         self._count_outcome(result)
         trial = Trial(candidate.trial_id, candidate.arch, result.status, result, 0.0, time.time())
-        score = self.objective.score(result)
-        if score is not None and (self.best is None
-                                  or score > self.objective.score(self.best.result)):
+        value = self.objective.value(result)
+        if value is not None and (self.best is None
+                                  or self.objective.better(value, self._value(self.best))):
             self.best = trial
         self._prune_checkpoints()
         if self.on_trial is not None:
@@ -339,9 +339,10 @@ class Search:
                                     f"{self.n_done} trials succeeded)")
 
     def _best(self, trials: list[Trial]) -> Trial | None:
-        scored = [(self.objective.score(t.result), t) for t in trials if t.result is not None]
-        scored = [(s, t) for s, t in scored if s is not None]
-        return max(scored, key=lambda st: st[0])[1] if scored else None
+        return self.objective.best(trials, key=self._value)
+
+    def _value(self, trial: Trial) -> float | None:
+        return self.objective.value(trial.result) if trial.result is not None else None
 
     def _prune_checkpoints(self) -> None:
         """Keep the checkpoints of the ``keep_checkpoints`` best trials only."""

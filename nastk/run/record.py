@@ -79,10 +79,8 @@ class RunRecord:
     @property
     def best(self) -> Trial | None:
         """The best successful trial by the run's objective (the first one on ties)."""
-        scored = [(self.objective.score(t.result), t) for t in self.finished
-                  if t.result is not None]
-        usable = [(s, t) for s, t in scored if s is not None]
-        return max(usable, key=lambda st: (st[0], -st[1].id))[1] if usable else None
+        return self.objective.best(self.finished, key=lambda t: (
+            self.objective.value(t.result) if t.result is not None else None))
 
     def front(self) -> list[Trial]:
         """The Pareto front of the objective's metric and costs (the best trial alone when it

@@ -216,11 +216,11 @@ def _pick(trials: list[Trial], objective: Objective, trial_id: int | None, run_d
                                      "one")
                 return t
         raise NastkError(f"{run_dir} has no finished trial {trial_id}")
-    scored = [(objective.score(t.result), t) for t in trials if t.result is not None]
-    scored = [(s, t) for s, t in scored if s is not None]
-    if not scored:
+    best = objective.best(trials, key=lambda t: (
+        objective.value(t.result) if t.result is not None else None))
+    if best is None:
         raise NastkError(f"{run_dir} has no successful trial to export")
-    return max(scored, key=lambda st: st[0])[1]
+    return best
 
 
 def load_exported(path: str | Path) -> nn.Module:

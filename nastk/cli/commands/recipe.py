@@ -80,14 +80,12 @@ def _search(stage: ResolvedStage, console: Console, progress: bool) -> dict[str,
     resume = RunLayout(stage.config.resolved_run_dir()).store.is_file()
     outcome = run_search_config(stage.config, resume=resume, console=console, progress=progress)
     objective = outcome.objective
-    scored = [(objective.score(t.result), t) for t in outcome.trials if t.result is not None]
-    scored = [(s, t) for s, t in scored if s is not None]
     finished = [t for t in outcome.trials if t.result is not None]
-    if not scored:
+    best = objective.best(finished, key=lambda t: objective.value(t.result))
+    if best is None:
         failed = [t for t in finished if not t.result.ok]
         why = f"; the first failed with: {failed[0].result.error}" if failed else ""
         raise NastkError(f"stage {stage.name!r}: no trial of {outcome.run_dir} succeeded{why}")
-    best = max(scored, key=lambda st: st[0])[1]
     value = best.result.value(objective.metric)
     console.print(f"{stage.name}: {len(finished)} trials, best {objective.metric}={value:.4g} "
                   f"(trial {best.id}); report {outcome.report}", highlight=False)
