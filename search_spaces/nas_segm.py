@@ -71,6 +71,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from torch import nn
 
 from nastk.core.errors import InvalidArchitectureError
+from nastk.core.options import options_of
 from nastk.search_spaces.small_cnn import InvertedResidual
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import Categorical, Dimension, IntRange
@@ -367,7 +368,7 @@ class NasSegmSpace(SearchSpace):
             return self
 
     def __init__(self, **options: Any) -> None:
-        opts = self.Options(**options)
+        opts = options_of(self.Options, options, what=f"search space {self.name!r}")
         self.options = opts
         self.n_templates = opts.n_templates
         self.n_layers = opts.n_layers

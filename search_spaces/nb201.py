@@ -31,6 +31,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from torch import nn
 
 from nastk.core.errors import BenchmarkDataError, InvalidArchitectureError
+from nastk.core.options import options_of
 from nastk.data.tabular import Lookup, TabularBenchmark, TabularEvaluator, lookup_function
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import Categorical
@@ -114,7 +115,7 @@ class NB201Space(SearchSpace):
             "(path_filter_search)")
 
     def __init__(self, **options: Any) -> None:
-        self.options = self.Options(**options)
+        self.options = options_of(self.Options, options, what=f"search space {self.name!r}")
         super().__init__([Categorical(n, OPS) for n in EDGE_NAMES], name="nb201")
 
     # -- conversions --------------------------------------------------------------------------

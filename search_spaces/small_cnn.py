@@ -9,6 +9,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from nastk.core.options import options_of
 from nastk.nn.body import StemStagesBody
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import StageList
@@ -121,7 +122,7 @@ class SmallCNNSpace(SearchSpace):
             return self
 
     def __init__(self, **options: Any) -> None:
-        self.options = opts = self.Options(**options)
+        self.options = opts = options_of(self.Options, options, what=f"search space {self.name!r}")
         self.stages, self.stem_width, self.activation = (opts.stages, opts.stem_width,
                                                          opts.activation)
         self.strides: list[int] = list(opts.strides or [])

@@ -45,6 +45,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from nastk.core.errors import BenchmarkDataError, InvalidArchitectureError
+from nastk.core.options import options_of
 from nastk.data.tabular import Lookup, TabularBenchmark, TabularEvaluator, lookup_function
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import Categorical
@@ -147,7 +148,7 @@ class TNB101MicroSpace(SearchSpace):
     Options = TNB101MicroOptions
 
     def __init__(self, **options: Any) -> None:
-        self.options = self.Options(**options)
+        self.options = options_of(self.Options, options, what=f"search space {self.name!r}")
         super().__init__([Categorical(n, MICRO_OPS) for n in MICRO_EDGE_NAMES],
                          name="tnb101_micro")
 
@@ -193,7 +194,7 @@ class TNB101MacroSpace(SearchSpace):
     Options = _NoOptions
 
     def __init__(self, **options: Any) -> None:
-        self.options = self.Options(**options)
+        self.options = options_of(self.Options, options, what=f"search space {self.name!r}")
         dims = [Categorical(f"module_{i}", MACRO_MODULES[1:] if i < MACRO_MIN_MODULES
                             else MACRO_MODULES) for i in range(MACRO_SLOTS)]
         super().__init__(dims, name="tnb101_macro")

@@ -255,7 +255,7 @@ def test_architecture_validation_errors(space):
     ({"activations": ["relu"] * 4 + ["gelu"]}, "relu"),
     ({"stages": []}, "at least one stage"),
     ({"width_mult": 0}, "greater than 0"),
-    ({"widths": [8]}, "Extra inputs are not permitted"),
+    ({"widths": [8]}, "widths: unknown field"),
 ])
 def test_option_validation_errors(options, message):
     with pytest.raises(ValueError, match=message):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pydantic import ValidationError
 
 from nastk import Architecture, InvalidArchitectureError
 from nastk.core.errors import ConfigError
@@ -79,11 +78,11 @@ def test_options():
     body = space.build(space.sample(np.random.default_rng(1)), 3)
     assert body(torch.randn(1, 3, 8, 8)).shape[-1] == 4
     assert SmallCNNSpace(strides=[2, 1, 2]).strides == [2, 1, 2]
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigError):
         SmallCNNSpace(strides=[1, 2])
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigError):
         SmallCNNSpace(kernels=[2, 3])
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigError):
         SmallCNNSpace(widht=[8])
 
 

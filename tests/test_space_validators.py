@@ -9,6 +9,7 @@ from typing import Annotated
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from nastk.core.errors import ConfigError
 from nastk.search_spaces.nas_segm import NasSegmSpace
 from nastk.search_spaces.ofa_mbv3 import OFAMobileNetV3Space
 from nastk.search_spaces.salnas import SalNASSpace
@@ -104,19 +105,19 @@ def test_field_types_name_the_field():
 
 @pytest.mark.parametrize("space", [SmallCNNSpace, OFAMobileNetV3Space, SalNASSpace])
 def test_every_space_checks_kernels_alike(space):
-    with pytest.raises(ValidationError, match=r"kernels: kernel sizes must be odd, got \[3, 4\]"):
+    with pytest.raises(ConfigError, match=r"kernels: kernel sizes must be odd, got \[3, 4\]"):
         space(kernels=[3, 4])
-    with pytest.raises(ValidationError, match=r"depths: choices must be > 0, got \[0, 1\]"):
+    with pytest.raises(ConfigError, match=r"depths: choices must be > 0, got \[0, 1\]"):
         space(depths=[0, 1])
-    with pytest.raises(ValidationError, match=r"strides: values must be >= 1"):
+    with pytest.raises(ConfigError, match=r"strides: values must be >= 1"):
         space(strides=[1, 0, 2, 2, 1][: 3 if space is SmallCNNSpace else 5])
 
 
 @pytest.mark.parametrize("space", [OFAMobileNetV3Space, SalNASSpace])
 def test_supernet_spaces_need_ascending_choices(space):
-    with pytest.raises(ValidationError, match=r"kernels: .*ascending.*got \[5, 3\]; use \[3, 5\]"):
+    with pytest.raises(ConfigError, match=r"kernels: .*ascending.*got \[5, 3\]; use \[3, 5\]"):
         space(kernels=[5, 3])
-    with pytest.raises(ValidationError, match=r"expands: .*ascending.*got \[4, 3\]"):
+    with pytest.raises(ConfigError, match=r"expands: .*ascending.*got \[4, 3\]"):
         space(expands=[4, 3])
     # the same options in order are fine: the choices are kept as given
     assert space(kernels=[3, 5]).options.kernels == [3, 5]
@@ -124,11 +125,11 @@ def test_supernet_spaces_need_ascending_choices(space):
 
 def test_plain_spaces_take_choices_in_any_order():
     assert SmallCNNSpace(widths=[32, 8]).options.widths == [32, 8]
-    with pytest.raises(ValidationError, match=r"widths: choices contain duplicates"):
+    with pytest.raises(ConfigError, match=r"widths: choices contain duplicates"):
         SmallCNNSpace(widths=[8, 8])
-    with pytest.raises(ValidationError, match=r"strides needs one value per stage \(3 stages\)"):
+    with pytest.raises(ConfigError, match=r"strides needs one value per stage \(3 stages\)"):
         SmallCNNSpace(strides=[1, 2])
-    with pytest.raises(ValidationError, match=r"ops: choices contain duplicates"):
+    with pytest.raises(ConfigError, match=r"ops: choices contain duplicates"):
         NasSegmSpace(ops=["skip", "skip"])
-    with pytest.raises(ValidationError, match=r"encoder_depths: values must be >= 1"):
+    with pytest.raises(ConfigError, match=r"encoder_depths: values must be >= 1"):
         NasSegmSpace(encoder_depths=[1, 0, 1])

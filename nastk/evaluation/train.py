@@ -174,6 +174,15 @@ class TrainEvaluator:
     def __repr__(self) -> str:
         return f"TrainEvaluator(task={self.task!r}, space={self.space.name!r}, seed={self.seed})"
 
+    def identity(self) -> dict[str, Any]:
+        """What this evaluator is, for a run's identity (a search built in Python): the task's
+        name and options, the training settings and the seed."""
+        options = getattr(self.task, "options", None)
+        return {"kind": "train",
+                "task": {"name": self.task.name, "options": options.model_dump(mode="json")
+                         if hasattr(options, "model_dump") else {}},
+                "train": self.config.model_dump(mode="json"), "seed": self.seed}
+
     @property
     def epoch_objective(self) -> Objective:
         """What Self-KD judges an epoch by: the run's objective, or the task's primary metric

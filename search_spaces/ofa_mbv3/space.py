@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
+from nastk.core.options import options_of
 from nastk.nn.supernet import SupernetSpace
 from nastk.search_spaces.ofa_mbv3.layers import make_divisible
 from nastk.search_spaces.ofa_mbv3.network import OFAMobileNetV3Supernet
@@ -118,7 +119,7 @@ class OFAMobileNetV3Space(SupernetSpace):
             return self
 
     def __init__(self, **options: Any) -> None:
-        opts = self.Options(**options)
+        opts = options_of(self.Options, options, what=f"search space {self.name!r}")
         self.options = opts
         self.widths = [make_divisible(w * opts.width_mult, 8) for w in opts.stages]
         self.stem_channels = make_divisible(opts.stem_channels * opts.width_mult, 8)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
+from nastk.core.options import options_of
 from nastk.nn.supernet import SupernetSpace
 from nastk.search_spaces.ofa_mbv3.space import DepthChoices, ExpandChoices, KernelChoices
 from nastk.search_spaces.salnas.network import SalNASSupernet, skip_plan
@@ -114,7 +115,7 @@ class SalNASSpace(SupernetSpace):
             return [[w + d for d in self.width_offsets] for w in self.stages]
 
     def __init__(self, **options: Any) -> None:
-        opts = self.Options(**options)
+        opts = options_of(self.Options, options, what=f"search space {self.name!r}")
         self.options = opts
         self.widths = opts.stage_widths()
         self.strides: list[int] = list(opts.strides or [])

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from nastk.core.options import options_of
 from nastk.data.splits import CachedSplits, check_data_options
 from nastk.nn.body import out_channels_of
 from nastk.task.contract import Task
@@ -106,7 +107,7 @@ class ClassificationTask(CachedSplits, Task):
             return self
 
     def __init__(self, **options: Any) -> None:
-        self.options = self.Options(**options)
+        self.options = options_of(self.Options, options, what=f"task {self.name!r}")
         #: split name -> sorted indices into the full data set (filled by :meth:`splits`)
         self.split_indices: dict[str, np.ndarray] = {}
 

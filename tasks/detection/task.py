@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from nastk.core.options import options_of
 from nastk.data.images import ImageInput, ImageSizeOptions, size_field
 from nastk.data.splits import CachedSplits, SplitOptions, holdout_splits, synthetic_splits
 from nastk.nn.body import require_staged
@@ -128,7 +129,7 @@ class DetectionTask(ImageInput, CachedSplits, Task):
             return self
 
     def __init__(self, **options: Any) -> None:
-        self.options = self.Options(**options)
+        self.options = options_of(self.Options, options, what=f"task {self.name!r}")
         self._class_names: list[str] | None = None
         #: a head of every output geometry built, for losses and decoding
         self._heads: dict[tuple[str, int], CenterNetHead | SSDLiteHead] = {}

@@ -25,6 +25,7 @@ from pydantic import ConfigDict, Field
 from torch import nn
 from torch.utils.data import Dataset
 
+from nastk.core.options import options_of
 from nastk.data.images import ImageInput, ImageSizeOptions, size_field
 from nastk.data.splits import CachedSplits, SplitOptions, holdout_splits, synthetic_splits
 from nastk.nn.body import out_channels_of
@@ -103,7 +104,7 @@ class SaliencyTask(ImageInput, CachedSplits, Task):
                                                       "and shuffled AUC")
 
     def __init__(self, **options: Any) -> None:
-        self.options = self.Options(**options)
+        self.options = options_of(self.Options, options, what=f"task {self.name!r}")
         self._baseline: CenterBias | None = None
 
     def __repr__(self) -> str:

@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from nastk.core.options import options_of
 from nastk.data.images import ImageInput, ImageSizeOptions, size_field
 from nastk.data.splits import CachedSplits, SplitOptions, holdout_splits, synthetic_splits
 from nastk.nn.body import is_staged, out_channels_of
@@ -134,7 +135,7 @@ class SegmentationTask(ImageInput, CachedSplits, Task):
                     else len(CLASS_NAMES[self.dataset]))
 
     def __init__(self, **options: Any) -> None:
-        self.options = self.Options(**options)
+        self.options = options_of(self.Options, options, what=f"task {self.name!r}")
 
     def __repr__(self) -> str:
         return f"SegmentationTask(dataset={self.options.dataset!r})"
