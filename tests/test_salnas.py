@@ -146,7 +146,7 @@ def test_options_are_checked():
         SalNASSpace(decoder_conv=["static", "dynamic"])
     with pytest.raises(ValueError, match="one value per stage"):
         SalNASSpace(strides=[2, 2])
-    with pytest.raises(ValueError, match="extra"):
+    with pytest.raises(ValueError, match="width_mult: unknown field"):
         SalNASSpace(width_mult=1.0)
     custom = SalNASSpace(widths=[[8, 16], [16, 24, 32]], strides=[1, 2], stem_stride=1)
     assert custom.widths == [[8, 16], [16, 24, 32]]
