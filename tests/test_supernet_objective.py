@@ -14,13 +14,13 @@ import torch
 
 from nastk.cli.commands.supernet_train import train_supernet
 from nastk.config.schema import SupernetConfig, parse_config
+from nastk.config.supernet_trainer import build_supernet_trainer
 from nastk.core.errors import ConfigError, NastkError
 from nastk.core.objective import Objective
 from nastk.core.registry import TASKS
 from nastk.evaluation.train import TrainConfig, TrainEvaluator
 from nastk.search_spaces.small_cnn import SmallCNNSpace
 from nastk.tasks.classification import ClassificationTask
-from nastk.training.assemble import build_supernet_trainer
 from nastk.training.self_kd import SelfKDConfig
 from nastk.training.supernet import best_epoch
 

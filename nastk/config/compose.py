@@ -1,8 +1,9 @@
 """From a validated config to live objects: the plugins it names imported and instantiated
 (space, task, strategy), its objective, its evaluator, and a supernet model.
 
-Commands (:mod:`nastk.cli.commands`) and Ray workers (:mod:`nastk.executors.worker`) build through
-here; this module imports no command.
+The pipelines (:mod:`nastk.pipelines.search`: a search, a study's searches, a recipe's stages),
+the commands and the evaluator factory a config's Ray workers run
+(:mod:`nastk.config.factory`) build through here; this module imports no command.
 """
 
 from __future__ import annotations

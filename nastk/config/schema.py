@@ -250,13 +250,20 @@ def parse_config(data: Any, source: str = "config", schema: type[M] = SearchConf
     return config
 
 
-def load_config(path: str | Path, schema: type[M] = SearchConfig) -> M:
-    """Read and validate a YAML config file."""
+def read_yaml(path: str | Path, what: str = "config") -> tuple[Path, str, Any]:
+    """``(path, text, data)`` of a YAML file; a :class:`ConfigError` naming the file when it
+    is missing or not valid YAML (``what`` names the kind of file: ``config``, ``recipe``)."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {p} not found")
+        raise ConfigError(f"{what} file {p} not found")
+    text = p.read_text()
     try:
-        data = yaml.safe_load(p.read_text())
+        return p, text, yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{p}: not valid YAML: {err}") from None
+
+
+def load_config(path: str | Path, schema: type[M] = SearchConfig) -> M:
+    """Read and validate a YAML config file."""
+    p, _, data = read_yaml(path)
     return parse_config(data, str(p), schema)

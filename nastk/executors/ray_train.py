@@ -132,7 +132,7 @@ def _worker_loop(loop: dict[str, Any]) -> None:
     import torch
 
     from nastk.config.schema import SupernetConfig, parse_config
-    from nastk.training.assemble import build_supernet_trainer
+    from nastk.config.supernet_trainer import build_supernet_trainer
     from nastk.training.data_parallel import DataParallel
     from nastk.training.supernet import write_history
 

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = "1"
 
-# meta keys a search run describes itself with (written by nastk.cli.commands.search), so that
+# meta keys a search run describes itself with (written by nastk.run.lifecycle), so that
 # report, compare and export read a run without rebuilding its plugins
 #: the validated config (JSON data)
 META_CONFIG = "config"

@@ -91,7 +91,7 @@ class SupernetTrainer:
     judges the largest's scores: Self-KD's teacher epochs and each record's ``best_epoch``. The
     optimiser, schedule and optimizer step are those of every nastk training loop
     (:mod:`nastk.training.optim`, :mod:`~nastk.training.schedule`,
-    :mod:`~nastk.training.step`); :func:`nastk.training.assemble.build_supernet_trainer`
+    :mod:`~nastk.training.step`); :func:`nastk.config.supernet_trainer.build_supernet_trainer`
     builds a trainer from a supernet config.
     """
 

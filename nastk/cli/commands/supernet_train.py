@@ -13,12 +13,12 @@ from rich.table import Table
 
 from nastk.cli.console import results_console
 from nastk.config.schema import SupernetConfig, load_config, parse_config
+from nastk.config.supernet_trainer import build_supernet_trainer
 from nastk.core.errors import ConfigError, StoreError
 from nastk.core.weights import clean_temp_files
 from nastk.report.progress import ProgressView
 from nastk.run.layout import RunLayout
 from nastk.run.lock import lock_run_dir
-from nastk.training.assemble import build_supernet_trainer
 from nastk.training.supernet import SupernetTrainer, best_epoch_text, write_history
 
 

@@ -24,7 +24,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from nastk.config.schema import SearchConfig, SupernetConfig, format_validation_error, parse_config
+from nastk.config.schema import (
+    SearchConfig,
+    SupernetConfig,
+    format_validation_error,
+    parse_config,
+    read_yaml,
+)
 from nastk.core.errors import ConfigError, NastkError
 from nastk.pipelines.recipe.references import check_references, find_references, substitute
 from nastk.pipelines.recipe.schema import (
@@ -213,14 +219,7 @@ def load_recipe(path: str | Path,
     each stage's config is parsed by its schema with the earlier stages' predicted outputs in
     place of their references, then passed to ``check`` (the runners' own checks, e.g. plugin
     options). All stages' errors are raised together as one :class:`ConfigError`."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"recipe file {p} not found")
-    text = p.read_text()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{p}: not valid YAML: {err}") from None
+    p, text, data = read_yaml(path, "recipe")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a recipe (name, run_dir, stages, ...), got "
                           f"{type(data).__name__}")
