@@ -9,8 +9,10 @@ resumes exactly. Two tables:
    ``copy.deepcopy`` for comparison (microseconds; the median of ``--repeats`` timings).
 2. Whole searches of ``--queries`` distinct queries through the engine's loop over a
    ``MemoryStorage`` that keeps the state and over one that keeps none (what ``run_tabular``
-   uses): process CPU seconds per search and the ``state_dict()`` calls made; the two must
-   propose the same architectures (checked).
+   uses): process CPU seconds per search, the ``state_dict()`` calls made, the CPU seconds
+   spent in them and in the store's snapshots (timed where they run, so the share does not
+   drown in the noise of a busy machine), and whether both searches evaluated the same
+   architectures.
 
     python benchmarks/state_snapshot_cost.py
     python benchmarks/state_snapshot_cost.py --strategies bo reinforce --seeds 3
@@ -53,11 +55,11 @@ def torch_round_trip(state: dict[str, Any]) -> dict[str, Any]:
     return torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
 
 
-class Counting:
-    """A strategy whose ``state_dict()`` calls are counted."""
+class StateTimed:
+    """A strategy whose ``state_dict()`` calls are counted and timed (process CPU seconds)."""
 
     def __init__(self, strategy: Any) -> None:
-        self.strategy, self.space, self.calls = strategy, strategy.space, 0
+        self.strategy, self.space, self.calls, self.cpu = strategy, strategy.space, 0, 0.0
 
     def ask(self, n: int = 1) -> Any:
         return self.strategy.ask(n)
@@ -66,31 +68,52 @@ class Counting:
         self.strategy.tell(arch, result)
 
     def state_dict(self) -> dict[str, Any]:
-        self.calls += 1
-        return self.strategy.state_dict()
+        c = time.process_time()
+        try:
+            return self.strategy.state_dict()
+        finally:
+            self.calls += 1
+            self.cpu += time.process_time() - c
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.strategy.load_state_dict(state)
 
 
-def search(name: str, seed: int, queries: int, keep: bool) -> tuple[float, int, list[str]]:
-    """(CPU seconds, state_dict calls, keys evaluated) of one search."""
+def search(name: str, seed: int, queries: int, keep: bool) -> dict[str, Any]:
+    """One search through the engine's loop: its CPU seconds, the ``state_dict()`` calls and
+    their CPU seconds, the CPU seconds of the store's snapshots, and the keys evaluated."""
     from nastk.core import registry
     from nastk.core.objective import Objective
     from nastk.run.loop import Budget, Search
     from nastk.run.memory_store import MemoryStorage
+    from nastk.run.state_snapshot import StateSnapshot
     from nastk.search_spaces.nb201 import NB201Evaluator
+
+    class TimedSnapshots(MemoryStorage):
+        """Times the snapshots it takes."""
+
+        cpu = 0.0
+
+        def _snapshot(self, state: dict[str, Any] | None) -> StateSnapshot | None:
+            c = time.process_time()
+            try:
+                return super()._snapshot(state)
+            finally:
+                self.cpu += time.process_time() - c
 
     evaluator = NB201Evaluator("cifar10")
     objective = Objective(metric=evaluator.SEARCH_METRIC)
     registered, options = STRATEGIES[name]
-    strategy = Counting(registry.instantiate(registry.STRATEGIES, registered, options,
-                                             evaluator.bench.space, objective, seed=seed))
+    strategy = StateTimed(registry.instantiate(registry.STRATEGIES, registered, options,
+                                               evaluator.bench.space, objective, seed=seed))
+    store = TimedSnapshots(keep_strategy_state=keep)
     loop = Search(evaluator.bench.space, strategy, evaluator, objective,  # type: ignore[arg-type]
-                  MemoryStorage(keep_strategy_state=keep), Budget(trials=queries))
+                  store, Budget(trials=queries))
     c = time.process_time()
     trials = loop.run()
-    return time.process_time() - c, strategy.calls, [t.arch.key for t in trials]
+    return {"cpu": time.process_time() - c, "calls": strategy.calls,
+            "state_dict": strategy.cpu, "snapshots": store.cpu,
+            "keys": [t.arch.key for t in trials]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,24 +162,23 @@ def main(argv: list[str] | None = None) -> int:
                  micros(lambda s=state: copy.deepcopy(s), args.repeats)]
         print(f"| {name} | " + " | ".join(f"{c:.0f}" for c in cells) + " |", flush=True)
 
-    print(f"\n## Whole searches of {args.queries} queries ({args.seeds} seeds, CPU s per "
-          "search)")
-    print("| strategy | state kept: CPU s | state_dict() calls | no state: CPU s | "
-          "state_dict() calls | saved | same trials |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\n## Whole searches of {args.queries} queries (CPU s per search, mean of "
+          f"{args.seeds} seeds)")
+    print("| strategy | state kept: search | state_dict() calls | their CPU | snapshots' CPU | "
+          "state's share | no state: search | state_dict() calls | same trials |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in args.strategies:
-        kept, dropped, calls_kept, calls_dropped, same = [], [], [], [], True
-        for seed in range(args.seeds):
-            t_on, n_on, keys_on = search(name, seed, args.queries, keep=True)
-            t_off, n_off, keys_off = search(name, seed, args.queries, keep=False)
-            kept.append(t_on)
-            dropped.append(t_off)
-            calls_kept.append(n_on)
-            calls_dropped.append(n_off)
-            same &= keys_on == keys_off
-        on, off = statistics.mean(kept), statistics.mean(dropped)
-        print(f"| {name} | {on:.3f} | {statistics.mean(calls_kept):.0f} | {off:.3f} | "
-              f"{statistics.mean(calls_dropped):.0f} | {100 * (on - off) / on:.0f}% | "
+        on = [search(name, seed, args.queries, keep=True) for seed in range(args.seeds)]
+        off = [search(name, seed, args.queries, keep=False) for seed in range(args.seeds)]
+
+        def mean(runs: list[dict[str, Any]], key: str) -> float:
+            return statistics.mean(r[key] for r in runs)
+
+        share = (mean(on, "state_dict") + mean(on, "snapshots")) / mean(on, "cpu")
+        same = all(a["keys"] == b["keys"] for a, b in zip(on, off, strict=True))
+        print(f"| {name} | {mean(on, 'cpu'):.3f} | {mean(on, 'calls'):.0f} | "
+              f"{mean(on, 'state_dict'):.3f} | {mean(on, 'snapshots'):.3f} | {100 * share:.1f}% "
+              f"| {mean(off, 'cpu'):.3f} | {mean(off, 'calls'):.0f} | "
               f"{'yes' if same else 'NO'} |", flush=True)
     return 0
 

@@ -15,9 +15,11 @@ other class) is refused when the snapshot is taken, with a :class:`StoreError` n
 type: the SQLite store would accept it and then fail to resume the run. Unpickling admits the
 same classes only.
 
-Cost, measured by ``benchmarks/state_snapshot_cost.py`` on NAS-Bench-201 after 150 queries:
-about 50 to 100 times cheaper than a ``torch.save`` round trip and 5 to 10 times cheaper than
-``copy.deepcopy`` (the script prints the figures).
+Cost (``benchmarks/state_snapshot_cost.py``, NAS-Bench-201, the state after 150 queries, one
+busy CPU core): taking a snapshot of the Bayesian strategy's state took 124 us against 15.6 ms
+for a ``torch.save`` + weights-only ``torch.load`` round trip and 3.4 ms for ``copy.deepcopy``;
+of the RL controller's, 0.5 ms against 24 ms and 5.2 ms. Across the five strategies measured it
+was 18 to 126 times cheaper than the round trip and 2.5 to 27 times cheaper than the deep copy.
 """
 
 from __future__ import annotations
