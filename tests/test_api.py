@@ -51,6 +51,7 @@ def trial_rows(run_dir: Path) -> list[tuple[str, str, dict]]:
 
 
 # -- the README's example -----------------------------------------------------------------------
+@pytest.mark.slow
 def test_the_readme_example_is_short_and_runs_as_written(tmp_path):
     code = readme_example()
     lines = [ln for ln in code.splitlines() if ln.strip()]

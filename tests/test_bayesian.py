@@ -101,6 +101,7 @@ def run(strategy, space, score, budget):
     return curve
 
 
+@pytest.mark.slow
 def test_finds_the_optimum_of_a_small_space_before_random_search_does():
     space, score, optimum = interacting_problem()
     found, random_regret, bo_regret = [], [], []
@@ -115,6 +116,7 @@ def test_finds_the_optimum_of_a_small_space_before_random_search_does():
     assert np.mean(bo_regret) < 0.25 * np.mean(random_regret)
 
 
+@pytest.mark.slow
 def test_a_large_space_uses_sampled_pools_and_beats_random():
     dims = [Categorical(f"c{i}", list(range(6))) for i in range(9)]  # 10M architectures
     space = SearchSpace(dims, name="large")

@@ -54,6 +54,7 @@ def test_bad_tables_are_refused():
         expected_random_incumbent([1, 2], [1, 2], 3)
 
 
+@pytest.mark.slow
 def test_nb201_calibrated_budgets_and_the_benchmark_tables(tmp_path, capsys, monkeypatch):
     """The calibrated NAS-Bench-201 budgets (the n at which random search's exact expectation
     reaches the published random-search mean) and the benchmark's use of them."""

@@ -164,6 +164,7 @@ def test_train_config_forbids_unknown_fields():
     assert TrainConfig().epochs == 5 and TrainConfig().steps is None
 
 
+@pytest.mark.slow
 def test_training_on_digits_beats_chance(digits, space):
     calls = []
     ev = TrainEvaluator(digits, space, TrainConfig(epochs=3, latency_repeats=3), seed=0)

@@ -9,6 +9,7 @@ The benchmark behind the claim, over uniformly sampled architectures, is
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from nastk.config.schema import SearchConfig, load_config
 from nastk.evaluation.train import TrainConfig, TrainEvaluator
@@ -24,6 +25,7 @@ ARCHS = [  # narrow and shallow, middling, wide: the rungs a search climbs
 ]
 
 
+@pytest.mark.slow
 def test_default_data_separates_architectures_beyond_seed_noise():
     quick = load_config(ROOT / "examples" / "quickstart.yaml", SearchConfig)
     assert quick.task.name == "classification"

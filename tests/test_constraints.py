@@ -48,6 +48,7 @@ def test_outside_the_range_is_invalid_and_an_empty_range_is_refused():
                        max_tries=20).sample(np.random.default_rng(0))
 
 
+@pytest.mark.slow
 def test_a_search_with_a_flops_range_evaluates_only_architectures_inside_it(tmp_path):
     cfg = {"name": "c", "run_dir": str(tmp_path / "run"),
            "space": {"name": "small_cnn", "options": {"stages": 2}},

@@ -86,6 +86,7 @@ def _run(rank, world, init, x, g, path):
         torch.save(out, path)
 
 
+@pytest.mark.slow
 def test_global_batchnorm_equals_one_batchnorm_over_the_whole_batch():
     torch.manual_seed(1)
     x = torch.randn(8, 4, 5, 5) * 2 + 3  # 4 of the layer's 6 channels active
@@ -165,6 +166,7 @@ def _largest_difference(a: dict, b: dict) -> float:
     return max(float((a[k] - v).abs().max()) for k, v in b.items() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_two_workers_with_half_batches_train_the_weights_of_one_with_the_whole():
     steps = 6  # the epoch's 6 batches of 24 (144 training images)
     one = _trained_weights(0, 1, steps)

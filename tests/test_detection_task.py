@@ -143,6 +143,7 @@ def random_boxes(targets, seed):
     return preds
 
 
+@pytest.mark.slow
 def test_a_trained_detector_is_far_above_random_boxes():
     """A small CNN with the CenterNet head, trained for 16 epochs on 480 synthetic scenes,
     scores AP50 >= 0.15 on the validation split, where ten random boxes per object score

@@ -135,6 +135,7 @@ def test_path_filter_search_refuses_a_cost_fn_that_disagrees_with_the_evaluator(
         run_tabular(strategy, toy_eval(), OBJ, 12)
 
 
+@pytest.mark.slow
 @needs_data
 def test_guided_search_reaches_nb201_accuracy_in_fewer_queries_than_random():
     """CIFAR-10, target 93.7% (200-epoch test accuracy of the incumbent chosen by 12-epoch

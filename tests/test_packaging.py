@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 import yaml
 
@@ -43,6 +44,7 @@ SHADOWS = {
 }
 
 
+@pytest.mark.slow
 def test_a_users_tasks_py_on_the_path_does_not_shadow_the_built_in_plugins(tmp_path):
     """With a ``tasks.py``, ``search_spaces.py`` and ``predictors.py`` of the user's own first
     on ``PYTHONPATH``, a search over a built-in space and task, guided by a built-in predictor,

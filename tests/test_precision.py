@@ -191,6 +191,7 @@ def fp32_metrics(digits_cnn):
     return _train(digits_cnn)
 
 
+@pytest.mark.slow
 def test_bf16_training_on_cpu_is_close_to_fp32(digits_cnn, fp32_metrics):
     bf16 = _train(digits_cnn, precision="bf16")
     assert bf16 != fp32_metrics  # autocast really ran
@@ -298,6 +299,7 @@ def _supernet_steps(supernet, steps=3, **config):
     return losses, scores, model
 
 
+@pytest.mark.slow
 def test_bf16_supernet_training_on_cpu_follows_fp32(supernet):
     fp32, s32, _ = _supernet_steps(supernet)
     bf16, s16, m16 = _supernet_steps(supernet, precision="bf16")

@@ -113,6 +113,7 @@ def test_predict_with_std_needs_an_uncertain_predictor(split):
         pred.predict_with_std(test)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["ensemble", "gp"])
 def test_uncertainty_grows_away_from_the_data(name):
     """Trained where a in {0, 1} and c <= 2; the std on the training points is well below the

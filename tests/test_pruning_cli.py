@@ -48,6 +48,7 @@ def searched(tmp_path_factory):
     return tmp
 
 
+@pytest.mark.slow
 def test_fit_then_train_only_kept_paths(searched, capsys, monkeypatch):
     tmp = searched
     out = tmp / "filter.pt"
@@ -104,6 +105,7 @@ def test_missing_filter_file_names_the_fix(tmp_path):
         PathFilterUse(file=tmp_path / "no.pt", keep_ratio=0)
 
 
+@pytest.mark.slow
 def test_search_over_the_pruned_space_proposes_only_kept_paths(searched):
     """DetOFA's last step: a search config's ``path_filter`` makes the strategy search only the
     kept paths (thresholds from the run's seed), and the run records the filter in its

@@ -4,6 +4,7 @@ beats the centre-bias baseline on the synthetic test split."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from nastk.core import registry
@@ -44,6 +45,7 @@ def score_centre_bias(task: SaliencyTask, split: str) -> dict[str, float]:
     return meter.compute()
 
 
+@pytest.mark.slow
 def test_a_trained_salnas_subnet_beats_the_centre_bias_on_the_test_split():
     task = SaliencyTask(n_samples=240, size=(32, 40))
     space = registry.instantiate(registry.SEARCH_SPACES, "salnas", {})
@@ -70,6 +72,7 @@ def test_self_kd_trains_a_saliency_model():
     assert result.info["self_kd_teacher_epochs"] == [1]
 
 
+@pytest.mark.slow
 def test_the_saliency_examples_run_end_to_end_with_a_prediction_grid(tmp_path, monkeypatch):
     from pathlib import Path
 

@@ -207,6 +207,7 @@ def test_kill_9_mid_search_then_resume(tmp_path, toy_env):
     assert keys == ref
 
 
+@pytest.mark.slow
 def test_second_start_without_resume_is_refused(tmp_path, toy_env):
     cfg = _config(tmp_path, trials=3)
     for expect in (0, 2):

@@ -135,6 +135,7 @@ def test_evolution_with_crossover_beats_random(random_regret: float) -> None:
     assert evo < random_regret - 0.8, (evo, random_regret)
 
 
+@pytest.mark.slow
 def test_rl_reinforce_beats_random(random_regret: float) -> None:
     """Measured (seeds 0-4): REINFORCE controller (defaults) 0.62 vs random 2.60, a margin of
     1.98 (seeds 0-19: 0.44 vs 2.46). Asserted margin: 1.2. Asks come in batches of 4 to
@@ -143,6 +144,7 @@ def test_rl_reinforce_beats_random(random_regret: float) -> None:
     assert rl < random_regret - 1.2, (rl, random_regret)
 
 
+@pytest.mark.slow
 def test_rl_ppo_learns(random_regret: float) -> None:
     """Measured (seeds 0-2): PPO controller 0.60 vs random 2.60 (seeds 0-19: 0.41 vs 2.46), and
     the mean reward of its last 3 update batches exceeds its first 3 by ~4 (6.0 -> 10.2).
@@ -418,6 +420,7 @@ def _drive(strategy: Strategy, steps: int, rng: np.random.Generator) -> list[str
 
 @pytest.mark.parametrize(("cls", "options"), STRATEGY_CASES,
                          ids=[f"{c.__name__}-{o.get('algorithm', '')}" for c, o in STRATEGY_CASES])
+@pytest.mark.slow
 def test_state_dict_round_trip_resumes_exactly(cls: type[Strategy], options: dict) -> None:
     a = cls(PROBLEM.space, OBJECTIVE, seed=7, **options)
     _drive(a, 12, np.random.default_rng(0))

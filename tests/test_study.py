@@ -74,6 +74,7 @@ def test_config_names_a_bad_run_and_repeated_labels():
         cfg.runs("s.yaml")
 
 
+@pytest.mark.slow
 @needs_data
 def test_study_runs_every_search_and_reports(tmp_path, capsys):
     cfg = write(tmp_path, "s.yaml", study_dict(tmp_path / "run"))
@@ -120,6 +121,7 @@ def staircase(points, ref):
     return area
 
 
+@pytest.mark.slow
 @needs_data
 def test_a_multi_objective_task_gets_hypervolumes(tmp_path):
     """Objective with costs: each run's hypervolume of (top1, -flops), normalised by the task's
@@ -155,6 +157,7 @@ def test_a_multi_objective_task_gets_hypervolumes(tmp_path):
     assert "## Hypervolume leaderboard" in report and "hypervolume (mean +- std)" in report
 
 
+@pytest.mark.slow
 @needs_data
 def test_interrupted_searches_are_resumed_and_the_report_equals_an_uninterrupted_one(
         tmp_path, capsys):
@@ -191,6 +194,7 @@ def test_a_store_cut_short_while_being_created_is_a_new_run(tmp_path):
         assert run_state(cfg) == "done"
 
 
+@pytest.mark.slow
 @needs_data
 def test_a_study_killed_midway_resumes_to_the_uninterrupted_report(tmp_path, capsys):
     data = study_dict(tmp_path / "killed", trials=60)
@@ -214,6 +218,7 @@ def test_a_study_killed_midway_resumes_to_the_uninterrupted_report(tmp_path, cap
             == (tmp_path / "whole" / "report.md").read_text())
 
 
+@pytest.mark.slow
 @needs_data
 def test_ray_and_in_process_give_identical_runs(tmp_path):
     data = study_dict(tmp_path / "local", trials=15, seeds=2)

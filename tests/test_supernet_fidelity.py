@@ -96,6 +96,7 @@ def test_reuse_keeps_the_stand_alone_scores_and_refuses_other_settings(bench, tm
         bench.main([*args[:-1], "2", "--reuse", str(first)])  # 2 epochs: other ground truth
 
 
+@pytest.mark.slow
 def test_standalone_only_reports_spread_without_a_supernet(bench, tmp_path, capsys):
     search = {"name": "s", "run_dir": str(tmp_path / "s"), "space": "small_cnn",
               "task": TASK, "evaluator": {"kind": "train",

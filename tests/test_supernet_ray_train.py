@@ -56,6 +56,7 @@ def weights(run_dir):
     return torch.load(run_dir / "supernet.pt", weights_only=True)
 
 
+@pytest.mark.slow
 def test_two_workers_take_the_steps_of_one_worker_with_their_joint_batch(tmp_path, local_ray):
     task = {**TASK, "options": {**TASK["options"], "n_samples": 80}}  # 48 images: 2 steps
     one = train_supernet(config(tmp_path / "one", task=task), progress=False)
@@ -84,6 +85,7 @@ def test_two_workers_take_the_steps_of_one_worker_with_their_joint_batch(tmp_pat
         assert two.history[0][key] == pytest.approx(one.history[0][key], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_is_replaced_and_training_continues(tmp_path, local_ray):
     run_dir = tmp_path / "run"
     cfg = config(run_dir, epochs=3, workers=2, max_failures=1)
@@ -120,6 +122,7 @@ def test_a_worker_that_dies_is_replaced_and_training_continues(tmp_path, local_r
     assert weights(run_dir)["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_on_another_number_of_workers_and_its_supernet_is_searched(
         tmp_path, local_ray):
     run_dir = tmp_path / "run"
@@ -181,6 +184,7 @@ def test_settings_that_cannot_work_stop_before_any_worker_starts(tmp_path, local
     assert not any((tmp_path / d / "supernet.pt").exists() for d in "bcd")
 
 
+@pytest.mark.slow
 def test_a_failure_a_restart_would_repeat_is_not_trained_into_again(tmp_path, local_ray):
     cfg = config(tmp_path / "run", epochs=2, workers=2, lr=1e9, grad_clip=None, max_failures=1)
     with pytest.raises(NastkError, match=r"not retried: rank \d failed with supernet training "

@@ -5,12 +5,15 @@ post-processing and a minimised primary metric."""
 import sys
 from pathlib import Path
 
+import pytest
+
 from nastk.cli.main import main
 from nastk.run.sqlite_store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_custom_task_tutorial_runs_and_beats_predicting_the_mean(tmp_path, monkeypatch,
                                                                  capsys):
     monkeypatch.syspath_prepend(str(ROOT / "examples"))

@@ -123,6 +123,7 @@ def test_zero_cost_predictor_ranks_by_the_proxy_and_with_proxies_wraps_a_regress
                              where="strategy.options.predictor_options")
 
 
+@pytest.mark.slow
 def test_nb201_proxies_rank_like_nas_bench_suite_zero():
     """12 NAS-Bench-201 architectures of zc_nasbench201.json (cifar10): our data-free and
     cheap proxies order them as NASLib's values do (which used real CIFAR-10 batches; ours a
