@@ -12,7 +12,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import wait_for_complete
+from conftest import TESTS, wait_for_complete
 from test_search import _cli, _config, finished_keys
 
 from nastk.core.result import Status
@@ -75,24 +75,33 @@ def test_a_second_signal_exits_at_once():
     assert time.monotonic() - t0 < 10
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The finished trials of the search run once, without a signal."""
+    tmp = tmp_path_factory.mktemp("ref")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    proc = _cli(["search", str(_config(tmp)), "--no-progress"], env)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    with RunStore.open_existing(tmp / "run") as st:
+        return finished_keys(st)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: signal.Signals(s).name)
 def test_a_search_stopped_by_a_signal_reports_it_and_resumes_to_the_uninterrupted_run(
-        tmp_path, toy_env, signum):
-    ref_cfg = _config(tmp_path / "ref")
-    ref_proc = _cli(["search", str(ref_cfg), "--no-progress"], toy_env)
-    _, err = ref_proc.communicate(timeout=120)
-    assert ref_proc.returncode == 0, err
-    with RunStore.open_existing(tmp_path / "ref" / "run") as st:
-        ref = finished_keys(st)
+        tmp_path, toy_env, uninterrupted, signum):
+    ref = uninterrupted
 
     # a random moment, drawn from a seeded generator so that a failure can be replayed
     moment = random.Random(signum).randint(3, 20)
     cfg = _config(tmp_path)
     run_dir = tmp_path / "run"
-    # SIGINT as a terminal delivers it (a test run in the background inherits it ignored)
+    # the signal's default disposition: a test run in the background (`&`, nohup) would pass
+    # SIGINT or SIGHUP on ignored, and an ignored signal rightly stays ignored
     proc = _cli(["search", str(cfg), "--no-progress"], dict(toy_env, NASTK_TOY_SLEEP="0.1"),
-                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
     wait_for_complete(run_dir / "store.sqlite", moment, 60, proc)
     sent = time.monotonic()
     proc.send_signal(signum)

@@ -243,9 +243,9 @@ def test_the_write_ahead_log_stays_within_a_small_multiple_of_the_store(tmp_path
                       wal.stat().st_size if wal.exists() else 0))
 
     with nastk.create_search(toy_plugin.ToyGrid(), toy_plugin.objective, objective="score",
-                             strategy="rl", storage=run_dir, budget=150, seed=1) as search:
+                             strategy="rl", storage=run_dir, budget=60, seed=1) as search:
         search.optimize(on_trial=measure, progress=False)
-    assert len(sizes) == 150
+    assert len(sizes) == 60
     assert max(wal for _, wal in sizes) > WAL_SLACK  # the log did grow and was cut back
     for store, wal in sizes:
         assert wal <= WAL_MULTIPLE * store + WAL_SLACK, (store, wal)
