@@ -67,6 +67,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from nastk.core import cpus as _cpus  # noqa: F401  (first: OpenMP's wait policy before torch)
 from nastk.core import registry
 from nastk.core.errors import ConfigError, InvalidArchitectureError, NastkError
 from nastk.core.objective import Objective

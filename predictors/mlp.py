@@ -12,23 +12,18 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from nastk.core.cpus import THREADS_HELP, ThreadCount, Threads
 from nastk.prediction.base import Predictor
+from nastk.training.threads import torch_threads
 
 
 @contextlib.contextmanager
-def torch_context(seed: int, num_threads: int | None) -> Iterator[None]:
+def torch_context(seed: int, num_threads: ThreadCount) -> Iterator[None]:
     """Run a block with torch's global RNG seeded to ``seed`` and ``num_threads`` CPU threads,
     restoring both afterwards (so fitting a predictor never disturbs the caller's RNG)."""
-    before = torch.get_num_threads()
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch_threads(num_threads):
         torch.manual_seed(seed)
-        if num_threads is not None and num_threads != before:
-            torch.set_num_threads(num_threads)
-        try:
-            yield
-        finally:
-            if torch.get_num_threads() != before:
-                torch.set_num_threads(before)
+        yield
 
 
 def build_mlp(n_in: int, hidden: Sequence[int], n_out: int = 1) -> nn.Sequential:
@@ -55,8 +50,9 @@ class MLPOptions(BaseModel):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(3e-3, gt=0, description="Adam peak learning rate (cosine-annealed)")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
-    num_threads: int | None = Field(1, ge=1, description="torch CPU threads while fitting "
-                                                         "and predicting; null = unchanged")
+    num_threads: Threads = Field(1, description="torch CPU threads while fitting and "
+                                 "predicting (one: these MLPs are too small to share out); "
+                                 + THREADS_HELP)
 
 
 class MLPPredictor(Predictor):

@@ -22,6 +22,11 @@ def toy_env(monkeypatch):
     return env
 
 
+# `num_threads: auto` follows the machine's load (nastk.core.cpus); the tests want one count
+# in every process they start, so that two runs they compare compute alike
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """The tests' models are tiny: one torch thread runs them fastest, and two threads on a

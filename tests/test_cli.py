@@ -185,3 +185,22 @@ def test_compare_groups_runs_by_strategy(tmp_path, capsys, monkeypatch):
     with RunStore.open_existing(tmp_path / "random0") as st:
         best0 = max(t.result.metrics["score"] for t in st.finished())
     assert groups["random"].final[0] == pytest.approx(best0)
+
+
+def test_list_gives_each_plugins_whole_first_paragraph(capsys, monkeypatch):
+    """A docstring's first paragraph wraps over lines; `nastk list` shows all of it (the
+    optuna strategy's used to stop at 'asked and told like any')."""
+    from nastk.strategies.optuna_peer import OptunaStrategy
+
+    first = OptunaStrategy.__doc__.strip().split("\n\n")[0]
+    whole = " ".join(line.strip() for line in first.splitlines())
+    assert whole.count(" ") > len(first.splitlines()[0].split())  # it does wrap
+    assert main(["list", "strategies"]) == 0
+    described: dict[str, list[str]] = {}  # name -> its "what it is" cell, line by line
+    name = None
+    for line in capsys.readouterr().out.split("options")[0].splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if len(cells) == 3:
+            name = cells[0] or name
+            described.setdefault(name, []).append(cells[1])
+    assert " ".join(described["optuna"]) == whole

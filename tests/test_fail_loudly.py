@@ -232,3 +232,106 @@ def test_resume_of_an_empty_store_is_reported_not_restarted(tmp_path, capsys):
     assert main(["search", path, "--resume", "--no-progress"]) == 2
     assert "is empty (0 bytes)" in capsys.readouterr().err.replace("\n", "")
     assert (tmp_path / "run" / "store.sqlite").stat().st_size == 0
+
+
+@pytest.mark.parametrize("flags, field", [(["--trials", "0"], "budget.trials"),
+                                          (["--trials", "-3"], "budget.trials"),
+                                          (["--time-s", "-5"], "budget.time_s")])
+def test_bad_budget_flags_are_refused_like_the_same_yaml(tmp_path, capsys, flags, field):
+    """The command line's budget overrides are validated as the config's own fields are:
+    exit 2 naming the field, nothing written (they used to run nothing, exit 1 and leave a
+    run folder that blocked a plain rerun)."""
+    path = write(tmp_path / "s.yaml", toy_config(tmp_path))
+    assert main(["search", path, *flags, "--no-progress"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert field in err and flags[1] in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_benchmark_tables_stop_the_run_before_its_first_trial(tmp_path, capsys,
+                                                                     monkeypatch):
+    """A look-up evaluator whose tables cannot be found: exit 2 with where to put them, no
+    trial run, nothing written (it used to fail five trials and leave a run folder)."""
+    from nastk.data import dirs
+
+    monkeypatch.setattr(dirs, "candidate_dirs", lambda env_var: [tmp_path / "nowhere"])
+    monkeypatch.setattr("nastk.data.tabular._LOADED", {})
+    from nastk.search_spaces import nb201
+
+    # a look-up function not yet used in this process (an earlier test may have read tables)
+    monkeypatch.setattr(nb201, "cifar10", nb201._function("cifar10", "cifar10"))
+    cfg = {"name": "nb", "run_dir": str(tmp_path / "run"), "space": "nb201",
+           "strategy": "random", "objective": {"metric": "val_acc_12ep"},
+           "evaluator": {"kind": "function", "function": "nastk.search_spaces.nb201:cifar10"},
+           "budget": {"trials": 5}}
+    assert main(["search", write(tmp_path / "s.yaml", cfg), "--no-progress"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "NAS-Bench-201 tables not found" in err and "NASTK_NB201_DIR" in err
+    assert not (tmp_path / "run").exists()
+
+
+def _png(path: Path, seed: int = 1) -> None:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(path)
+
+
+@pytest.mark.parametrize("mode, refused", [("full", True), ("sample", True),
+                                           ("first-batch", False)])
+def test_a_corrupt_file_beyond_the_first_batches_is_found_before_the_first_trial(
+        tmp_path, capsys, mode, refused):
+    """A broken image in a split the first batches do not read (the run's test split, which
+    holds CamVid's official val images): the default full check (and a sample that reads it)
+    refuses the run up front, naming the file; first-batch, as before, does not look."""
+    from nastk.config.compose import build_components
+    from nastk.config.schema import parse_config
+
+    root = camvid(tmp_path / "CamVid")
+    bad = root / "val" / "d.png"
+    bad.write_bytes(b"not a png at all")
+    run = tmp_path / "run"
+    config = seg_search(root, run, data_check=mode)
+    if refused:
+        assert main(["search", write(tmp_path / "s.yaml", config), "--no-progress"]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert str(bad) in err and "cannot read image" in err
+        assert not run.exists()
+    else:  # the checks before the first trial pass: the search would start
+        build_components(parse_config(config))
+
+
+@pytest.mark.slow
+def test_a_data_error_during_training_stops_the_search_and_resume_continues(
+        tmp_path, capsys, monkeypatch):
+    """A training image that goes bad after the checks (or was not checked): the search stops
+    at the first read with the file named, exit 2; the candidate is recorded interrupted, not
+    failed (the strategy is told nothing); after the file is fixed, --resume finishes."""
+    from nastk.core.result import Status
+    from nastk.evaluation import preflight
+
+    root = camvid(tmp_path / "CamVid")
+    bad = root / "train" / "b.png"
+    checked = preflight.check_task_data
+
+    def check_then_break(*args, **kwargs):
+        checked(*args, **kwargs)
+        bad.write_bytes(b"broken after the checks")
+
+    monkeypatch.setattr(preflight, "check_task_data", check_then_break)
+    monkeypatch.setattr("nastk.config.compose.check_task_data", check_then_break)
+    run = tmp_path / "run"
+    path = write(tmp_path / "s.yaml", seg_search(root, run, data_check="first-batch"))
+    assert main(["search", path, "--no-progress"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert str(bad) in err and "the search stopped" in err and "--resume" in err
+    with RunStore.open_existing(run) as st:
+        assert st.count(Status.FAILED) == 0 and st.count(Status.COMPLETE) == 0
+        assert st.count(Status.INTERRUPTED) == 1 and st.count(Status.RUNNING) == 0
+        assert not st.untold() and st.load_strategy_state() is not None
+
+    monkeypatch.setattr(preflight, "check_task_data", checked)
+    monkeypatch.setattr("nastk.config.compose.check_task_data", checked)
+    _png(bad)
+    assert main(["search", path, "--resume", "--no-progress"]) == 0
+    with RunStore.open_existing(run) as st:
+        # this space holds one architecture: the interrupted candidate, evaluated now
+        assert st.count(Status.COMPLETE) == 1 and st.count(Status.FAILED) == 0

@@ -485,3 +485,33 @@ def test_unreachable_address_fails_with_the_fix(tmp_path, capsys):
     assert "cannot reach a Ray cluster at 127.0.0.1:1" in err and "ray start --head" in err
     assert main(["search", str(path), "--executor", "local", "--address", "auto"]) == 2
     assert "--address auto is for the ray executor" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_address_where_something_else_listens_fails_fast_in_one_line(tmp_path, toy_env):
+    """A port that accepts connections but is not a Ray head: Ray's client used to retry for
+    over two minutes, printing a score of warnings; now one line, in seconds, nothing
+    written."""
+    import socket
+
+    path = tmp_path / "x.yaml"
+    path.write_text(yaml.safe_dump(search_config(tmp_path, "x", executor="local")))
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        proc = subprocess.run([sys.executable, "-m", "nastk.cli", "search", str(path),
+                               "--address", address, "--no-progress"], env=toy_env,
+                              capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: cannot reach a Ray cluster at {address}")
+    assert "does not answer as a Ray head" in lines[0] and "ray start --head" in lines[0]
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_real_ray_head_passes_the_address_check(ray_cluster):
+    from nastk.executors.ray_cluster import _check_reachable
+
+    _check_reachable(ray_cluster)  # the GCS answers the HTTP/2 preface with SETTINGS

@@ -108,6 +108,14 @@ def test_options_table_of_real_plugins():
     assert rows["population"][3]  # described
     space_rows = {r[0]: r for r in options_table(SEARCH_SPACES.get("small_cnn"))}
     assert space_rows["depths"][2].startswith("[")  # a default_factory is called
+    # a constrained type shows as its plain type (the constraint is in the description)
+    from nastk.evaluation.weight_sharing import WeightSharingConfig
+
+    class Scorer:
+        Options = WeightSharingConfig
+
+    rows = {r[0]: r for r in options_table(Scorer)}
+    assert rows["num_threads"][1:3] == ("int | Literal['auto'] | None", "'auto'")
 
 
 def test_options_table_marks_required_options():

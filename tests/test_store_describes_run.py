@@ -117,7 +117,8 @@ def test_a_run_records_its_objective_and_settings(tmp_path, plugin):
     run_dir = _search(tmp_path, plugin)
     with RunStore.open_existing(run_dir) as store:
         assert store.get_meta(META_OBJECTIVE) == {"metric": "score", "direction": "max",
-                                                  "costs": ["flops"]}
+                                                  "costs": ["flops"],
+                                                  "cut_short_on_front": False}
         run = store.get_meta(META_RUN)
         curves = store.get_meta(META_CURVES)
         rendered = store.get_meta(META_RENDERED)

@@ -278,3 +278,22 @@ def test_the_real_task_study_example_validates():
     for _, search in runs[::4]:  # one per task: the objective's metric is the task's
         comps = build_components(search)
         assert comps.objective.metric in comps.task.metrics
+
+
+@needs_data
+def test_study_curves_have_axis_labels(tmp_path, monkeypatch):
+    """Every panel of study_curves.png names its axes: trials, and the report metric."""
+    import matplotlib.figure
+
+    labels = []
+    real = matplotlib.figure.Figure.savefig
+
+    def spy(fig, path, *args, **kwargs):
+        if Path(path).name == "study_curves.png":
+            labels.extend((ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes if ax.axison)
+        return real(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    cfg = write(tmp_path, "s.yaml", study_dict(tmp_path / "run", trials=4, seeds=1))
+    assert main(["study", str(cfg), "--no-progress"]) == 0
+    assert labels == [("trials", "best top1 so far"), ("trials", "best test_acc_200ep so far")]

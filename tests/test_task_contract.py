@@ -233,6 +233,29 @@ def test_a_file_that_fits_nothing_names_the_file_and_the_first_expected_tensor(t
                        TrainConfig(init={"from": str(tmp_path / "missing.pt")}))
 
 
+def test_an_init_file_that_is_not_a_checkpoint_is_refused_before_training(tmp_path, capsys):
+    """A text file given as init.from is refused when the evaluator is built (before the
+    first trial, exit 2, nothing written), as a missing one is; it used to fail every trial."""
+    from nastk.cli.main import main
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("these are not weights\n")
+    with pytest.raises(ConfigError, match=r"init.from: init file .*notes.txt is not a nastk "):
+        TrainEvaluator(SpotsTask(), SmallCNNSpace(**TINY_CNN),
+                       TrainConfig(init={"from": str(notes)}))
+    cfg = {"name": "i", "run_dir": str(tmp_path / "run"), "plugins": ["spots_task"],
+           "space": {"name": "small_cnn", "options": TINY_CNN},
+           "task": {"name": "spots_test", "options": {"n_samples": 64}}, "strategy": "random",
+           "evaluator": {"kind": "train", "train": {"epochs": 1, "latency": False,
+                                                    "init": {"from": str(notes)}}},
+           "budget": {"trials": 3}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["search", str(path), "--no-progress"]) == 2
+    assert "init.from" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 # -- the CLI ------------------------------------------------------------------------------------
 def test_nested_task_runs_through_search_supernet_training_and_weight_sharing(tmp_path,
                                                                                monkeypatch):

@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from nastk.cli.parser import build_parser
 from nastk.core.errors import NastkError
+from nastk.run.signals import exit_status, interrupt_name, stop_on_signals
 
 #: a command's handler: parsed arguments and the stderr console in, exit status out
 Handler = Callable[[argparse.Namespace, Console], int]
@@ -29,18 +30,20 @@ def handler(module: str) -> Handler:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `nastk` command; returns the exit status: the command's own (0 when
     it succeeded), 2 for a :class:`NastkError` (an input mistake, printed without a
-    traceback), 130 on Ctrl-C."""
+    traceback), ``128 + signal`` when Ctrl-C, SIGTERM or SIGHUP stopped it (130, 143, 129;
+    see :mod:`nastk.run.signals`: a second signal exits at once)."""
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     try:
-        return int(handler(args.handler)(args, console))
+        with stop_on_signals():
+            return int(handler(args.handler)(args, console))
     except NastkError as err:
         console.print(f"[bold red]error:[/bold red] {escape(str(err))}", highlight=False,
                       soft_wrap=True)
         return 2
-    except KeyboardInterrupt:
-        console.print("interrupted; continue with `nastk search CONFIG --resume`")
-        return 130
+    except KeyboardInterrupt as err:  # a command without its own resume hint
+        console.print(f"interrupted ({interrupt_name(err)})", highlight=False)
+        return exit_status(err)
 
 
 if __name__ == "__main__":

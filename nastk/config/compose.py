@@ -15,10 +15,10 @@ from typing import Any
 
 from nastk.config.schema import PluginRef, SearchConfig, SupernetConfig
 from nastk.core import registry
-from nastk.core.errors import ConfigError
+from nastk.core.errors import ConfigError, NastkError
 from nastk.core.loading import load_object
 from nastk.core.objective import Objective
-from nastk.evaluation.base import Evaluator, FunctionEvaluator
+from nastk.evaluation.base import Evaluator, FunctionEvaluator, format_error
 from nastk.evaluation.preflight import check_objective, check_task_data
 from nastk.evaluation.train import TrainEvaluator
 from nastk.nn.supernet import SupernetModel, SupernetSpace
@@ -75,7 +75,8 @@ def build_objective(config: SearchConfig, task: Task | None) -> Objective:
     """The config's objective; metric and direction default to the task's primary metric."""
     metric = config.objective.metric or (task.primary_metric if task else None)
     direction = config.objective.direction or (task.direction if task else "max")
-    return Objective(metric=metric, direction=direction, costs=tuple(config.objective.costs))
+    return Objective(metric=metric, direction=direction, costs=tuple(config.objective.costs),
+                     cut_short_on_front=config.objective.cut_short_on_front)
 
 
 def build_strategy(config: SearchConfig, space: SearchSpace, objective: Objective) -> Strategy:
@@ -86,16 +87,41 @@ def build_strategy(config: SearchConfig, space: SearchSpace, objective: Objectiv
 
 
 def build_evaluator(config: SearchConfig, space: SearchSpace, task: Task | None) -> Evaluator:
-    """The evaluator ``config.evaluator`` describes (a supernet checkpoint is loaded here)."""
+    """The evaluator ``config.evaluator`` describes (a supernet checkpoint is loaded here; a
+    function's ``prepare()``, when it has one, is called here: a look-up table that cannot be
+    read stops the run before its first trial)."""
     if config.evaluator.kind == "function":
         assert config.evaluator.function is not None
-        return FunctionEvaluator(load_object(config.evaluator.function, "evaluator.function"))
+        fn = load_object(config.evaluator.function, "evaluator.function")
+        prepare = getattr(fn, "prepare", None)
+        if callable(prepare):
+            try:
+                prepare()
+            except NastkError:
+                raise
+            except Exception as err:
+                raise ConfigError(f"evaluator.function {config.evaluator.function}: cannot "
+                                  f"prepare it: {format_error(err)}") from err
+        return FunctionEvaluator(fn)
     assert task is not None
     if config.evaluator.kind == "supernet":
         assert config.evaluator.supernet is not None
         return build_weight_sharing_evaluator(config, space, task)
     return TrainEvaluator(task, space, config.evaluator.train, seed=config.seed,
                           where="evaluator.train", objective=build_objective(config, task))
+
+
+def check_evaluator_data(config: SearchConfig, task: Task | None) -> None:
+    """Read a first batch of every split the config's evaluator needs and check the data set's
+    files as the task's ``data_check`` says (:mod:`nastk.evaluation.preflight`); the driver
+    does it before anything is written, each Ray worker again on its own node."""
+    if task is not None and config.evaluator.kind in ("train", "supernet"):
+        ev = config.evaluator
+        eval_split = (ev.supernet.eval_split if ev.kind == "supernet" and ev.supernet
+                      else ev.train.eval_split)
+        batch = (ev.supernet.calib_batch_size if ev.kind == "supernet" and ev.supernet
+                 else ev.train.batch_size)
+        check_task_data(task, ["train", eval_split], batch)
 
 
 def build_components(config: SearchConfig, *, check: bool = True) -> Components:
@@ -107,13 +133,7 @@ def build_components(config: SearchConfig, *, check: bool = True) -> Components:
     objective = build_objective(config, task)
     if check:
         check_objective(objective, task)
-        if task is not None and config.evaluator.kind in ("train", "supernet"):
-            ev = config.evaluator
-            eval_split = (ev.supernet.eval_split if ev.kind == "supernet" and ev.supernet
-                          else ev.train.eval_split)
-            batch = (ev.supernet.calib_batch_size if ev.kind == "supernet" and ev.supernet
-                     else ev.train.batch_size)
-            check_task_data(task, ["train", eval_split], batch)
+        check_evaluator_data(config, task)
     if config.constraints or config.path_filter is not None:
         # the strategy searches the constrained / pruned space, costed by the evaluator's model
         evaluator = build_evaluator(config, space, task)

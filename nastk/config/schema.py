@@ -90,6 +90,8 @@ class ObjectiveConfig(BaseModel):
     direction: Literal["max", "min"] | None = None
     costs: list[Literal["params", "flops", "latency_ms"]] = Field(
         default_factory=list, description="costs to minimise jointly (multi-objective search)")
+    cut_short_on_front: bool = Field(
+        False, description="let trials a scheduler (ASHA) stopped early onto Pareto fronts")
 
 
 class EvaluatorConfig(BaseModel):

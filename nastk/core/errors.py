@@ -7,6 +7,13 @@ class NastkError(Exception):
     """Base class for every error nastk raises on purpose."""
 
 
+class RunStoppingError(NastkError):
+    """Something that is not the candidate's fault went wrong while it was evaluated (the disk
+    filled up, a data-set file cannot be read): the search stops at once instead of recording
+    a failed trial the strategy would learn from; the candidate is recorded as interrupted and
+    evaluated again when the run is resumed after the cause is fixed."""
+
+
 class InvalidArchitectureError(NastkError, ValueError):
     """An architecture does not belong to its search space."""
 

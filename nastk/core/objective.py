@@ -35,6 +35,10 @@ class Objective(BaseModel):
     metric: str = Field(description="name of the metric in Result.metrics")
     direction: Literal["max", "min"] = "max"
     costs: tuple[str, ...] = Field(default=(), description="costs to minimise, e.g. ['flops']")
+    cut_short_on_front: bool = Field(
+        False, description="let trials a scheduler stopped early (ASHA) onto Pareto fronts; by "
+        "default they are ranked and marked in tables but kept off fronts, their metrics being "
+        "those of a shorter training")
 
     @classmethod
     def of_task(cls, task: HasPrimaryMetric) -> Objective:
@@ -67,6 +71,11 @@ class Objective(BaseModel):
                 return None
             out.append(-v)
         return tuple(out)
+
+    def on_front(self, result: Result) -> bool:
+        """Whether ``result`` may stand on a Pareto front: not cut short by a scheduler
+        (:attr:`Result.cut_short`), unless :attr:`cut_short_on_front` lets it."""
+        return self.cut_short_on_front or not result.cut_short
 
     def better(self, a: float | None, b: float | None) -> bool:
         """Whether metric value ``a`` is strictly better than ``b`` (both in the metric's own

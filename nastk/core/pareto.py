@@ -108,8 +108,11 @@ def _hv(pts: np.ndarray, ref: np.ndarray) -> float:
 
 def pareto_front(trials: Sequence[Trial], objective: Objective) -> list[Trial]:
     """The successful trials no other one dominates on the objective's metric and costs (the
-    single best ones when it has no costs), by the first cost, then by metric, best first."""
-    scored = [(t, objective.vector(t.result)) for t in trials if t.result is not None]
+    single best ones when it has no costs), by the first cost, then by metric, best first.
+    Trials a scheduler cut short are left out unless the objective lets them on
+    (:meth:`Objective.on_front`)."""
+    scored = [(t, objective.vector(t.result)) for t in trials
+              if t.result is not None and objective.on_front(t.result)]
     usable = [(t, v) for t, v in scored if v is not None]
     if not usable:
         return []

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import re
+import types
+import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -148,9 +150,11 @@ def _qualname(obj: Any) -> str:
 
 
 def summary(obj: Any) -> str:
-    """First line of a plugin's docstring."""
-    doc = (getattr(obj, "__doc__", None) or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    """The first paragraph of a plugin's docstring, its wrapped lines joined (a docstring's
+    first line often ends mid-sentence)."""
+    doc = inspect.cleandoc(getattr(obj, "__doc__", None) or "")
+    paragraph = doc.split("\n\n", 1)[0]
+    return " ".join(line.strip() for line in paragraph.splitlines() if line.strip())
 
 
 def _validated(registry: Registry[Any], name: str, options: Mapping[str, Any] | None, *,
@@ -213,8 +217,15 @@ def _type_text(annotation: Any) -> str:
         return ""
     if isinstance(annotation, str):  # postponed annotations of a signature
         return annotation
+    if annotation is type(None):
+        return "None"
     if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
         return annotation.__name__
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:  # the constraints are in the description, not the type
+        return _type_text(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_text(a) for a in args)
     return _MODULE_PREFIX.sub("", str(annotation)).replace("NoneType", "None")
 
 

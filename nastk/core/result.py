@@ -48,6 +48,14 @@ class Result:
     def ok(self) -> bool:
         return self.status is Status.COMPLETE
 
+    @property
+    def cut_short(self) -> bool:
+        """Whether a scheduler (ASHA, median stopping) stopped the training before its budget:
+        ``info.early_stopped`` with the epochs run (``info.epochs``), so its metrics are those
+        of a shorter training. An early-stopping callback's stop (``info.stopped_epoch``) is
+        not cut short: the training ended by its own rule and its metrics are final."""
+        return bool(self.info.get("early_stopped")) and self.info.get("stopped_epoch") is None
+
     def value(self, name: str) -> float | None:
         """A metric or cost by name (metrics first); ``None`` if absent or not finite."""
         v = self.metrics.get(name, self.costs.get(name))

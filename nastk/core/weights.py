@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nastk.core.errors import NastkError
+from nastk.core.errors import NastkError, RunStoppingError
 
 __all__ = ["TMP_SUFFIX", "DiskFullError", "clean_temp_files", "load_file", "load_matching",
            "read_weights", "save_state", "save_weights", "write_atomic"]
@@ -27,7 +27,7 @@ EXPECTED_FILE = ("expected a file written by nastk: a weights-only state dict (a
                  "checkpoint")
 
 
-class DiskFullError(NastkError):
+class DiskFullError(RunStoppingError):
     """The disk filled up while nastk wrote a file; nothing of that write was kept."""
 
 

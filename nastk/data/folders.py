@@ -46,21 +46,36 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
-from nastk.core.errors import NastkError
+from nastk.core.errors import RunStoppingError
 from nastk.data.images import Size, check_size, image_tensor, read_rgb, resize_image
 
-__all__ = ["DatasetError", "FolderDataset", "Transform", "loader_named"]
+__all__ = ["IMAGE_SUFFIXES", "DatasetError", "FolderDataset", "Transform", "folder_datasets",
+           "loader_named"]
 
 L = TypeVar("L", bound="type[FolderDataset]")
+
+#: file name suffixes whose header :meth:`FolderDataset.check_files` decodes
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm",
+                            ".pgm"})
+
+
+def _image_header(path: Path) -> tuple[int, int]:
+    """The image's size, read from its header alone (PIL decodes no pixel until asked)."""
+    with Image.open(path) as img:
+        return img.size
+
 
 #: ``transform(image, target) -> (image, target)``, run on every sample last
 Transform = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]
 
 
-class DatasetError(NastkError, ValueError):
-    """A data-set folder is missing or malformed, or a file in it cannot be read as expected."""
+class DatasetError(RunStoppingError, ValueError):
+    """A data-set folder is missing or malformed, or a file in it cannot be read as expected.
+    Met while a candidate trains, it stops the search (:class:`RunStoppingError`): the file is
+    at fault, not the candidate."""
 
 
 class FolderDataset(Dataset, ABC):
@@ -163,6 +178,52 @@ class FolderDataset(Dataset, ABC):
     def _resized(self, image: torch.Tensor) -> torch.Tensor:
         """``image`` at ``size`` (see :func:`nastk.data.images.resize_image`)."""
         return resize_image(image, self.size)
+
+    # -- checks before a run ------------------------------------------------------------------
+    def _item_files(self, item: Any) -> list[Path]:
+        """The files one item is read from (default: the paths in ``item``, itself a path or a
+        tuple or list of them); a loader whose items hold other things overrides it."""
+        if isinstance(item, Path):
+            return [item]
+        if isinstance(item, (tuple, list)):
+            return [p for p in item if isinstance(p, Path)]
+        return []
+
+    def check_files(self) -> int:
+        """Check every file of the split: it exists, and an image's header decodes (cheap:
+        no pixel is decoded). Raises a :class:`DatasetError` naming the first bad file;
+        returns the number of files checked."""
+        n = 0
+        for item in self.items:
+            for path in self._item_files(item):
+                if not path.is_file():
+                    raise self._error("missing file (listed for the split, not on disk):", path)
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    self._read(_image_header, path, "image file")
+                n += 1
+        return n
+
+    def check_sample(self, n: int = 32) -> int:
+        """Read ``n`` items spread evenly over the split, whole (every file decoded, targets
+        mapped); returns how many were read."""
+        picks = sorted({round(i * (len(self) - 1) / max(n - 1, 1)) for i in range(n)}
+                       if len(self) > n else range(len(self)))
+        for i in picks:
+            self[i]
+        return len(picks)
+
+
+def folder_datasets(dataset: Any) -> list[FolderDataset]:
+    """The :class:`FolderDataset` objects a split is made of (through ``Subset`` and
+    ``ConcatDataset`` and other wrappers with ``dataset`` or ``datasets``)."""
+    if isinstance(dataset, FolderDataset):
+        return [dataset]
+    inner = getattr(dataset, "datasets", None)
+    if isinstance(inner, (list, tuple)):
+        return [f for d in inner for f in folder_datasets(d)]
+    if getattr(dataset, "dataset", None) is not None:
+        return folder_datasets(dataset.dataset)
+    return []
 
 
 def loader_named(loaders: Mapping[str, L], name: str, what: str) -> L:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
@@ -71,6 +71,11 @@ class SplitOptions(BaseModel):
                                     description="real datasets: share of the official "
                                                 "training split held out as `val`")
     seed: int = Field(0, description="seed of the data and of the splits")
+    data_check: Literal["full", "sample", "first-batch"] = Field(
+        "full", description="what a run checks of a real data set before its first trial, "
+        "besides reading each split's first batch: full, every file exists and its image "
+        "header decodes; sample, 32 items spread over each split are read whole; first-batch, "
+        "nothing more")
 
     @model_validator(mode="after")
     def _data_options(self) -> SplitOptions:

@@ -153,15 +153,21 @@ class TabularEvaluator(ABC):
 def lookup_function(make_evaluator: Callable[[], TabularEvaluator], module: str, name: str,
                     doc: str) -> Callable[[Architecture], Lookup]:
     """``module:name``, a function ``arch -> (metrics, costs)`` for ``evaluator: {kind:
-    function}``, answering from ``make_evaluator()`` (called at the first query, so that
-    importing ``module`` reads no table); ``doc`` is its docstring."""
+    function}``, answering from ``make_evaluator()`` (called at the first query, or by the
+    function's ``prepare()``, which the composition root calls before a run writes anything,
+    so that missing tables stop the run instead of failing its trials; importing ``module``
+    reads no table); ``doc`` is its docstring."""
     made: list[TabularEvaluator] = []
 
-    def evaluate(arch: Architecture) -> Lookup:
+    def prepare() -> None:
         if not made:
             made.append(make_evaluator())
+
+    def evaluate(arch: Architecture) -> Lookup:
+        prepare()
         return made[0].lookup(arch)
 
     evaluate.__module__, evaluate.__name__, evaluate.__qualname__ = module, name, name
     evaluate.__doc__ = doc
+    evaluate.prepare = prepare  # type: ignore[attr-defined]
     return evaluate

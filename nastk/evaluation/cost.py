@@ -10,17 +10,22 @@ element-wise additions) count as zero.
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["count_flops", "count_params", "measure_latency_ms", "model_costs"]
+from nastk.core.cpus import available_cpus
+
+__all__ = ["MAX_LATENCY_SPREAD", "Latency", "count_flops", "count_params", "measure_latency",
+           "measure_latency_ms", "model_costs"]
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -80,37 +85,121 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
         fvcore_log.setLevel(level)
 
 
-def measure_latency_ms(model: nn.Module, input_shape: Sequence[int], repeats: int = 20,
-                       warmup: int = 3) -> float:
-    """Median wall time in milliseconds of a batch-1 forward pass on CPU.
+#: a latency measurement whose interquartile range exceeds this share of its median was
+#: taken while other work shared the cores (see :func:`measure_latency`)
+MAX_LATENCY_SPREAD = 0.25
 
-    The model runs in eval and inference mode; ``warmup`` untimed passes come first. The model
-    is measured where it is when it already lives on the CPU; otherwise a CPU copy is timed.
+
+@dataclass(frozen=True)
+class Latency:
+    """A latency measurement and the conditions it was taken under.
+
+    ``ms``: the median wall time of a batch-1 forward pass in milliseconds; ``spread``: the
+    interquartile range of the timed passes over their median; ``threads``: torch's CPU
+    threads; ``repeats``: timed passes per attempt; ``attempts``: how many times it was
+    measured (a measurement is repeated while its spread says the machine was busy);
+    ``load``: the 1-minute load average per CPU when it was taken (None where the system has
+    none); ``busy``: the spread of every attempt exceeded ``max_spread``, so ``ms`` says as
+    much about the other work on the machine as about the model.
+    """
+
+    ms: float
+    spread: float
+    threads: int
+    repeats: int
+    attempts: int
+    load: float | None
+    busy: bool
+    max_spread: float = MAX_LATENCY_SPREAD
+
+    def conditions(self) -> dict[str, Any]:
+        """The measurement's conditions, for a result's ``info``."""
+        return {"spread": round(self.spread, 4), "threads": self.threads,
+                "repeats": self.repeats, "attempts": self.attempts,
+                "load_per_cpu": None if self.load is None else round(self.load, 2),
+                "max_spread": self.max_spread, "busy": self.busy}
+
+
+def _load_per_cpu() -> float | None:
+    try:
+        return os.getloadavg()[0] / available_cpus()
+    except (AttributeError, OSError):
+        return None
+
+
+def _time_passes(model: nn.Module, x: torch.Tensor, repeats: int) -> list[float]:
+    times: list[float] = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model(x)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return times
+
+
+def _spread(times: list[float]) -> float:
+    if len(times) < 4:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(times, n=4)
+    return (q3 - q1) / max(statistics.median(times), 1e-12)
+
+
+def measure_latency(model: nn.Module, input_shape: Sequence[int], repeats: int = 20,
+                    warmup: int = 3, *, max_spread: float = MAX_LATENCY_SPREAD,
+                    attempts: int = 3) -> Latency:
+    """The median wall time of a batch-1 CPU forward pass, with its conditions.
+
+    The model runs in eval and inference mode with torch's current thread count; ``warmup``
+    untimed passes come first. The model is measured where it is when it already lives on the
+    CPU; otherwise a CPU copy is timed. While the timed passes' interquartile range exceeds
+    ``max_spread`` of their median (other work took the cores), the measurement is taken
+    again, ``attempts`` times at most; the attempt with the smallest spread is kept and
+    flagged ``busy`` when even that one exceeds it.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if attempts < 1:
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
     if _device_of(model).type != "cpu":
         import copy
 
         model = copy.deepcopy(model).cpu()
     x = torch.zeros(1, *input_shape)
-    times: list[float] = []
+    best: tuple[float, list[float]] | None = None
+    tries = 0
     with _eval_mode(model), torch.inference_mode():
         for _ in range(max(warmup, 0)):
             model(x)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(x)
-            times.append((time.perf_counter() - t0) * 1000.0)
-    return float(statistics.median(times))
+        while tries < attempts:
+            tries += 1
+            times = _time_passes(model, x, repeats)
+            spread = _spread(times)
+            if best is None or spread < best[0]:
+                best = (spread, times)
+            if spread <= max_spread:
+                break
+    assert best is not None
+    spread, times = best
+    return Latency(float(statistics.median(times)), spread, torch.get_num_threads(), repeats,
+                   tries, _load_per_cpu(), spread > max_spread, max_spread)
+
+
+def measure_latency_ms(model: nn.Module, input_shape: Sequence[int], repeats: int = 20,
+                       warmup: int = 3) -> float:
+    """Median wall time in milliseconds of a batch-1 forward pass on CPU
+    (:func:`measure_latency`'s ``ms``)."""
+    return measure_latency(model, input_shape, repeats, warmup).ms
 
 
 def model_costs(model: nn.Module, input_shape: Sequence[int], latency: bool = True,
-                repeats: int = 20) -> dict[str, float]:
+                repeats: int = 20, info: dict[str, Any] | None = None) -> dict[str, float]:
     """``{"params", "flops", "latency_ms"}`` of ``model`` for inputs of ``input_shape``
-    (``latency_ms`` is left out when ``latency`` is false)."""
+    (``latency_ms`` is left out when ``latency`` is false). With ``info`` (a result's info),
+    the latency measurement's conditions go into ``info["latency"]``."""
     costs = {"params": float(count_params(model)),
              "flops": float(count_flops(model, input_shape))}
     if latency:
-        costs["latency_ms"] = measure_latency_ms(model, input_shape, repeats=repeats)
+        measured = measure_latency(model, input_shape, repeats=repeats)
+        costs["latency_ms"] = measured.ms
+        if info is not None:
+            info["latency"] = measured.conditions()
     return costs

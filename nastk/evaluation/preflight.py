@@ -5,16 +5,18 @@ the reason, instead of recording one failed trial after another.
 - :func:`check_task_data`: the task's splits build, the ones the run reads exist and are not
   empty, and a first batch of each reads and collates (a missing dataset folder, an empty
   split, a broken first image or mismatched image and label sizes surface here with the
-  dataset's own message).
+  dataset's own message); then :func:`check_data_files` checks every file of a real data set
+  (or a sample of its items, as the task's ``data_check`` option says).
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from nastk.core.errors import ConfigError, NastkError
+from nastk.data.folders import folder_datasets
 from nastk.data.loaders import make_loader, split_batch
 from nastk.evaluation.base import format_error
 
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from nastk.core.objective import Objective
     from nastk.task.contract import Task
 
-__all__ = ["COSTS", "check_objective", "check_task_data"]
+__all__ = ["COSTS", "check_data_files", "check_objective", "check_task_data"]
 
 #: cost names an objective may also optimise
 COSTS = ("params", "flops", "latency_ms")
@@ -72,3 +74,25 @@ def check_task_data(task: Task, splits: Sequence[str], batch_size: int) -> None:
         except Exception as err:
             raise ConfigError(f"task {task.name!r}: reading the first batch of split {name!r} "
                               f"failed: {format_error(err)}") from err
+    check_data_files(task, available)
+
+
+def check_data_files(task: Task, splits: Mapping[str, object]) -> None:
+    """The task's ``data_check`` option (``full`` by default for real data sets) applied to
+    every folder data set its splits are made of: ``full`` checks that every file exists and
+    its image header decodes, ``sample`` reads 32 items of each whole, ``first-batch`` adds
+    nothing to the first batches :func:`check_task_data` read. A bad file raises the data
+    set's :class:`~nastk.data.folders.DatasetError`, naming it."""
+    mode = getattr(getattr(task, "options", None), "data_check", "first-batch")
+    if mode == "first-batch":
+        return
+    seen: set[int] = set()
+    for dataset in splits.values():
+        for folder in folder_datasets(dataset):
+            if id(folder) in seen:
+                continue
+            seen.add(id(folder))
+            if mode == "full":
+                folder.check_files()
+            else:
+                folder.check_sample()

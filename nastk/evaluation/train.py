@@ -17,10 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from nastk.core.errors import NastkError
+from nastk.core.cpus import THREADS_HELP, Threads
+from nastk.core.errors import NastkError, RunStoppingError
 from nastk.core.objective import Objective
 from nastk.core.result import Result
-from nastk.core.weights import DiskFullError, save_weights
+from nastk.core.weights import save_weights
 from nastk.data.loaders import make_loader, split_batch, to_device
 from nastk.evaluation.base import format_error
 from nastk.evaluation.cost import model_costs
@@ -35,6 +36,7 @@ from nastk.training.pretrained import InitConfig, LoadReport, load_init
 from nastk.training.schedule import StepwiseCosine
 from nastk.training.self_kd import SelfKD, SelfKDConfig
 from nastk.training.step import Diverged, OptimizerStep, finite_loss
+from nastk.training.threads import torch_threads
 
 if TYPE_CHECKING:
     from nastk.space.search_space import SearchSpace
@@ -68,9 +70,8 @@ class TrainConfig(BaseModel):
         "fp32", description="numeric precision of training and evaluation forward passes: "
         "fp32; bf16 (bfloat16 autocast, CPU or CUDA); fp16 (float16 autocast with loss "
         "scaling, CUDA only). Metrics are computed in float32 either way")
-    num_threads: int | None = Field(
-        1, ge=1, description="torch CPU threads per candidate (None: torch default, all cores);"
-        " one thread is fastest for these small models and never oversubscribes the CPU")
+    num_threads: Threads = Field("auto", description="torch CPU threads per candidate; "
+                                 + THREADS_HELP)
     latency: bool = Field(True, description="measure CPU latency_ms of each candidate")
     latency_repeats: int = Field(10, ge=1)
     eval_split: str = Field("val", min_length=1, description="split scored after training")
@@ -92,19 +93,6 @@ def arch_seed(seed: int, arch: Architecture) -> int:
     processes, unlike ``hash``)."""
     digest = hashlib.sha256(f"{seed}:{arch.key}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-@contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _rng_devices(device: torch.device) -> list[int]:
@@ -362,7 +350,7 @@ class TrainEvaluator:
                                     "mismatched": report.mismatched,
                                     "extracted": report.extracted}
                 costs = model_costs(model, self.task.input_shape, latency=c.latency,
-                                    repeats=c.latency_repeats)
+                                    repeats=c.latency_repeats, info=info)
                 fit = self.fit(model, seed, progress=progress, callbacks=callbacks)
             metrics = fit.metrics
             metrics["train_loss"] = fit.train_loss
@@ -375,7 +363,7 @@ class TrainEvaluator:
                 save_weights(model, checkpoint)
         except Diverged as err:
             return Result.failed(str(err), costs, time.perf_counter() - t0)
-        except DiskFullError:  # not the candidate's fault: the run stops, --resume continues
+        except RunStoppingError:  # a full disk, an unreadable data file: --resume goes on
             raise
         except Exception as err:  # a broken candidate must not stop the search
             return Result.failed(format_error(err), costs, time.perf_counter() - t0)
@@ -402,6 +390,6 @@ def seeded_threads(config: TrainConfig, seed: int) -> Iterator[None]:
     """Run a block with ``config.num_threads`` torch threads and the torch RNG (CPU and the
     configured CUDA device) forked and seeded with ``seed``; the global RNG is restored."""
     device = torch.device(config.device)
-    with _threads(config.num_threads), torch.random.fork_rng(devices=_rng_devices(device)):
+    with torch_threads(config.num_threads), torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(seed)
         yield

@@ -9,9 +9,11 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from nastk.core.cpus import THREADS_HELP, Threads
+from nastk.core.errors import RunStoppingError
 from nastk.core.result import Result
 from nastk.core.streams import Stream
-from nastk.core.weights import DiskFullError, save_weights
+from nastk.core.weights import save_weights
 from nastk.data.loaders import calibration_batches, make_loader
 from nastk.evaluation.base import format_error
 from nastk.evaluation.cost import model_costs
@@ -19,6 +21,7 @@ from nastk.nn.batchnorm import recalibrate_bn
 from nastk.nn.supernet import SupernetModel
 from nastk.space.architecture import Architecture
 from nastk.training.precision import Precision, autocast, autocast_model, device_for
+from nastk.training.threads import torch_threads
 
 
 class WeightSharingConfig(BaseModel):
@@ -34,7 +37,8 @@ class WeightSharingConfig(BaseModel):
     eval_split: str = "val"
     latency: bool = Field(False, description="measure latency_ms of the extracted subnet")
     latency_repeats: int = Field(10, ge=1)
-    num_threads: int | None = Field(1, ge=1)
+    num_threads: Threads = Field("auto", description="torch CPU threads while scoring; "
+                                 + THREADS_HELP)
     device: str = Field("cpu", description="torch device to score on, e.g. 'cpu' or 'cuda'")
     precision: Precision = Field(
         "fp32", description="numeric precision of the scoring and BN-recalibration forward "
@@ -80,27 +84,26 @@ class WeightSharingEvaluator:
 
     def evaluate(self, arch: Architecture, checkpoint: Path | None = None) -> Result:
         t0 = time.perf_counter()
-        threads = torch.get_num_threads()
-        if self.config.num_threads:
-            torch.set_num_threads(self.config.num_threads)
-        try:
-            self.model.set_active(arch)
-            self._recalibrate()
-            metrics = self.task.evaluate(
-                autocast_model(self.model, self.device, self.config.precision), self.eval_loader)
-            sub = self.model.extract(arch).eval()
-            costs = model_costs(sub.cpu(), self.task.input_shape, latency=self.config.latency,
-                                repeats=self.config.latency_repeats)
-            if checkpoint is not None:
-                save_weights(sub, checkpoint)
-        except DiskFullError:  # not the candidate's fault: the run stops, --resume continues
-            raise
-        except Exception as err:
-            return Result.failed(format_error(err), duration_s=time.perf_counter() - t0)
-        finally:
-            torch.set_num_threads(threads)
+        info: dict[str, Any] = {"evaluator": "weight_sharing"}
+        with torch_threads(self.config.num_threads):
+            try:
+                self.model.set_active(arch)
+                self._recalibrate()
+                metrics = self.task.evaluate(
+                    autocast_model(self.model, self.device, self.config.precision),
+                    self.eval_loader)
+                sub = self.model.extract(arch).eval()
+                costs = model_costs(sub.cpu(), self.task.input_shape,
+                                    latency=self.config.latency,
+                                    repeats=self.config.latency_repeats, info=info)
+                if checkpoint is not None:
+                    save_weights(sub, checkpoint)
+            except RunStoppingError:  # a full disk, an unreadable data file
+                raise
+            except Exception as err:
+                return Result.failed(format_error(err), duration_s=time.perf_counter() - t0)
         bad = {k: v for k, v in metrics.items() if v != v}
         if bad:
             return Result.failed(f"non-finite metrics {bad}", costs, time.perf_counter() - t0)
         return Result.complete(metrics, costs, time.perf_counter() - t0,
-                               info={"evaluator": "weight_sharing"})
+                               info=info)

@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from nastk.core.errors import RunStoppingError
 from nastk.core.result import Result
 from nastk.core.weights import write_atomic
 from nastk.executors.ray_cluster import (
@@ -171,10 +172,13 @@ class ActorPoolExecutor:
                 raise ExecutorError(
                     f"a Ray worker could not build the evaluator: {summarize_error(str(err))}. "
                     "Every node needs nastk, the config's plugins (on PYTHONPATH or installed) "
-                    "and the files the config names") from None
+                    "and the data set at the path the config names") from None
             self._worker_died(jobs, describe_worker_death(err), search)
             return
         except RayTaskError as err:  # the actor is alive; the call itself raised
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, RunStoppingError):  # a full disk, a bad data file: stop
+                raise type(cause)(f"on a Ray worker: {cause}") from None
             self._idle.append(actor)
             for job in jobs:
                 search.record(job.candidate, Result.failed(

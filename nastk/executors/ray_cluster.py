@@ -20,19 +20,47 @@ class ExecutorError(NastkError, RuntimeError):
     """The Ray cluster cannot be reached or cannot run the candidates."""
 
 
+#: what an HTTP/2 client sends first; a gRPC server (Ray's GCS and client server are gRPC)
+#: answers with a SETTINGS frame
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_HTTP2_SETTINGS = 0x04
+
+
+def _answers_grpc(sock: socket.socket) -> bool:
+    """Whether the server on ``sock`` speaks HTTP/2: its first frame is SETTINGS (the 9-byte
+    frame header's fourth byte)."""
+    try:
+        sock.sendall(_HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:
+            chunk = sock.recv(9 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    except OSError:
+        return False
+    return header[3] == _HTTP2_SETTINGS
+
+
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Fail fast, with the fix, when nothing listens at ``[ray://]HOST:PORT``."""
+    """Fail fast (within ``timeout_s`` twice at most), in one line with the fix, when nothing
+    listens at ``[ray://]HOST:PORT`` or what listens there is not a Ray head (Ray would retry
+    for minutes, printing its client's warnings)."""
     hostport = address.removeprefix("ray://")
     host, _, port = hostport.rpartition(":")
     host = host.strip("[]")
+    fix = ("Start the head with `ray start --head` (it prints the address; the default port "
+           "is 6379), check that this machine can reach that port, or leave out --address to "
+           "start a local Ray")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+            grpc = _answers_grpc(sock)
     except OSError as err:
-        raise ExecutorError(
-            f"cannot reach a Ray cluster at {address}: {err}. Start the head with `ray start "
-            "--head` (it prints the address; the default port is 6379), check that this "
-            "machine can reach that port, or leave out --address to start a local Ray") from None
+        raise ExecutorError(f"cannot reach a Ray cluster at {address}: {err}. {fix}") from None
+    if not grpc:
+        raise ExecutorError(f"cannot reach a Ray cluster at {address}: something listens "
+                            "there but does not answer as a Ray head (a gRPC server) does. "
+                            f"{fix}")
 
 
 @dataclass

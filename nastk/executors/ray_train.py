@@ -31,6 +31,7 @@ from typing import Any
 from nastk.core.errors import NastkError
 from nastk.core.weights import write_atomic
 from nastk.run.layout import RunLayout
+from nastk.run.signals import stop_on_signals
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 
@@ -87,7 +88,8 @@ def train_on_ray(config: Any, *, resume: bool, on_progress: ProgressCallback | N
             except BaseException as err:  # re-raised in the caller's thread
                 outcome["error"] = err
 
-        with quiet_ray():
+        # handlers re-set over the SIGTERM one ray.init installs (nastk.run.signals)
+        with quiet_ray(), stop_on_signals():
             thread = threading.Thread(target=fit, name="nastk-ray-train", daemon=True)
             thread.start()
             while thread.is_alive():

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from nastk.core.errors import RunStoppingError
 from nastk.core.objective import Objective
 from nastk.core.result import Result
 from nastk.evaluation.base import Evaluator, format_error
@@ -166,7 +167,8 @@ def evaluate_candidate(evaluator: Evaluator, arch_json: str, want_weights: bool,
     """Evaluate one candidate; returns ``(Result.to_dict(), weights)``, where ``weights`` are
     the bytes of the checkpoint the evaluator wrote (``None`` unless ``want_weights`` and the
     candidate completed). ``callbacks`` go to a training evaluator's epoch hook. Never raises
-    for a bad candidate."""
+    for a bad candidate; a :class:`~nastk.core.errors.RunStoppingError` (a full disk, an
+    unreadable data file on this node) is raised, to stop the search."""
     t0 = time.perf_counter()
     weights: bytes | None = None
     try:
@@ -177,6 +179,8 @@ def evaluate_candidate(evaluator: Evaluator, arch_json: str, want_weights: bool,
                       if callbacks else evaluator.evaluate(arch, checkpoint=ckpt))
             if ckpt is not None and result.ok and ckpt.is_file():
                 weights = ckpt.read_bytes()
+    except RunStoppingError:
+        raise
     except Exception as err:  # evaluators should not raise; a plugin still might
         result = Result.failed(format_error(err), duration_s=time.perf_counter() - t0)
     return result.to_dict(), weights

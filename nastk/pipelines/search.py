@@ -24,7 +24,9 @@ def search_setup(config: SearchConfig, components: Components | None = None) -> 
         identity=config, description=config.describe(),
         config=config.model_dump(mode="json"), task=parts.task,
         keep_checkpoints=config.keep_checkpoints, executor=config.executor,
-        factory=ConfigEvaluatorFactory(config.model_dump(mode="json")),
+        factory=(ConfigEvaluatorFactory.shipping(config.model_dump(mode="json"))
+                 if config.executor.kind == "ray"
+                 else ConfigEvaluatorFactory(config.model_dump(mode="json"))),
         report_meta=config.report_meta(), identity_excludes=IDENTITY_EXCLUDES)
 
 

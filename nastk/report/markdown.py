@@ -91,14 +91,27 @@ def _strategy_section(curves: Mapping[str, Sequence[float]], run_dir: Path) -> l
 #: how the report's cost columns were measured
 COSTS_NOTE = ("Costs (params, FLOPs, latency) are measured on the network alone: a task's "
               "post-processing (e.g. box decoding and non-maximum suppression) is not "
-              "included. FLOPs count one fused multiply-add as one flop (fvcore).")
+              "included. FLOPs count one fused multiply-add as one flop (fvcore). Latency is "
+              "the median of batch-1 CPU forward passes with the candidate's torch threads; "
+              "each trial's conditions (threads, spread, load) are in its result's "
+              "`info.latency`.")
+
+
+def _busy_latency(trials: Sequence[Trial]) -> list[Trial]:
+    """Trials whose latency was measured while other work shared the cores."""
+    return [t for t in trials if t.result is not None
+            and (t.result.info.get("latency") or {}).get("busy")]
 
 
 def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *, title: str,
                  meta: Mapping[str, Any], top: int = 10, cost: str | None = None,
                  curves: Mapping[str, Sequence[float]] | None = None,
-                 render: Render | None = None) -> Path:
+                 render: Render | None = None,
+                 interrupted: Mapping[str, Any] | None = None) -> Path:
     """Write ``run_dir/report.md`` with ``best_so_far.png`` and ``pareto.png`` beside it.
+
+    ``interrupted`` (``{"signal", "at", "finished"}``, the store's ``interrupted`` meta) marks
+    the report of a session that a signal stopped: its first lines say so.
 
     The Pareto section uses ``cost`` (default: the objective's first cost, else ``flops``); when
     no successful trial reports it, the plot is skipped and the report says so. Trials without
@@ -114,7 +127,14 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
     rows = leaderboard(trials, objective, top=top, render=render)
     best = objective.best(successes, key=lambda tr: objective.value(tr[1]))
 
-    lines: list[str] = [f"# {title}", "", "## Summary", ""]
+    lines: list[str] = [f"# {title}", ""]
+    if interrupted:
+        lines += [f"**Interrupted** by {interrupted.get('signal', 'a signal')} at "
+                  f"{interrupted.get('at', '?')} with {interrupted.get('finished', '?')} "
+                  "finished trials: this report covers only them. Trials that were running "
+                  "are recorded as interrupted and run again when the search is resumed "
+                  "(`--resume`).", ""]
+    lines += ["## Summary", ""]
     summary: list[tuple[str, str]] = [
         ("trials", str(len(trials))),
         ("complete", str(counts[Status.COMPLETE])),
@@ -126,6 +146,12 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
         by_epoch = Counter(stopped)
         summary.append(("complete, stopped early (scheduler)", f"{len(stopped)} ("
                         + ", ".join(f"{n} {k}" for k, n in sorted(by_epoch.items())) + ")"))
+    busy = _busy_latency(trials)
+    if busy:
+        summary.append(("latency measured on a busy machine",
+                        f"{len(busy)} trials (the timed passes' interquartile range exceeded "
+                        "`info.latency.max_spread` of their median: their latency_ms is not "
+                        "reliable; measure them again on an idle machine)"))
     if counts[Status.RUNNING]:
         summary.append(("running (no result yet)", str(counts[Status.RUNNING])))
     if counts[Status.INTERRUPTED]:

@@ -188,7 +188,9 @@ def pareto_points(trials: Iterable[Trial], objective: Objective,
     """(cost, metric) of the successful trials that have ``cost``, and the Pareto-front mask.
 
     The front minimises the cost and optimises the metric in the objective's direction; metric
-    values are in the metric's own units. Unpacks as ``trials, cost, metric, mask``.
+    values are in the metric's own units. Trials a scheduler cut short are drawn but never on
+    the front unless the objective lets them (:meth:`Objective.on_front`). Unpacks as
+    ``trials, cost, metric, mask``.
     """
     kept: list[Trial] = []
     xs: list[float] = []
@@ -204,5 +206,8 @@ def pareto_points(trials: Iterable[Trial], objective: Objective,
     x = np.asarray(xs, dtype=float)
     y = np.asarray(ys, dtype=float)
     score = y if objective.direction == "max" else -y
-    mask = pareto_mask(np.column_stack([score, -x])) if len(x) else np.zeros(0, dtype=bool)
+    mask = np.zeros(len(x), dtype=bool)
+    eligible = np.array([objective.on_front(t.result) for t in kept], dtype=bool)
+    if eligible.any():
+        mask[eligible] = pareto_mask(np.column_stack([score, -x])[eligible])
     return ParetoPoints(kept, x, y, mask)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from nastk.core.errors import StoreError
+from nastk.core.errors import NastkError, RunStoppingError, StoreError
 from nastk.core.objective import Objective
 from nastk.core.result import Status
 from nastk.core.trial import Trial
@@ -38,9 +38,11 @@ from nastk.run.identity import HasIdentity, identity_differences
 from nastk.run.layout import RunLayout
 from nastk.run.lock import lock_run_dir
 from nastk.run.loop import Budget, Search, TrialCallback
+from nastk.run.signals import interrupt_name, stop_on_signals
 from nastk.run.sqlite_store import (
     META_CONFIG,
     META_CURVES,
+    META_INTERRUPTED,
     META_OBJECTIVE,
     META_RENDERED,
     META_RUN,
@@ -234,16 +236,18 @@ def run_search(setup: SearchSetup, store: Storage, run_dir: Path | None, *,
         console.print(f"executor: {where}", highlight=False)
     search: Search | None = None
 
-    def write(trials: list[Trial]) -> Path | None:
+    def write(trials: list[Trial], interrupted: dict[str, Any] | None = None) -> Path | None:
         record_for_report(store, trials, setup.strategy, setup.space)
+        store.set_meta(META_INTERRUPTED, interrupted)
         if run_dir is None:
             return None
         return report.write_report(run_dir, trials, objective, title=f"nastk run: {setup.name}",
                                    meta=setup.report_meta, curves=setup.strategy.curves(),
-                                   render=setup.space.render)
+                                   render=setup.space.render, interrupted=interrupted)
 
     try:
-        with ProgressView(console, enabled=progress) as view:
+        # handlers set after the executor connected (ray.init sets its own for SIGTERM)
+        with stop_on_signals(), ProgressView(console, enabled=progress) as view:
             job = view.add(f"search {setup.name}", total=setup.budget.trials,
                            completed=min(done_before, setup.budget.trials), unit="trials")
             failures: dict[str, Any] = {"n": 0, "last": None}
@@ -266,8 +270,15 @@ def run_search(setup: SearchSetup, store: Storage, run_dir: Path | None, *,
                             keep_checkpoints=setup.keep_checkpoints, on_trial=shown,
                             executor=executor)
             trials = search.run()
-    except KeyboardInterrupt:
-        write(store.finished())  # what finished before the interrupt is reported
+    except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM or SIGHUP (nastk.run.signals)
+        store.mark_interrupted()  # trials in flight: evaluated again on --resume
+        finished = store.finished()
+        write(finished, {"signal": interrupt_name(err), "finished": len(finished),
+                         "at": time.strftime("%Y-%m-%d %H:%M:%S")})
+        raise
+    except RunStoppingError:  # a full disk, an unreadable data file: the run stops as it is
+        with contextlib.suppress(NastkError, OSError):  # a full disk may refuse even this
+            store.mark_interrupted()  # the candidates in flight run again on --resume
         raise
     if done_before and resume and run_dir is not None:
         console.print(f"resumed {run_dir}: {done_before} trials were already recorded")

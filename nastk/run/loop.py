@@ -10,11 +10,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nastk.core.errors import InvalidArchitectureError
+from nastk.core.errors import InvalidArchitectureError, RunStoppingError
 from nastk.core.objective import Objective
 from nastk.core.result import Result, Status
 from nastk.core.trial import Trial
-from nastk.core.weights import DiskFullError
 from nastk.evaluation.base import Evaluator, format_error
 from nastk.run.layout import trial_checkpoint_name, trial_id_of_checkpoint
 from nastk.run.storage import IN_FLIGHT_META, Storage
@@ -259,12 +258,13 @@ class Search:
 
     def evaluate_here(self, candidate: Candidate) -> Result:
         """Evaluate a candidate in this process; an evaluator that raises gives a failed
-        result, except for a full disk, which stops the run (the candidate is not at fault, and
-        a resumed run evaluates it again)."""
+        result, except for a :class:`~nastk.core.errors.RunStoppingError` (a full disk, an
+        unreadable data file), which stops the run (the candidate is not at fault, and a
+        resumed run evaluates it again)."""
         t_start = time.perf_counter()
         try:
             return self.evaluator.evaluate(candidate.arch, checkpoint=candidate.checkpoint)
-        except DiskFullError:
+        except RunStoppingError:
             raise
         except Exception as err:  # evaluators should not raise; a plugin still might
             return Result.failed(format_error(err), duration_s=time.perf_counter() - t_start)

@@ -27,6 +27,7 @@ from nastk.run import layout
 from nastk.run.sqlite_store import (
     META_CONFIG,
     META_CURVES,
+    META_INTERRUPTED,
     META_OBJECTIVE,
     META_RENDERED,
     META_RUN,
@@ -57,6 +58,8 @@ class RunRecord:
     curves: dict[str, list[float]] | None = None
     #: ``arch key -> rendered text`` saved at the end of the last session (None: not saved)
     rendered: dict[str, str] | None = None
+    #: set when the last session was stopped by a signal: ``{"signal", "at", "finished"}``
+    interrupted: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -114,7 +117,8 @@ class RunRecord:
 
         return write_report(self._folder(out_dir), self.trials, self.objective,
                             title=f"nastk run: {self.name}", meta=self.report_meta(),
-                            curves=self.curves, render=self.render)
+                            curves=self.curves, render=self.render,
+                            interrupted=self.interrupted)
 
     def export(self, out_dir: str | Path | None = None, *, front: bool = False) -> list[Path]:
         """Write the best trial's architecture (with ``front``, every trial on the Pareto
@@ -166,6 +170,7 @@ def open_run(run_dir: str | Path) -> RunRecord:
         description = store.get_meta(META_RUN)
         curves = store.get_meta(META_CURVES)
         rendered = store.get_meta(META_RENDERED)
+        interrupted = store.get_meta(META_INTERRUPTED)
         version = store.get_meta("nastk_version")
     config = None
     if config_data is not None:
@@ -183,4 +188,5 @@ def open_run(run_dir: str | Path) -> RunRecord:
     if description is None:
         description = ({**config.describe(), "nastk_version": version} if config is not None
                        else {"nastk_version": version})
-    return RunRecord(run_dir, config, trials, resolved, description, state, curves, rendered)
+    return RunRecord(run_dir, config, trials, resolved, description, state, curves, rendered,
+                     interrupted)

@@ -65,6 +65,15 @@ META_RUN = "run"
 META_CURVES = "strategy_curves"
 #: ``arch key -> the space's render(arch)`` of every trial at the end of the last session
 META_RENDERED = "rendered"
+#: set when a session was stopped by a signal (``{"signal", "at", "finished"}``), None again
+#: once a session runs
+META_INTERRUPTED = "interrupted"
+
+#: the write-ahead log is truncated once it is larger than this multiple of the store ...
+WAL_MULTIPLE = 2
+#: ... plus this many bytes
+WAL_SLACK = 64 * 1024
+
 
 class StoreWriteError(StoreError):
     """A write to the run store failed on the disk (an I/O error); nothing of it was kept."""
@@ -244,6 +253,10 @@ class RunStore(Storage):
                 lock.release()
             raise
 
+    @property
+    def _wal(self) -> Path:
+        return self.path.with_name(self.path.name + "-wal")
+
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -312,6 +325,19 @@ class RunStore(Storage):
             if disk is None:
                 raise
             raise disk from err
+        self._keep_wal_small()
+
+    def _keep_wal_small(self) -> None:
+        """Checkpoint the write-ahead log into the store and truncate it once it outgrows
+        ``WAL_MULTIPLE`` times the store (plus ``WAL_SLACK``): SQLite's own checkpoints reuse
+        the log without shrinking it, and strategy snapshots made it several times the store.
+        Best effort: a checkpoint that cannot run now (a reader holds the log) runs later."""
+        try:
+            size = self._wal.stat().st_size
+            if size > WAL_MULTIPLE * self.path.stat().st_size + WAL_SLACK:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except (OSError, sqlite3.Error):
+            pass
 
     def _rollback(self) -> None:
         # SQLite may have rolled back already (it does on a full disk); never mask the error

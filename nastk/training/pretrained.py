@@ -52,12 +52,19 @@ class InitConfig(BaseModel):
                             "all: every tensor whose name and shape fit")
 
     def check(self) -> None:
-        """Fail now, naming the path, if the file is missing (configs are also parsed where
-        the file need not exist, e.g. to report on a finished run)."""
+        """Fail now, naming the path, if the file is missing or is not a weights file nastk
+        can read (it is read once here: a text file, a truncated or pickled-object checkpoint
+        stops the run before its first trial rather than failing every trial). Configs are
+        also parsed where the file need not exist, e.g. to report on a finished run, so this
+        is called by what is about to train."""
         if not Path(self.from_).is_file():
             raise ConfigError(f"init.from: {self.from_} not found; give the path of a checkpoint "
                               "written by nastk (a search's checkpoints/trial_N.pt, a "
                               "supernet's supernet.pt or an export's model.pt)")
+        try:
+            file_state(self.from_)
+        except NastkError as err:
+            raise ConfigError(f"init.from: {err}") from None
 
 
 @dataclass

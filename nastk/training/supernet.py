@@ -36,6 +36,7 @@ from nastk.training.schedule import cosine_lr, set_lr
 from nastk.training.self_kd import SelfKD
 from nastk.training.step import OptimizerStep, finite_loss
 from nastk.training.supernet_config import Phase, SupernetTrainConfig
+from nastk.training.threads import torch_threads
 
 CHECKPOINT_FORMAT = "nastk.supernet/1"
 
@@ -275,15 +276,10 @@ class SupernetTrainer:
         dp = self.data_parallel
         if dp is not None and dp.world > 1:  # every worker starts from rank 0's weights
             dp.broadcast_state(self.model.net)
-        threads = torch.get_num_threads()
-        if self.config.num_threads:
-            torch.set_num_threads(self.config.num_threads)
-        try:
+        with torch_threads(self.config.num_threads):
             total = self.config.total_epochs
             while self.epoch < total:
                 self._train_epoch(on_epoch, on_step)
-        finally:
-            torch.set_num_threads(threads)
         return self.history
 
     def _train_epoch(self, on_epoch: EpochCallback | None,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nastk.core.cpus import THREADS_HELP, Threads
 from nastk.core.errors import ConfigError
 from nastk.core.objective import Objective
 from nastk.training.optim import OptimizerKind
@@ -111,7 +112,9 @@ class SupernetTrainConfig(BaseModel):
     temperature_epochs: float = Field(10.0, gt=0, description="epochs of linear annealing")
     bn_calib_batches: int = Field(10, ge=1, description="training batches used to "
                                                         "recalibrate BN before each evaluation")
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads")
+    num_threads: Threads = Field("auto", description="torch CPU threads (in-process "
+                                 "training; a Ray Train worker uses its reserved CPUs); "
+                                 + THREADS_HELP)
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N (with workers > 1 "
                                            "on Ray, each worker gets its own GPU)")
     precision: Precision = Field(

@@ -13,6 +13,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from nastk.core.cpus import THREADS_HELP, Threads
 from nastk.core.weights import load_file, save_state
 from nastk.nn.supernet import SupernetModel
 from nastk.prediction.base import ArchLike, NotFittedError, Predictor, PredictorError, check_lengths
@@ -48,8 +49,9 @@ class PathFilterOptions(BaseModel):
                                                         "(all of them when fewer)")
     lr: float = Field(3e-3, gt=0, description="AdamW peak learning rate (cosine-annealed)")
     weight_decay: float = Field(1e-3, ge=0)
-    num_threads: int | None = Field(1, ge=1, description="torch CPU threads while fitting "
-                                                         "and scoring; null = unchanged")
+    num_threads: Threads = Field(1, description="torch CPU threads while fitting and "
+                                 "scoring (one: the filter's MLP is too small to share out); "
+                                 + THREADS_HELP)
 
 
 class PathFilter(Predictor, PathFilterContract):

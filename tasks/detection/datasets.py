@@ -265,6 +265,9 @@ class DetectionFolder(FolderDataset):
         """Width and height of an image file from its header (the pixels are not decoded)."""
         return self._read(self._read_wh, path, "image")
 
+    def _item_files(self, record: _Record) -> list[Path]:
+        return [record.image]
+
     def _sample(self, record: _Record) -> tuple[torch.Tensor, Target]:
         x = self._read_image(record.image)
         h, w = int(x.shape[1]), int(x.shape[2])

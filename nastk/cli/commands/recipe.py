@@ -39,6 +39,7 @@ from nastk.pipelines.recipe import (
 from nastk.pipelines.search import run_search_config
 from nastk.run import layout
 from nastk.run.layout import RunLayout
+from nastk.run.signals import exit_status, interrupt_name
 
 
 # -- checks before anything runs ----------------------------------------------------------------
@@ -184,14 +185,15 @@ def run(args: argparse.Namespace, console: Console) -> int:
     try:
         outcome = run_recipe(args.recipe, redo=args.redo, until=args.until, only=args.only,
                              console=console, progress=not args.no_progress)
-    except KeyboardInterrupt as err:
-        where = (f" in stage {err.stage!r}; finished stages are recorded in "
+    except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM or SIGHUP
+        name = interrupt_name(err)
+        where = (f" in stage {err.stage!r} ({name}); finished stages are recorded in "
                  f"{err.run_dir / layout.RECIPE_STATE}" if isinstance(err, RecipeInterrupted)
-                 else "")
+                 else f" ({name})")
         console.print(f"interrupted{where}; continue with `nastk recipe {args.recipe}` (it "
                       "skips finished stages and resumes the interrupted one)", highlight=False,
                       soft_wrap=True)
-        return 130
+        return exit_status(err)
     out = results_console()
     out.print(summary_table(outcome, title=f"recipe {args.recipe}"))
     out.print(f"state: {outcome.state}")

@@ -20,17 +20,17 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from nastk import report  # matplotlib is only needed once a run ends
     from nastk.cli.console import results_console
     from nastk.config.schema import load_config, parse_config
-    from nastk.core.errors import ConfigError
+    from nastk.core.errors import ConfigError, RunStoppingError
     from nastk.pipelines.search import run_search_config
+    from nastk.run.signals import exit_status, interrupt_name
 
     config = load_config(args.config)
     updates = {}
     if args.run_dir is not None:
         updates["run_dir"] = Path(args.run_dir)
-    if args.trials is not None or args.time_s is not None:
-        budget = config.budget.model_copy(update={
-            k: v for k, v in (("trials", args.trials), ("time_s", args.time_s)) if v is not None})
-        updates["budget"] = budget
+    if args.trials is not None or args.time_s is not None:  # validated with the config below
+        updates["budget"] = {**config.budget.model_dump(), **{
+            k: v for k, v in (("trials", args.trials), ("time_s", args.time_s)) if v is not None}}
     if args.seed is not None:
         updates["seed"] = args.seed
     if args.executor is not None or args.address is not None:
@@ -47,18 +47,28 @@ def run(args: argparse.Namespace, console: Console) -> int:
     try:
         outcome = run_search_config(config, resume=args.resume, console=console,
                                     progress=not args.no_progress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM or SIGHUP
         again = ["nastk search", args.config, "--resume"]
         if args.run_dir is not None:
             again += ["--run-dir", args.run_dir]
         if args.trials is not None:
             again += ["--trials", str(args.trials)]
         paths = RunLayout(config.resolved_run_dir())
-        console.print(f"interrupted: finished trials are kept in {paths.store}"
+        console.print(f"interrupted ({interrupt_name(err)}): finished trials are kept in "
+                      f"{paths.store}"
                       + (f", report {paths.report}" if paths.report.is_file()
                          else "") + f"; continue with `{' '.join(again)}`", highlight=False,
                       soft_wrap=True)
-        return 130
+        return exit_status(err)
+    except RunStoppingError as err:  # the cause named; the trial in flight runs again later
+        again = ["nastk search", args.config, "--resume"]
+        if args.run_dir is not None:
+            again += ["--run-dir", args.run_dir]
+        console.print(f"[bold red]error:[/bold red] {escape(str(err))}\nthe search stopped: "
+                      "finished trials are kept and the trials in flight are recorded as "
+                      "interrupted; fix the cause, then continue with "
+                      f"`{escape(' '.join(again))}`", highlight=False, soft_wrap=True)
+        return 2
     out = results_console()
     out.print(report.leaderboard_table(
         outcome.trials, outcome.objective, top=args.top, title=f"leaderboard: {config.name}",

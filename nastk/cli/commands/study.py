@@ -14,6 +14,7 @@ from nastk.config.schema import load_config
 from nastk.pipelines.study.config import StudyConfig
 from nastk.pipelines.study.report import write_study_report
 from nastk.pipelines.study.runner import run_study
+from nastk.run.signals import exit_status, interrupt_name
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -24,12 +25,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
         try:
             outcome = run_study(config, console=console, progress=not args.no_progress,
                                 executor=args.executor, source=args.config)
-        except KeyboardInterrupt:
-            console.print(f"interrupted: finished searches are kept under "
+        except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM or SIGHUP
+            console.print(f"interrupted ({interrupt_name(err)}): finished searches are kept "
+                          f"under "
                           f"{config.resolved_run_dir()}; continue with `nastk study "
                           f"{args.config}` (finished searches are skipped, interrupted ones "
                           "resumed)", highlight=False, soft_wrap=True)
-            return 130
+            return exit_status(err)
         console.print(f"{outcome.started} searches run, {outcome.skipped} already finished",
                       highlight=False)
     path, summary = write_study_report(config)

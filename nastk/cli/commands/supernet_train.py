@@ -19,6 +19,7 @@ from nastk.core.weights import clean_temp_files
 from nastk.report.progress import ProgressView
 from nastk.run.layout import RunLayout
 from nastk.run.lock import lock_run_dir
+from nastk.run.signals import exit_status, interrupt_name
 from nastk.training.supernet import SupernetTrainer, best_epoch_text, write_history
 
 
@@ -164,10 +165,24 @@ def _config_from_args(args: argparse.Namespace) -> SupernetConfig:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """`nastk supernet train CONFIG`: train (or resume), then print the epochs' history, the
-    resumes and restarts, and the checkpoint."""
+    resumes and restarts, and the checkpoint. Stopped by Ctrl-C, SIGTERM or SIGHUP, it says
+    which epoch the checkpoint holds and how to continue (exit status ``128 + signal``)."""
     config = _config_from_args(args)
-    outcome = train_supernet(config, resume=args.resume, console=console,
-                             progress=not args.no_progress)
+    try:
+        outcome = train_supernet(config, resume=args.resume, console=console,
+                                 progress=not args.no_progress)
+    except KeyboardInterrupt as err:
+        ckpt = RunLayout(config.resolved_run_dir()).supernet_checkpoint
+        held = (f"the checkpoint {ckpt} holds the last finished epoch" if ckpt.is_file()
+                else "no epoch had finished, so there is no checkpoint")
+        again = ["nastk supernet train", args.config, "--resume"]
+        if args.run_dir is not None:
+            again += ["--run-dir", args.run_dir]
+        console.print(f"interrupted ({interrupt_name(err)}): {held}; "
+                      + (f"continue with `{' '.join(again)}`" if ckpt.is_file()
+                         else "start it again without --resume"), highlight=False,
+                      soft_wrap=True)
+        return exit_status(err)
     out = results_console()
     table = Table(title=f"supernet training: {config.name}")
     keys: list[str] = []

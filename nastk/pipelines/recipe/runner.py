@@ -15,6 +15,7 @@ What each kind of stage runs is given by the caller (:class:`StageRunner`, see
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from nastk.pipelines.recipe.state import RecipeState, json_safe
 from nastk.run import layout
 from nastk.run.identity import changes, describe_changes
 from nastk.run.lock import lock_run_dir
+from nastk.run.signals import Interrupted
 
 
 @dataclass
@@ -68,11 +70,12 @@ class RecipeOutcome:
     stages: list[StageReport] = field(default_factory=list)
 
 
-class RecipeInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a stage; ``stage`` names it (finished stages are recorded)."""
+class RecipeInterrupted(Interrupted):
+    """Ctrl-C, SIGTERM or SIGHUP during a stage; ``stage`` names it (finished stages are
+    recorded)."""
 
-    def __init__(self, stage: str, run_dir: Path) -> None:
-        super().__init__(stage)
+    def __init__(self, stage: str, run_dir: Path, signum: int = signal.SIGINT) -> None:
+        super().__init__(signum)
         self.stage = stage
         self.run_dir = run_dir
 
@@ -193,9 +196,10 @@ def run_recipe_stages(plan: Plan, runners: Mapping[str, StageRunner], *,
             t0 = time.perf_counter()
             try:
                 outs = runner.run(stage, console, progress)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as err:
                 state.stop(spec.name, time.perf_counter() - t0, error="interrupted")
-                raise RecipeInterrupted(spec.name, run_dir) from None
+                signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+                raise RecipeInterrupted(spec.name, run_dir, signum) from None
             except BaseException as err:
                 state.stop(spec.name, time.perf_counter() - t0,
                            error=f"{type(err).__name__}: {err}")

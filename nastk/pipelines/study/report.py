@@ -39,6 +39,16 @@ __all__ = ["collect", "write_study_report"]
 HV_REFERENCE = -0.1
 
 
+def axis_label(run_dir: Path, report_metric: str | None) -> str:
+    """The y-axis label of a task's best-so-far curves: the report metric, and that it is
+    negated when smaller is better (curves are oriented larger-is-better)."""
+    with RunStore.open_existing(run_dir) as store:
+        objective = Objective.model_validate(store.get_meta(META_OBJECTIVE))
+    metric = report_metric or objective.metric
+    return (f"best {metric} so far" if objective.direction == "max"
+            else f"best -{metric} so far (negated: larger is better)")
+
+
 def read_run(run_dir: Path, report_metric: str | None
              ) -> tuple[list[float], list[float], list[tuple[float, ...]]]:
     """The report metric of the incumbent after every finished trial of a run, the report
@@ -110,7 +120,9 @@ def collect(config: StudyConfig) -> dict[str, Any]:
                 values += vals
             curves[s.key] = per_seed
             vectors[s.key] = vecs_per_seed
-        out[t.name] = {"curves": curves, "values": values, "budget": budget}
+        first = config.run_dir_of(t.name, config.strategies[0].key, config.seed_list()[0])
+        out[t.name] = {"curves": curves, "values": values, "budget": budget,
+                       "ylabel": axis_label(first, t.report_metric)}
         if t.objective.get("costs"):
             out[t.name]["vectors"] = vectors
     return out
@@ -260,6 +272,7 @@ def plot_curves(config: StudyConfig, data: dict[str, Any], path: Path) -> None:
             ax.axhline(t.optimum, color="k", lw=0.8, ls="--")
         ax.set_title(t.name, fontsize=10)
         ax.set_xlabel("trials")
+        ax.set_ylabel(data[t.name].get("ylabel", "best so far"), fontsize=9)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
