@@ -141,8 +141,8 @@ class TuneExecutor:
         if bridge.fatal is not None:
             raise ExecutorError(
                 f"a Ray worker could not build the evaluator: {bridge.fatal}. Every node needs "
-                "nastk, the config's plugins (on PYTHONPATH or installed) and the files the "
-                "config names")
+                "nastk, the config's plugins (on PYTHONPATH or installed) and the data set at "
+                "the path the config names")
 
 
 class _Bridge:
