@@ -81,3 +81,14 @@ def waits_to_be_killed(arch: Architecture) -> dict[str, float]:
         tmp.replace(victim)
         time.sleep(60)
     return objective(arch)
+
+
+def data_file_breaks(arch: Architecture) -> dict[str, float]:
+    """Candidates with ``a == 0`` meet an unreadable data-set file (a run-stopping error);
+    everything else scores at once."""
+    if arch["a"] == 0:
+        from nastk.data.folders import DatasetError
+
+        raise DatasetError("MyFolder: cannot read image /data/train/0042.png: truncated "
+                           "(re-copy the file or remove it from the split)")
+    return objective(arch)

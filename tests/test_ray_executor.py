@@ -515,3 +515,23 @@ def test_a_real_ray_head_passes_the_address_check(ray_cluster):
     from nastk.executors.ray_cluster import _check_reachable
 
     _check_reachable(ray_cluster)  # the GCS answers the HTTP/2 preface with SETTINGS
+
+
+@pytest.mark.parametrize("mode", ["actors", "tune"])
+def test_a_data_error_on_a_worker_stops_the_search_with_the_file_named(
+        ray_cluster, tmp_path, capsys, marks, mode):
+    """A run-stopping error raised on a worker (an unreadable data file) stops the search on
+    either executor, as it does in-process: the file named, exit 2, the candidate recorded
+    interrupted rather than failed."""
+    cfg = search_config(tmp_path, "stop", trials=12, fn="ray_plugin:data_file_breaks",
+                        executor={"kind": "ray", "mode": mode})
+    path = tmp_path / "stop.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["search", str(path), "--no-progress"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "cannot read image /data/train/0042.png" in err
+    assert "the search stopped" in err and "--resume" in err
+    with RunStore.open_existing(tmp_path / "stop") as st:
+        assert st.count(Status.FAILED) == 0 and st.count(Status.RUNNING) == 0
+        assert st.count(Status.INTERRUPTED) >= 1
+        assert all(t.arch["a"] != 0 for t in st.finished())

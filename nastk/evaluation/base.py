@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from nastk.core.errors import RunStoppingError
 from nastk.core.result import Result
 from nastk.space.architecture import Architecture
 
@@ -43,6 +44,8 @@ class FunctionEvaluator:
         t0 = time.perf_counter()
         try:
             out = self.fn(arch)
+        except RunStoppingError:  # a full disk, an unreadable data file: the run stops
+            raise
         except Exception as err:
             return Result.failed(format_error(err), duration_s=time.perf_counter() - t0)
         try:

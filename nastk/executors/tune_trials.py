@@ -26,6 +26,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
+from nastk.core.errors import RunStoppingError
 from nastk.core.result import Result
 from nastk.core.weights import write_atomic
 from nastk.executors.ray_cluster import (
@@ -49,6 +50,7 @@ SCORE = "nastk_score"
 _RESULT = "nastk_result"  # JSON of Result.to_dict(), only in the final report
 _WEIGHTS = "nastk_weights"  # checkpoint bytes, only in the final report
 _FATAL = "nastk_fatal"  # the worker could not build the evaluator
+_STOP = "nastk_stop"  # a RunStoppingError (full disk, unreadable data file): the run stops
 
 
 def _trial_name(trial: Any) -> str:
@@ -80,8 +82,12 @@ def run_candidate(config: dict[str, Any], spec: WorkerSpec) -> None:
                          "metrics": json.dumps(metrics), "costs": json.dumps(costs)})
 
         callbacks.append(ctx.epoch_reports(on_epoch))
-    result_dict, weights = evaluate_candidate(ctx.evaluator, config["arch"], config["weights"],
-                                              callbacks)
+    try:
+        result_dict, weights = evaluate_candidate(ctx.evaluator, config["arch"],
+                                                  config["weights"], callbacks)
+    except RunStoppingError as err:  # not the candidate's fault: the driver stops the run
+        tune.report({SCORE: float("-inf"), _STOP: str(err)})
+        return
     final: dict[str, Any] = {SCORE: _score(ctx.objective, Result.from_dict(result_dict)),
                              _RESULT: json.dumps(result_dict), _WEIGHTS: weights or b""}
     if spec.epoch_reports:
@@ -138,6 +144,8 @@ class TuneExecutor:
                     failure_config=tune.FailureConfig(max_failures=self.max_retries),
                     callbacks=[_RecordingCallback(bridge, self.max_retries)]))
             tuner.fit()
+        if bridge.stop is not None:
+            raise RunStoppingError(f"on a Ray worker: {bridge.stop}")
         if bridge.fatal is not None:
             raise ExecutorError(
                 f"a Ray worker could not build the evaluator: {bridge.fatal}. Every node needs "
@@ -154,6 +162,7 @@ class _Bridge:
         self.candidates: dict[str, Candidate] = {}  # Tune trial id -> candidate
         self.stopped_early: set[str] = set()  # trial ids ASHA stopped
         self.fatal: str | None = None
+        self.stop: str | None = None  # a worker's RunStoppingError, in words
         self.abandoned: set[int] = set()  # store trial ids left `running` (not recorded)
 
     def unfinished(self) -> int:
@@ -165,7 +174,7 @@ class _Bridge:
         resumes from its store instead, so they pickle without the search (and its SQLite
         connection)."""
         return {"search": None, "candidates": {}, "stopped_early": set(), "fatal": self.fatal,
-                "abandoned": set()}
+                "stop": self.stop, "abandoned": set()}
 
 
 class _StrategySearcher(Searcher):
@@ -182,7 +191,7 @@ class _StrategySearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         b = self.bridge
-        if b.fatal is not None:
+        if b.fatal is not None or b.stop is not None:
             return Searcher.FINISHED if not b.unfinished() else None
         if b.unfinished() >= self.max_concurrent:
             return None
@@ -228,6 +237,10 @@ class _RecordingCallback(tune.Callback):
         last = trial.last_result or {}
         if _FATAL in last:
             b.fatal = b.fatal or str(last[_FATAL])
+            b.abandoned.add(candidate.trial_id)
+            return
+        if _STOP in last:  # left `running`: the lifecycle records it interrupted
+            b.stop = b.stop or str(last[_STOP])
             b.abandoned.add(candidate.trial_id)
             return
         if _RESULT in last:
