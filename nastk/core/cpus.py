@@ -44,8 +44,8 @@ Threads = Annotated[int, Field(ge=1)] | Literal["auto"] | None
 
 #: what every ``num_threads`` option's description says about its values
 THREADS_HELP = ("auto: OMP_NUM_THREADS when set, else the CPUs this process may use "
-                "(affinity and cgroup quota; nastk.core.cpus); an int: that many; null: "
-                "torch's setting unchanged")
+                "(affinity and cgroup quota) less those other processes keep busy "
+                "(nastk.core.cpus); an int: that many; null: torch's setting unchanged")
 
 #: set by ``nastk/__init__.py``: whether torch was already imported, with no OpenMP wait
 #: policy in the environment, when nastk was first imported
@@ -162,10 +162,11 @@ def auto_threads(workers: int = 1) -> int:
         return int(env)
     if pool_may_spin():
         return 1
-    share = max(1, available_cpus() // workers)
+    cpus = available_cpus()
+    share = max(1, cpus // workers)
     if share == 1:
         return 1
-    free = available_cpus() - cpus_busy_elsewhere()
+    free = cpus - cpus_busy_elsewhere()
     return max(1, min(share, int(free + 0.5)))
 
 
