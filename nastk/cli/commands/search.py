@@ -11,6 +11,17 @@ from rich.console import Console
 from nastk.run.layout import RunLayout
 
 
+def resume_command(args: argparse.Namespace) -> list[str]:
+    """The command that continues this run: the config, ``--resume`` and the flags that name
+    the run folder and its budget."""
+    again = ["nastk search", args.config, "--resume"]
+    if args.run_dir is not None:
+        again += ["--run-dir", args.run_dir]
+    if args.trials is not None:
+        again += ["--trials", str(args.trials)]
+    return again
+
+
 def run(args: argparse.Namespace, console: Console) -> int:
     """`nastk search CONFIG`: run (or resume) the search with the flags applied to the config,
     then print the leaderboard, the trial counts and where the store and report are. Exit
@@ -48,11 +59,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         outcome = run_search_config(config, resume=args.resume, console=console,
                                     progress=not args.no_progress)
     except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM or SIGHUP
-        again = ["nastk search", args.config, "--resume"]
-        if args.run_dir is not None:
-            again += ["--run-dir", args.run_dir]
-        if args.trials is not None:
-            again += ["--trials", str(args.trials)]
+        again = resume_command(args)
         paths = RunLayout(config.resolved_run_dir())
         console.print(f"interrupted ({interrupt_name(err)}): finished trials are kept in "
                       f"{paths.store}"
@@ -61,9 +68,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                       soft_wrap=True)
         return exit_status(err)
     except RunStoppingError as err:  # the cause named; the trial in flight runs again later
-        again = ["nastk search", args.config, "--resume"]
-        if args.run_dir is not None:
-            again += ["--run-dir", args.run_dir]
+        again = resume_command(args)
         console.print(f"[bold red]error:[/bold red] {escape(str(err))}\nthe search stopped: "
                       "finished trials are kept and the trials in flight are recorded as "
                       "interrupted; fix the cause, then continue with "
