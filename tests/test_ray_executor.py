@@ -459,11 +459,15 @@ def test_killed_driver_resumes_without_losing_or_repeating_finished_trials(
 @pytest.mark.parametrize("mode", ["actors", "tune"])
 def test_workers_that_cannot_build_the_evaluator_stop_the_search_with_the_fix(
         ray_cluster, tmp_path, monkeypatch, capsys, mode):
-    """A plugin only the driver can import: the workers fail to build the evaluator, and the
-    search stops with an error that says so (instead of recording every candidate failed)."""
+    """A module only the driver can import (a single-file plugin is shipped to the workers
+    alone, without the helper module beside it that it imports): the workers fail to build
+    the evaluator, and the search stops with an error that says so (instead of recording
+    every candidate failed)."""
     (tmp_path / "driver_only").mkdir()
     (tmp_path / "driver_only" / "driver_only_plugin.py").write_text(
-        "def score(arch):\n    return {'score': 1.0}\n")
+        "import driver_only_helper\n\n\ndef score(arch):\n"
+        "    return {'score': driver_only_helper.SCORE}\n")
+    (tmp_path / "driver_only" / "driver_only_helper.py").write_text("SCORE = 1.0\n")
     monkeypatch.syspath_prepend(str(tmp_path / "driver_only"))
     cfg = search_config(tmp_path, "lonely", trials=4, fn="driver_only_plugin:score",
                         executor={"kind": "ray", "mode": mode})
@@ -472,7 +476,7 @@ def test_workers_that_cannot_build_the_evaluator_stop_the_search_with_the_fix(
     assert main(["search", str(path), "--no-progress"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "a Ray worker could not build the evaluator" in err
-    assert "driver_only_plugin" in err and "PYTHONPATH" in err
+    assert "driver_only_helper" in err and "PYTHONPATH" in err
     with RunStore.open_existing(tmp_path / "lonely") as st:
         assert st.count(Status.COMPLETE, Status.FAILED) == 0  # nothing recorded as failed
 

@@ -117,9 +117,10 @@ class SupernetExecutorConfig(_LocalOrRay):
     ``address`` is None). ``training.workers > 1`` implies ``ray``. Like a search's executor, it
     is not part of the run's identity.
 
-    On a cluster of several machines, ``run_dir`` must be on storage every worker reads and
-    writes (a shared file system): rank 0 writes the checkpoint there and every worker resumes
-    from it after a failure.
+    No shared file system is needed: the workers train in folders of their own and a relay
+    actor carries rank 0's checkpoint and history back to this process, which writes
+    ``run_dir`` (:mod:`nastk.executors.ray_train`); each node needs the data set at the
+    config's path.
     """
 
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker; its "

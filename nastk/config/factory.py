@@ -4,96 +4,63 @@ workers (:class:`nastk.executors.worker.EvaluatorFactory`).
 The worker rebuilds the evaluator from the config: it imports the config's ``plugins`` and
 the space and task the config names (nothing else), and loads a supernet checkpoint once.
 
-No shared file system is needed for the files the evaluator reads besides the data set: the
-driver reads them (:meth:`ConfigEvaluatorFactory.shipping`: the weight-sharing evaluator's
-supernet checkpoint, a train evaluator's ``init.from``) and the factory carries their bytes;
-a worker writes them into a folder of its own and builds the evaluator from those copies. The
-data set stays a path on each node (the worker's up-front data check names the node when it
-is missing there).
+No shared file system is needed besides the data set: the factory carries a
+:class:`~nastk.executors.shipping.Parcel` with the bytes of the files the evaluator reads (the
+weight-sharing evaluator's supernet checkpoint, a train evaluator's ``init.from``) and the
+source of the plugin modules (``plugins:`` and a function evaluator's module) that are not
+installed packages; a worker unpacks it and builds the evaluator from those copies. The data
+set stays a path on each node (the worker's up-front data check names the node when it is
+missing there).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-import socket
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from nastk.core.errors import ConfigError, NastkError
+from nastk.core.errors import NastkError
 from nastk.evaluation.base import Evaluator
+from nastk.executors.shipping import Parcel, on_node
 
-__all__ = ["SHIPPED_FILES", "ConfigEvaluatorFactory"]
+__all__ = ["SHIPPED_FILES", "ConfigEvaluatorFactory", "shipped_modules"]
 
-#: the config fields (dotted paths) naming files a worker's evaluator reads, shipped by value
-SHIPPED_FILES = ("evaluator.supernet.checkpoint", "evaluator.train.init.from")
-
-#: per worker process: sha256 of shipped bytes -> the local copy written
-_WRITTEN: dict[str, Path] = {}
-
-
-def _get(data: dict[str, Any], dotted: str) -> Any:
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or node.get(part) is None:
-            return None
-        node = node[part]
-    return node
+#: the config fields (dotted paths into its JSON data) naming files a worker's evaluator reads,
+#: shipped by value (``from_``: ``init.from`` as pydantic dumps it)
+SHIPPED_FILES = ("evaluator.supernet.checkpoint", "evaluator.train.init.from_")
 
 
-def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    node = data
-    for part in parents:
-        node = node[part]
-    node[last] = value
-
-
-def _local_copy(name: str, blob: bytes) -> Path:
-    """A file holding ``blob`` in this process's own folder (written once per content)."""
-    digest = hashlib.sha256(blob).hexdigest()
-    path = _WRITTEN.get(digest)
-    if path is None or not path.is_file():
-        folder = Path(tempfile.mkdtemp(prefix="nastk-shipped-"))
-        path = folder / name
-        path.write_bytes(blob)
-        _WRITTEN[digest] = path
-    return path
+def shipped_modules(config: dict[str, Any]) -> list[str]:
+    """The modules a worker imports for a search config: its plugins and the module of a
+    function evaluator."""
+    modules = list(config.get("plugins") or [])
+    function = (config.get("evaluator") or {}).get("function")
+    if function:
+        modules.append(str(function).split(":")[0])
+    return modules
 
 
 @dataclass(frozen=True)
 class ConfigEvaluatorFactory:
-    """Builds the evaluator of a search config (its JSON data) in a worker process; ``files``
-    carries the bytes of the files the config names (see the module docstring)."""
+    """Builds the evaluator of a search config (its JSON data) in a worker process; ``parcel``
+    carries the files and modules it needs (see the module docstring)."""
 
     config: dict[str, Any]
-    #: dotted config field -> (file name, bytes) shipped to the workers
-    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    parcel: Parcel = field(default_factory=Parcel)
 
     @classmethod
     def shipping(cls, config: dict[str, Any]) -> ConfigEvaluatorFactory:
-        """A factory carrying the bytes of every file in :data:`SHIPPED_FILES` the config
-        names, read now (relative paths from this process's working directory)."""
-        files: dict[str, tuple[str, bytes]] = {}
-        for dotted in SHIPPED_FILES:
-            value = _get(config, dotted)
-            if value is None:
-                continue
-            path = Path(value).expanduser()
-            try:
-                files[dotted] = (path.name, path.read_bytes())
-            except OSError as err:
-                raise ConfigError(f"{dotted}: cannot read {path} to send it to the Ray "
-                                  f"workers: {err.strerror or err}") from None
-        return cls(config, files)
+        """A factory carrying the bytes of every file in :data:`SHIPPED_FILES` the config names
+        and of its plugin modules, read now (relative paths from this process's working
+        directory)."""
+        return cls(config, Parcel.pack(config, SHIPPED_FILES, shipped_modules(config)))
 
     @property
     def key(self) -> str:
-        shipped = {k: hashlib.sha256(blob).hexdigest() for k, (_, blob) in self.files.items()}
-        return "config:" + json.dumps([self.config, shipped], sort_keys=True)
+        shipped = self.parcel.digests()
+        return "config:" + hashlib.sha256(
+            json.dumps([self.config, shipped], sort_keys=True).encode()).hexdigest()
 
     def __call__(self) -> Evaluator:
         from nastk.config.compose import (
@@ -103,18 +70,12 @@ class ConfigEvaluatorFactory:
         )
         from nastk.config.schema import parse_config
 
-        data = copy.deepcopy(self.config)
-        for dotted, (name, blob) in self.files.items():
-            _set(data, dotted, str(_local_copy(name, blob)))
         try:
+            data = self.parcel.unpack(self.config)
             config = parse_config(data, "search config sent to a Ray worker")
             space, task = build_space_and_task(config)
             check_evaluator_data(config, task)  # the data set is a path on each node
             return build_evaluator(config, space, task)
         except NastkError as err:  # a node without the data set, say: name the node
-            text = f"on node {socket.gethostname()}: {err}"
-            try:
-                renamed = type(err)(text)
-            except TypeError:  # an error class with other constructor arguments
-                renamed = NastkError(text)
-            raise renamed from None
+            raise on_node(err) from None
+

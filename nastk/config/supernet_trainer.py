@@ -41,10 +41,10 @@ def build_supernet_trainer(config: SupernetConfig, run_dir: Path, *,
     torch RNG seeded by ``config.seed`` (so every process starts from the same weights), its
     path filter's sampler when it has one, and its device and precision.
 
-    ``data_parallel``: this process is that member of a Ray Train worker group (its torch
-    threads and device are set by the caller; only rank 0 writes the checkpoint). Without it,
-    this is the process the user started, and the task's data and the phases are checked
-    first. ``on_driver``: this process drives Ray Train workers and only checks (and reads a
+    The task's data (at this node's path) and the phases are checked first. ``data_parallel``:
+    this process is that member of a Ray Train worker group (its torch threads and device are
+    set by the caller; only rank 0 writes the checkpoint); without it, this is the process the
+    user started. ``on_driver``: this process drives Ray Train workers and only checks (and reads a
     checkpoint): the trainer stays on the CPU in fp32, the training device and precision are
     checked here unless they are CUDA (the cluster's GPUs are checked before workers
     start)."""
@@ -60,8 +60,7 @@ def build_supernet_trainer(config: SupernetConfig, run_dir: Path, *,
         training = training.model_copy(update=update)
     torch.manual_seed(config.seed)
     model = build_supernet_model(config)
-    if data_parallel is None:
-        _check_before_training(config, model)
+    _check_before_training(config, model)
     extra: dict[str, Any] = {}
     if config.path_filter is not None:
         extra["sampler_factory"] = supernet_sampler_factory(config.path_filter, model,
