@@ -120,6 +120,23 @@ def test_the_factory_carries_the_files_and_the_plugin_package_a_worker_reads(
     assert ConfigEvaluatorFactory.shipping(config).key != factory.key
 
 
+def test_ray_train_workers_get_the_path_filter_and_init_weights_by_value(tmp_path):
+    init, filt = tmp_path / "init.pt", tmp_path / "filter.pt"
+    init.write_bytes(b"initial weights")
+    filt.write_bytes(b"a fitted filter")
+    data = parse_config({**supernet_config(tmp_path / "run", init={"from": str(init)}),
+                         "plugins": [], "space": "ofa_mbv3",
+                         "path_filter": {"file": str(filt)}},
+                        schema=SupernetConfig).model_dump(mode="json")
+    parcel = Parcel.pack(data, ray_train.SHIPPED_FILES, data["plugins"])
+    assert set(parcel.files) == {"training.init.from_", "path_filter.file"}
+    with hidden(init), hidden(filt):
+        local = parse_config(parcel.unpack(data), schema=SupernetConfig)
+    assert Path(local.training.init.from_).read_bytes() == b"initial weights"
+    assert local.path_filter.file.read_bytes() == b"a fitted filter"
+    assert local.path_filter.file.parent != tmp_path
+
+
 def test_installed_packages_and_the_standard_library_are_not_shipped():
     assert module_files("nastk.tasks") is None
     assert module_files("yaml") is None and module_files("json") is None
@@ -263,3 +280,29 @@ def test_ray_train_resumes_from_the_driver_checkpoint_and_sends_the_run_files_ba
     workers = json.loads((run_dir / "workers.json").read_text())
     assert workers["attempt"] == 1 and sorted(w["rank"] for w in workers["workers"]) == [0, 1]
     assert json.loads((run_dir / "progress.json").read_text())["epoch"] == 2
+
+
+@pytest.mark.slow
+def test_a_search_built_in_python_sends_its_own_module_by_value(nodes, tmp_path, monkeypatch):
+    """The evaluator of a search built in Python is pickled; a function from a module only the
+    driver has (not __main__, not installed) travels by value."""
+    import nastk
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "nofs_scores.py").write_text(
+        "def score(arch):\n"
+        "    return {'score': float(sum(ord(c) for c in arch.key) % 97)}\n")
+    monkeypatch.syspath_prepend(str(folder))
+    import nofs_scores
+
+    runs = {}
+    for executor in ("local", {"kind": "ray", "mode": "actors", "actors": 2}):
+        search = nastk.create_search("nb201", nofs_scores.score, objective="score",
+                                     strategy="random", budget=8, seed=3, executor=executor,
+                                     storage=None)
+        with hidden(folder), search:
+            search.optimize()
+            runs[str(executor)] = {t.arch.key: t.result.metrics for t in search.trials}
+    local, ray_run = runs.values()
+    assert len(ray_run) == 8 and ray_run == local

@@ -95,6 +95,12 @@ def open_executor(ex: ExecutorConfig | None, factory: EvaluatorFactory, objectiv
 
     cluster = RayCluster.connect(ex.address)
     try:
+        from nastk.executors.worker import InstanceFactory
+
+        if isinstance(factory, InstanceFactory):  # a search built in Python: its own modules
+            from nastk.executors.shipping import pickle_by_value
+
+            pickle_by_value(factory.evaluator, getattr(factory.evaluator, "fn", None))
         executor = ray_executor(ex, factory, objective, cluster, storage_dir, kind=kind,
                                 epochs=epochs)
         yield executor, f"ray ({cluster.describe()}); {executor.describe()}"

@@ -28,6 +28,7 @@ from nastk.executors.ray_cluster import (
     describe_worker_death,
     summarize_error,
 )
+from nastk.executors.shipping import WORKER_NEEDS
 from nastk.executors.worker import (
     WorkerContext,
     WorkerSpec,
@@ -171,8 +172,7 @@ class ActorPoolExecutor:
             if isinstance(err, RayActorError) and err.actor_init_failed:
                 raise ExecutorError(
                     f"a Ray worker could not build the evaluator: {summarize_error(str(err))}. "
-                    "Every node needs nastk, the config's plugins (on PYTHONPATH or installed) "
-                    "and the data set at the path the config names") from None
+                    f"{WORKER_NEEDS}") from None
             self._worker_died(jobs, describe_worker_death(err), search)
             return
         except RayTaskError as err:  # the actor is alive; the call itself raised

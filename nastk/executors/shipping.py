@@ -29,10 +29,17 @@ from typing import Any
 
 from nastk.core.errors import ConfigError, NastkError
 
-__all__ = ["MAX_MODULE_BYTES", "Parcel", "module_files", "on_node"]
+__all__ = ["MAX_MODULE_BYTES", "WORKER_NEEDS", "Parcel", "module_files", "on_node",
+           "pickle_by_value"]
 
 #: the largest plugin package shipped by value; a larger one must be installed on every node
 MAX_MODULE_BYTES = 16 * 2**20
+
+#: what every node must provide itself (said when a worker cannot build the evaluator)
+WORKER_NEEDS = ("Every node needs nastk and the packages the plugins import installed (plugin "
+                "modules that are not installed packages are sent, a single-file module "
+                "without the modules beside it: make them a package) and the data set at the "
+                "path the config names")
 
 #: per worker process: sha256 of shipped content -> the local copy written
 _WRITTEN: dict[str, Path] = {}
@@ -68,12 +75,9 @@ def _installed(top: str) -> bool:
     return bool(_distributions().get(top))
 
 
-def module_files(name: str) -> tuple[str, dict[str, bytes]] | None:
-    """``(top-level name, {relative path: bytes})`` of the module or package ``name`` belongs
-    to, when it must be shipped (it is not installed; see the module docstring), else
-    ``None``. A package is shipped whole (its ``__pycache__`` folders and compiled files
-    left out), a single-file module alone."""
-    top = name.split(".")[0]
+def _local_origin(top: str) -> Any:
+    """The import spec of the top-level module ``top`` when it must be shipped (it is not
+    installed; see the module docstring), else ``None``."""
     if _installed(top):
         return None
     try:
@@ -82,6 +86,18 @@ def module_files(name: str) -> tuple[str, dict[str, bytes]] | None:
         return None
     if spec is None or spec.origin in (None, "built-in", "frozen"):
         return None  # not found (the import names it) or a namespace package
+    return spec
+
+
+def module_files(name: str) -> tuple[str, dict[str, bytes]] | None:
+    """``(top-level name, {relative path: bytes})`` of the module or package ``name`` belongs
+    to, when it must be shipped (it is not installed; see the module docstring), else
+    ``None``. A package is shipped whole (its ``__pycache__`` folders and compiled files
+    left out), a single-file module alone."""
+    top = name.split(".")[0]
+    spec = _local_origin(top)
+    if spec is None:
+        return None
     origin = Path(spec.origin)
     if not origin.is_file():
         return None  # imported here from a file since removed: nothing to send
@@ -212,3 +228,24 @@ def on_node(err: NastkError) -> NastkError:
         return type(err)(text)
     except TypeError:  # an error class with other constructor arguments
         return NastkError(text)
+
+
+def pickle_by_value(*objects: Any) -> list[str]:
+    """Have Ray's cloudpickle send the local modules (not installed packages) that define
+    ``objects`` (a function, or an object's class) by value, so that workers on nodes without
+    them can unpickle what a search built in Python sends (its evaluator); returns their
+    names. ``__main__`` is sent by value already."""
+    from ray import cloudpickle
+
+    names = []
+    for obj in objects:
+        if obj is None:
+            continue
+        module = getattr(obj, "__module__", None) if callable(obj) else None
+        top = (module or type(obj).__module__ or "").split(".")[0]
+        if not top or top == "__main__" or top in names or top not in sys.modules:
+            continue
+        if _local_origin(top) is not None:
+            cloudpickle.register_pickle_by_value(sys.modules[top])
+            names.append(top)
+    return names

@@ -35,6 +35,7 @@ from nastk.executors.ray_cluster import (
     quiet_ray,
     summarize_error,
 )
+from nastk.executors.shipping import WORKER_NEEDS
 from nastk.executors.worker import (
     WorkerContext,
     WorkerSpec,
@@ -148,9 +149,7 @@ class TuneExecutor:
             raise RunStoppingError(f"on a Ray worker: {bridge.stop}")
         if bridge.fatal is not None:
             raise ExecutorError(
-                f"a Ray worker could not build the evaluator: {bridge.fatal}. Every node needs "
-                "nastk, the config's plugins (on PYTHONPATH or installed) and the data set at "
-                "the path the config names")
+                f"a Ray worker could not build the evaluator: {bridge.fatal}. {WORKER_NEEDS}")
 
 
 class _Bridge:
