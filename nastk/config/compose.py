@@ -18,6 +18,7 @@ from nastk.core import registry
 from nastk.core.errors import ConfigError, NastkError
 from nastk.core.loading import load_object
 from nastk.core.objective import Objective
+from nastk.data.loading import Loading
 from nastk.evaluation.base import Evaluator, FunctionEvaluator, format_error
 from nastk.evaluation.preflight import check_objective, check_task_data
 from nastk.evaluation.train import TrainEvaluator
@@ -46,10 +47,15 @@ def build_space(ref: PluginRef, where: str = "space.options",
                                 source=source)
 
 
-def build_task(ref: PluginRef, where: str = "task.options", source: str | None = None) -> Task:
-    """The registered task ``ref`` names, with its options validated (no data is loaded)."""
-    return registry.instantiate(registry.TASKS, ref.name, ref.options, where=where,
+def build_task(ref: PluginRef, where: str = "task.options", source: str | None = None,
+               loading: Loading | None = None) -> Task:
+    """The registered task ``ref`` names, with its options validated (no data is loaded), its
+    loaders reading data as ``loading`` says (a run config's ``data:``)."""
+    task = registry.instantiate(registry.TASKS, ref.name, ref.options, where=where,
                                 source=source)
+    if loading is not None:
+        task.loading = loading
+    return task
 
 
 @dataclass
@@ -67,7 +73,8 @@ def build_space_and_task(config: SearchConfig) -> tuple[SearchSpace, Task | None
     """Import the config's plugins and instantiate its space and task (validating options)."""
     import_plugins(config.plugins)
     space = build_space(config.space, source=config.source)
-    task = build_task(config.task, source=config.source) if config.task is not None else None
+    task = (build_task(config.task, source=config.source, loading=config.data)
+            if config.task is not None else None)
     return space, task
 
 
@@ -224,7 +231,8 @@ def build_supernet_model(config: SupernetConfig) -> SupernetModel:
     if not isinstance(space, SupernetSpace):
         raise ConfigError(f"space: {config.space.name!r} is not a weight-sharing space (no "
                           "build_supernet); pick one such as ofa_mbv3")
-    return SupernetModel(space, build_task(config.task, source=config.source))
+    return SupernetModel(space, build_task(config.task, source=config.source,
+                                           loading=config.data))
 
 
 def build_from_refs(plugins: list[str], space: dict[str, Any],

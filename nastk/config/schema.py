@@ -18,6 +18,7 @@ from nastk.config.executors import ExecutorConfig, SupernetExecutorConfig
 from nastk.core.errors import ConfigError
 from nastk.core.options import format_validation_error
 from nastk.core.version import __version__
+from nastk.data.loading import Loading
 from nastk.evaluation.train import TrainConfig
 from nastk.evaluation.weight_sharing import WeightSharingConfig
 from nastk.prediction.path_filter.use import PathFilterUse
@@ -27,7 +28,7 @@ from nastk.training.supernet_config import NOT_IDENTITY, SupernetTrainConfig
 M = TypeVar("M", bound=BaseModel)
 
 #: config fields a resumed run may change (where it runs included)
-IDENTITY_EXCLUDES = ("budget", "run_dir", "keep_checkpoints", "name", "executor")
+IDENTITY_EXCLUDES = ("budget", "run_dir", "keep_checkpoints", "name", "executor", "data")
 
 
 class _RunName(BaseModel):
@@ -55,6 +56,10 @@ class RunConfig(_RunPlugins, _RunName):
 
     model_config = ConfigDict(extra="forbid")
     _source: str | None = PrivateAttr(default=None)
+
+    data: Loading = Field(default_factory=Loading,
+                          description="how the loaders read the task's data: worker processes, "
+                                      "prefetching, pinned memory (not part of the identity)")
 
     @property
     def source(self) -> str | None:

@@ -50,7 +50,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from nastk.core.errors import RunStoppingError
-from nastk.data.images import Size, check_size, image_tensor, read_rgb, resize_image
+from nastk.data.images import Size, check_size, pixels, read_rgb, resize_image
 
 __all__ = ["IMAGE_SUFFIXES", "DatasetError", "FolderDataset", "Transform", "folder_datasets",
            "loader_named"]
@@ -172,11 +172,13 @@ class FolderDataset(Dataset, ABC):
                                "it from the split)") from None
 
     def _read_image(self, path: Path) -> torch.Tensor:
-        """The image file ``path`` as ``float32 [3, H, W]`` in ``[0, 1]``, at its own size."""
-        return image_tensor(self._read(read_rgb, path, "image"))
+        """The image file ``path`` as its ``uint8 [3, H, W]`` pixels, at its own size (give it
+        to :meth:`_resized` for the ``float32`` image in ``[0, 1]`` at ``size``)."""
+        return pixels(self._read(read_rgb, path, "image"))
 
     def _resized(self, image: torch.Tensor) -> torch.Tensor:
-        """``image`` at ``size`` (see :func:`nastk.data.images.resize_image`)."""
+        """``image`` (pixels as read, or a float image) at ``size`` as ``float32 [3, H, W]`` in
+        ``[0, 1]`` (see :func:`nastk.data.images.resize_image`)."""
         return resize_image(image, self.size)
 
     # -- checks before a run ------------------------------------------------------------------

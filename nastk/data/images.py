@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from PIL import Image
 from pydantic import BaseModel, Field, field_validator
 
-__all__ = ["ImageInput", "ImageSizeOptions", "Size", "check_size", "image_tensor", "read_grey",
-           "read_rgb", "resize_image", "size_field"]
+__all__ = ["ImageInput", "ImageSizeOptions", "Size", "check_size", "image_tensor", "pixels",
+           "read_grey", "read_rgb", "resize_image", "size_field"]
 
 #: an image size: one int for a square, or ``(height, width)``
 Size = int | tuple[int, int]
@@ -134,10 +134,28 @@ def image_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 
 def resize_image(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
-    """``image`` (``[C, H, W]`` in ``[0, 1]``) resized to ``size = (height, width)``:
-    bilinear, antialiased, ``align_corners=False``, clamped to ``[0, 1]``; returned as it is
-    when ``size`` is ``None`` or already its size."""
+    """``image`` resized to ``size = (height, width)`` as ``float32 [C, H, W]`` in ``[0, 1]``:
+    bilinear, antialiased, ``align_corners=False``; unchanged in size when ``size`` is
+    ``None`` or already its size.
+
+    ``image`` is either ``float [C, H, W]`` in ``[0, 1]`` (resized in float, clamped) or the
+    ``uint8 [C, H, W]`` pixels of a file as read (:func:`pixels`): those are resized in
+    ``uint8`` by torch's vectorised path, five times faster than in float on one core, and
+    converted after, which rounds each resized value to one of the 256 levels a file holds
+    (within one level, 1/255, of the float result)."""
+    if image.dtype == torch.uint8:
+        if size is not None and tuple(image.shape[1:]) != tuple(size):
+            image = F.interpolate(image[None], size=size, mode="bilinear",
+                                  align_corners=False, antialias=True)[0]
+        return image.float().div_(255.0)
     if size is None or tuple(image.shape[1:]) == tuple(size):
         return image
     return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False,
                          antialias=True)[0].clamp_(0.0, 1.0)
+
+
+def pixels(rgb: np.ndarray) -> torch.Tensor:
+    """``uint8 [H, W, 3]`` pixels as a ``uint8 [3, H, W]`` tensor viewing them (channels last
+    in memory, the layout torch's fast ``uint8`` resize takes); :func:`resize_image` makes it
+    a float image."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)

@@ -14,10 +14,20 @@ distillation and Ray workers all batch a task the same way.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    TensorDataset,
+    default_collate,
+)
+
+from nastk.core.errors import NastkError
+from nastk.data.loading import Loading
 
 __all__ = ["Batch", "batch_size_of", "calibration_batches", "detach", "iterate", "make_loader",
            "split_batch", "to_device"]
@@ -72,10 +82,15 @@ def _collate_fn(task: Collating | None) -> Callable[[list[Any]], Any] | None:
 
 def make_loader(task: Collating | None, dataset: Dataset, batch_size: int, *,
                 shuffle: bool = False, generator: torch.Generator | None = None,
-                drop_last: bool = False, num_workers: int = 0,
+                drop_last: bool = False, num_workers: int | None = None,
                 shard: tuple[int, int] | None = None) -> DataLoader:
     """The loader of ``dataset`` for ``task``: batches collated by ``task.collate`` (torch's
     default collate when the task does not override it).
+
+    Worker processes, prefetching and pinned memory follow the task's ``loading`` (the run
+    config's ``data:``, :class:`~nastk.data.loading.Loading`; its defaults when the task has
+    none): ``num_workers`` overrides its worker count (0 for a loader read for one batch).
+    The batches are the same for any number of workers.
 
     ``shard=(rank, world)``: every batch of ``batch_size`` is split into ``world`` contiguous
     shards (as even as possible) and this loader yields shard ``rank`` of each, so data-parallel
@@ -105,10 +120,168 @@ def make_loader(task: Collating | None, dataset: Dataset, batch_size: int, *,
         own = torch.Generator().manual_seed(0)
     if shard is not None:
         batches = _Shards(batches, *shard)
-    if isinstance(dataset, TensorDataset) and _default_collate(task) and num_workers == 0:
+    loading = getattr(task, "loading", None) or Loading()
+    workers = loading.workers_for(dataset) if num_workers is None else num_workers
+    if isinstance(dataset, TensorDataset) and _default_collate(task) and workers == 0:
         return DataLoader(dataset, sampler=batches, batch_size=None, generator=own)
-    return DataLoader(dataset, batch_sampler=batches, collate_fn=_collate_fn(task),
-                      num_workers=num_workers, generator=own)
+    collate = _collate_fn(task)
+    if workers == 0:
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate, generator=own,
+                          **loading.loader_kwargs(dataset, collate, 0))
+    return _WorkerLoader(_Guarded(dataset), batch_sampler=batches,
+                         collate_fn=_GuardedCollate(collate), generator=own,
+                         **loading.loader_kwargs(dataset, collate, workers))
+
+
+class _Carried:
+    """A nastk error raised while a loader worker read a sample, carried to the training
+    process as data (torch would re-raise it with its traceback folded into the message)."""
+
+    def __init__(self, err: NastkError) -> None:
+        self.type, self.text = type(err), str(err)
+
+    def reraise(self) -> NoReturn:
+        try:
+            err = self.type(self.text)
+        except TypeError:  # an error class with other constructor arguments
+            err = NastkError(self.text)
+        raise err
+
+
+class _Levels:
+    """A float image whose values are all ``k / 255`` (what :func:`~nastk.data.images.
+    resize_image` makes of a file's pixels), carried as its ``uint8`` levels: a quarter of the
+    bytes between processes, turned back into the same float values (bit for bit) here."""
+
+    def __init__(self, levels: torch.Tensor) -> None:
+        self.levels = levels
+
+    @staticmethod
+    def pack(image: torch.Tensor) -> _Levels | None:
+        if image.dtype != torch.float32:
+            return None
+        levels = image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+        return _Levels(levels) if torch.equal(levels.float().div_(255.0), image) else None
+
+    @staticmethod
+    def unpack(levels: torch.Tensor) -> torch.Tensor:
+        return levels.float().div_(255.0)
+
+
+class _Guarded(Dataset):
+    """``dataset`` as a loader worker reads it: a nastk error is returned as
+    :class:`_Carried`, and an input image of file levels as :class:`_Levels`."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: Any) -> Any:
+        try:
+            sample = self.dataset[index]
+        except NastkError as err:
+            return _Carried(err)
+        if isinstance(sample, tuple) and len(sample) == 2 and isinstance(sample[0],
+                                                                         torch.Tensor):
+            packed = _Levels.pack(sample[0])
+            if packed is not None:
+                return packed, sample[1]
+        return sample
+
+
+#: tensors up to this many bytes travel from a loader worker inside the pickled batch
+#: rather than each in a shared-memory segment of its own (one file, mapping and message
+#: apiece: a detection batch's per-image boxes, labels and flags are dozens of them)
+INLINE_BYTES = 1 << 16
+
+
+class _Inline:
+    """A small tensor carried as its numpy array (pickled with the batch)."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.array = tensor.numpy()
+
+    def tensor(self) -> torch.Tensor:
+        return torch.from_numpy(self.array)
+
+
+def _inline(data: Any) -> Any:
+    """``data`` with every small CPU tensor in it (nested like :func:`to_device`) as
+    :class:`_Inline`."""
+    if isinstance(data, torch.Tensor):
+        small = data.numel() * data.element_size() <= INLINE_BYTES
+        return _Inline(data) if small and data.device.type == "cpu" else data
+    if isinstance(data, Mapping):
+        return {k: _inline(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_inline(v) for v in data]
+    if isinstance(data, tuple) and not hasattr(data, "_fields"):
+        return tuple(_inline(v) for v in data)
+    return data
+
+
+def _restore(data: Any) -> Any:
+    """:func:`_inline` undone."""
+    if isinstance(data, _Inline):
+        return data.tensor()
+    if isinstance(data, Mapping):
+        return {k: _restore(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_restore(v) for v in data]
+    if isinstance(data, tuple) and not hasattr(data, "_fields"):
+        return tuple(_restore(v) for v in data)
+    return data
+
+
+class _LevelsBatch:
+    """A collated batch whose inputs travel as ``uint8`` levels (see :class:`_Levels`)."""
+
+    def __init__(self, levels: torch.Tensor, targets: Any) -> None:
+        self.levels, self.targets = levels, targets
+
+    def unpack(self) -> Batch:
+        return _Levels.unpack(self.levels), _restore(self.targets)
+
+
+class _GuardedCollate:
+    """The task's collate (torch's default when ``None``) in a loader worker: passes a carried
+    error on, and keeps images of file levels as ``uint8`` (:class:`_LevelsBatch`) when the
+    task collates their targets without looking at the images."""
+
+    def __init__(self, collate: Callable[[list[Any]], Any] | None) -> None:
+        self.collate = collate or default_collate
+
+    def __call__(self, samples: list[Any]) -> Any:
+        for sample in samples:
+            if isinstance(sample, _Carried):
+                return sample
+        packed = [isinstance(s, tuple) and isinstance(s[0], _Levels) for s in samples]
+        if all(packed) and len({tuple(s[0].levels.shape) for s in samples}) == 1:
+            n = len(samples)
+            try:  # the targets collated beside empty stand-ins for the images
+                batch = self.collate([(torch.empty(0), s[1]) for s in samples])
+                ok = (isinstance(batch, (tuple, list)) and len(batch) == 2
+                      and isinstance(batch[0], torch.Tensor) and tuple(batch[0].shape) == (n, 0))
+            except Exception:
+                ok = False
+            if ok:
+                return _LevelsBatch(default_collate([s[0].levels for s in samples]),
+                                    _inline(batch[1]))
+        samples = [(_Levels.unpack(s[0].levels), s[1]) if p else s
+                   for s, p in zip(samples, packed, strict=True)]
+        return self.collate(samples)
+
+
+class _WorkerLoader(DataLoader):
+    """A loader with worker processes that re-raises a carried nastk error here."""
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        for batch in super().__iter__():
+            if isinstance(batch, _Carried):
+                batch.reraise()
+            yield batch.unpack() if isinstance(batch, _LevelsBatch) else batch
 
 
 class _Shards:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from torch import nn
     from torch.utils.data import DataLoader, Dataset
 
+    from nastk.data.loading import Loading
     from nastk.space.architecture import Architecture
     from nastk.space.search_space import SearchSpace
     from nastk.task.losses import LossValue
@@ -59,6 +60,9 @@ class Task(ABC):
     #: ``objective.metric`` is checked against them (and ``train_loss``) before a run starts.
     #: Empty: not declared, nothing is checked up front.
     metrics: ClassVar[tuple[str, ...]] = ()
+    #: how the engine's loaders read this task's data (worker processes, prefetching): set
+    #: from a run config's ``data:``; ``None`` means its defaults
+    loading: Loading | None = None
 
     def metric_names(self) -> list[str]:
         """The metrics :meth:`evaluate` returns, plus ``train_loss`` (empty when the task

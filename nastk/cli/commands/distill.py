@@ -24,7 +24,7 @@ from torch import nn
 
 from nastk.cli.commands.export import best_trial
 from nastk.cli.console import results_console
-from nastk.config.compose import import_plugins
+from nastk.config.compose import build_task, import_plugins
 from nastk.config.schema import load_config, parse_config
 from nastk.core import registry
 from nastk.core.errors import ConfigError, NastkError, StoreError
@@ -97,8 +97,7 @@ def run_distill(config: DistillConfig, *, console: Console | None = None,
                          "(distill.json). Choose another run_dir (--run-dir), or pass "
                          "--overwrite to replace it.")
     import_plugins(config.plugins)
-    task = registry.instantiate(registry.TASKS, config.task.name, config.task.options,
-                                where="task.options")
+    task = build_task(config.task, loading=config.data)
     s_space, t_space = _space(config.student, "student"), _space(config.teacher, "teacher")
     s_arch = _resolve_arch(config.student, s_space, "student")
     t_arch = _resolve_arch(config.teacher, t_space, "teacher")
