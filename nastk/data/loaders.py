@@ -207,32 +207,32 @@ class _Inline:
         return torch.from_numpy(self.array)
 
 
-def _inline(data: Any) -> Any:
-    """``data`` with every small CPU tensor in it (nested like :func:`to_device`) as
-    :class:`_Inline`."""
-    if isinstance(data, torch.Tensor):
-        small = data.numel() * data.element_size() <= INLINE_BYTES
-        return _Inline(data) if small and data.device.type == "cpu" else data
+def _nested(data: Any, leaf: Callable[[Any], Any]) -> Any:
+    """``data`` with ``leaf`` applied to everything in it that is not a dict, list or plain
+    tuple."""
     if isinstance(data, Mapping):
-        return {k: _inline(v) for k, v in data.items()}
+        return {k: _nested(v, leaf) for k, v in data.items()}
     if isinstance(data, list):
-        return [_inline(v) for v in data]
+        return [_nested(v, leaf) for v in data]
     if isinstance(data, tuple) and not hasattr(data, "_fields"):
-        return tuple(_inline(v) for v in data)
-    return data
+        return tuple(_nested(v, leaf) for v in data)
+    return leaf(data)
+
+
+def _inline(data: Any) -> Any:
+    """``data`` with every small CPU tensor in it as :class:`_Inline`."""
+    def leaf(x: Any) -> Any:
+        if isinstance(x, torch.Tensor) and x.device.type == "cpu" and (
+                x.numel() * x.element_size() <= INLINE_BYTES):
+            return _Inline(x)
+        return x
+
+    return _nested(data, leaf)
 
 
 def _restore(data: Any) -> Any:
     """:func:`_inline` undone."""
-    if isinstance(data, _Inline):
-        return data.tensor()
-    if isinstance(data, Mapping):
-        return {k: _restore(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_restore(v) for v in data]
-    if isinstance(data, tuple) and not hasattr(data, "_fields"):
-        return tuple(_restore(v) for v in data)
-    return data
+    return _nested(data, lambda x: x.tensor() if isinstance(x, _Inline) else x)
 
 
 class _LevelsBatch:
