@@ -64,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--images", type=int, nargs=3, default=[24, 48, 48],
+    parser.add_argument("--images", type=int, nargs=3, default=[24, 256, 256],
                         metavar=("CITYSCAPES", "SALICON", "COCO"),
                         help="train images per folder (a quarter as many val ones)")
     parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=list(LAYOUTS))

@@ -71,6 +71,9 @@ def test_auto_reads_files_in_workers_and_memory_in_process(city, monkeypatch):
     folder = task_for("segmentation", city, "auto", size=[32, 64])
     generated = build_task(PluginRef(name="segmentation", options={}))
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert len(folder.splits()["train"]) < loading_module.AUTO_MIN_ITEMS
+    assert Loading().workers_for(folder.splits()["train"]) == 0  # a few images: in-process
+    monkeypatch.setattr(loading_module, "AUTO_MIN_ITEMS", 4)
     assert Loading().workers_for(folder.splits()["train"]) == 3
     assert Loading().workers_for(generated.splits()["train"]) == 0
     assert make_loader(generated, generated.splits()["train"], 4).num_workers == 0
@@ -78,7 +81,7 @@ def test_auto_reads_files_in_workers_and_memory_in_process(city, monkeypatch):
     assert Loading().workers_for(folder.splits()["train"]) == MAX_AUTO_WORKERS
     monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setattr(loading_module, "available_cpus", lambda: 2)
-    assert Loading().workers_for(folder.splits()["val"]) == 2
+    assert Loading().workers_for(folder.splits()["train"]) == 2
     assert Loading(workers=0).workers_for(folder.splits()["train"]) == 0
     loader = make_loader(folder, folder.splits()["train"], 4)
     assert loader.num_workers == 2 and loader.persistent_workers

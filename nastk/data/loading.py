@@ -7,8 +7,9 @@ waiting. ``workers: auto`` (the default) gives a loader whose data set reads fil
 :class:`~nastk.data.folders.FolderDataset`, or a subset or concatenation of them) worker
 processes: as many as the CPUs this process may use (``OMP_NUM_THREADS`` when set, as Ray sets
 it to an actor's reserved CPUs, else affinity and cgroup quota), at most
-:data:`MAX_AUTO_WORKERS`; a data set held in memory (the generated default of every task) is
-read in the training process, as before.
+:data:`MAX_AUTO_WORKERS`; a data set held in memory (the generated default of every task), or
+one of fewer than :data:`AUTO_MIN_ITEMS` items (starting a worker costs 0.1 to 0.3 s, more
+than decoding a few dozen images), is read in the training process, as before.
 
 Batches do not depend on the number of workers: the order of the indices is drawn in the
 training process, workers return batches in that order, and each worker's numpy and ``random``
@@ -32,10 +33,12 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 from nastk.core.cpus import available_cpus
 from nastk.core.errors import ConfigError
 
-__all__ = ["MAX_AUTO_WORKERS", "Loading", "reads_files"]
+__all__ = ["AUTO_MIN_ITEMS", "MAX_AUTO_WORKERS", "Loading", "reads_files"]
 
 #: the most worker processes ``workers: auto`` starts for one loader
 MAX_AUTO_WORKERS = 4
+#: the fewest items of a data set read from files for which ``workers: auto`` starts workers
+AUTO_MIN_ITEMS = 256
 
 
 def reads_files(dataset: Dataset) -> bool:
@@ -65,9 +68,10 @@ class Loading(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
-        "auto", description="worker processes per loader; auto: for data read from files, "
-        f"the CPUs this process may use (at most {MAX_AUTO_WORKERS}), 0 for data held in "
-        "memory (the generated default); 0: read in the training process")
+        "auto", description="worker processes per loader; auto: for data read from files "
+        f"(at least {AUTO_MIN_ITEMS} items), the CPUs this process may use (at most "
+        f"{MAX_AUTO_WORKERS}), else 0 (data held in memory, such as the generated default); "
+        "0: read in the training process")
     prefetch: int = Field(2, ge=1, description="batches each worker reads ahead")
     pin_memory: bool | Literal["auto"] = Field(
         "auto", description="page-locked batches for faster copies to a GPU; auto: when CUDA "
@@ -79,7 +83,8 @@ class Loading(BaseModel):
     def workers_for(self, dataset: Dataset) -> int:
         """The number of worker processes a loader of ``dataset`` gets."""
         if self.workers == "auto":
-            return _auto_workers() if reads_files(dataset) else 0
+            big = len(dataset) >= AUTO_MIN_ITEMS  # type: ignore[arg-type]
+            return _auto_workers() if big and reads_files(dataset) else 0
         return int(self.workers)
 
     def loader_kwargs(self, dataset: Dataset, collate: Any, workers: int) -> dict[str, Any]:
