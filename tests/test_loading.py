@@ -14,8 +14,8 @@ from torch.utils.data import Dataset, TensorDataset
 from nastk.config.compose import build_task
 from nastk.config.schema import PluginRef, parse_config
 from nastk.core.errors import ConfigError
+from nastk.data import loaders, sample_folders
 from nastk.data import loading as loading_module
-from nastk.data import sample_folders
 from nastk.data.folders import DatasetError
 from nastk.data.loaders import make_loader, split_batch
 from nastk.data.loading import MAX_AUTO_WORKERS, Loading
@@ -168,14 +168,33 @@ def test_data_options_are_not_part_of_a_runs_identity():
     assert parse_config({**base, "data": {"workers": 3, "persistent": False}}).identity() == one
 
 
-def test_images_of_file_levels_come_back_bit_for_bit(tmp_path):
-    """A worker sends an image resized from a file's pixels as uint8 levels; the float image
-    the training process gets is the one the data set made."""
+class _FileImages(Dataset):
+    """Images resized from a file's pixels; ``halve`` changes them in place afterwards."""
+
+    def __init__(self, path: Path, halve: bool) -> None:
+        self.path, self.halve = path, halve
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        from nastk.data.images import pixels, read_rgb, resize_image
+
+        image = resize_image(pixels(read_rgb(self.path)), (17, 23))
+        if self.halve:
+            image.mul_(0.5)  # stale levels must not be sent
+        return image, i
+
+
+@pytest.mark.parametrize("halve", [False, True])
+def test_images_of_file_levels_come_back_bit_for_bit(tmp_path, halve):
+    """A worker sends an image resized from a file's pixels as its uint8 levels; the float
+    image the training process gets is the one the data set made, also when it was changed
+    in place after the resize."""
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
                     ).save(tmp_path / "x.png")
-    from nastk.data.images import pixels, read_rgb, resize_image
-
-    made = resize_image(pixels(read_rgb(tmp_path / "x.png")), (17, 23))
-    data = TensorDataset(made[None].repeat(4, 1, 1, 1), torch.arange(4))
+    data = _FileImages(tmp_path / "x.png", halve)
+    made = torch.stack([data[i][0] for i in range(4)])
+    assert (loaders._Levels.pack(data[0][0]) is None) == halve  # levels kept while unchanged
     got = torch.cat([split_batch(b)[0] for b in make_loader(None, data, 2, num_workers=2)])
-    assert got.dtype == torch.float32 and torch.equal(got, made[None].repeat(4, 1, 1, 1))
+    assert got.dtype == torch.float32 and torch.equal(got, made)

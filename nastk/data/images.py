@@ -142,12 +142,18 @@ def resize_image(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Ten
     ``uint8 [C, H, W]`` pixels of a file as read (:func:`pixels`): those are resized in
     ``uint8`` by torch's vectorised path, five times faster than in float on one core, and
     converted after, which rounds each resized value to one of the 256 levels a file holds
-    (within one level, 1/255, of the float result)."""
+    (within one level, 1/255, of the float result). The float image keeps its ``uint8``
+    levels beside it (attribute ``_nastk_levels``, with the tensor's version counter: valid
+    until the image is changed in place), so that a loader worker can send a quarter of the
+    bytes (:mod:`nastk.data.loaders`)."""
     if image.dtype == torch.uint8:
         if size is not None and tuple(image.shape[1:]) != tuple(size):
             image = F.interpolate(image[None], size=size, mode="bilinear",
                                   align_corners=False, antialias=True)[0]
-        return image.float().div_(255.0)
+        out = image.float().div_(255.0)
+        # the levels it was made from, while it is unchanged (a loader worker sends those)
+        out._nastk_levels = (image, out._version)  # type: ignore[attr-defined]
+        return out
     if size is None or tuple(image.shape[1:]) == tuple(size):
         return image
     return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False,

@@ -149,19 +149,21 @@ class _Carried:
 
 
 class _Levels:
-    """A float image whose values are all ``k / 255`` (what :func:`~nastk.data.images.
-    resize_image` makes of a file's pixels), carried as its ``uint8`` levels: a quarter of the
-    bytes between processes, turned back into the same float values (bit for bit) here."""
+    """A float image made from a file's pixels (by :func:`~nastk.data.images.resize_image`),
+    carried as its ``uint8`` levels: a quarter of the bytes between processes, turned back into
+    the same float values (bit for bit, by the same operations) here."""
 
     def __init__(self, levels: torch.Tensor) -> None:
         self.levels = levels
 
     @staticmethod
     def pack(image: torch.Tensor) -> _Levels | None:
-        if image.dtype != torch.float32:
+        """The levels :func:`~nastk.data.images.resize_image` kept beside ``image``, unless
+        the image was changed in place since (its version counter moved)."""
+        kept = getattr(image, "_nastk_levels", None)
+        if kept is None or kept[1] != image._version:
             return None
-        levels = image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
-        return _Levels(levels) if torch.equal(levels.float().div_(255.0), image) else None
+        return _Levels(kept[0])
 
     @staticmethod
     def unpack(levels: torch.Tensor) -> torch.Tensor:
