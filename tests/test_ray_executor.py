@@ -455,6 +455,15 @@ def test_killed_driver_resumes_without_losing_or_repeating_finished_trials(
     assert not {key for key, _ in before.values()} & set(later)  # nor evaluated again
 
 
+def refused_search(tmp_path, name, cfg, capsys) -> str:
+    """Run ``nastk search`` on ``cfg`` written as ``NAME.yaml``; it must stop with exit 2.
+    Returns its stderr with the whitespace collapsed."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["search", str(path), "--no-progress"]) == 2
+    return " ".join(capsys.readouterr().err.split())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["actors", "tune"])
 def test_workers_that_cannot_build_the_evaluator_stop_the_search_with_the_fix(
@@ -471,10 +480,7 @@ def test_workers_that_cannot_build_the_evaluator_stop_the_search_with_the_fix(
     monkeypatch.syspath_prepend(str(tmp_path / "driver_only"))
     cfg = search_config(tmp_path, "lonely", trials=4, fn="driver_only_plugin:score",
                         executor={"kind": "ray", "mode": mode})
-    path = tmp_path / "lonely.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    assert main(["search", str(path), "--no-progress"]) == 2
-    err = " ".join(capsys.readouterr().err.split())
+    err = refused_search(tmp_path, "lonely", cfg, capsys)
     assert "a Ray worker could not build the evaluator" in err
     assert "No module named 'driver_only_helper'" in err and "make them a package" in err
     with RunStore.open_existing(tmp_path / "lonely") as st:
@@ -529,10 +535,7 @@ def test_a_data_error_on_a_worker_stops_the_search_with_the_file_named(
     interrupted rather than failed."""
     cfg = search_config(tmp_path, "stop", trials=12, fn="ray_plugin:data_file_breaks",
                         executor={"kind": "ray", "mode": mode})
-    path = tmp_path / "stop.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    assert main(["search", str(path), "--no-progress"]) == 2
-    err = " ".join(capsys.readouterr().err.split())
+    err = refused_search(tmp_path, "stop", cfg, capsys)
     assert "cannot read image /data/train/0042.png" in err
     assert "the search stopped" in err and "--resume" in err
     with RunStore.open_existing(tmp_path / "stop") as st:

@@ -12,7 +12,8 @@ loaders (:class:`nastk.data.folders.FolderDataset`) use these, and so can a task
 - :func:`read_rgb` / :func:`read_grey`: an image file as a ``uint8`` array;
 - :func:`image_tensor` and :func:`resize_image`: ``[3, H, W]`` float tensors in ``[0, 1]``,
   resized bilinearly with antialiasing (``align_corners=False``), the convention of every
-  loader.
+  loader; :func:`pixels` keeps a file's ``uint8`` pixels as a tensor, which
+  :func:`resize_image` resizes in ``uint8`` before making them float.
 """
 
 from __future__ import annotations

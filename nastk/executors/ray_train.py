@@ -120,9 +120,8 @@ def _starting_checkpoint(run_dir: Path, resume: bool) -> bytes | None:
 class _RunFolderWriter:
     """The driver's side of the relay: writes what it takes into the run folder."""
 
-    def __init__(self, relay: Any, run_dir: Path, session: str,
-                 on_progress: ProgressCallback | None) -> None:
-        self.relay, self.layout, self.session = relay, RunLayout(run_dir), session
+    def __init__(self, relay: Any, run_dir: Path, on_progress: ProgressCallback | None) -> None:
+        self.relay, self.layout = relay, RunLayout(run_dir)
         self.on_progress = on_progress
         self.version = 0
         self.progress_seen: Any = None
@@ -178,7 +177,7 @@ def train_on_ray(config: Any, *, resume: bool, on_progress: ProgressCallback | N
                                               soft=True)
         relay = ray.remote(num_cpus=0)(TrainingRelay).options(
             scheduling_strategy=here).remote(start_from)
-        writer = _RunFolderWriter(relay, run_dir, session, on_progress)
+        writer = _RunFolderWriter(relay, run_dir, on_progress)
         loop = {"config": data, "parcel": parcel, "relay": relay, "cwd": os.getcwd(),
                 "source": str(config.source or ""), "resume": resume, "session": session,
                 # a worker's torch threads are its reserved CPUs (training.num_threads is
