@@ -141,7 +141,7 @@ def resize_image(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Ten
 
     ``image`` is either ``float [C, H, W]`` in ``[0, 1]`` (resized in float, clamped) or the
     ``uint8 [C, H, W]`` pixels of a file as read (:func:`pixels`): those are resized in
-    ``uint8`` by torch's vectorised path, five times faster than in float on one core, and
+    ``uint8`` by torch's vectorised path, much faster than in float on one core, and
     converted after, which rounds each resized value to one of the 256 levels a file holds
     (within one level, 1/255, of the float result). The float image keeps its ``uint8``
     levels beside it (attribute ``_nastk_levels``, with the tensor's version counter: valid

@@ -8,8 +8,8 @@ waiting. ``workers: auto`` (the default) gives a loader whose data set reads fil
 processes: as many as the CPUs this process may use (``OMP_NUM_THREADS`` when set, as Ray sets
 it to an actor's reserved CPUs, else affinity and cgroup quota), at most
 :data:`MAX_AUTO_WORKERS`; a data set held in memory (the generated default of every task), or
-one of fewer than :data:`AUTO_MIN_ITEMS` items (starting a worker costs 0.1 to 0.3 s, more
-than decoding a few dozen images), is read in the training process, as before.
+one of fewer than :data:`AUTO_MIN_ITEMS` items (where starting workers costs more than
+they save), is read in the training process, as before.
 
 Batches do not depend on the number of workers: the order of the indices is drawn in the
 training process, workers return batches in that order, and each worker's numpy and ``random``
