@@ -41,9 +41,11 @@ def test_export_writes_weights_only_checkpoint_and_program(digits_run, capsys):
         trials = st.finished()
     best = max(trials, key=lambda t: t.result.metrics["accuracy"])
     assert record["trial"] == best.id and record["arch_key"] == best.arch.key
+    # digits are generated data: images in [0, 1], no normalisation in the model
+    assert record["input"] == {"shape": [1, 8, 8], "range": [0.0, 1.0], "normalize": None}
 
     payload = torch.load(out_dir / "model.pt", weights_only=True)
-    assert payload["format"] == "nastk.export/1"
+    assert payload["format"] == "nastk.export/1" and payload["input"] == record["input"]
     model = load_exported(out_dir / "model.pt")
     x = torch.rand(5, 1, 8, 8)
     with torch.no_grad():

@@ -13,6 +13,7 @@ distillation and Ray workers all batch a task the same way.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn, Protocol
 
@@ -27,6 +28,7 @@ from torch.utils.data import (
 )
 
 from nastk.core.errors import NastkError
+from nastk.data.augment import augmented_in, sample_seed
 from nastk.data.loading import Loading
 
 __all__ = ["Batch", "batch_size_of", "calibration_batches", "detach", "iterate", "make_loader",
@@ -118,6 +120,11 @@ def make_loader(task: Collating | None, dataset: Dataset, batch_size: int, *,
         stop = n - n % batch_size if drop_last else n
         batches = [list(range(i, min(i + batch_size, n))) for i in range(0, stop, batch_size)]
         own = torch.Generator().manual_seed(0)
+    if augmented_in(dataset):
+        # each sample's augmentation draws are seeded here, in the loading process, from its
+        # index and the pass: the same batches for any number of workers
+        dataset = _SeedScope(dataset)
+        batches = _SeededBatches(batches, generator if generator is not None else own)
     if shard is not None:
         batches = _Shards(batches, *shard)
     loading = getattr(task, "loading", None) or Loading()
@@ -284,6 +291,50 @@ class _WorkerLoader(DataLoader):
             if isinstance(batch, _Carried):
                 batch.reraise()
             yield batch.unpack() if isinstance(batch, _LevelsBatch) else batch
+
+
+def _pass_seed(generator: torch.Generator) -> int:
+    """A 63-bit seed of ``generator``'s state (it draws nothing from it)."""
+    return int.from_bytes(hashlib.blake2b(generator.get_state().numpy().tobytes(),
+                                          digest_size=8).digest(), "little") >> 1
+
+
+def _sample_seed(pass_seed: int, index: int) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{pass_seed}:{index}".encode(),
+                                          digest_size=8).digest(), "little") >> 1
+
+
+class _SeededBatches:
+    """Batches of ``(index, seed)`` keys: each sample's augmentation seed made from its index
+    and the shuffling generator's state when the pass starts (before it draws the order), so
+    every pass draws anew and the same pass draws the same, in any process."""
+
+    def __init__(self, batches: Iterable[list[int]], generator: torch.Generator) -> None:
+        self.batches, self.generator = batches, generator
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        pass_seed = _pass_seed(self.generator)
+        for batch in self.batches:
+            yield [(i, _sample_seed(pass_seed, i)) for i in batch]
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]
+
+
+class _SeedScope(Dataset):
+    """``dataset`` read with ``(index, seed)`` keys: the augmentation inside it draws from
+    ``seed`` (:func:`~nastk.data.augment.sample_seed`)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        with sample_seed(seed):
+            return self.dataset[index]
 
 
 class _Shards:

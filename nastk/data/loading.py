@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch.utils.data import ConcatDataset, Dataset, Subset
+from torch.utils.data import ConcatDataset, Dataset
 
 from nastk.core.cpus import available_cpus
 from nastk.core.errors import ConfigError
@@ -43,16 +43,19 @@ AUTO_MIN_ITEMS = 256
 
 def reads_files(dataset: Dataset) -> bool:
     """Whether ``dataset`` reads its samples from files (a
-    :class:`~nastk.data.folders.FolderDataset`, or a subset or concatenation holding one)."""
+    :class:`~nastk.data.folders.FolderDataset`, or a subset, concatenation or other wrapper
+    holding one, through its ``dataset`` / ``datasets``)."""
     from nastk.data.folders import FolderDataset
 
     if isinstance(dataset, FolderDataset):
         return True
-    if isinstance(dataset, Subset):
-        return reads_files(dataset.dataset)
     if isinstance(dataset, ConcatDataset):
         return any(reads_files(d) for d in dataset.datasets)
-    return bool(getattr(dataset, "reads_files", False))
+    if bool(getattr(dataset, "reads_files", False)):
+        return True
+    # a subset, an augmented split (nastk.data.augment.Augmented) or another wrapper
+    inner = getattr(dataset, "dataset", None)
+    return isinstance(inner, Dataset) and reads_files(inner)
 
 
 def _auto_workers() -> int:

@@ -13,14 +13,22 @@ from nastk.tasks.saliency.geometry import MapLike
 __all__ = ["gaussian_blur", "gaussian_kernel1d"]
 
 
-def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
-    """The sampled 1-D Gaussian ``exp(-x^2 / (2 sigma^2))`` at integer offsets ``|x| <= radius
-    = ceil(truncate * sigma)`` (at least 1), normalised to sum 1; float64."""
+def gaussian_kernel1d(sigma: float, truncate: float = 4.0, size: int | None = None
+                      ) -> torch.Tensor:
+    """The sampled 1-D Gaussian ``exp(-x^2 / (2 sigma^2))`` at integer offsets ``|x| <= radius``,
+    normalised to sum 1; float64. ``radius = (size - 1) / 2`` for a kernel of ``size`` taps (odd,
+    at least 3: e.g. 11, the SALICON benchmark's), else ``ceil(truncate * sigma)`` (at least
+    1)."""
     if not (math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a positive finite number of pixels, got {sigma!r}")
-    if not (math.isfinite(truncate) and truncate > 0):
-        raise ValueError(f"truncate must be positive, got {truncate!r}")
-    radius = max(1, math.ceil(truncate * sigma))
+    if size is not None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 3 or size % 2 == 0:
+            raise ValueError(f"kernel size must be an odd int >= 3, got {size!r}")
+        radius = (size - 1) // 2
+    else:
+        if not (math.isfinite(truncate) and truncate > 0):
+            raise ValueError(f"truncate must be positive, got {truncate!r}")
+        radius = max(1, math.ceil(truncate * sigma))
     x = torch.arange(-radius, radius + 1, dtype=torch.float64)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
     return k / k.sum()
@@ -47,7 +55,8 @@ def _blur_operator(n: int, kernel: torch.Tensor) -> torch.Tensor:
     return op.index_put_((rows, src), kernel.expand_as(src).clone(), accumulate=True)
 
 
-def gaussian_blur(saliency: MapLike, sigma: float | None, truncate: float = 4.0) -> torch.Tensor:
+def gaussian_blur(saliency: MapLike, sigma: float | None, truncate: float = 4.0,
+                  kernel: int | None = None) -> torch.Tensor:
     """``saliency`` (last two dims ``H, W``, any leading dims) blurred by an isotropic Gaussian
     of standard deviation ``sigma`` pixels.
 
@@ -59,8 +68,9 @@ def gaussian_blur(saliency: MapLike, sigma: float | None, truncate: float = 4.0)
     total is preserved. ``sigma`` None or 0 returns the input unchanged. Computed in the
     input's float dtype (a non-float input becomes float32) on its device; differentiable.
 
-    SalNAS blurs its evaluation outputs with kornia's 11x11 kernel at ``sigma = 10.5``, i.e.
-    truncated at half a sigma; pass ``truncate=5 / 10.5`` to reproduce that.
+    ``kernel``: the kernel's size in taps (odd), instead of ``truncate``. SalNAS blurs its
+    evaluation outputs with kornia's 11x11 kernel at ``sigma = 10.5`` (reflect padding):
+    ``kernel=11, sigma=10.5`` reproduces it.
     """
     t = saliency if isinstance(saliency, torch.Tensor) else torch.as_tensor(np.asarray(saliency))
     if sigma is None or sigma == 0:
@@ -70,7 +80,7 @@ def gaussian_blur(saliency: MapLike, sigma: float | None, truncate: float = 4.0)
                          f"{tuple(t.shape)}")
     if not t.is_floating_point():
         t = t.float()
-    k = gaussian_kernel1d(float(sigma), truncate)
+    k = gaussian_kernel1d(float(sigma), truncate, kernel)
     h, w = t.shape[-2:]
     bh = _blur_operator(h, k).to(dtype=t.dtype, device=t.device)
     bw = _blur_operator(w, k).to(dtype=t.dtype, device=t.device)

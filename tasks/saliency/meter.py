@@ -20,7 +20,7 @@ from nastk.tasks.saliency.auc import (
     threshold_grid,
 )
 from nastk.tasks.saliency.baseline import uniform_baseline
-from nastk.tasks.saliency.blur import gaussian_blur
+from nastk.tasks.saliency.blur import gaussian_blur, gaussian_kernel1d
 from nastk.tasks.saliency.distribution import cc, ground_truth, information_gain, kld, nss, sim
 from nastk.tasks.saliency.geometry import (
     as_tensor,
@@ -43,8 +43,8 @@ class SaliencyMeter:
     ``{"density": [H_i, W_i], "fixations": [k_i, 2]}`` at each image's own ground-truth
     resolution. Each prediction is resized to its ground truth (:func:`resize_to`), then, if
     ``blur_sigma`` is set, blurred by :func:`gaussian_blur` at that resolution (sigma in
-    ground-truth pixels), and scored by the package's metric functions (``auc``,
-    ``distribution``).
+    ground-truth pixels; a ``blur_kernel``-tap kernel when given, e.g. 11), and scored by the
+    package's metric functions (``auc``, ``distribution``).
 
     ``compute()`` returns the means over the images added: ``cc``, ``kld``, ``sim`` over every
     image; ``auc_judd``, ``auc_borji``, ``sauc``, ``nss``, ``ig_uniform`` and, when a
@@ -74,9 +74,12 @@ class SaliencyMeter:
 
     def __init__(self, blur_sigma: float | None = None, auc_splits: int | None = 100,
                  seed: int = 0, baseline: Any = None, *, step: float = 0.1,
-                 sauc: bool = True) -> None:
+                 sauc: bool = True, blur_kernel: int | None = None) -> None:
         if blur_sigma is not None and not (math.isfinite(blur_sigma) and blur_sigma >= 0):
             raise ValueError(f"blur_sigma must be None or >= 0 pixels, got {blur_sigma!r}")
+        if blur_kernel is not None and blur_sigma:
+            gaussian_kernel1d(blur_sigma, size=blur_kernel)  # the kernel size is checked
+        self.blur_kernel = blur_kernel
         check_splits(auc_splits)
         threshold_grid(step)
         self.blur_sigma = blur_sigma
@@ -101,7 +104,7 @@ class SaliencyMeter:
     def _score_map(self, pred: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
         m = resize_to(pred.to(device="cpu", dtype=torch.float64), shape)
         if self.blur_sigma:
-            m = gaussian_blur(m, self.blur_sigma)
+            m = gaussian_blur(m, self.blur_sigma, kernel=self.blur_kernel)
         return m.numpy()
 
     def update(self, pred_maps: Any, targets: Sequence[Mapping[str, Any]]) -> None:

@@ -21,14 +21,29 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset
 
 from nastk.core.options import options_of
+from nastk.data.augment import (
+    Augment,
+    Augmented,
+    AugmentOption,
+    TargetLayout,
+    augment_field,
+    resolve_augment,
+)
 from nastk.data.images import ImageInput, ImageSizeOptions, size_field
 from nastk.data.splits import CachedSplits, SplitOptions, holdout_splits, synthetic_splits
 from nastk.nn.body import out_channels_of
+from nastk.nn.normalization import (
+    Normalization,
+    NormalizeOption,
+    normalization_layer,
+    normalize_field,
+    resolve_normalize,
+)
 from nastk.report.predictions import save_image_grid
 from nastk.task.contract import Task
 from nastk.tasks.saliency.baseline import CenterBias
@@ -37,7 +52,31 @@ from nastk.tasks.saliency.losses import saliency_loss
 from nastk.tasks.saliency.meter import SaliencyMeter
 from nastk.tasks.saliency.synthetic import make_saliency_scenes
 
-__all__ = ["SaliencyModel", "SaliencyTask", "SyntheticSaliency"]
+__all__ = ["AUGMENT_PRESET", "Blur", "SaliencyModel", "SaliencyTask", "SyntheticSaliency"]
+
+#: the training augmentation of a real data set unless the config says otherwise: horizontal
+#: flips (fixations flip with the image; no crop, which would cut the centre bias)
+AUGMENT_PRESET = Augment(flip=0.5)
+
+#: the layout of a saliency target for augmentation
+TARGETS = TargetLayout(maps=("density",), points=("fixations",), points_on="density")
+
+
+class Blur(BaseModel):
+    """The Gaussian blur of predictions before scoring (at the ground truth's resolution)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sigma: float = Field(gt=0.0, description="standard deviation in ground-truth pixels")
+    kernel: int | None = Field(11, ge=3, description="taps of the (square) kernel, odd: 11 is "
+                               "the SALICON benchmark's (11x11 at sigma 10.5); null: 4 sigma "
+                               "each side")
+
+    @model_validator(mode="after")
+    def _odd(self) -> Blur:
+        if self.kernel is not None and self.kernel % 2 == 0:
+            raise ValueError(f"blur.kernel must be odd (a centred kernel), got {self.kernel}")
+        return self
 
 
 class SyntheticSaliency(Dataset):
@@ -61,13 +100,15 @@ class SaliencyModel(nn.Module):
     """A body, a 1x1 convolution to one channel, bilinear upsampling to the input's size and a
     sigmoid: ``[N, 1, H, W]`` saliency maps in (0, 1)."""
 
-    def __init__(self, body: nn.Module) -> None:
+    def __init__(self, body: nn.Module, normalization: Normalization | None = None) -> None:
         super().__init__()
+        #: the inputs' normalisation (:mod:`nastk.nn.normalization`), ``None`` for none
+        self.normalize = normalization_layer(normalization)
         self.body = body
         self.head = nn.Conv2d(out_channels_of(body), 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.head(self.body(x))
+        y = self.head(self.body(x if self.normalize is None else self.normalize(x)))
         if y.shape[-2:] != x.shape[-2:]:
             y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return torch.sigmoid(y)
@@ -99,7 +140,19 @@ class SaliencyTask(ImageInput, CachedSplits, Task):
             description="weights of the loss terms (0 drops one)")
         blur_sigma: float | None = Field(None, gt=0.0, description="Gaussian blur (pixels) "
                                                                    "of predictions before "
-                                                                   "scoring")
+                                                                   "scoring, 4 sigma each "
+                                                                   "side (see blur)")
+        blur: Blur | None = Field(None, description="Gaussian blur of predictions before "
+                                  "scoring: {sigma, kernel} (SALICON's protocol: {sigma: 10.5, "
+                                  "kernel: 11})")
+        augment: AugmentOption = augment_field()
+        normalize: NormalizeOption = normalize_field()
+
+        @model_validator(mode="after")
+        def _one_blur(self) -> SaliencyTask.Options:
+            if self.blur is not None and self.blur_sigma is not None:
+                raise ValueError("give blur ({sigma, kernel}) or blur_sigma, not both")
+            return self
         auc_splits: int = Field(20, ge=1, description="random-negative splits of AUC-Borji "
                                                       "and shuffled AUC")
 
@@ -113,16 +166,22 @@ class SaliencyTask(ImageInput, CachedSplits, Task):
     # -- data ---------------------------------------------------------------------------------
     def build_splits(self) -> dict[str, Dataset]:
         """``train``, ``val`` and (when there is one) ``test`` datasets of ``(image [3,H,W],
-        {"density", "fixations"})`` (built once, see :meth:`splits`)."""
+        {"density", "fixations"})`` (built once, see :meth:`splits`); ``train`` augmented as
+        ``augment`` says."""
         o = self.options
         if o.dataset != "synthetic":
             assert o.root is not None
-            return holdout_splits(load_dataset(o.dataset, o.root, "train", self.image_size), o,
-                                  str(o.root), self._official_test)
-        images, densities, fixations = make_saliency_scenes(
-            o.n_samples, self.image_size, o.n_observers, o.fixations_per_observer, o.seed)
-        return synthetic_splits(o.n_samples, o, lambda ix: SyntheticSaliency(
-            images[ix], densities[ix], [fixations[i] for i in ix]))
+            splits = holdout_splits(load_dataset(o.dataset, o.root, "train", self.image_size),
+                                    o, str(o.root), self._official_test)
+        else:
+            images, densities, fixations = make_saliency_scenes(
+                o.n_samples, self.image_size, o.n_observers, o.fixations_per_observer, o.seed)
+            splits = synthetic_splits(o.n_samples, o, lambda ix: SyntheticSaliency(
+                images[ix], densities[ix], [fixations[i] for i in ix]))
+        augment = resolve_augment(o.augment, o.dataset, AUGMENT_PRESET)
+        if augment is not None:
+            splits["train"] = Augmented(splits["train"], augment, TARGETS)
+        return splits
 
     def _official_test(self) -> Dataset | None:
         """The official validation split as ``test``; ``None`` for a copy without one."""
@@ -148,7 +207,12 @@ class SaliencyTask(ImageInput, CachedSplits, Task):
 
     # -- model, loss, metrics -----------------------------------------------------------------
     def wrap(self, body: nn.Module) -> nn.Module:
-        return SaliencyModel(body)
+        return SaliencyModel(body, self.normalization)
+
+    @property
+    def normalization(self) -> Normalization | None:
+        """The inputs' normalisation (the ``normalize`` option resolved)."""
+        return resolve_normalize(self.options.normalize, self.options.dataset)
 
     def loss(self, outputs: torch.Tensor, targets: list[dict[str, torch.Tensor]]
              ) -> dict[str, torch.Tensor]:
@@ -206,8 +270,11 @@ class SaliencyTask(ImageInput, CachedSplits, Task):
 
     def meter(self) -> _SplitMeter:
         o = self.options
-        return _SplitMeter(SaliencyMeter(blur_sigma=o.blur_sigma, auc_splits=o.auc_splits,
-                                         seed=o.seed, baseline=self.center_bias()))
+        sigma, kernel = ((o.blur.sigma, o.blur.kernel) if o.blur is not None
+                         else (o.blur_sigma, None))
+        return _SplitMeter(SaliencyMeter(blur_sigma=sigma, blur_kernel=kernel,
+                                         auc_splits=o.auc_splits, seed=o.seed,
+                                         baseline=self.center_bias()))
 
 
 class _SplitMeter:

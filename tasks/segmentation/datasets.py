@@ -101,6 +101,13 @@ class SegmentationFolder(FolderDataset):
     #: the mask value of pixels that are not scored
     ignore_index: ClassVar[int] = IGNORE_INDEX
 
+    def __init__(self, root: str | Path, split: str = "train", size: Size | None = None,
+                 transform: Transform | None = None, label_own_size: bool = False) -> None:
+        #: labels kept at their file's own resolution (scoring at label resolution), not
+        #: resized to ``size`` with the image
+        self.label_own_size = label_own_size
+        super().__init__(root, split, size, transform)
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
@@ -148,7 +155,7 @@ class SegmentationFolder(FolderDataset):
                                f"{x.shape[2]}x{x.shape[1]} but its label {label_path} "
                                f"is {label.shape[1]}x{label.shape[0]} (width x height)")
         y = torch.from_numpy(label)
-        if self.size is not None and tuple(x.shape[1:]) != self.size:
+        if self.size is not None and tuple(x.shape[1:]) != self.size and not self.label_own_size:
             y = F.interpolate(y[None, None].float(), size=self.size, mode="nearest")[0, 0].long()
         return self._resized(x), y
 
@@ -251,11 +258,11 @@ VOC2012/   (or VOCdevkit/VOC2012/)
     _lut = _lookup({**{i: i for i in range(21)}, 255: IGNORE_INDEX})
 
     def __init__(self, root: str | Path, split: str = "train", size: Size | None = None,
-                 transform: Transform | None = None) -> None:
+                 transform: Transform | None = None, label_own_size: bool = False) -> None:
         root = Path(root).expanduser()
         if not (root / "JPEGImages").exists() and (root / "VOC2012").is_dir():
             root = root / "VOC2012"
-        super().__init__(root, split, size, transform)
+        super().__init__(root, split, size, transform, label_own_size)
 
     def _image_dir(self) -> Path:
         return self.root / "JPEGImages"
@@ -302,9 +309,12 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {name: cls.classes for name, cls in DA
 
 
 def load_dataset(name: str, root: str | Path, split: str = "train",
-                 size: Size | None = None) -> SegmentationFolder:
-    """The data set ``name`` (``camvid``, ``cityscapes`` or ``voc``) read from ``root``."""
-    return loader_named(DATASETS, name, "segmentation")(root, split=split, size=size)
+                 size: Size | None = None, label_own_size: bool = False) -> SegmentationFolder:
+    """The data set ``name`` (``camvid``, ``cityscapes`` or ``voc``) read from ``root``;
+    ``label_own_size``: labels at their file's resolution (images are still resized to
+    ``size``)."""
+    return loader_named(DATASETS, name, "segmentation")(root, split=split, size=size,
+                                                        label_own_size=label_own_size)
 
 
 def num_classes_of(name: str) -> int:

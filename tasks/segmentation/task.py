@@ -11,20 +11,39 @@ import torch
 import torch.nn.functional as F
 from pydantic import ConfigDict, Field, model_validator
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 from nastk.core.options import options_of
+from nastk.data.augment import (
+    Augment,
+    Augmented,
+    AugmentOption,
+    TargetLayout,
+    augment_field,
+    resolve_augment,
+)
 from nastk.data.images import ImageInput, ImageSizeOptions, size_field
-from nastk.data.splits import CachedSplits, SplitOptions, holdout_splits, synthetic_splits
+from nastk.data.splits import CachedSplits, SplitOptions, holdout_indices, synthetic_splits
 from nastk.nn.body import is_staged, out_channels_of
 from nastk.nn.neck import FeaturePyramidNeck
+from nastk.nn.normalization import (
+    Normalization,
+    NormalizeOption,
+    normalization_layer,
+    normalize_field,
+    resolve_normalize,
+)
 from nastk.task.contract import Task
 from nastk.tasks.segmentation.datasets import CLASS_NAMES, load_dataset
 from nastk.tasks.segmentation.distill import icsd_loss, pixel_kd_loss
 from nastk.tasks.segmentation.metrics import ConfusionMatrix
 from nastk.tasks.segmentation.synthetic import SCENE_CLASSES, make_scenes
 
-__all__ = ["SegmentationMeter", "SegmentationModel", "SegmentationTask"]
+__all__ = ["AUGMENT_PRESET", "SegmentationMeter", "SegmentationModel", "SegmentationTask"]
+
+#: the training augmentation of a real data set unless the config says otherwise: random
+#: scale-and-crop by 0.5 to 2 and horizontal flips (the usual Cityscapes / VOC recipe)
+AUGMENT_PRESET = Augment(flip=0.5, scale=(0.5, 2.0))
 
 
 def _conv_bn_relu(cin: int, cout: int, kernel: int = 1) -> nn.Sequential:
@@ -44,8 +63,10 @@ class SegmentationModel(nn.Module):
     """
 
     def __init__(self, body: nn.Module, num_classes: int, head: str = "linear",
-                 head_channels: int = 32) -> None:
+                 head_channels: int = 32, normalization: Normalization | None = None) -> None:
         super().__init__()
+        #: the inputs' normalisation (:mod:`nastk.nn.normalization`), ``None`` for none
+        self.normalize = normalization_layer(normalization)
         self.body = body
         self.head_kind = head
         if head == "fpn":
@@ -64,6 +85,8 @@ class SegmentationModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
+        if self.normalize is not None:
+            x = self.normalize(x)
         if self.neck is not None:
             y = self.neck(self.body.forward_features(x))[0]
         else:
@@ -118,6 +141,13 @@ class SegmentationTask(ImageInput, CachedSplits, Task):
         kd_temperature: float = Field(1.0, gt=0.0, description="temperature of pixel_kd, icsd")
         icsd_normalize: bool = Field(True, description="L2-normalise the rows of the ICSD "
                                                        "similarity matrices before matching")
+        augment: AugmentOption = augment_field()
+        normalize: NormalizeOption = normalize_field()
+        eval_at: Literal["default", "label", "input"] = Field(
+            "default", description="resolution val and test are scored at: label, the label "
+            "file's own (logits upsampled to it; the protocol of Cityscapes and VOC); input, "
+            "the working size (labels resized by nearest neighbour); default: label for a real "
+            "data set, input for generated scenes")
 
         @model_validator(mode="after")
         def _check(self) -> SegmentationTask.Options:
@@ -128,6 +158,13 @@ class SegmentationTask(ImageInput, CachedSplits, Task):
             if bad:
                 raise ValueError(f"omit_classes {bad} not in [0, {self.n_classes})")
             return self
+
+        @property
+        def scores_at_label_size(self) -> bool:
+            """Whether val and test labels keep their files' resolution."""
+            if self.eval_at == "default":
+                return self.dataset != "synthetic"
+            return self.eval_at == "label"
 
         @property
         def n_classes(self) -> int:
@@ -154,24 +191,62 @@ class SegmentationTask(ImageInput, CachedSplits, Task):
 
     def build_splits(self) -> dict[str, Dataset]:
         """``train``, ``val`` and (when there is one) ``test`` datasets of ``(image [3,H,W],
-        mask [H,W])`` (built once, see :meth:`splits`)."""
+        mask [H,W])`` (built once, see :meth:`splits`): ``train`` augmented as ``augment``
+        says; ``val`` and ``test`` labels at their files' resolution when scored there
+        (``eval_at``)."""
         o = self.options
         if o.dataset != "synthetic":
             assert o.root is not None
-            return holdout_splits(
-                load_dataset(o.dataset, o.root, "train", self.image_size), o, str(o.root),
-                lambda: load_dataset(o.dataset, o.root, "val", self.image_size))
+            own = o.scores_at_label_size
+            official = load_dataset(o.dataset, o.root, "train", self.image_size)
+            train_ix, val_ix = holdout_indices(len(official), o.holdout_fraction, o.seed,
+                                               str(o.root))
+            scored = (load_dataset(o.dataset, o.root, "train", self.image_size,
+                                   label_own_size=True) if own else official)
+            splits: dict[str, Dataset] = {
+                "train": self._augmented(Subset(official, train_ix)),
+                "val": Subset(scored, val_ix),
+                "test": load_dataset(o.dataset, o.root, "val", self.image_size,
+                                     label_own_size=own)}
+            return splits
         images, masks = make_scenes(o.n_samples, o.square_side(), o.num_classes, seed=o.seed,
                                     noise=o.noise, max_objects=o.max_objects)
-        return synthetic_splits(o.n_samples, o, lambda ix: TensorDataset(
+        splits = synthetic_splits(o.n_samples, o, lambda ix: TensorDataset(
             torch.from_numpy(images[ix]), torch.from_numpy(masks[ix])))
+        splits["train"] = self._augmented(splits["train"])
+        return splits
+
+    def _augmented(self, train: Dataset) -> Dataset:
+        """``train`` with the augmentation of the options (itself when there is none)."""
+        o = self.options
+        augment = resolve_augment(o.augment, o.dataset, AUGMENT_PRESET)
+        if augment is None:
+            return train
+        return Augmented(train, augment, TargetLayout(mask=True, ignore_index=o.ignore_index))
+
+    @property
+    def normalization(self) -> Normalization | None:
+        """The inputs' normalisation (the ``normalize`` option resolved)."""
+        return resolve_normalize(self.options.normalize, self.options.dataset)
+
+    def collate(self, samples: list[Any]) -> tuple[torch.Tensor, Any]:
+        """Images stacked; masks stacked when they have one size, else a list (labels kept at
+        their files' resolution)."""
+        images, masks = zip(*samples, strict=True)
+        if len({tuple(m.shape) for m in masks}) == 1:
+            return torch.stack(images), torch.stack(masks)
+        return torch.stack(images), list(masks)
+
+    # what torch's default collate gives for masks of one size: the loaders may gather batches
+    collate.is_default = True  # type: ignore[attr-defined]
 
     # -- model, loss, metrics -----------------------------------------------------------------
     def wrap(self, body: nn.Module) -> nn.Module:
         head = self.options.head
         if head == "auto":
             head = "fpn" if is_staged(body) else "linear"
-        return SegmentationModel(body, self.num_classes, head, self.options.head_channels)
+        return SegmentationModel(body, self.num_classes, head, self.options.head_channels,
+                                 self.normalization)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets, ignore_index=self.options.ignore_index)
@@ -219,7 +294,23 @@ class SegmentationMeter:
         self.loss_sum, self.counted = 0.0, 0
 
     def update(self, outputs: torch.Tensor, predictions: torch.Tensor,
-               targets: torch.Tensor) -> None:
+               targets: torch.Tensor | list[torch.Tensor]) -> None:
+        """Add a batch. Labels of another size than the logits (kept at their files'
+        resolution: a ``[B, H, W]`` tensor, or a list of ``[H, W]`` masks of different sizes)
+        are scored on the logits upsampled to each label's size (bilinear,
+        ``align_corners=False``), one image at a time."""
+        if isinstance(targets, torch.Tensor) and targets.shape[-2:] == outputs.shape[-2:]:
+            self._add(outputs, predictions, targets)
+            return
+        for i, label in enumerate(targets):
+            logits = outputs[i:i + 1]
+            if tuple(label.shape[-2:]) != tuple(logits.shape[-2:]):
+                logits = F.interpolate(logits, size=tuple(label.shape[-2:]), mode="bilinear",
+                                       align_corners=False)
+            self._add(logits, logits, label[None])
+
+    def _add(self, outputs: torch.Tensor, predictions: torch.Tensor,
+             targets: torch.Tensor) -> None:
         self.loss_sum += float(F.cross_entropy(outputs, targets, ignore_index=self.ignore_index,
                                                reduction="sum"))
         self.counted += int((targets != self.ignore_index).sum())

@@ -167,6 +167,8 @@ def _export_trial(run: RunRecord, trial: Trial, out: Path, source: _ModelSource)
         return result
     space, task = source.space_and_task()
     assert task is not None
+    record["input"] = input_record(task)
+    arch_path.write_text(json.dumps(record, indent=2) + "\n")
     ckpt, note = source.weights(trial, out)
     if note:
         result.notes.append(note)
@@ -178,6 +180,7 @@ def _export_trial(run: RunRecord, trial: Trial, out: Path, source: _ModelSource)
         "space": json.dumps(config.space.model_dump()),
         "task": json.dumps(config.task.model_dump() if config.task else None),
         "plugins": list(config.plugins), "input_shape": list(task.input_shape),
+        "input": input_record(task),
         "metrics": dict(trial.result.metrics), "costs": dict(trial.result.costs),
         "state_dict": model.state_dict(),
     }
@@ -193,6 +196,17 @@ def _export_trial(run: RunRecord, trial: Trial, out: Path, source: _ModelSource)
         result.notes.append(f"torch.export could not trace the model ({type(err).__name__}: "
                             f"{err}); only model.pt was written")
     return result
+
+
+def input_record(task: Task) -> dict[str, Any]:
+    """What the exported model takes: its input shape, the value range of its images, and the
+    normalisation the model applies itself (its first layer; ``None`` when it applies none),
+    for code that prepares images for it."""
+    norm = getattr(task, "normalization", None)
+    return {"shape": list(task.input_shape), "range": [0.0, 1.0],
+            "normalize": None if norm is None else {"mean": list(norm.mean),
+                                                   "std": list(norm.std),
+                                                   "applied_by_the_model": True}}
 
 
 def best_trial(run_dir: str | Path, trial_id: int | None = None) -> tuple[SearchConfig, Trial]:

@@ -1,0 +1,410 @@
+"""Training augmentation that keeps every target right: random scale-and-crop or random resized
+crop, horizontal flip and colour jitter, applied to an image together with its mask, density
+maps, fixation points or boxes.
+
+A task turns it on for its training split only: :class:`Augment` (the ``augment:`` option of
+the built-in tasks) says what to draw, :class:`TargetLayout` says where the targets of the
+task's samples are, and :class:`Augmented` wraps the training dataset. Evaluation splits are
+never wrapped, and an :class:`Augmented` dataset read outside a training loader (a plain
+integer index: checks, drawings, baselines) returns its samples unchanged.
+
+Every draw comes from a ``torch.Generator`` seeded per sample by the loader
+(:func:`nastk.data.loaders.make_loader`): the seed is made from the sample's index and the state
+of the loader's shuffling generator at the start of the pass, so a loader with worker processes
+yields exactly the batches of one without, and every epoch draws anew.
+
+Geometry. A crop is a window of the image, in pixels of the image as the dataset gives it (at
+the task's working ``size``): random scale-and-crop scales the image by ``s`` and cuts the
+working size out of it (a window of ``size / s``, padded where it leaves the image: images
+with 0, masks with the ignore label, maps with 0); random resized crop picks a window of a
+share of the area and an aspect ratio inside the image. The window is resized back to each
+target's own resolution (a density map may be finer than the image), so:
+
+- images are resized bilinearly with antialiasing (in ``uint8`` when they are a file's levels,
+  as :func:`nastk.data.images.resize_image` does);
+- masks by nearest neighbour: every label value out is a value in (or the ignore label of the
+  padding); no value is ever interpolated;
+- density maps bilinearly (antialiased, kept non-negative);
+- fixation points ``(row, col)`` move with their pixel's centre and are dropped when the crop
+  leaves them out;
+- boxes ``(x0, y0, x1, y1)`` move, are clipped to the image, and are dropped when a side is
+  shorter than ``min_box`` pixels; the per-box fields (labels, crowd and difficult flags,
+  areas) stay aligned, and an area is scaled with its box's visible area.
+
+Scaling happens at the working size: zooming in (``s > 1``) enlarges pixels of the resized
+image rather than reading finer ones of the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch.utils.data import Dataset
+
+__all__ = ["Augment", "AugmentOption", "Augmented", "Jitter", "TargetLayout", "Window",
+           "augment_field", "augmented_in", "resolve_augment", "sample_seed"]
+
+
+class Jitter(BaseModel):
+    """Colour jitter: each factor is drawn uniformly in ``[1 - x, 1 + x]`` (0: off)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    brightness: float = Field(0.0, ge=0.0, lt=1.0, description="scales every channel")
+    contrast: float = Field(0.0, ge=0.0, lt=1.0, description="scales the distance to the "
+                            "image's mean grey level")
+    saturation: float = Field(0.0, ge=0.0, lt=1.0, description="scales the distance of each "
+                              "pixel to its own grey level")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.brightness or self.contrast or self.saturation)
+
+
+class Augment(BaseModel):
+    """What a training split draws for every sample (the ``augment:`` option of a task).
+
+    ``flip``: probability of a horizontal flip. ``scale: [lo, hi]``: random scale-and-crop by
+    a factor drawn uniformly in ``[lo, hi]`` (segmentation, detection). ``resized_crop:
+    [lo, hi]``: random resized crop of a share of the image's area drawn in ``[lo, hi]``, with an
+    aspect ratio drawn log-uniformly in ``ratio`` (classification). ``jitter``: colour
+    jitter. ``min_box``: boxes with a side shorter than this many pixels after the crop are
+    dropped.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    flip: float = Field(0.5, ge=0.0, le=1.0, description="probability of a horizontal flip")
+    scale: tuple[float, float] | None = Field(None, description="random scale-and-crop: "
+                                              "[lo, hi] factors, 0 < lo <= hi")
+    resized_crop: tuple[float, float] | None = Field(
+        None, description="random resized crop: [lo, hi] shares of the area, 0 < lo <= hi <= 1")
+    ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="resized_crop: aspect "
+                                       "ratio range (width / height)")
+    jitter: Jitter = Field(default_factory=Jitter)
+    min_box: float = Field(2.0, ge=0.0, description="detection: shortest box side kept, in "
+                           "pixels after the crop")
+
+    @model_validator(mode="after")
+    def _check(self) -> Augment:
+        if self.scale is not None:
+            lo, hi = self.scale
+            if not (0 < lo <= hi and math.isfinite(hi)):
+                raise ValueError(f"augment.scale must be [lo, hi] with 0 < lo <= hi, got "
+                                 f"{list(self.scale)}")
+        if self.resized_crop is not None:
+            lo, hi = self.resized_crop
+            if not 0 < lo <= hi <= 1:
+                raise ValueError(f"augment.resized_crop must be [lo, hi] shares of the area "
+                                 f"with 0 < lo <= hi <= 1, got {list(self.resized_crop)}")
+            if self.scale is not None:
+                raise ValueError("augment: give scale (random scale-and-crop) or resized_crop "
+                                 "(random resized crop), not both")
+        lo, hi = self.ratio
+        if not 0 < lo <= hi:
+            raise ValueError(f"augment.ratio must be [lo, hi] with 0 < lo <= hi, got "
+                             f"{list(self.ratio)}")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return bool(self.flip or self.scale or self.resized_crop or self.jitter.active)
+
+
+#: a task's ``augment:`` option: ``default`` (the data set's default: off for generated data,
+#: the task's preset for a real data set), ``off``, or the draws themselves
+AugmentOption = Literal["default", "off"] | Augment
+
+
+def augment_field() -> Any:
+    """The ``augment`` field of a task's options."""
+    return Field("default", description="training augmentation: default (off for generated "
+                 "data, the task's preset for a real data set), off, or {flip, scale, "
+                 "resized_crop, ratio, jitter: {brightness, contrast, saturation}, min_box}")
+
+
+def resolve_augment(option: AugmentOption, dataset: str, preset: Augment) -> Augment | None:
+    """The augmentation a training split gets: ``None`` when off."""
+    if option == "off" or (option == "default" and dataset == "synthetic"):
+        return None
+    chosen = preset if option == "default" else option
+    assert isinstance(chosen, Augment)
+    return chosen if chosen.active else None
+
+
+@dataclass(frozen=True)
+class TargetLayout:
+    """Where a task's targets are, for :class:`Augmented`.
+
+    ``mask``: the target is an integer ``[H, W]`` mask at the image's resolution (padded with
+    ``ignore_index``). Otherwise the target is a dict (or nothing moves: a class label):
+    ``maps`` are keys of float ``[H, W]`` maps (at any resolution), ``points`` keys of
+    ``[K, 2]`` integer ``(row, col)`` points on the grid of the map ``points_on``, ``boxes`` the
+    key of ``[N, 4]`` ``(x0, y0, x1, y1)`` boxes in the image's pixels, ``per_box`` the keys
+    of the fields aligned with them (``area`` is scaled with the box).
+    """
+
+    mask: bool = False
+    ignore_index: int = 255
+    maps: tuple[str, ...] = ()
+    points: tuple[str, ...] = ()
+    points_on: str | None = None
+    boxes: str | None = None
+    per_box: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Window:
+    """A crop as shares of the image: ``top``, ``left``, ``height``, ``width`` (may reach
+    outside ``[0, 1]``: padding)."""
+
+    top: float
+    left: float
+    height: float
+    width: float
+
+    def pixels(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """``(y0, x0, y1, x1)`` on a grid of ``h x w`` (at least one pixel each way)."""
+        y0, x0 = round(self.top * h), round(self.left * w)
+        y1 = max(y0 + 1, round((self.top + self.height) * h))
+        x1 = max(x0 + 1, round((self.left + self.width) * w))
+        return y0, x0, y1, x1
+
+
+# -- the seed of the sample being read ------------------------------------------------------------
+_seed: list[int | None] = [None]
+
+
+@contextlib.contextmanager
+def sample_seed(seed: int | None) -> Iterator[None]:
+    """Within it, an :class:`Augmented` dataset draws from a generator seeded by ``seed`` (set by
+    the loader around each sample it reads); outside, it does not augment."""
+    previous = _seed[0]
+    _seed[0] = seed
+    try:
+        yield
+    finally:
+        _seed[0] = previous
+
+
+def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand((), generator=gen, dtype=torch.float64))
+
+
+def _crop_window(image_hw: tuple[int, int], a: Augment, gen: torch.Generator) -> Window | None:
+    h, w = image_hw
+    if a.scale is not None:
+        s = _uniform(gen, *a.scale)
+        side = 1.0 / s
+        # the window of size/s slides over the image (or, when larger, the image inside it)
+        return Window((1.0 - side) * _uniform(gen, 0, 1), (1.0 - side) * _uniform(gen, 0, 1),
+                      side, side)
+    if a.resized_crop is not None:
+        lo, hi = a.resized_crop
+        log_lo, log_hi = math.log(a.ratio[0]), math.log(a.ratio[1])
+        for _ in range(10):  # a window of that area and ratio that fits, as commonly done
+            area = _uniform(gen, lo, hi) * h * w
+            ratio = math.exp(_uniform(gen, log_lo, log_hi))
+            cw, ch = math.sqrt(area * ratio), math.sqrt(area / ratio)
+            if cw <= w and ch <= h:
+                top, left = _uniform(gen, 0, h - ch), _uniform(gen, 0, w - cw)
+                return Window(top / h, left / w, ch / h, cw / w)
+        ratio = min(max(w / h, a.ratio[0]), a.ratio[1])  # the largest centred window
+        cw, ch = (w, w / ratio) if w / h < ratio else (h * ratio, h)
+        return Window((h - ch) / 2 / h, (w - cw) / 2 / w, ch / h, cw / w)
+    return None
+
+
+def _cut(x: torch.Tensor, box: tuple[int, int, int, int], fill: float) -> torch.Tensor:
+    """``x[..., y0:y1, x0:x1]``, padded with ``fill`` where the window leaves ``x``."""
+    y0, x0, y1, x1 = box
+    h, w = x.shape[-2:]
+    pads = (max(0, -x0), max(0, x1 - w), max(0, -y0), max(0, y1 - h))
+    if any(pads):
+        x = F.pad(x, pads, value=fill)
+        y0, y1, x0, x1 = y0 + pads[2], y1 + pads[2], x0 + pads[0], x1 + pads[0]
+    return x[..., y0:y1, x0:x1]
+
+
+def _resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == size:
+        return x.contiguous()
+    if x.dtype == torch.uint8:
+        return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False,
+                             antialias=True)[0]
+    return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False,
+                         antialias=True)[0].clamp_(0.0, 1.0)
+
+
+def _resize_mask(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(m.shape[-2:]) == size:
+        return m.contiguous()
+    # nearest neighbour picks a value of the mask for every pixel: no label is invented
+    # (float32 holds every integer label exactly)
+    out = F.interpolate(m[None, None].to(torch.float32), size=size, mode="nearest-exact")
+    return out[0, 0].round_().to(m.dtype)
+
+
+def _resize_map(d: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(d.shape[-2:]) == size:
+        return d.contiguous()
+    return F.interpolate(d[None, None].float(), size=size, mode="bilinear", align_corners=False,
+                         antialias=True)[0, 0].clamp_(min=0.0).to(d.dtype)
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma of a ``[3, H, W]`` image, ``[1, H, W]``."""
+    return (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None]
+
+
+def _jitter(x: torch.Tensor, j: Jitter, gen: torch.Generator) -> torch.Tensor:
+    if j.brightness:
+        x = x * _uniform(gen, 1 - j.brightness, 1 + j.brightness)
+    if j.contrast:
+        mean = _grey(x).mean()
+        x = (x - mean) * _uniform(gen, 1 - j.contrast, 1 + j.contrast) + mean
+    if j.saturation and x.shape[0] == 3:
+        grey = _grey(x)
+        x = (x - grey) * _uniform(gen, 1 - j.saturation, 1 + j.saturation) + grey
+    return x.clamp_(0.0, 1.0)
+
+
+class _Geometry:
+    """One sample's crop window and flip, applied to every part of it."""
+
+    def __init__(self, window: Window | None, flip: bool) -> None:
+        self.window, self.flip = window, flip
+
+    def grid(self, x: torch.Tensor, fill: float,
+             resize: Any) -> torch.Tensor:
+        """A tensor ``[..., H, W]`` cropped to the window, resized back to ``H x W``, flipped."""
+        h, w = x.shape[-2:]
+        if self.window is not None:
+            x = resize(_cut(x, self.window.pixels(h, w), fill), (h, w))
+        return x.flip(-1) if self.flip else x
+
+    def points(self, p: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """``[K, 2]`` ``(row, col)`` points on a grid of ``hw``: moved with their pixel's
+        centre, the ones cropped out dropped."""
+        h, w = hw
+        if p.numel() == 0:
+            return p
+        rows, cols = p[:, 0].to(torch.float64), p[:, 1].to(torch.float64)
+        if self.window is not None:
+            y0, x0, y1, x1 = self.window.pixels(h, w)
+            rows = torch.floor((rows + 0.5 - y0) * h / (y1 - y0))
+            cols = torch.floor((cols + 0.5 - x0) * w / (x1 - x0))
+        keep = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+        if self.flip:
+            cols = (w - 1) - cols
+        return torch.stack([rows, cols], 1)[keep].to(p.dtype)
+
+    def boxes(self, b: torch.Tensor, hw: tuple[int, int], min_box: float
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(boxes, kept, area factor of each kept box)`` for ``[N, 4]`` boxes on an image of
+        ``hw`` (the factor: the zoom's, times the share of the moved box left visible)."""
+        h, w = hw
+        b = b.to(torch.float64).reshape(-1, 4)
+        sx = sy = 1.0
+        if self.window is not None:
+            y0, x0, y1, x1 = self.window.pixels(h, w)
+            sx, sy = w / (x1 - x0), h / (y1 - y0)
+            b = torch.stack([(b[:, 0] - x0) * sx, (b[:, 1] - y0) * sy,
+                             (b[:, 2] - x0) * sx, (b[:, 3] - y0) * sy], 1)
+        whole = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+        c = torch.stack([b[:, 0].clamp(0, w), b[:, 1].clamp(0, h), b[:, 2].clamp(0, w),
+                         b[:, 3].clamp(0, h)], 1)
+        bw, bh = c[:, 2] - c[:, 0], c[:, 3] - c[:, 1]
+        keep = (bw >= max(min_box, 1e-6)) & (bh >= max(min_box, 1e-6))
+        share = torch.where(whole > 0, bw * bh / whole.clamp(min=1e-12), torch.ones_like(whole))
+        share = share * (sx * sy)  # the area grows with the zoom, then loses what is cut
+        if self.flip:
+            c = torch.stack([w - c[:, 2], c[:, 1], w - c[:, 0], c[:, 3]], 1)
+        return c[keep], keep, share[keep]
+
+
+class Augmented(Dataset):
+    """``dataset`` (samples ``(image [C, H, W], target)``) augmented by ``augment`` with targets
+    laid out as ``layout``: inside a training loader (:func:`sample_seed` set) every sample is
+    drawn anew; read with a plain index outside one, it is ``dataset``'s sample unchanged."""
+
+    def __init__(self, dataset: Dataset, augment: Augment, layout: TargetLayout) -> None:
+        self.dataset, self.augment, self.layout = dataset, augment, layout
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
+        x, target = self.dataset[index]
+        seed = _seed[0]
+        if seed is None:
+            return x, target
+        return self.apply(x, target, torch.Generator().manual_seed(seed))
+
+    def __repr__(self) -> str:
+        return f"Augmented({self.dataset!r}, {self.augment!r})"
+
+    def apply(self, x: torch.Tensor, target: Any, gen: torch.Generator
+              ) -> tuple[torch.Tensor, Any]:
+        """``(x, target)`` augmented with the draws of ``gen``."""
+        a = self.augment
+        hw = (int(x.shape[-2]), int(x.shape[-1]))
+        geo = _Geometry(_crop_window(hw, a, gen), bool(a.flip) and _uniform(gen, 0, 1) < a.flip)
+        # a file image's uint8 levels (kept by resize_image) are cropped and resized as
+        # levels when no colour changes them: a worker then sends a quarter of the bytes
+        levels = getattr(x, "_nastk_levels", None)
+        if levels is not None and levels[1] == x._version and not a.jitter.active:
+            from nastk.data.images import resize_image
+
+            x = resize_image(geo.grid(levels[0], 0, _resize_image).contiguous(), None)
+        else:
+            x = geo.grid(x, 0.0, _resize_image)
+            if a.jitter.active:
+                x = _jitter(x.float(), a.jitter, gen)
+        return x, self._target(target, geo, hw)
+
+    def _target(self, target: Any, geo: _Geometry, hw: tuple[int, int]) -> Any:
+        lay = self.layout
+        if lay.mask:
+            return geo.grid(target, float(lay.ignore_index), _resize_mask)
+        if not isinstance(target, Mapping):
+            return target
+        out = dict(target)
+        for key in lay.maps:
+            out[key] = geo.grid(target[key], 0.0, _resize_map)
+        for key in lay.points:
+            on = target[lay.points_on] if lay.points_on else None
+            grid = hw if on is None else (int(on.shape[-2]), int(on.shape[-1]))
+            out[key] = geo.points(torch.as_tensor(target[key]), grid)
+        if lay.boxes is not None:
+            boxes = torch.as_tensor(target[lay.boxes])
+            moved, keep, share = geo.boxes(boxes, hw, self.augment.min_box)
+            out[lay.boxes] = moved.to(boxes.dtype if boxes.is_floating_point()
+                                      else torch.float32)
+            for key in lay.per_box:
+                if key in target and target[key] is not None:
+                    v = torch.as_tensor(target[key])
+                    v = v[keep]
+                    if key == "area":
+                        v = (v.to(torch.float64) * share).to(v.dtype)
+                    out[key] = v
+        return out
+
+
+def augmented_in(dataset: Any) -> bool:
+    """Whether ``dataset`` is, or wraps (through ``dataset`` / ``datasets``), an
+    :class:`Augmented` dataset."""
+    if isinstance(dataset, Augmented):
+        return True
+    inner = getattr(dataset, "datasets", None)
+    if isinstance(inner, (list, tuple)):
+        return any(augmented_in(d) for d in inner)
+    sub = getattr(dataset, "dataset", None)
+    return sub is not None and augmented_in(sub)
