@@ -256,3 +256,15 @@ def test_worker_processes_draw_the_same_augmentations_and_every_pass_draws_anew(
 def test_bad_options_name_the_field(options, words):
     with pytest.raises(ValidationError, match=words):
         Augment(**options)
+
+
+def test_a_flip_keeps_a_density_maps_file_levels():
+    from nastk.data.images import from_levels, kept_levels
+
+    levels = torch.randint(0, 256, (12, 16), dtype=torch.uint8, generator=_gen(0))
+    target = {"density": from_levels(levels), "fixations": torch.tensor([[2, 3]])}
+    aug = Augmented(_Items([]), Augment(flip=1.0), SALIENCY)
+    _, out = aug.apply(torch.rand(3, 6, 8), target, _gen(1))
+    assert torch.equal(kept_levels(out["density"]), levels.flip(-1))
+    assert torch.equal(out["density"], levels.flip(-1).float() / 255)
+    assert out["fixations"].tolist() == [[2, 12]]

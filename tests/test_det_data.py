@@ -27,7 +27,7 @@ from nastk.tasks.detection.datasets import (
 from nastk.tasks.detection.synthetic import SHAPE_CLASSES, make_scenes, make_scenes_with_instances
 
 W, H = 20, 16  # fixture images are 20 pixels wide, 16 high
-KEYS = {"boxes", "labels", "iscrowd", "difficult", "area", "image_id"}
+KEYS = {"boxes", "labels", "iscrowd", "difficult", "area", "orig_area", "scale", "image_id"}
 
 
 # -- synthetic scenes -------------------------------------------------------------------------
@@ -399,6 +399,9 @@ def test_voc_resize_keeps_boxes_on_the_object(tmp_path):
     torch.testing.assert_close(target["boxes"][0],
                                torch.tensor([4 * 0.75, 3 * 2.5, 12 * 0.75, 9 * 2.5]))
     assert float(target["area"][0]) == pytest.approx(48 * 0.75 * 2.5)
+    # the area in original pixels and the resize factors (sx, sy), for COCO's size classes
+    assert target["orig_area"].tolist() == [48.0, 15.0]
+    assert target["scale"].tolist() == pytest.approx([0.75, 2.5])
     _assert_box_on_bright_pixels(image, target["boxes"][0])
 
 

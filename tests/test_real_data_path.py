@@ -187,3 +187,62 @@ def test_saliency_blur_option():
             SaliencyTask(size=(24, 32), blur=bad)
     with pytest.raises(ConfigError, match="not both"):
         SaliencyTask(size=(24, 32), blur={"sigma": 2}, blur_sigma=2)
+
+
+def test_options_that_leave_the_new_fields_unset_dump_as_before():
+    from nastk.tasks.classification import ClassificationTask
+
+    for options in (SegmentationTask(size=16).options, SaliencyTask().options,
+                    ClassificationTask().options):
+        dumped = options.model_dump(mode="json")
+        assert not {"augment", "normalize", "eval_at", "blur"} & set(dumped), type(options)
+    asked = SegmentationTask(size=16, normalize="imagenet", eval_at="label").options
+    assert {"normalize": "imagenet", "eval_at": "label"}.items() <= asked.model_dump().items()
+
+
+def test_image_folder_classification_normalises_and_augments(tmp_path):
+    from nastk.data.sample_folders import write_imagefolder
+    from nastk.tasks.classification import ClassificationTask
+    from nastk.tasks.classification.task import IMAGENET_GREY
+
+    root = write_imagefolder(tmp_path, 3, 12, size=20)
+    rgb = ClassificationTask(dataset="imagefolder", root=root, size=16, val_fraction=0.25)
+    assert rgb.normalization == IMAGENET
+    assert isinstance(rgb.splits()["train"], Augmented)
+    grey = ClassificationTask(dataset="imagefolder", root=root, size=16, channels=1)
+    assert grey.normalization == IMAGENET_GREY
+    assert grey.normalization.mean[0] == pytest.approx(np.mean(IMAGENET.mean))
+    # generated glyphs: unaugmented, unnormalised, unless asked
+    glyphs = ClassificationTask()
+    assert glyphs.normalization is None
+    assert not isinstance(glyphs.splits()["train"], Augmented)
+    asked = ClassificationTask(augment={"flip": 1.0}, normalize={"mean": [0.5], "std": [0.5]})
+    assert isinstance(asked.splits()["train"], Augmented)
+    space = SmallCNNSpace()
+    model = asked.build_model(space, space.sample(np.random.default_rng(0)))
+    assert isinstance(model.normalize, InputNormalization)
+
+
+def test_detection_trains_on_augmented_boxes_and_scores_unaugmented(tmp_path):
+    from nastk.data.sample_folders import write_voc
+    from nastk.tasks.detection import DetectionTask
+
+    root = write_voc(tmp_path / "VOCdevkit", size=(48, 64))
+    task = DetectionTask(dataset="voc", root=root, size=32, holdout_fraction=0.25,
+                         train_split=["voc2007/trainval", "voc2012/trainval"],
+                         test_split="voc2007/test")
+    splits = task.splits()
+    assert isinstance(splits["train"], Augmented) and task.normalization == IMAGENET
+    assert not isinstance(splits["test"], Augmented)
+    loader = make_loader(task, splits["train"], 4, shuffle=True,
+                         generator=torch.Generator().manual_seed(0))
+    seen = 0
+    for x, targets in loader:
+        assert x.shape[1:] == (3, 32, 32)
+        for t in targets:
+            boxes = t["boxes"]
+            assert len(t["labels"]) == len(t["difficult"]) == len(boxes)
+            assert bool((boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 32).all())
+            assert bool(((boxes[:, 2] - boxes[:, 0]) >= 2).all())
+            seen += len(boxes)
+    assert seen > 0

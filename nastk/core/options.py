@@ -21,13 +21,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
 from nastk.core.errors import ConfigError
 
-__all__ = ["format_validation_error", "options_of", "prevalidated", "validate_options"]
+__all__ = ["QuietDefaults", "format_validation_error", "omit_quiet_defaults", "options_of",
+           "prevalidated", "validate_options"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -109,3 +110,28 @@ def options_of(schema: type[M], options: Mapping[str, Any], *, what: str = "") -
         _PREVALIDATED.set(None)  # one construction only: a nested plugin validates its own
         return held[1]  # type: ignore[return-value]
     return validate_options(schema, options, what=what)
+
+
+def omit_quiet_defaults(model: BaseModel, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (``model``'s dump) without the fields of ``model.quiet_defaults`` that hold
+    their default."""
+    fields = type(model).model_fields
+    for name in getattr(model, "quiet_defaults", ()):
+        if name in data and getattr(model, name) == fields[name].get_default(
+                call_default_factory=True):
+            data.pop(name)
+    return data
+
+
+class QuietDefaults(BaseModel):
+    """Mixin of options that gained fields after runs were stored with them: the fields named
+    in :attr:`quiet_defaults` are left out of a dump while they hold their default, so that
+    the options of a run that does not set them dump (and identify the run, e.g. one made
+    with the Python API) as they did before. A subclass with a serializer of its own calls
+    :func:`omit_quiet_defaults`."""
+
+    quiet_defaults: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_quiet_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return omit_quiet_defaults(self, handler(self))

@@ -29,7 +29,8 @@ target's own resolution (a density map may be finer than the image), so:
   leaves them out;
 - boxes ``(x0, y0, x1, y1)`` move, are clipped to the image, and are dropped when a side is
   shorter than ``min_box`` pixels; the per-box fields (labels, crowd and difficult flags,
-  areas) stay aligned, and an area is scaled with its box's visible area.
+  areas) stay aligned; ``area`` (in the image's pixels) is scaled by the zoom and the share of
+  the box left visible, ``orig_area`` (in the file's pixels) by that share alone.
 
 Scaling happens at the working size: zooming in (``s > 1``) enlarges pixels of the resized
 image rather than reading finer ones of the file.
@@ -47,6 +48,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch.utils.data import Dataset
+
+from nastk.data.images import from_levels, kept_levels
 
 __all__ = ["Augment", "AugmentOption", "Augmented", "Jitter", "TargetLayout", "Window",
            "augment_field", "augmented_in", "resolve_augment", "sample_seed"]
@@ -307,9 +310,9 @@ class _Geometry:
         return torch.stack([rows, cols], 1)[keep].to(p.dtype)
 
     def boxes(self, b: torch.Tensor, hw: tuple[int, int], min_box: float
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(boxes, kept, area factor of each kept box)`` for ``[N, 4]`` boxes on an image of
-        ``hw`` (the factor: the zoom's, times the share of the moved box left visible)."""
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """``(boxes, kept, visible share of each kept box, zoom of areas)`` for ``[N, 4]`` boxes
+        on an image of ``hw``."""
         h, w = hw
         b = b.to(torch.float64).reshape(-1, 4)
         sx = sy = 1.0
@@ -324,10 +327,9 @@ class _Geometry:
         bw, bh = c[:, 2] - c[:, 0], c[:, 3] - c[:, 1]
         keep = (bw >= max(min_box, 1e-6)) & (bh >= max(min_box, 1e-6))
         share = torch.where(whole > 0, bw * bh / whole.clamp(min=1e-12), torch.ones_like(whole))
-        share = share * (sx * sy)  # the area grows with the zoom, then loses what is cut
         if self.flip:
             c = torch.stack([w - c[:, 2], c[:, 1], w - c[:, 0], c[:, 3]], 1)
-        return c[keep], keep, share[keep]
+        return c[keep], keep, share[keep], sx * sy
 
 
 class Augmented(Dataset):
@@ -359,11 +361,9 @@ class Augmented(Dataset):
         geo = _Geometry(_crop_window(hw, a, gen), bool(a.flip) and _uniform(gen, 0, 1) < a.flip)
         # a file image's uint8 levels (kept by resize_image) are cropped and resized as
         # levels when no colour changes them: a worker then sends a quarter of the bytes
-        levels = getattr(x, "_nastk_levels", None)
-        if levels is not None and levels[1] == x._version and not a.jitter.active:
-            from nastk.data.images import resize_image
-
-            x = resize_image(geo.grid(levels[0], 0, _resize_image).contiguous(), None)
+        levels = kept_levels(x)
+        if levels is not None and not a.jitter.active:
+            x = from_levels(geo.grid(levels, 0, _resize_image).contiguous())
         else:
             x = geo.grid(x, 0.0, _resize_image)
             if a.jitter.active:
@@ -378,21 +378,27 @@ class Augmented(Dataset):
             return target
         out = dict(target)
         for key in lay.maps:
-            out[key] = geo.grid(target[key], 0.0, _resize_map)
+            levels = kept_levels(target[key])
+            if levels is not None and geo.window is None:  # a flip keeps a map's file levels
+                out[key] = from_levels(levels.flip(-1) if geo.flip else levels)
+            else:
+                out[key] = geo.grid(target[key], 0.0, _resize_map)
         for key in lay.points:
             on = target[lay.points_on] if lay.points_on else None
             grid = hw if on is None else (int(on.shape[-2]), int(on.shape[-1]))
             out[key] = geo.points(torch.as_tensor(target[key]), grid)
         if lay.boxes is not None:
             boxes = torch.as_tensor(target[lay.boxes])
-            moved, keep, share = geo.boxes(boxes, hw, self.augment.min_box)
+            moved, keep, share, zoom = geo.boxes(boxes, hw, self.augment.min_box)
             out[lay.boxes] = moved.to(boxes.dtype if boxes.is_floating_point()
                                       else torch.float32)
             for key in lay.per_box:
                 if key in target and target[key] is not None:
                     v = torch.as_tensor(target[key])
                     v = v[keep]
-                    if key == "area":
+                    if key == "area":  # in the image's pixels: zoomed, less what is cut
+                        v = (v.to(torch.float64) * share * zoom).to(v.dtype)
+                    elif key == "orig_area":  # in the file's pixels: less what is cut
                         v = (v.to(torch.float64) * share).to(v.dtype)
                     out[key] = v
         return out

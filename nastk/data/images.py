@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from PIL import Image
 from pydantic import BaseModel, Field, field_validator
 
-__all__ = ["ImageInput", "ImageSizeOptions", "Size", "check_size", "image_tensor", "pixels",
-           "read_grey", "read_rgb", "resize_image", "size_field"]
+__all__ = ["ImageInput", "ImageSizeOptions", "Size", "check_size", "from_levels", "image_tensor",
+           "kept_levels", "pixels", "read_grey", "read_rgb", "resize_image", "size_field"]
 
 #: an image size: one int for a square, or ``(height, width)``
 Size = int | tuple[int, int]
@@ -151,14 +151,30 @@ def resize_image(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Ten
         if size is not None and tuple(image.shape[1:]) != tuple(size):
             image = F.interpolate(image[None], size=size, mode="bilinear",
                                   align_corners=False, antialias=True)[0]
-        out = image.float().div_(255.0)
-        # the levels it was made from, while it is unchanged (a loader worker sends those)
-        out._nastk_levels = (image, out._version)  # type: ignore[attr-defined]
-        return out
+        return from_levels(image)
     if size is None or tuple(image.shape[1:]) == tuple(size):
         return image
     return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False,
                          antialias=True)[0].clamp_(0.0, 1.0)
+
+
+def from_levels(levels: torch.Tensor) -> torch.Tensor:
+    """``uint8`` levels (an image, a grey map: any shape) as ``float32`` in ``[0, 1]``
+    (``levels / 255``), keeping the levels beside the result with its version counter
+    (attribute ``_nastk_levels``): valid until the result is changed in place, they let a
+    loader worker send a quarter of the bytes (:mod:`nastk.data.loaders`)."""
+    out = levels.float().div_(255.0)
+    out._nastk_levels = (levels, out._version)  # type: ignore[attr-defined]
+    return out
+
+
+def kept_levels(tensor: torch.Tensor) -> torch.Tensor | None:
+    """The ``uint8`` levels :func:`from_levels` made ``tensor`` from, unless it was changed in
+    place since (or was not made so)."""
+    kept = getattr(tensor, "_nastk_levels", None)
+    if kept is None or kept[1] != tensor._version:
+        return None
+    return kept[0]
 
 
 def pixels(rgb: np.ndarray) -> torch.Tensor:

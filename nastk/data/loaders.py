@@ -29,6 +29,7 @@ from torch.utils.data import (
 
 from nastk.core.errors import NastkError
 from nastk.data.augment import augmented_in, sample_seed
+from nastk.data.images import kept_levels
 from nastk.data.loading import Loading
 
 __all__ = ["Batch", "batch_size_of", "calibration_batches", "detach", "iterate", "make_loader",
@@ -165,16 +166,17 @@ class _Levels:
 
     @staticmethod
     def pack(image: torch.Tensor) -> _Levels | None:
-        """The levels :func:`~nastk.data.images.resize_image` kept beside ``image``, unless
+        """The levels :func:`~nastk.data.images.from_levels` kept beside ``image``, unless
         the image was changed in place since (its version counter moved)."""
-        kept = getattr(image, "_nastk_levels", None)
-        if kept is None or kept[1] != image._version:
-            return None
-        return _Levels(kept[0])
+        kept = kept_levels(image)
+        return None if kept is None else _Levels(kept)
 
     @staticmethod
     def unpack(levels: torch.Tensor) -> torch.Tensor:
         return levels.float().div_(255.0)
+
+    def tensor(self) -> torch.Tensor:
+        return self.unpack(self.levels)
 
 
 class _Guarded(Dataset):
@@ -229,29 +231,45 @@ def _nested(data: Any, leaf: Callable[[Any], Any]) -> Any:
 
 
 def _inline(data: Any) -> Any:
-    """``data`` with every small CPU tensor in it as :class:`_Inline`."""
+    """``data`` with every small CPU tensor in it as :class:`_Inline` and every map of file
+    levels (e.g. a density map read from a grey PNG, kept in a list by the task's collate)
+    as :class:`_Levels`."""
     def leaf(x: Any) -> Any:
-        if isinstance(x, torch.Tensor) and x.device.type == "cpu" and (
-                x.numel() * x.element_size() <= INLINE_BYTES):
-            return _Inline(x)
-        return x
+        if not isinstance(x, torch.Tensor) or x.device.type != "cpu":
+            return x
+        packed = _Levels.pack(x)
+        if packed is not None:
+            x = packed.levels
+        small = x.numel() * x.element_size() <= INLINE_BYTES
+        if packed is not None:
+            return _Levels(_Inline(x)) if small else packed
+        return _Inline(x) if small else x
 
     return _nested(data, leaf)
 
 
 def _restore(data: Any) -> Any:
     """:func:`_inline` undone."""
-    return _nested(data, lambda x: x.tensor() if isinstance(x, _Inline) else x)
+    def leaf(x: Any) -> Any:
+        if isinstance(x, _Levels):
+            levels = x.levels.tensor() if isinstance(x.levels, _Inline) else x.levels
+            return _Levels.unpack(levels)
+        return x.tensor() if isinstance(x, _Inline) else x
+
+    return _nested(data, leaf)
 
 
 class _LevelsBatch:
-    """A collated batch whose inputs travel as ``uint8`` levels (see :class:`_Levels`)."""
+    """A collated batch from a worker: its targets' small tensors inlined and maps of levels
+    packed (:func:`_inline`), its inputs as ``uint8`` levels (see :class:`_Levels`) when
+    ``levels``."""
 
-    def __init__(self, levels: torch.Tensor, targets: Any) -> None:
-        self.levels, self.targets = levels, targets
+    def __init__(self, inputs: torch.Tensor, targets: Any, levels: bool = True) -> None:
+        self.inputs, self.targets, self.levels = inputs, targets, levels
 
     def unpack(self) -> Batch:
-        return _Levels.unpack(self.levels), _restore(self.targets)
+        x = _Levels.unpack(self.inputs) if self.levels else self.inputs
+        return x, _restore(self.targets)
 
 
 class _GuardedCollate:
@@ -280,7 +298,11 @@ class _GuardedCollate:
                                     _inline(batch[1]))
         samples = [(_Levels.unpack(s[0].levels), s[1]) if p else s
                    for s, p in zip(samples, packed, strict=True)]
-        return self.collate(samples)
+        batch = self.collate(samples)
+        if isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[0],
+                                                                               torch.Tensor):
+            return _LevelsBatch(batch[0], _inline(batch[1]), levels=False)
+        return batch
 
 
 class _WorkerLoader(DataLoader):

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["COCO_CATEGORIES", "write_cityscapes", "write_coco", "write_salicon"]
+__all__ = ["COCO_CATEGORIES", "write_cityscapes", "write_coco", "write_imagefolder",
+           "write_salicon"]
 
 #: Cityscapes label ids used for the rectangles (car, person, building, vegetation, sky...)
 _CITYSCAPES_IDS = (11, 17, 21, 23, 24, 26)
@@ -165,3 +166,164 @@ def write_coco(root: str | Path, n: int | Sequence[int] = 8,
             {"images": images, "annotations": annotations,
              "categories": list(COCO_CATEGORIES)}))
     return root
+
+
+def _shape_mask(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Shape number ``shape`` (mod 8) on coordinates ``u``, ``v`` in units of its half-size."""
+    inside = np.maximum(np.abs(u), np.abs(v)) <= 1.0
+    r = np.sqrt(u**2 + v**2)
+    masks = (inside,  # square
+             r <= 1.0,  # disc
+             inside & (np.abs(u) <= (v + 1.0) / 2.0),  # triangle
+             np.abs(u) + np.abs(v) <= 1.0,  # diamond
+             inside & ((np.abs(u) <= 0.3) | (np.abs(v) <= 0.3)),  # cross
+             (r <= 1.0) & (r >= 0.5),  # ring
+             inside & (np.floor((v + 1.0) * 2.5) % 2 == 0),  # horizontal bars
+             inside & (np.floor((u + 1.0) * 2.5) % 2 == 0))  # vertical bars
+    return masks[shape % len(masks)]
+
+
+def _class_colour(index: int, n_classes: int) -> np.ndarray:
+    """A saturated RGB colour of its own for class ``index`` (hues evenly spaced)."""
+    hue = index / max(n_classes, 1)
+    k = (np.array([5.0, 3.0, 1.0]) + hue * 6.0) % 6.0
+    return 230.0 - 200.0 * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+
+
+def write_imagefolder(root: str | Path, classes: int | Sequence[str] = 4,
+                      per_class: int | Sequence[int] = 8, size: int | tuple[int, int] = 32,
+                      seed: int = 0, val: bool = True) -> Path:
+    """The ImageNet folder layout, ``train/<class>/<class>_<i>.JPEG`` and (with ``val``)
+    ``val/<class>/ILSVRC2012_val_<n>.JPEG``, for the classification task's ``dataset:
+    imagefolder``: ``classes`` (a number, named ``n00000000``, ``n00000001``, ... like
+    ImageNet's WordNet ids, or the names) with ``per_class`` train images each (and a quarter as
+    many val ones), or ``(train, val)``, of ``size`` (an int or ``(height, width)``).
+
+    Every image of a class shows the class's own shape (one of eight) in the class's own
+    colour, at a random place and scale, on a random grey gradient with pixel noise: a small
+    network learns them in an epoch or two."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    names = ([f"n{i:08d}" for i in range(classes)] if isinstance(classes, int)
+             else [str(c) for c in classes])
+    if len(set(names)) != len(names) or not names:
+        raise ValueError(f"classes must be a positive number or distinct names, got {classes!r}")
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    counts = _counts(per_class)
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    t = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
+    val_number = 1
+    for split, count in zip(("train", "val"), counts, strict=True):
+        if split == "val" and not val:
+            break
+        for c, name in enumerate(names):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            colour = _class_colour(c, len(names))
+            for i in range(count):
+                grey = rng.uniform(70, 180, 2)
+                image = (grey[0] * (1 - t) + grey[1] * t) * np.ones((h, w, 3), np.float32)
+                half = rng.uniform(0.25, 0.4) * min(h, w)
+                cy = rng.uniform(half, h - half)
+                cx = rng.uniform(half, w - half)
+                mask = _shape_mask(c, (xs - cx) / half, (ys - cy) / half)
+                image[mask] = colour + rng.normal(0.0, 8.0, 3)
+                image += rng.normal(0.0, 6.0, (h, w, 1))
+                pixels = np.clip(image, 0, 255).astype(np.uint8)
+                if split == "train":
+                    file = folder / f"{name}_{i}.JPEG"
+                else:
+                    file = folder / f"ILSVRC2012_val_{val_number:08d}.JPEG"
+                    val_number += 1
+                Image.fromarray(pixels).save(file, format="JPEG", quality=92)
+    return root
+
+
+#: the Pascal VOC class names :func:`write_voc` draws its objects from
+VOC_SAMPLE_CLASSES = ("person", "car", "dog", "cat")
+
+
+def write_voc(root: str | Path,
+              n: dict[str, dict[str, int]] | None = None,
+              size: tuple[int, int] = (375, 500), seed: int = 0) -> Path:
+    """A ``VOCdevkit`` folder at ``root``: ``VOC<year>/JPEGImages/<id>.jpg``,
+    ``Annotations/<id>.xml`` (``<size>``, one ``<object>`` per rectangle with ``name``,
+    ``difficult`` 0 and a 1-based inclusive ``bndbox``) and ``ImageSets/Main/<split>.txt``.
+    ``n`` gives the image count per year and split, by default the VOC07+12 layout in small:
+    ``{"2007": {"trainval": 8, "test": 4}, "2012": {"trainval": 8}}``; a ``trainval`` set is
+    also written as ``train.txt`` (its first half) and ``val.txt`` (the rest), as in the real
+    copies. Ids are ``000001``... for 2007 (the test images follow the trainval ones) and
+    ``<year>_000001``... for later years. Every image also has its segmentation label,
+    ``SegmentationClass/<id>.png`` (a palette PNG of VOC class indices: the rectangles on the
+    background, 0, with a 1-pixel border of 255 around each), listed in
+    ``ImageSets/Segmentation/<split>.txt`` like ``Main``'s, so that the VOC2012 folder is also
+    a segmentation copy. Returns ``root`` (the task's ``root``)."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    h, w = size
+    counts = n if n is not None else {"2007": {"trainval": 8, "test": 4},
+                                      "2012": {"trainval": 8}}
+    for year, splits in counts.items():
+        voc = root / f"VOC{year}"
+        for sub in ("JPEGImages", "Annotations", "ImageSets/Main", "SegmentationClass",
+                    "ImageSets/Segmentation"):
+            (voc / sub).mkdir(parents=True, exist_ok=True)
+        number = 0
+        for split, count in splits.items():
+            ids = []
+            for _ in range(int(count)):
+                number += 1
+                image_id = f"{number:06d}" if year == "2007" else f"{year}_{number:06d}"
+                scene = _scene(rng, h, w, len(VOC_SAMPLE_CLASSES), n_objects=2)
+                Image.fromarray(scene.image).save(voc / "JPEGImages" / f"{image_id}.jpg",
+                                                  quality=90)
+                objects = "".join(
+                    f"<object><name>{VOC_SAMPLE_CLASSES[cls]}</name><pose>Unspecified</pose>"
+                    f"<truncated>0</truncated><difficult>0</difficult><bndbox>"
+                    f"<xmin>{x0 + 1}</xmin><ymin>{y0 + 1}</ymin><xmax>{x1}</xmax>"
+                    f"<ymax>{y1}</ymax></bndbox></object>"
+                    for cls, x0, y0, x1, y1 in scene.boxes)
+                (voc / "Annotations" / f"{image_id}.xml").write_text(
+                    f"<annotation><folder>VOC{year}</folder><filename>{image_id}.jpg"
+                    f"</filename><size><width>{w}</width><height>{h}</height><depth>3</depth>"
+                    f"</size><segmented>0</segmented>{objects}</annotation>")
+                _voc_label(h, w, scene.boxes).save(voc / "SegmentationClass" / f"{image_id}.png")
+                ids.append(image_id)
+            lists = {split: ids}
+            if split == "trainval":
+                half = (len(ids) + 1) // 2
+                lists.update(train=ids[:half], val=ids[half:])
+            for name, listed in lists.items():
+                for kind in ("Main", "Segmentation"):
+                    (voc / "ImageSets" / kind / f"{name}.txt").write_text(
+                        "".join(f"{i}\n" for i in listed))
+    return root
+
+
+#: VOC class index of each of :data:`VOC_SAMPLE_CLASSES` (background is 0)
+_VOC_INDEX = {"person": 15, "car": 7, "dog": 12, "cat": 8}
+
+
+def _voc_label(h: int, w: int, boxes: list[tuple[int, int, int, int, int]]) -> Image.Image:
+    """A VOC segmentation label: palette PNG of class indices, 255 on the objects' borders."""
+    label = np.zeros((h, w), np.uint8)
+    for cls, x0, y0, x1, y1 in boxes:
+        label[max(0, y0 - 1):y1 + 1, max(0, x0 - 1):x1 + 1] = 255
+        label[y0:y1, x0:x1] = _VOC_INDEX[VOC_SAMPLE_CLASSES[cls]]
+    img = Image.fromarray(label, mode="P")
+    palette = []
+    for i in range(256):  # VOC's colour map: the index's bits spread over R, G, B
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    img.putpalette(palette)
+    return img
+
+
+__all__ += ["VOC_SAMPLE_CLASSES", "write_voc"]

@@ -13,6 +13,11 @@ objects, may be 0: then ``boxes`` is ``[0, 4]`` and the others ``[0]``, with the
 - ``"difficult"``: ``bool [k]``, VOC ``difficult`` objects (always False for COCO);
 - ``"area"``: ``float32 [k]``, COCO: the annotation's ``area`` (the segment's area; the box
   area where the field is absent), VOC: the box area — scaled by ``sx * sy`` of the resize;
+- ``"orig_area"``: ``float32 [k]``, the same area in pixels of the original image (not
+  scaled): what COCO's small / medium / large ranges (32², 96²) are defined on;
+- ``"scale"``: ``float32 [2]``, ``(sx, sy)``, returned pixels per original pixel (``(1, 1)``
+  when the image is not resized): the evaluation divides box areas by ``sx * sy`` to classify
+  detections by size in original pixels (:mod:`nastk.tasks.detection.metrics`);
 - ``"image_id"``: ``int64`` scalar (COCO: the JSON image id; VOC: see :class:`VocDetection`).
 
 ``size`` (None, an int for a square, or ``(height, width)``) resizes every image bilinearly
@@ -81,6 +86,7 @@ __all__ = [
     "VocDetection",
     "collate_detection",
     "load_dataset",
+    "voc_year_folder",
 ]
 
 Target = dict[str, torch.Tensor]
@@ -277,6 +283,7 @@ class DetectionFolder(FolderDataset):
                                f"height), so its boxes would not match the pixels")
         boxes = record.boxes.copy()
         area = record.area.copy()
+        sx = sy = 1.0
         if self.size is not None and (h, w) != self.size:
             sy, sx = self.size[0] / h, self.size[1] / w
             boxes *= np.array([sx, sy, sx, sy])
@@ -287,6 +294,8 @@ class DetectionFolder(FolderDataset):
             "iscrowd": torch.from_numpy(record.iscrowd.astype(bool)),
             "difficult": torch.from_numpy(record.difficult.astype(bool)),
             "area": torch.from_numpy(area.astype(np.float32)),
+            "orig_area": torch.from_numpy(record.area.astype(np.float32)),
+            "scale": torch.tensor([sx, sy], dtype=torch.float32),
             "image_id": torch.tensor(record.image_id, dtype=torch.int64),
         }
         return self._resized(x), target
@@ -465,8 +474,9 @@ root/
 class VocDetection(DetectionFolder):
     """Pascal VOC detection (2007 or 2012 layout): the 20 :data:`VOC_CLASSES`.
 
-    ``root`` is the ``VOCdevkit`` folder (then ``root/VOC<year>/`` is used) or the
-    ``VOC<year>`` folder itself. The ids of a split are read from
+    ``root`` is the ``VOCdevkit`` folder (then ``root/VOC<year>/`` is used; a VOCdevkit
+    folder holding other years' folders but not ``VOC<year>`` is an error naming the missing
+    folder) or the ``VOC<year>`` folder itself. The ids of a split are read from
     ``ImageSets/Main/<split>.txt`` (the first word of each line), each with
     ``Annotations/<id>.xml`` and ``JPEGImages/<id>.jpg``; all XML files are parsed at
     construction. Per ``<object>``: ``name`` (one of :data:`VOC_CLASSES`, else an error naming
@@ -482,7 +492,7 @@ class VocDetection(DetectionFolder):
 
     splits = ("train", "val", "trainval", "test")
     layout = """
-VOCdevkit/VOC2007/   (root may be VOCdevkit/ or VOC2007/ itself)
+VOCdevkit/VOC2007/   (root may be VOCdevkit/ or VOC2007/ itself; VOC2012/ beside it: the same)
 ├── Annotations/<id>.xml    (<annotation><size><width/><height/></size>
 │       <object><name/><difficult/><bndbox><xmin/><ymin/><xmax/><ymax/></bndbox></object>
 │       ...</annotation>, 1-based pixel coordinates)
@@ -497,8 +507,11 @@ VOCdevkit/VOC2007/   (root may be VOCdevkit/ or VOC2007/ itself)
         self.year = str(year)
         self.ids: list[str] = []
         root = Path(root).expanduser()
-        if not (root / "Annotations").exists() and (root / f"VOC{self.year}").is_dir():
-            root = root / f"VOC{self.year}"
+        if not (root / "Annotations").exists():
+            if (root / f"VOC{self.year}").is_dir():
+                root = root / f"VOC{self.year}"
+            elif _voc_years(root):  # a VOCdevkit folder without this year
+                raise _missing_year(root, self.year)
         super().__init__(root, split, size, transform)
 
     def _load(self) -> tuple[list[_Record], _Boxes, Path]:
@@ -599,6 +612,44 @@ VOCdevkit/VOC2007/   (root may be VOCdevkit/ or VOC2007/ itself)
                            for c in ("xmin", "ymin", "xmax", "ymax"))
             objects.append((label_of[name], bool(difficult), coords))
         return w, h, objects
+
+
+def _voc_years(folder: Path) -> list[str]:
+    """The ``VOC<digits>`` folders in ``folder`` (a VOCdevkit), sorted."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_dir() and re.fullmatch(r"VOC\d+", p.name))
+
+
+def _missing_year(devkit: Path, year: str) -> DatasetError:
+    found = _voc_years(devkit)
+    return DatasetError(
+        f"VocDetection: missing year folder (the root holds "
+        f"{', '.join(found) if found else 'no VOC<year> folder'}): {devkit / f'VOC{year}'}\n"
+        f"expected layout:\n{VocDetection.layout.strip(chr(10))}")
+
+
+def voc_year_folder(root: str | Path, year: str | int) -> Path:
+    """The ``VOC<year>`` folder of a local Pascal VOC copy: ``root/VOC<year>`` when ``root`` is
+    the ``VOCdevkit`` folder, ``root`` itself when it is that year's folder, or its sibling
+    when ``root`` is another year's folder (``VOCdevkit/VOC2007`` given, ``VOC2012`` wanted).
+    A :class:`DatasetError` naming the missing ``root/VOC<year>`` (and the year folders found)
+    otherwise; a missing ``root`` is named as such."""
+    root = Path(root).expanduser()
+    year = str(year)
+    name = f"VOC{year}"
+    if not root.is_dir():
+        raise DatasetError(f"VocDetection: the data-set root does not exist: {root}\n"
+                           f"expected layout:\n{VocDetection.layout.strip(chr(10))}")
+    if (root / name).is_dir():
+        return root / name
+    if root.name == name:
+        return root
+    if re.fullmatch(r"VOC\d+", root.name) and (root.parent / name).is_dir():
+        return root.parent / name
+    devkit = root.parent if re.fullmatch(r"VOC\d+", root.name) else root
+    raise _missing_year(devkit, year)
 
 
 #: loader name -> class

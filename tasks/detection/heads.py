@@ -31,6 +31,7 @@ from torch import nn
 
 from nastk.nn.body import feature_info
 from nastk.nn.neck import FeaturePyramidNeck
+from nastk.nn.normalization import Normalization, normalization_layer
 from nastk.tasks.detection.boxes import (
     anchors_per_cell,
     batched_nms,
@@ -408,10 +409,15 @@ class SSDLiteHead(nn.Module):
 class DetectionModel(nn.Module):
     """A staged body and a detection head; ``forward`` returns the head's one tensor."""
 
-    def __init__(self, body: nn.Module, head: CenterNetHead | SSDLiteHead) -> None:
+    def __init__(self, body: nn.Module, head: CenterNetHead | SSDLiteHead,
+                 normalization: Normalization | None = None) -> None:
         super().__init__()
+        #: the inputs' normalisation (:mod:`nastk.nn.normalization`), ``None`` for none
+        self.normalize = normalization_layer(normalization)
         self.body = body
         self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.normalize is not None:
+            x = self.normalize(x)
         return self.head(self.body.forward_features(x))

@@ -1,41 +1,54 @@
-"""Detection average precision over a whole split: the COCO and Pascal VOC07 protocols.
+"""Detection average precision over a whole split: the COCO and Pascal VOC protocols (VOC07
+11-point and VOC2010+ all-point AP).
 
 Inputs, one dict per image (torch tensors, numpy arrays or nested lists):
 
 - prediction: ``{"boxes": [K, 4] xyxy, "scores": [K], "labels": [K] int}``;
 - ground truth: ``{"boxes": [G, 4] xyxy, "labels": [G] int}`` and optionally ``"iscrowd": [G]
-  bool`` (crowd / ignore regions), ``"difficult": [G] bool`` (VOC) and ``"area": [G] float``
-  (COCO's annotation area; default: the box area).
+  bool`` (crowd / ignore regions), ``"difficult": [G] bool`` (VOC), ``"area": [G] float``
+  (COCO's annotation area, in the pixels of the boxes; default: the box area), ``"scale": [2]
+  float`` (``(sx, sy)``: pixels of the boxes per pixel of the original image, for an image
+  that was resized; default ``(1, 1)``) and ``"orig_area": [G] float`` (the annotation's area
+  in original pixels; default: ``area / (sx * sy)``).
+
+**Sizes in original pixels.** COCO's area ranges are absolute (32², 96² pixels *of the
+original image*), so the size classes use areas in original pixels: a ground-truth box's
+``orig_area`` (or ``area / (sx * sy)``) and a detection's box area divided by ``sx * sy``. A
+box of 40 x 40 original pixels resized by 0.5 (20 x 20) is still medium. Images evaluated at
+their own size (no ``scale``) are unaffected.
 
 Labels are contiguous ``0..num_classes-1``. Coordinates are continuous pixels: a box is
 ``(x2 - x1)`` wide, without VOC's ``+ 1`` integer-pixel convention, for both protocols.
 
 **COCO** (:func:`coco_ap`), as pycocotools' ``COCOeval`` for boxes: IoU thresholds
-``0.50:0.05:0.95``, 101 recall thresholds ``0:0.01:1``, at most ``max_detections`` detections per
-image *and category* (the highest-scored ones, stable sort), area ranges all ``[0, 1e10]``, small
-``[0, 32²]``, medium ``[32², 96²]``, large ``[96², 1e10]`` (bounds inclusive, as in pycocotools,
-compared with the ground truth's ``area`` and, for unmatched detections, the detection's box
-area). Per image, category and threshold, each detection (by descending score) takes the
-best-IoU ground truth with ``IoU >= t`` that is not yet matched, preferring boxes that are not
-ignored (ties in IoU go to the later box, as in pycocotools); crowd boxes may be matched by any
-number of detections and their IoU is ``intersection / detection area``. A detection matched to
-an ignored box (crowd, or area out of range) is ignored, and so is an unmatched detection whose
-area is out of range. Per category, the detections of all images are sorted by score (stable,
-images in the order given), precision is made monotone from the right and sampled at the recall
-thresholds (``searchsorted`` left; 0 past the last recall reached). AR@k is the final recall with
-at most ``k`` detections per image. Metrics are means over IoU thresholds, recall thresholds and
-the categories that have at least one non-ignored ground-truth box in the area range. The
-``difficult`` flag is not read by COCO (such a box counts as a normal one); pass it as
-``iscrowd`` too to have COCO ignore those boxes.
+``0.50:0.05:0.95``, 101 recall thresholds ``0:0.01:1``, at most ``max_detections`` detections
+per image *and category* (the highest-scored ones, stable sort), area ranges all ``[0, 1e10]``,
+small ``[0, 32²]``, medium ``[32², 96²]``, large ``[96², 1e10]`` (bounds inclusive, as in
+pycocotools, compared with the ground truth's ``area`` and, for unmatched detections, the
+detection's box area; both in original pixels, see above). Per image, category and threshold,
+each detection (by descending score) takes the best-IoU ground truth with ``IoU >= t`` that is
+not yet matched, preferring boxes that are not ignored (ties in IoU go to the later box, as in
+pycocotools); crowd boxes may be matched by any number of detections and their IoU is
+``intersection / detection area``. A detection matched to an ignored box (crowd, or area out of
+range) is ignored, and so is an unmatched detection whose area is out of range. Per category,
+the detections of all images are sorted by score (stable, images in the order given), precision
+is made monotone from the right and sampled at the recall thresholds (``searchsorted`` left; 0
+past the last recall reached). AR@k is the final recall with at most ``k`` detections per image.
+Metrics are means over IoU thresholds, recall thresholds and the categories that have at least
+one non-ignored ground-truth box in the area range. The ``difficult`` flag is not read by COCO
+(such a box counts as a normal one); pass it as ``iscrowd`` too to have COCO ignore those boxes.
 
-**VOC07** (:func:`voc07_ap`), as the VOC2007 devkit: per class, all detections sorted by
-descending score (stable); each is compared with the ground-truth box of its image and class of
-highest IoU (the first one on ties); ``IoU > iou_threshold`` (strict) and the box is difficult:
-neither TP nor FP; not yet matched: TP (and the box is marked); already matched: FP (no fallback
-to the second best); otherwise FP. Recall counts the non-difficult boxes only; 11-point AP = mean
-over ``t = 0, 0.1, ..., 1`` (exactly ``i / 10``) of the max precision at recall ``>= t``. Crowd
-boxes (``iscrowd``) are treated as difficult (with the ordinary IoU). Every detection counts
-(no per-image cap).
+**VOC** (:func:`voc07_ap`, :func:`voc_allpoint_ap`), as the VOC devkits: per class, all
+detections sorted by descending score (stable); each is compared with the ground-truth box of
+its image and class of highest IoU (the first one on ties); ``IoU > iou_threshold`` (strict) and
+the box is difficult: neither TP nor FP; not yet matched: TP (and the box is marked); already
+matched: FP (no fallback to the second best); otherwise FP. Recall counts the non-difficult
+boxes only. From the same precision / recall curve, two different numbers: the VOC2007
+**11-point** AP (:func:`average_precision_11pt`: the mean over ``t = 0, 0.1, ..., 1`` (exactly
+``i / 10``) of the max precision at recall ``>= t``) and the VOC2010+ **all-point** AP
+(:func:`average_precision_all_points`: the area under the precision envelope, made monotone from
+the right, summed over every change of recall). Crowd boxes (``iscrowd``) are treated as
+difficult (with the ordinary IoU). Every detection counts (no per-image cap).
 
 **Undefined values are NaN**: a category contributes only if it has ground truth (COCO: a
 non-ignored box in the area range; VOC: a non-difficult box); a metric with no contributing
@@ -59,8 +72,10 @@ __all__ = [
     "RECALL_THRESHOLDS",
     "DetectionEvaluator",
     "average_precision_11pt",
+    "average_precision_all_points",
     "coco_ap",
     "voc07_ap",
+    "voc_allpoint_ap",
 ]
 
 #: COCO's IoU thresholds 0.50:0.05:0.95 (the same float values as pycocotools).
@@ -89,7 +104,8 @@ class _Image:
     gt_labels: np.ndarray  # [G] int64
     gt_crowd: np.ndarray  # [G] bool
     gt_difficult: np.ndarray  # [G] bool
-    gt_area: np.ndarray  # [G] float64
+    gt_area: np.ndarray  # [G] float64, in original pixels
+    area_scale: float = 1.0  # sx * sy: box area in its pixels / area in original pixels
 
 
 def _array(value: Any, dtype: Any) -> np.ndarray:
@@ -136,6 +152,17 @@ def _areas(boxes: np.ndarray) -> np.ndarray:
             * np.clip(boxes[:, 3] - boxes[:, 1], 0, None))
 
 
+def _area_scale(target: Mapping[str, Any], i: int) -> float:
+    """``sx * sy`` of the target's ``"scale"`` (1 without one)."""
+    if target.get("scale") is None:
+        return 1.0
+    scale = _array(target["scale"], np.float64).reshape(-1)
+    if scale.size != 2 or not np.all(np.isfinite(scale)) or not np.all(scale > 0):
+        raise ValueError(f"image {i}: ground truth 'scale' must be 2 positive numbers (sx, sy), "
+                         f"got {scale.tolist()}")
+    return float(scale[0] * scale[1])
+
+
 def _to_images(predictions: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],
                num_classes: int) -> list[_Image]:
     """Validated numpy copies of per-image predictions and targets."""
@@ -154,15 +181,20 @@ def _to_images(predictions: Sequence[Mapping[str, Any]], targets: Sequence[Mappi
         gt_boxes = _box_array(tgt["boxes"], f"image {i}: ground-truth")
         g = gt_boxes.shape[0]
         gt_labels = _labels(tgt["labels"], g, num_classes, f"image {i}: ground truth")
-        if tgt.get("area") is None:
+        scale = _area_scale(tgt, i)
+        key = "orig_area" if tgt.get("orig_area") is not None else "area"
+        if tgt.get(key) is None:
             gt_area = _areas(gt_boxes)
         else:
-            gt_area = _array(tgt["area"], np.float64).reshape(-1)
+            gt_area = _array(tgt[key], np.float64).reshape(-1)
             if gt_area.size != g:
-                raise ValueError(f"image {i}: ground truth 'area' has {gt_area.size} entries "
+                raise ValueError(f"image {i}: ground truth {key!r} has {gt_area.size} entries "
                                  f"for {g} boxes")
+        if key != "orig_area" and scale != 1.0:
+            gt_area = gt_area / scale
         images.append(_Image(dt_boxes, dt_scores, dt_labels, gt_boxes, gt_labels,
-                             _flags(tgt, "iscrowd", g), _flags(tgt, "difficult", g), gt_area))
+                             _flags(tgt, "iscrowd", g), _flags(tgt, "difficult", g), gt_area,
+                             scale))
     return images
 
 
@@ -211,8 +243,28 @@ def average_precision_11pt(recall: Sequence[float] | np.ndarray,
     return total / 11.0
 
 
-def _voc07_class(images: Sequence[_Image], cls: int, iou_threshold: float) -> float:
-    """VOC07 AP of one class (NaN without a non-difficult ground-truth box)."""
+def average_precision_all_points(recall: Sequence[float] | np.ndarray,
+                                 precision: Sequence[float] | np.ndarray) -> float:
+    """VOC2010+ all-point AP: the area under the precision envelope. With ``recall`` and
+    ``precision`` padded as ``[0, *recall, 1]`` and ``[0, *precision, 0]``, the precision is
+    made monotone from the right (each point takes the max precision at any higher recall) and
+    ``sum((r[i] - r[i - 1]) * p[i])`` is taken over every index ``i`` where the recall changes
+    (0 for an empty curve)."""
+    rec = np.asarray(recall, dtype=np.float64).reshape(-1)
+    prec = np.asarray(precision, dtype=np.float64).reshape(-1)
+    if rec.shape != prec.shape:
+        raise ValueError(f"recall {rec.shape} and precision {prec.shape} must match")
+    mrec = np.concatenate([[0.0], rec, [1.0]])
+    mpre = np.concatenate([[0.0], prec, [0.0]])
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    changes = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
+    return float(np.sum((mrec[changes] - mrec[changes - 1]) * mpre[changes]))
+
+
+def _voc_curve(images: Sequence[_Image], cls: int, iou_threshold: float
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+    """VOC recall and precision of one class over its detections by descending score (None
+    without a non-difficult ground-truth box)."""
     npos = 0
     gts = []
     det_img, det_scores, det_boxes = [], [], []
@@ -226,7 +278,7 @@ def _voc07_class(images: Sequence[_Image], cls: int, iou_threshold: float) -> fl
         det_scores.append(im.dt_scores[dmask])
         det_boxes.append(im.dt_boxes[dmask])
     if npos == 0:
-        return math.nan
+        return None
     img = np.concatenate(det_img)
     scores = np.concatenate(det_scores)
     boxes = np.concatenate(det_boxes).reshape(-1, 4)
@@ -254,11 +306,19 @@ def _voc07_class(images: Sequence[_Image], cls: int, iou_threshold: float) -> fl
     cfp = np.cumsum(fp)
     recall = ctp / npos
     precision = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
-    return average_precision_11pt(recall, precision)
+    return recall, precision
 
 
-def _voc07(images: Sequence[_Image], num_classes: int, iou_threshold: float) -> dict[str, Any]:
-    per_class = [_voc07_class(images, c, iou_threshold) for c in range(num_classes)]
+def _voc_curves(images: Sequence[_Image], num_classes: int, iou_threshold: float
+                ) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    return [_voc_curve(images, c, iou_threshold) for c in range(num_classes)]
+
+
+def _voc_map(curves: Sequence[tuple[np.ndarray, np.ndarray] | None],
+             ap: Any) -> dict[str, Any]:
+    """``{"map", "per_class_ap"}`` of the curves by the interpolation ``ap(recall,
+    precision)`` (NaN for a class without a curve)."""
+    per_class = [math.nan if c is None else ap(*c) for c in curves]
     return {"map": _nanmean(np.array(per_class, dtype=np.float64)), "per_class_ap": per_class}
 
 
@@ -271,7 +331,20 @@ def voc07_ap(predictions: Sequence[Mapping[str, Any]], targets: Sequence[Mapping
     if none is). Continuous coordinates, no ``+ 1`` in widths; crowd boxes count as difficult.
     """
     _check_num_classes(num_classes)
-    return _voc07(_to_images(predictions, targets, num_classes), num_classes, iou_threshold)
+    return _voc_map(_voc_curves(_to_images(predictions, targets, num_classes), num_classes,
+                                iou_threshold), average_precision_11pt)
+
+
+def voc_allpoint_ap(predictions: Sequence[Mapping[str, Any]],
+                    targets: Sequence[Mapping[str, Any]], num_classes: int,
+                    iou_threshold: float = 0.5) -> dict[str, Any]:
+    """Pascal VOC2010+ all-point AP at ``IoU > iou_threshold``: the matching of
+    :func:`voc07_ap`, the area under the monotone precision envelope
+    (:func:`average_precision_all_points`) instead of the 11-point mean. Returns ``{"map",
+    "per_class_ap"}`` as :func:`voc07_ap` does."""
+    _check_num_classes(num_classes)
+    return _voc_map(_voc_curves(_to_images(predictions, targets, num_classes), num_classes,
+                                iou_threshold), average_precision_all_points)
 
 
 # -- COCO -------------------------------------------------------------------------------------
@@ -333,6 +406,8 @@ def _coco_records(images: Sequence[_Image], num_classes: int,
             area = im.gt_area[gmask]
             ious = _iou(dt_boxes, gt_boxes, crowd)
             dt_area = _areas(dt_boxes)
+            if im.area_scale != 1.0:
+                dt_area = dt_area / im.area_scale  # in original pixels, as the ground truth
             rec = _CocoRecord(scores, [], [], [])
             for lo, hi in ranges:
                 gt_ignore = crowd | (area < lo) | (area > hi)
@@ -448,12 +523,13 @@ def _key(name: str) -> str:
 
 class DetectionEvaluator:
     """Streaming detection evaluation: :meth:`add` one batch of images at a time, then
-    :meth:`compute` the COCO and VOC07 metrics over everything added (see the module
+    :meth:`compute` the COCO and VOC metrics over everything added (see the module
     docstring).
 
     :meth:`compute` returns ``ap``, ``ap50``, ``ap75``, ``ap_small``, ``ap_medium``,
     ``ap_large``, ``ar1``, ``ar10``, ``ar100`` (AR@``max_detections``), ``ar_small``,
-    ``ar_medium``, ``ar_large`` (COCO), ``voc07_ap50`` (VOC07 11-point mAP) and, for every class
+    ``ar_medium``, ``ar_large`` (COCO), ``voc07_ap50`` (VOC07 11-point mAP),
+    ``voc_allpoint_ap50`` (VOC2010+ all-point mAP, the same matching) and, for every class
     with at least one non-crowd ground-truth box, ``ap50_<name>`` (its COCO AP50; the name
     lowercased with whitespace runs replaced by ``_``; the class index without
     ``class_names``). Undefined metrics, e.g. all of them when no ground-truth box was added, are
@@ -499,9 +575,10 @@ class DetectionEvaluator:
     def compute(self) -> dict[str, float]:
         """The metrics over all images added (see the class docstring)."""
         coco = _coco(self._images, self.num_classes, self.max_detections)
-        voc = _voc07(self._images, self.num_classes, 0.5)
+        curves = _voc_curves(self._images, self.num_classes, 0.5)
         out = {k: float(v) for k, v in coco.items() if not k.startswith("per_class")}
-        out["voc07_ap50"] = float(voc["map"])
+        out["voc07_ap50"] = float(_voc_map(curves, average_precision_11pt)["map"])
+        out["voc_allpoint_ap50"] = float(_voc_map(curves, average_precision_all_points)["map"])
         for key, value in zip(self._keys, coco["per_class_ap50"], strict=True):
             if not math.isnan(value):
                 out[f"ap50_{key}"] = float(value)

@@ -1,5 +1,6 @@
 """Object detection: synthetic scenes (default) or a local COCO / Pascal VOC copy, an anchor-free
-(CenterNet-style) or SSDLite-style head on any staged body, COCO-style and VOC07 AP."""
+(CenterNet-style) or SSDLite-style head on any staged body, COCO-style and VOC AP (VOC07
+11-point and VOC2010+ all-point)."""
 
 from __future__ import annotations
 
@@ -8,25 +9,51 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from torch import nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import ConcatDataset, Dataset
 
-from nastk.core.options import options_of
+from nastk.core.options import QuietDefaults, options_of
+from nastk.data.augment import (
+    Augment,
+    Augmented,
+    AugmentOption,
+    Jitter,
+    TargetLayout,
+    augment_field,
+    resolve_augment,
+)
+from nastk.data.folders import DatasetError, folder_datasets
 from nastk.data.images import ImageInput, ImageSizeOptions, size_field
 from nastk.data.splits import CachedSplits, SplitOptions, holdout_splits, synthetic_splits
 from nastk.nn.body import require_staged
+from nastk.nn.normalization import (
+    Normalization,
+    NormalizeOption,
+    normalize_field,
+    resolve_normalize,
+)
 from nastk.report.predictions import save_image_grid
 from nastk.task.contract import Task
 from nastk.tasks.detection.datasets import VOC_CLASSES, collate_detection, load_dataset
 from nastk.tasks.detection.heads import CenterNetHead, DetectionModel, SSDLiteHead
 from nastk.tasks.detection.metrics import DetectionEvaluator
+from nastk.tasks.detection.splits import SplitName, load_split, overlapping, parse_split
 from nastk.tasks.detection.synthetic import SHAPE_CLASSES, make_scenes
 
 __all__ = ["DetectionMeter", "DetectionTask", "SceneDataset"]
 
 Target = dict[str, torch.Tensor]
 
+
+#: the training augmentation of a real data set unless the config says otherwise: horizontal
+#: flips, random scale-and-crop by 0.75 to 1.25 and a mild colour jitter (boxes clipped, those
+#: under 2 pixels a side dropped)
+AUGMENT_PRESET = Augment(flip=0.5, scale=(0.75, 1.25),
+                         jitter=Jitter(brightness=0.2, contrast=0.2, saturation=0.2))
+#: the layout of a detection target for augmentation
+TARGETS = TargetLayout(boxes="boxes", per_box=("labels", "iscrowd", "difficult", "area",
+                                              "orig_area"))
 
 class SceneDataset(Dataset):
     """``(image [3, H, W], target dict)`` pairs held in memory (the synthetic scenes)."""
@@ -58,6 +85,23 @@ def _scene_target(raw: dict[str, np.ndarray], image_id: int) -> Target:
             "image_id": torch.tensor(image_id, dtype=torch.int64)}
 
 
+def _check_overlap(dataset: str, train: list[str] | None, test: str | None,
+                   year: str | None) -> None:
+    """A ``ValueError`` when the test split (``val`` when ``test`` is None) shares images with
+    a training split (``train`` when ``train`` is None)."""
+    test_name = parse_split(dataset, test or "val", year)
+    for name in train or ["train"]:
+        train_name = parse_split(dataset, name, year)
+        if overlapping(train_name, test_name):
+            which = (f"test_split {test_name}" if test is not None
+                     else f"the default test split {test_name}")
+            by = f"train_split {train_name}" if train else f"default train split {train_name}"
+            raise ValueError(f"{which} shares images with the {by}: "
+                             "the test scores would be on training images; set test_split to "
+                             "a disjoint split (e.g. voc2007/test with VOC trainval, val2017 "
+                             "with train2017)")
+
+
 class DetectionTask(ImageInput, CachedSplits, Task):
     """Object detection scored by average precision over the whole split.
 
@@ -65,10 +109,24 @@ class DetectionTask(ImageInput, CachedSplits, Task):
     ``max_objects`` shapes of ``num_classes`` classes (varied scale and aspect ratio, later
     shapes occluding earlier ones; :mod:`nastk.tasks.detection.synthetic`), split train/val/test
     with ``seed``. ``coco`` and ``voc`` read a local copy under ``root``
-    (:mod:`nastk.tasks.detection.datasets`, resized to ``size`` with the boxes); as for
-    segmentation,
-    ``val`` is a held-out ``holdout_fraction`` of the official training split and ``test`` is
-    the official validation split.
+    (:mod:`nastk.tasks.detection.datasets`, resized to ``size`` with the boxes). By default, as
+    for segmentation, ``val`` is a held-out ``holdout_fraction`` of the official ``train``
+    split (of ``year``) and ``test`` is the official ``val`` split.
+
+    Named splits (:mod:`nastk.tasks.detection.splits`) follow the benchmarks' protocols:
+    ``train_split`` names the official split(s) trained on (several are concatenated) and
+    ``test_split`` the one scored as ``test``; ``val`` (the search's reward split) is still a
+    seeded ``holdout_fraction`` of the training data. VOC07+12 (``root`` the ``VOCdevkit``
+    folder)::
+
+        train_split: [voc2007/trainval, voc2012/trainval]
+        test_split: voc2007/test
+
+    COCO 2017: ``train_split: train2017``, ``test_split: val2017``. Names are checked with the
+    options (the allowed forms are in the error), a test split that shares images with a
+    training split is refused, and every named split is read when the splits are built (before
+    any training): a missing ``VOC<year>`` folder, split list or annotation file is a
+    :class:`~nastk.data.folders.DatasetError` naming the path.
 
     Heads (``head``): ``centernet`` (objects as points, stride 4; the default: simplest to train
     well on a CPU budget) or ``ssdlite`` (default boxes on every level of stride 8 and up,
@@ -77,30 +135,43 @@ class DetectionTask(ImageInput, CachedSplits, Task):
     Metrics (:mod:`nastk.tasks.detection.metrics`): ``ap50`` (COCO-style AP at IoU 0.5, 101 recall
     points; the primary metric: it separates architectures at CPU budgets where AP@[.5:.95]
     is mostly localisation noise), ``ap`` (AP@[.5:.95]), ``ap75``, ``ap_small``,
-    ``ap_medium``, ``ap_large`` (COCO's absolute areas; left out when the split has no box of
-    that size, e.g. ``ap_large`` on small images), ``ar1``, ``ar10``,
-    ``ar100`` (average recall at 1, 10, 100 detections per image), ``ar_small``, ``ar_medium``,
-    ``ar_large``, ``voc07_ap50`` (11-point, difficult boxes ignored), ``loss`` and
-    ``ap50_<class>`` per class.
+    ``ap_medium``, ``ap_large`` (COCO's absolute areas, 32² and 96², in pixels of the original
+    image even when ``size`` resizes it; left out when the split has no box of that size),
+    ``ar1``, ``ar10``, ``ar100`` (average recall at 1, 10, 100 detections per image),
+    ``ar_small``, ``ar_medium``, ``ar_large``, ``voc07_ap50`` (VOC2007 11-point AP at IoU > 0.5,
+    difficult boxes neither counted nor penalised), ``voc_allpoint_ap50`` (VOC2010+ all-point
+    AP, the area under the monotone precision envelope, same matching: a different number),
+    ``loss`` and ``ap50_<class>`` per class.
     """
 
     name: ClassVar[str] = "detection"
     primary_metric: ClassVar[str] = "ap50"
     metrics: ClassVar[tuple[str, ...]] = ("ap50", "ap", "ap75", "ap_small", "ap_medium",
                                            "ap_large", "ar1", "ar10", "ar100", "ar_small",
-                                           "ar_medium", "ar_large", "voc07_ap50", "loss")
+                                           "ar_medium", "ar_large", "voc07_ap50",
+                                           "voc_allpoint_ap50", "loss")
     direction: ClassVar[Literal["max", "min"]] = "max"
 
-    class Options(SplitOptions, ImageSizeOptions):
+    class Options(QuietDefaults, SplitOptions, ImageSizeOptions):
         """Options of :class:`DetectionTask` (``task.options`` in a config)."""
 
         model_config = ConfigDict(extra="forbid")
+        quiet_defaults: ClassVar[tuple[str, ...]] = ("train_split", "test_split", "augment",
+                                                     "normalize")
         min_side: ClassVar[int] = 16
 
         dataset: Literal["synthetic", "coco", "voc"] = "synthetic"
         root: Path | None = Field(None, description="coco/voc: the local folder")
         year: str | None = Field(None, description="coco: the split suffix (2017 for "
                                  "instances_train2017.json); voc: 2007 (default) or 2012")
+        train_split: list[str] | None = Field(
+            None, description="coco/voc: the official split(s) trained on, concatenated; "
+            "`val` is held out of them. voc: voc<year>/<split> (split: train, val, trainval, "
+            "test), e.g. [voc2007/trainval, voc2012/trainval] (VOC07+12); coco: <split><year>, "
+            "e.g. train2017; a bare split name takes `year`. Default: train")
+        test_split: str | None = Field(
+            None, description="coco/voc: the official split scored as `test`, e.g. "
+            "voc2007/test or val2017 (same forms as train_split). Default: val")
         size: int | tuple[int, int] = size_field(64)
         n_samples: int = Field(600, ge=10, description="synthetic: number of scenes")
         num_classes: int = Field(3, ge=1, description="synthetic: object classes (shapes)")
@@ -116,6 +187,37 @@ class DetectionTask(ImageInput, CachedSplits, Task):
         score_threshold: float = Field(0.01, ge=0.0, lt=1.0,
                                        description="ssdlite: class score kept before NMS")
         nms_threshold: float = Field(0.45, gt=0.0, le=1.0, description="ssdlite: NMS IoU")
+        augment: AugmentOption = augment_field()
+        normalize: NormalizeOption = normalize_field()
+
+        @field_validator("train_split", mode="before")
+        @classmethod
+        def _one_or_more(cls, value: Any) -> Any:
+            return [value] if isinstance(value, str) else value
+
+        @field_validator("train_split", "test_split")
+        @classmethod
+        def _split_names(cls, value: Any, info: ValidationInfo) -> Any:
+            if value is None:
+                return value
+            dataset = info.data.get("dataset")
+            if dataset is None:  # the dataset failed validation: reported there
+                return value
+            if dataset == "synthetic":
+                raise ValueError("named splits are for a local copy of a real data set "
+                                 "(dataset coco or voc), not for the synthetic scenes")
+            names = value if isinstance(value, list) else [value]
+            if not names:
+                raise ValueError("name at least one split (or leave train_split out for the "
+                                 "official train split)")
+            parsed = [parse_split(dataset, n, info.data.get("year")) for n in names]
+            twice = sorted({str(p) for p in parsed if parsed.count(p) > 1})
+            if twice:
+                raise ValueError(f"the split {twice[0]} is named twice")
+            if info.field_name == "test_split" and "train_split" in info.data:
+                # (absent: train_split failed validation, reported there)
+                _check_overlap(dataset, info.data["train_split"], value, info.data.get("year"))
+            return value
 
         @model_validator(mode="after")
         def _check(self) -> DetectionTask.Options:
@@ -126,7 +228,19 @@ class DetectionTask(ImageInput, CachedSplits, Task):
                 if self.min_objects > self.max_objects:
                     raise ValueError(f"min_objects {self.min_objects} > max_objects "
                                      f"{self.max_objects}")
+            elif self.test_split is None and self.train_split is not None:
+                _check_overlap(self.dataset, self.train_split, None, self.year)
             return self
+
+        def named_splits(self) -> tuple[list[SplitName], SplitName] | None:
+            """The training splits and the test split, parsed (``None`` when neither
+            ``train_split`` nor ``test_split`` is set: the official ``train`` and ``val``)."""
+            if self.dataset == "synthetic" or (self.train_split is None
+                                               and self.test_split is None):
+                return None
+            train = [parse_split(self.dataset, n, self.year)
+                     for n in (self.train_split or ["train"])]
+            return train, parse_split(self.dataset, self.test_split or "val", self.year)
 
     def __init__(self, **options: Any) -> None:
         self.options = options_of(self.Options, options, what=f"task {self.name!r}")
@@ -146,8 +260,7 @@ class DetectionTask(ImageInput, CachedSplits, Task):
         if o.dataset == "voc":
             return list(VOC_CLASSES)
         if self._class_names is None:  # COCO: the categories of the annotation file
-            train = self.splits()["train"]
-            base = train.dataset if isinstance(train, Subset) else train
+            base = folder_datasets(self.splits()["train"])[0]
             self._class_names = list(base.class_names)  # type: ignore[attr-defined]
         return list(self._class_names)
 
@@ -158,8 +271,25 @@ class DetectionTask(ImageInput, CachedSplits, Task):
     def build_splits(self) -> dict[str, Dataset]:
         """``train``, ``val`` and (when there is one) ``test`` datasets of ``(image [3,H,W],
         {"boxes", "labels", "iscrowd", "difficult", "area", "image_id"})`` (built once, see
-        :meth:`splits`)."""
+        :meth:`splits`; a real data set's targets also carry ``orig_area`` and ``scale``, see
+        :mod:`nastk.tasks.detection.datasets`); ``train`` augmented as ``augment`` says."""
         o = self.options
+        splits = self._unaugmented_splits()
+        augment = resolve_augment(o.augment, o.dataset, AUGMENT_PRESET)
+        if augment is not None:
+            splits["train"] = Augmented(splits["train"], augment, TARGETS)
+        return splits
+
+    @property
+    def normalization(self) -> Normalization | None:
+        """The inputs' normalisation (the ``normalize`` option resolved)."""
+        return resolve_normalize(self.options.normalize, self.options.dataset)
+
+    def _unaugmented_splits(self) -> dict[str, Dataset]:
+        o = self.options
+        named = o.named_splits()
+        if named is not None:
+            return self._named_splits(*named)
         if o.dataset != "synthetic":
             assert o.root is not None
             kwargs: dict[str, Any] = {} if o.year is None else {"year": o.year}
@@ -173,6 +303,29 @@ class DetectionTask(ImageInput, CachedSplits, Task):
         images_t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
         return synthetic_splits(o.n_samples, o, lambda ix: SceneDataset(
             images_t[ix], [_scene_target(raw[i], int(i)) for i in ix]))
+
+    def _named_splits(self, train: list[SplitName], test: SplitName) -> dict[str, Dataset]:
+        """``train_split`` (concatenated) less the held-out ``val``, and ``test_split``; every
+        split is read (and checked) here, so a missing year folder, split list or annotation
+        file fails before any training."""
+        o = self.options
+        assert o.root is not None
+        parts = [load_split(o.root, name, self.image_size) for name in train]
+        test_set = load_split(o.root, test, self.image_size)
+        if o.dataset == "coco":  # labels are category ranks: every split needs the same ones
+            first = parts[0]
+            for name, other in [*zip(train[1:], parts[1:], strict=True), (test, test_set)]:
+                if other.class_names != first.class_names:
+                    raise DatasetError(
+                        f"CocoDetection: the splits {train[0]} and {name} have different "
+                        f"categories ({list(first.class_names)} in "
+                        f"{getattr(first, 'annotation_file', None)}, "
+                        f"{list(other.class_names)} in "
+                        f"{getattr(other, 'annotation_file', None)}): their labels would not "
+                        "agree")
+        official: Dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+        where = f"{o.root} ({' + '.join(str(n) for n in train)})"
+        return holdout_splits(official, o, where, lambda: test_set)
 
     def collate(self, samples: list[Any]) -> tuple[torch.Tensor, list[Target]]:
         """Images stacked, targets kept as a list of per-image dicts (box counts differ)."""
@@ -193,7 +346,7 @@ class DetectionTask(ImageInput, CachedSplits, Task):
     def wrap(self, body: nn.Module) -> DetectionModel:
         head = self.make_head(body)
         self._heads[head.signature] = head
-        return DetectionModel(body, head)
+        return DetectionModel(body, head, self.normalization)
 
     def _head(self, outputs: torch.Tensor) -> CenterNetHead | SSDLiteHead:
         """The head that produced ``outputs``: losses and decoding depend on the options and

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from nastk.data.folders import DatasetError, FolderDataset, Transform, loader_named
-from nastk.data.images import Size, check_size, read_grey
+from nastk.data.images import Size, check_size, from_levels, read_grey
 
 __all__ = [
     "CAT2000",
@@ -161,7 +161,8 @@ class SaliencyFolder(FolderDataset):
         density = self._read(read_grey, item.density, "density map")
         shape = (int(density.shape[0]), int(density.shape[1]))
         fix = np.asarray(self._read_fixations(item, shape), dtype=np.int64).reshape(-1, 2)
-        d = torch.from_numpy(density.astype(np.float32) / 255.0)
+        # float in [0, 1], its uint8 levels kept beside it (a loader worker sends those)
+        d = from_levels(torch.from_numpy(np.ascontiguousarray(density)))
         if self.target_size is not None and shape != self.target_size:
             d = F.interpolate(d[None, None], size=self.target_size, mode="bilinear",
                               align_corners=False, antialias=True)[0, 0].clamp_(min=0.0)

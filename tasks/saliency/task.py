@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset
 
-from nastk.core.options import options_of
+from nastk.core.options import QuietDefaults, options_of
 from nastk.data.augment import (
     Augment,
     Augmented,
@@ -124,10 +124,11 @@ class SaliencyTask(ImageInput, CachedSplits, Task):
     metrics: ClassVar[tuple[str, ...]] = ("auc_judd", "auc_borji", "sauc", "nss", "cc", "kld",
                                           "sim", "ig", "ig_uniform")
 
-    class Options(SplitOptions, ImageSizeOptions):
+    class Options(QuietDefaults, SplitOptions, ImageSizeOptions):
         """Options of :class:`SaliencyTask` (``task.options`` in a config)."""
 
         model_config = ConfigDict(extra="forbid")
+        quiet_defaults: ClassVar[tuple[str, ...]] = ("blur", "augment", "normalize")
 
         dataset: Literal["synthetic", "salicon", "mit1003", "cat2000"] = "synthetic"
         root: Path | None = Field(None, description="salicon/mit1003/cat2000: the local folder")

@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from nastk.core.options import options_of
+from nastk.core.options import QuietDefaults, options_of
 from nastk.data.augment import (
     Augment,
     Augmented,
@@ -118,10 +118,11 @@ class SegmentationTask(ImageInput, CachedSplits, Task):
                                            "score", "loss")
     direction: ClassVar[Literal["max", "min"]] = "max"
 
-    class Options(SplitOptions, ImageSizeOptions):
+    class Options(QuietDefaults, SplitOptions, ImageSizeOptions):
         """Options of :class:`SegmentationTask` (``task.options`` in a config)."""
 
         model_config = ConfigDict(extra="forbid")
+        quiet_defaults: ClassVar[tuple[str, ...]] = ("augment", "normalize", "eval_at")
 
         dataset: Literal["synthetic", "camvid", "cityscapes", "voc"] = "synthetic"
         root: Path | None = Field(None, description="camvid/cityscapes/voc: the local folder")
