@@ -1,11 +1,15 @@
 """Images per second of the real-format loaders with 0, 1 and 2 worker processes, in one run.
 
 Three generated folders of full-size images in the exact layouts
-(:mod:`nastk.data.sample_folders`): Cityscapes (2048x1024 PNG with label-id PNGs, read at
+(:mod:`nastk.data.sample_folders`): Cityscapes (64 by default: 8 batches, so that 2 workers
+are not capped by the pass's last odd batch; 2048x1024 PNG with label-id PNGs, read at
 512x1024), SALICON (640x480 JPEG, density PNGs and the 2015 fixation JSON, read at 288x384)
 and COCO (640x480 JPEG with boxes, read at 512x512). Each measurement builds the task with
-``data: {workers: N}`` and times one shuffled pass over its train split through the engine's
-loader (:func:`nastk.data.loaders.make_loader`, batches of 8), worker start-up included. The
+``data: {workers: N}`` and times one shuffled pass over its train split (augmented by the
+task's preset for the data set, as a run trains) through the engine's loader
+(:func:`nastk.data.loaders.make_loader`, batches of 8), worker start-up included, with the
+torch threads a run gives its training process beside that loader (``num_threads: auto``:
+the CPUs less one per loader worker, at least 1). The
 worker counts are interleaved in each repeat (their order rotating), and the batches of every
 worker count are checked equal to those of 0 workers. Prints the median images per second
 over ``--repeats`` (sample std) and the ratio to 0 workers. Target on 2 cores: 2 workers at
@@ -29,8 +33,9 @@ import torch
 from nastk.config.compose import build_task
 from nastk.config.schema import PluginRef
 from nastk.data import sample_folders
-from nastk.data.loaders import make_loader, split_batch
+from nastk.data.loaders import loader_workers, make_loader, split_batch
 from nastk.data.loading import Loading
+from nastk.training.threads import torch_threads
 
 #: layout -> (writer, image size written (H, W), task, dataset option, size read)
 LAYOUTS: dict[str, tuple[Any, tuple[int, int], str, str, Any]] = {
@@ -49,22 +54,25 @@ def one_pass(layout: str, root: Path, workers: int) -> tuple[float, int, float]:
                                                          "root": str(root), "size": size}),
                       loading=Loading(workers=workers))
     train = task.splits()["train"]
-    t0 = time.perf_counter()
-    images, checksum = 0, 0.0
-    loader = make_loader(task, train, BATCH, shuffle=True,
-                         generator=torch.Generator().manual_seed(0))
-    for batch in loader:
-        x, _ = split_batch(batch)
-        images += int(x.shape[0])
-        checksum += float(x[:, :, ::7, ::7].double().sum())
-    return time.perf_counter() - t0, images, checksum
+    # the training process's torch threads as a run with this loader gets them
+    # (``num_threads: auto`` leaves a CPU to each loader worker)
+    with torch_threads("auto", loader_workers=loader_workers(task, train)):
+        t0 = time.perf_counter()
+        images, checksum = 0, 0.0
+        loader = make_loader(task, train, BATCH, shuffle=True,
+                             generator=torch.Generator().manual_seed(0))
+        for batch in loader:
+            x, _ = split_batch(batch)
+            images += int(x.shape[0])
+            checksum += float(x[:, :, ::7, ::7].double().sum())
+        return time.perf_counter() - t0, images, checksum
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--images", type=int, nargs=3, default=[24, 256, 256],
+    parser.add_argument("--images", type=int, nargs=3, default=[64, 256, 256],
                         metavar=("CITYSCAPES", "SALICON", "COCO"),
                         help="train images per folder (a quarter as many val ones)")
     parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=list(LAYOUTS))

@@ -111,9 +111,11 @@ def test_cpus_busy_elsewhere_measures_a_spinning_neighbour():
 
 
 def test_resolve_threads(monkeypatch):
-    monkeypatch.setattr(cpus, "auto_threads", lambda workers=1: 6 // workers)
+    monkeypatch.setattr(cpus, "auto_threads",
+                        lambda workers=1, loader_workers=0: (6 - loader_workers) // workers)
     assert resolve_threads("auto") == 6
     assert resolve_threads("auto", workers=2) == 3
+    assert resolve_threads("auto", loader_workers=2) == 4
     assert resolve_threads(4) == 4
     assert resolve_threads(None) is None
     for bad in (0, -1, 1.5, "two", True):
@@ -161,10 +163,46 @@ def test_train_config_threads_default_to_auto_and_apply_during_a_trial(monkeypat
 
     assert TrainConfig().num_threads == "auto"
     before = torch.get_num_threads()
-    monkeypatch.setattr(cpus, "auto_threads", lambda workers=1: 3)
+    monkeypatch.setattr(cpus, "auto_threads", lambda workers=1, loader_workers=0: 3)
     with seeded_threads(TrainConfig(), seed=0):
         assert torch.get_num_threads() == 3
     assert torch.get_num_threads() == before
+
+
+def test_auto_threads_leave_a_cpu_to_each_loader_worker(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setitem(cpus._SPIN_AT_IMPORT, "torch_first", False)
+    monkeypatch.setattr(cpus, "cpus_busy_elsewhere", lambda: 0.0)
+    monkeypatch.setattr(cpus, "available_cpus", lambda: 8)
+    assert auto_threads(loader_workers=0) == 8
+    assert auto_threads(loader_workers=4) == 4
+    assert auto_threads(workers=2, loader_workers=4) == 2
+    monkeypatch.setattr(cpus, "available_cpus", lambda: 2)
+    assert auto_threads(loader_workers=2) == 1 and auto_threads(loader_workers=9) == 1
+    with pytest.raises(ValueError, match="loader_workers"):
+        auto_threads(loader_workers=-1)
+
+
+def test_a_trial_with_loader_workers_trains_on_the_cpus_they_leave(monkeypatch, tmp_path):
+    from nastk.data.loading import Loading
+    from nastk.data.sample_folders import write_cityscapes
+    from nastk.evaluation.train import TrainConfig, TrainEvaluator
+    from nastk.search_spaces.small_cnn import SmallCNNSpace
+    from nastk.tasks.segmentation import SegmentationTask
+
+    seen = []
+    monkeypatch.setattr(cpus, "auto_threads",
+                        lambda workers=1, loader_workers=0: seen.append(loader_workers) or 1)
+    task = SegmentationTask(dataset="cityscapes", root=write_cityscapes(tmp_path, (6, 2),
+                                                                        size=(16, 32)),
+                            size=(16, 32), holdout_fraction=0.3)
+    task.loading = Loading(workers=2, persistent=False)
+    ev = TrainEvaluator(task, SmallCNNSpace(), TrainConfig(epochs=1, batch_size=2, latency=False))
+    assert ev.loader_workers() == 2
+    result = ev.evaluate(SmallCNNSpace().sample(__import__("numpy").random.default_rng(0)))
+    assert result.status.name == "COMPLETE", result.error
+    assert seen == [2]  # the trial's threads were chosen knowing its loader's two workers
 
 
 class _Clocked(nn.Module):

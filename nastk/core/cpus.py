@@ -4,8 +4,11 @@
 :func:`resolve_threads`: ``OMP_NUM_THREADS`` when it is set (Ray sets it to a task's or actor's
 reserved CPUs; a user may set it too), otherwise the CPUs this process may use — the smaller of
 its CPU affinity and its cgroup CPU quota (a container's ``--cpus``, a SLURM or Kubernetes
-limit) — divided among the candidates that run side by side, and no more than the CPUs other
-processes leave free (measured over 0.2 s when a trial starts, reused for 30 s). On a 2-core
+limit) less one for each worker process of the training loader (``data: {workers}``: they
+decode on CPUs of their own, and training threads that fight them for the cores slow both;
+``benchmarks/data_throughput.py`` measures it) — divided among the candidates that run side
+by side, and no more than the CPUs other processes leave free (measured over 0.2 s when a
+trial starts, reused for 30 s). On a 2-core
 machine the quickstart's first trial beside a CPU-bound neighbour took 2.2 times its idle time
 with two threads (3.2 times with spinning waiters) and about its idle time with one
 (``benchmarks/contention.py``, ``benchmarks/RESULTS.md``): a thread that shares its core holds
@@ -151,18 +154,21 @@ def cpus_busy_elsewhere(window_s: float = 0.2, max_age_s: float = 30.0) -> float
     return busy
 
 
-def auto_threads(workers: int = 1) -> int:
+def auto_threads(workers: int = 1, loader_workers: int = 0) -> int:
     """The thread count ``auto`` means for one of ``workers`` candidates running side by side
-    in this process's CPUs (see the module docstring): its share of the CPUs, less the CPUs
-    other processes keep busy now (:func:`cpus_busy_elsewhere`), at least 1."""
+    in this process's CPUs (see the module docstring): its share of the CPUs left to it by the
+    ``loader_workers`` data-loading processes it starts (each decodes on a CPU of its own), less
+    the CPUs other processes keep busy now (:func:`cpus_busy_elsewhere`), at least 1."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if loader_workers < 0:
+        raise ValueError(f"loader_workers must be >= 0, got {loader_workers}")
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) >= 1:
         return int(env)
     if pool_may_spin():
         return 1
-    cpus = available_cpus()
+    cpus = max(1, available_cpus() - loader_workers)
     share = max(1, cpus // workers)
     if share == 1:
         return 1
@@ -170,11 +176,12 @@ def auto_threads(workers: int = 1) -> int:
     return max(1, min(share, int(free + 0.5)))
 
 
-def resolve_threads(value: ThreadCount, workers: int = 1) -> int | None:
+def resolve_threads(value: ThreadCount, workers: int = 1, loader_workers: int = 0
+                    ) -> int | None:
     """A thread-count option made concrete: ``"auto"`` through :func:`auto_threads`, an int as
     it is, None stays None (leave torch's setting alone)."""
     if value == "auto":
-        return auto_threads(workers)
+        return auto_threads(workers, loader_workers)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                               or value < 1):
         raise ValueError(f"num_threads must be a positive integer, 'auto' or None; got "

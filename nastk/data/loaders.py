@@ -32,8 +32,8 @@ from nastk.data.augment import augmented_in, sample_seed
 from nastk.data.images import kept_levels
 from nastk.data.loading import Loading
 
-__all__ = ["Batch", "batch_size_of", "calibration_batches", "detach", "iterate", "make_loader",
-           "split_batch", "to_device"]
+__all__ = ["Batch", "batch_size_of", "calibration_batches", "detach", "iterate",
+           "loader_workers", "make_loader", "split_batch", "to_device"]
 
 #: one collated batch: ``(inputs, targets)``
 Batch = tuple[torch.Tensor, Any]
@@ -141,6 +141,12 @@ def make_loader(task: Collating | None, dataset: Dataset, batch_size: int, *,
                          **loading.loader_kwargs(dataset, collate, workers))
 
 
+def loader_workers(task: Any, dataset: Dataset) -> int:
+    """The worker processes :func:`make_loader` starts for ``dataset`` with ``task``'s
+    ``loading`` (for the thread count of the process that trains on it)."""
+    return (getattr(task, "loading", None) or Loading()).workers_for(dataset)
+
+
 class _Carried:
     """A nastk error raised while a loader worker read a sample, carried to the training
     process as data (torch would re-raise it with its traceback folded into the message)."""
@@ -230,10 +236,31 @@ def _nested(data: Any, leaf: Callable[[Any], Any]) -> Any:
     return leaf(data)
 
 
+class _Narrow:
+    """A large integer tensor whose values all fit in ``uint8`` (a segmentation mask: class
+    ids and the ignore label 255), carried as ``uint8``: an eighth of an ``int64`` mask's
+    bytes, restored to its dtype exactly."""
+
+    def __init__(self, values: torch.Tensor, dtype: torch.dtype) -> None:
+        self.values, self.dtype = values, dtype
+
+    @staticmethod
+    def pack(x: torch.Tensor) -> _Narrow | None:
+        if x.dtype not in (torch.int64, torch.int32, torch.int16) or x.numel() == 0:
+            return None
+        lo, hi = torch.aminmax(x)
+        if int(lo) < 0 or int(hi) > 255:
+            return None
+        return _Narrow(x.to(torch.uint8), x.dtype)
+
+    def tensor(self) -> torch.Tensor:
+        return self.values.to(self.dtype)
+
+
 def _inline(data: Any) -> Any:
-    """``data`` with every small CPU tensor in it as :class:`_Inline` and every map of file
+    """``data`` with every small CPU tensor in it as :class:`_Inline`, every map of file
     levels (e.g. a density map read from a grey PNG, kept in a list by the task's collate)
-    as :class:`_Levels`."""
+    as :class:`_Levels`, and every large integer tensor of byte values as :class:`_Narrow`."""
     def leaf(x: Any) -> Any:
         if not isinstance(x, torch.Tensor) or x.device.type != "cpu":
             return x
@@ -243,7 +270,9 @@ def _inline(data: Any) -> Any:
         small = x.numel() * x.element_size() <= INLINE_BYTES
         if packed is not None:
             return _Levels(_Inline(x)) if small else packed
-        return _Inline(x) if small else x
+        if small:
+            return _Inline(x)
+        return _Narrow.pack(x) or x
 
     return _nested(data, leaf)
 
@@ -254,7 +283,7 @@ def _restore(data: Any) -> Any:
         if isinstance(x, _Levels):
             levels = x.levels.tensor() if isinstance(x.levels, _Inline) else x.levels
             return _Levels.unpack(levels)
-        return x.tensor() if isinstance(x, _Inline) else x
+        return x.tensor() if isinstance(x, (_Inline, _Narrow)) else x
 
     return _nested(data, leaf)
 

@@ -22,7 +22,7 @@ from nastk.core.errors import NastkError, RunStoppingError
 from nastk.core.objective import Objective
 from nastk.core.result import Result
 from nastk.core.weights import save_weights
-from nastk.data.loaders import make_loader, split_batch, to_device
+from nastk.data.loaders import loader_workers, make_loader, split_batch, to_device
 from nastk.evaluation.base import format_error
 from nastk.evaluation.cost import model_costs
 from nastk.evaluation.preflight import COSTS
@@ -196,6 +196,10 @@ class TrainEvaluator:
         return make_loader(self.task, dataset, bs, shuffle=True, generator=generator,
                            drop_last=drop_last)
 
+    def loader_workers(self) -> int:
+        """The worker processes of the training split's loader."""
+        return loader_workers(self.task, self._split("train"))
+
     def eval_loader(self, dataset: Dataset) -> DataLoader:
         """The loader this evaluator scores ``dataset`` with."""
         return make_loader(self.task, dataset, max(self.config.batch_size, 256))
@@ -340,7 +344,7 @@ class TrainEvaluator:
         try:
             arch = self.space.validate(arch)
             seed = arch_seed(self.seed, arch)
-            with seeded_threads(c, seed):
+            with seeded_threads(c, seed, self.loader_workers()):
                 model = self.task.build_model(self.space, arch)
                 report = self.initialize(model, arch)
                 if report is not None:
@@ -386,10 +390,12 @@ def _score(metrics: dict[str, float], objective: Objective) -> float:
 
 
 @contextmanager
-def seeded_threads(config: TrainConfig, seed: int) -> Iterator[None]:
-    """Run a block with ``config.num_threads`` torch threads and the torch RNG (CPU and the
+def seeded_threads(config: TrainConfig, seed: int, loader_workers: int = 0) -> Iterator[None]:
+    """Run a block with ``config.num_threads`` torch threads (``auto`` leaving a CPU to each of
+    the training loader's ``loader_workers`` processes) and the torch RNG (CPU and the
     configured CUDA device) forked and seeded with ``seed``; the global RNG is restored."""
     device = torch.device(config.device)
-    with torch_threads(config.num_threads), torch.random.fork_rng(devices=_rng_devices(device)):
+    with torch_threads(config.num_threads, loader_workers=loader_workers), \
+            torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(seed)
         yield

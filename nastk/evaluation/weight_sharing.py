@@ -14,7 +14,7 @@ from nastk.core.errors import RunStoppingError
 from nastk.core.result import Result
 from nastk.core.streams import Stream
 from nastk.core.weights import save_weights
-from nastk.data.loaders import calibration_batches, make_loader
+from nastk.data.loaders import calibration_batches, loader_workers, make_loader
 from nastk.evaluation.base import format_error
 from nastk.evaluation.cost import model_costs
 from nastk.nn.batchnorm import recalibrate_bn
@@ -85,7 +85,8 @@ class WeightSharingEvaluator:
     def evaluate(self, arch: Architecture, checkpoint: Path | None = None) -> Result:
         t0 = time.perf_counter()
         info: dict[str, Any] = {"evaluator": "weight_sharing"}
-        with torch_threads(self.config.num_threads):
+        with torch_threads(self.config.num_threads,
+                           loader_workers=loader_workers(self.task, self.eval_loader.dataset)):
             try:
                 self.model.set_active(arch)
                 self._recalibrate()

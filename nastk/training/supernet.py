@@ -19,7 +19,14 @@ from nastk.core.errors import NastkError
 from nastk.core.objective import Objective
 from nastk.core.streams import Stream
 from nastk.core.weights import load_file, load_matching, save_state, write_atomic
-from nastk.data.loaders import calibration_batches, detach, make_loader, split_batch, to_device
+from nastk.data.loaders import (
+    calibration_batches,
+    detach,
+    loader_workers,
+    make_loader,
+    split_batch,
+    to_device,
+)
 from nastk.nn.batchnorm import recalibrate_bn
 from nastk.nn.dynamic_conv import anneal_temperature
 from nastk.nn.supernet import SupernetModel
@@ -276,7 +283,8 @@ class SupernetTrainer:
         dp = self.data_parallel
         if dp is not None and dp.world > 1:  # every worker starts from rank 0's weights
             dp.broadcast_state(self.model.net)
-        with torch_threads(self.config.num_threads):
+        with torch_threads(self.config.num_threads,
+                           loader_workers=loader_workers(self.task, self.train_set)):
             total = self.config.total_epochs
             while self.epoch < total:
                 self._train_epoch(on_epoch, on_step)

@@ -128,7 +128,7 @@ def run_distill(config: DistillConfig, *, console: Console | None = None,
                 loss_fn = (None if mode == "baseline" else
                            distill_loss_fn(task, teacher, config.losses, config.alw, trace))
                 try:
-                    with seeded_threads(config.train, w_seed):
+                    with seeded_threads(config.train, w_seed, evaluator.loader_workers()):
                         model = task.build_model(s_space, s_arch)
                         evaluator.initialize(model, s_arch)  # train.init, when given
                         fit = evaluator.fit(model, w_seed, loss_fn=loss_fn,
