@@ -84,3 +84,37 @@ def test_cli_bad_config_exits_2_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "strategy.options.population" in err and "greater than" in err
     assert not run_dir.exists()
+
+
+def test_a_union_fields_errors_speak_as_one():
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    from nastk.core.options import validate_options
+
+    class Inner(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        rate: float = Field(0.5, le=1.0)
+
+    class Options(BaseModel):
+        mode: Literal["default", "off"] | Inner = "default"
+        size: int | tuple[int, int] = 8
+
+    def message(options):
+        with pytest.raises(ConfigError) as err:
+            validate_options(Options, options, what="task 'x'")
+        return str(err.value)
+
+    # a word no member takes: every member's expectation, in one line, no pydantic tags
+    text = message({"mode": "sometimes"})
+    assert "mode: Input should be 'default' or 'off'; or input should be a valid dictionary" \
+        in text and "literal[" not in text and "function-after" not in text
+    assert "(got 'sometimes')" in text and len(text.splitlines()) == 2
+    # a mapping meant for the model: only what is wrong inside it
+    text = message({"mode": {"rate": 2}})
+    assert text.splitlines()[1].strip() == "mode.rate: Input should be less than or equal to 1 " \
+                                           "(got 2)"
+    text = message({"size": "big"})
+    assert "size: Input should be a valid integer" in text and "valid tuple" in text
+    assert "tuple[int, int]" not in text

@@ -95,7 +95,7 @@ def test_store_identity_written_before_executors_existed_still_resumes(tmp_path)
 
 
 @pytest.mark.parametrize("executor, message", [
-    ({"kind": "ray", "address": "headnode"}, "executor.address: Value error, address "
+    ({"kind": "ray", "address": "headnode"}, "executor.address: address "
      "'headnode' should be 'auto', HOST:PORT"),
     ({"kind": "cluster"}, "executor.kind: Input should be 'local' or 'ray'"),
     ({"kind": "ray", "cpus_per_candidate": 0}, "executor.cpus_per_candidate: Input should be "
@@ -251,7 +251,7 @@ def ray_cluster(tmp_path_factory):
     os.environ["NASTK_RAY_MARKS"] = str(root / "marks")
     os.environ["NASTK_RAY_LOG"] = str(root / "evaluations.log")
     pythonpath = os.pathsep.join(p for p in [str(TESTS), os.environ.get("PYTHONPATH")] if p)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR, runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()

@@ -349,4 +349,4 @@ def test_recipe_flags_and_lock(tmp_path, capsys, no_commands):
     bad = copy.deepcopy(small_recipe(run_dir))
     bad["defaults"]["bogus"] = 1
     assert main(["recipe", write(tmp_path / "b.yaml", bad)]) == 2
-    assert "defaults: Value error, unknown fields ['bogus']" in capsys.readouterr().err
+    assert "defaults: unknown fields ['bogus']" in capsys.readouterr().err

@@ -47,10 +47,56 @@ def _fields_at(schema: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str
     return [f.alias or n for n, f in model.model_fields.items()] if model is not None else []
 
 
+#: pydantic's names of the members of a union, as they appear in an error's location
+_TYPE_TAGS = frozenset({"int", "str", "float", "bool", "none", "list", "dict", "tuple", "set",
+                        "bytes"})
+#: errors that only say the input is not of a union member's type
+_MISMATCH = ("literal_error", "model_type", "dataclass_type", "model_attributes_type",
+             "dict_type", "is_instance_of")
+
+
+def _is_member_tag(part: Any) -> bool:
+    """Whether a location part names a union member (``literal['a','b']``,
+    ``function-after[_check(), Model]``, ``int``, ``Model``) rather than a field."""
+    return isinstance(part, str) and ("[" in part or "(" in part or part in _TYPE_TAGS
+                                      or (part[:1].isupper() and part.isidentifier()))
+
+
+def _merged(errors: list[Any]) -> list[Any]:
+    """Errors of union fields in one voice: the members' tags left out of the locations; an
+    error that only says the input is not some member's type dropped when another member got
+    further into the input (it was meant as that member); what is left at one location joined
+    into one message."""
+    out: list[Any] = []
+    for e in errors:
+        loc = tuple(p for p in e["loc"] if not _is_member_tag(p))
+        out.append({**e, "loc": loc})
+    def mismatch(e: Any) -> bool:
+        return e["type"].endswith(("_type", "_parsing")) or e["type"] in _MISMATCH
+
+    def superseded(e: Any) -> bool:
+        # a member took the input and found something wrong inside it (an error deeper
+        # down, or its own check at the same place): the other members' "not my type" is noise
+        n = len(e["loc"])
+        return mismatch(e) and any(d["loc"][:n] == e["loc"] and (
+            len(d["loc"]) > n or not mismatch(d)) for d in out)
+
+    kept = [e for e in out if not superseded(e)]
+    merged: dict[tuple[Any, ...], Any] = {}
+    for e in kept:
+        if e["loc"] in merged:
+            first = merged[e["loc"]]
+            if e["msg"] not in first["msg"]:
+                first["msg"] = f"{first['msg']}; or {e['msg'][:1].lower()}{e['msg'][1:]}"
+        else:
+            merged[e["loc"]] = dict(e)
+    return list(merged.values())
+
+
 def _line(error: Any, where: str, schema: type[BaseModel] | None = None) -> str:
     loc = ".".join(str(p) for p in error["loc"])
     path = ".".join(p for p in (where, loc) if p) or "(top level)"
-    msg = error["msg"]
+    msg = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         known = _fields_at(schema, tuple(error["loc"])[:-1])
         msg = _UNKNOWN_FIELD + (f" (known: {', '.join(known)})" if known else "")
@@ -62,10 +108,11 @@ def _line(error: Any, where: str, schema: type[BaseModel] | None = None) -> str:
 def format_validation_error(err: ValidationError, source: str = "", where: str = "",
                             headline: str = "", schema: type[BaseModel] | None = None) -> str:
     """``err`` in nastk's words: one line per error, ``source: where.location: message (got
-    value)``; an unknown field lists the known ones when the ``schema`` that failed is given.
-    With a ``headline`` (e.g. ``invalid options for strategy 'evolution'``) the first line is
-    ``source: where: headline:`` and the errors follow, indented."""
-    lines = [_line(e, where, schema) for e in err.errors()]
+    value)``; an unknown field lists the known ones when the ``schema`` that failed is given;
+    a union field's failed members speak as one (see :func:`_merged`). With a ``headline``
+    (e.g. ``invalid options for strategy 'evolution'``) the first line is ``source: where:
+    headline:`` and the errors follow, indented."""
+    lines = [_line(e, where, schema) for e in _merged(err.errors())]
     if headline:
         first = ": ".join(p for p in (source, where) if p)
         return "\n".join([f"{first}: {headline}:" if first else f"{headline}:",

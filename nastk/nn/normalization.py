@@ -38,7 +38,7 @@ class Normalization(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Normalization:
         if len(self.mean) != len(self.std):
-            raise ValueError(f"normalize: mean has {len(self.mean)} values and std "
+            raise ValueError(f"mean has {len(self.mean)} values and std "
                              f"{len(self.std)}; give one per channel (or one for all)")
         if not all(math.isfinite(m) for m in self.mean):
             raise ValueError(f"normalize.mean must be finite numbers, got {list(self.mean)}")

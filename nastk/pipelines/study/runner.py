@@ -122,7 +122,9 @@ def _run_on_ray(config: StudyConfig, todo: list[tuple[StudyRun, SearchConfig]],
     ex = config.executor
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=ex.address, num_cpus=None if ex.address else ex.num_cpus,
+        # no address: a Ray of this study's own ("local"), never a cluster that someone
+        # started on this machine with `ray start` (Ray's default would join that one)
+        ray.init(address=ex.address or "local", num_cpus=None if ex.address else ex.num_cpus,
                  include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
         remote = ray.remote(num_cpus=ex.cpus_per_search, max_retries=0)(_run_one)
