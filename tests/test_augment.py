@@ -268,3 +268,40 @@ def test_a_flip_keeps_a_density_maps_file_levels():
     assert torch.equal(kept_levels(out["density"]), levels.flip(-1))
     assert torch.equal(out["density"], levels.flip(-1).float() / 255)
     assert out["fixations"].tolist() == [[2, 12]]
+
+
+def test_a_folder_sample_is_cut_from_the_file_at_its_own_resolution(tmp_path):
+    """Scale-and-crop by 2 on a folder read at a quarter of its files' size: the image is the
+    window cut from the file's pixels and resized once (not the resized image zoomed), and the
+    mask is cut from the label file by the same window, so the two stay aligned."""
+    import torch.nn.functional as F
+
+    from nastk.data.augment import _crop_window
+    from nastk.data.images import read_grey, read_rgb
+    from nastk.data.sample_folders import write_cityscapes
+    from nastk.tasks.segmentation import SegmentationTask
+
+    root = write_cityscapes(tmp_path, (4, 1), size=(64, 128))
+    augment = Augment(flip=0.0, scale=(2.0, 2.0))
+    task = SegmentationTask(dataset="cityscapes", root=root, size=(16, 32), augment=augment,
+                            holdout_fraction=0.25)
+    train = task.splits()["train"]
+    folder = train.dataset.dataset
+    index = train.dataset.indices[0]
+    with sample_seed(5):
+        x, mask = train[0]
+    window = _crop_window((16, 32), augment, _gen(5))
+    y0, x0, y1, x1 = window.pixels(64, 128)
+    image_path, label_path = folder.items[index]
+    pixels_ = torch.from_numpy(read_rgb(image_path)).permute(2, 0, 1)[:, y0:y1, x0:x1]
+    expected = F.interpolate(pixels_[None].contiguous(), size=(16, 32), mode="bilinear",
+                             align_corners=False, antialias=True)[0].float() / 255
+    assert torch.equal(x, expected)
+    ids = folder._map_label(read_grey(label_path), label_path)[y0:y1, x0:x1]
+    expected_mask = F.interpolate(torch.from_numpy(ids)[None, None].float(), size=(16, 32),
+                                  mode="nearest")[0, 0].long()
+    assert torch.equal(mask, expected_mask)
+    # the zoomed-in window holds more of the file's detail than the zoomed resized image
+    zoomed = Augmented(folder, augment, TargetLayout(mask=True)).apply(
+        *folder[index], _gen(5))[0]
+    assert not torch.equal(zoomed, x)

@@ -13,12 +13,12 @@ Every draw comes from a ``torch.Generator`` seeded per sample by the loader
 of the loader's shuffling generator at the start of the pass, so a loader with worker processes
 yields exactly the batches of one without, and every epoch draws anew.
 
-Geometry. A crop is a window of the image, in pixels of the image as the dataset gives it (at
-the task's working ``size``): random scale-and-crop scales the image by ``s`` and cuts the
-working size out of it (a window of ``size / s``, padded where it leaves the image: images
-with 0, masks with the ignore label, maps with 0); random resized crop picks a window of a
-share of the area and an aspect ratio inside the image. The window is resized back to each
-target's own resolution (a density map may be finer than the image), so:
+Geometry. A crop is a window of the image, as shares of its height and width: random
+scale-and-crop scales the image by ``s`` and cuts the working size out of it (a window of
+``size / s``, padded where it leaves the image: images with 0, masks with the ignore label,
+maps with 0); random resized crop picks a window of a share of the area and an aspect ratio
+inside the image (drawn at the working ``size``). The window is resized back to each target's
+own resolution (a density map may be finer than the image), so:
 
 - images are resized bilinearly with antialiasing (in ``uint8`` when they are a file's levels,
   as :func:`nastk.data.images.resize_image` does);
@@ -32,8 +32,12 @@ target's own resolution (a density map may be finer than the image), so:
   areas) stay aligned; ``area`` (in the image's pixels) is scaled by the zoom and the share of
   the box left visible, ``orig_area`` (in the file's pixels) by that share alone.
 
-Scaling happens at the working size: zooming in (``s > 1``) enlarges pixels of the resized
-image rather than reading finer ones of the file.
+A folder data set's sample (:class:`~nastk.data.folders.FolderDataset`, resized to one
+``size``) is cut from its files at their own resolution: the window is drawn before the sample
+is read and is pending while the folder reads it (:func:`pending_crop`), so the image (and a
+segmentation label) is cropped from the file and resized once, and zooming in (``s > 1``)
+reads the file's finer pixels. Other data sets (generated scenes held in memory) are cropped
+at the size they come in.
 """
 
 from __future__ import annotations
@@ -51,8 +55,9 @@ from torch.utils.data import Dataset
 
 from nastk.data.images import from_levels, kept_levels
 
-__all__ = ["Augment", "AugmentOption", "Augmented", "Jitter", "TargetLayout", "Window",
-           "augment_field", "augmented_in", "resolve_augment", "sample_seed"]
+__all__ = ["Augment", "AugmentOption", "Augmented", "FileCrop", "Jitter", "TargetLayout",
+           "Window", "augment_field", "augmented_in", "pending_crop", "resolve_augment",
+           "sample_seed"]
 
 
 class Jitter(BaseModel):
@@ -179,6 +184,43 @@ class Window:
         y1 = max(y0 + 1, round((self.top + self.height) * h))
         x1 = max(x0 + 1, round((self.left + self.width) * w))
         return y0, x0, y1, x1
+
+
+# -- the crop a folder data set takes from the file ------------------------------------------------
+@dataclass
+class FileCrop:
+    """The window an :class:`Augmented` folder sample is cut to, pending while the folder data
+    set reads it: the data set crops the image (and a mask at the image's resolution) from the
+    file before resizing and says so (``image``, ``mask``); what it does not crop, the
+    augmentation crops after (boxes, density maps, points: at their own resolution)."""
+
+    window: Window
+    image: bool = False
+    mask: bool = False
+
+    def cut(self, x: torch.Tensor, fill: float) -> torch.Tensor:
+        """``x`` (``[..., H, W]``, any resolution) cut to the window, padded with ``fill``."""
+        h, w = x.shape[-2:]
+        return _cut(x, self.window.pixels(h, w), fill).contiguous()
+
+
+_crop: list[FileCrop | None] = [None]
+
+
+@contextlib.contextmanager
+def _pending(crop: FileCrop | None) -> Iterator[None]:
+    previous = _crop[0]
+    _crop[0] = crop
+    try:
+        yield
+    finally:
+        _crop[0] = previous
+
+
+def pending_crop() -> FileCrop | None:
+    """The crop an :class:`Augmented` wrapper asks of the folder sample being read (``None``
+    outside one, or when it draws no crop)."""
+    return _crop[0]
 
 
 # -- the seed of the sample being read ------------------------------------------------------------
@@ -351,36 +393,70 @@ class Augmented(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
-        x, target = self.dataset[index]
         seed = _seed[0]
         if seed is None:
-            return x, target
-        return self.apply(x, target, torch.Generator().manual_seed(seed))
+            return self.dataset[index]
+        gen = torch.Generator().manual_seed(seed)
+        hw = self._folder_size()
+        if hw is None:
+            x, target = self.dataset[index]
+            return self.apply(x, target, gen)
+        # a folder's images (and masks) are cut from the file at its own resolution: the
+        # window is drawn first and the folder dataset crops before it resizes
+        geo = self._draw(hw, gen)
+        crop = FileCrop(geo.window) if geo.window is not None else None
+        with _pending(crop):
+            x, target = self.dataset[index]
+        return self._finish(x, target, geo, gen, crop)
 
     def __repr__(self) -> str:
         return f"Augmented({self.dataset!r}, {self.augment!r})"
 
     def apply(self, x: torch.Tensor, target: Any, gen: torch.Generator
               ) -> tuple[torch.Tensor, Any]:
-        """``(x, target)`` augmented with the draws of ``gen``."""
+        """``(x, target)`` augmented with the draws of ``gen`` (the crop taken from ``x``)."""
+        geo = self._draw((int(x.shape[-2]), int(x.shape[-1])), gen)
+        return self._finish(x, target, geo, gen, None)
+
+    def _folder_size(self) -> tuple[int, int] | None:
+        """The size every image of the wrapped folder data sets is resized to (``None`` when
+        they are not folders, or not resized to one size)."""
+        if not hasattr(self, "_size"):
+            leaves = _leaves(self.dataset)
+            # folder data sets (nastk.data.folders.FolderDataset) crop a pending window
+            sizes = {getattr(d, "size", None) if hasattr(d, "_resized") else None
+                     for d in leaves}
+            self._size = sizes.pop() if len(sizes) == 1 else None
+        return self._size
+
+    def _draw(self, hw: tuple[int, int], gen: torch.Generator) -> _Geometry:
+        a = self.augment
+        return _Geometry(_crop_window(hw, a, gen), bool(a.flip) and _uniform(gen, 0, 1) < a.flip)
+
+    def _finish(self, x: torch.Tensor, target: Any, geo: _Geometry, gen: torch.Generator,
+                crop: FileCrop | None) -> tuple[torch.Tensor, Any]:
+        """The sample with ``geo`` applied to what the folder did not crop already (``crop``),
+        then the colour jitter."""
         a = self.augment
         hw = (int(x.shape[-2]), int(x.shape[-1]))
-        geo = _Geometry(_crop_window(hw, a, gen), bool(a.flip) and _uniform(gen, 0, 1) < a.flip)
+        on_image = _Geometry(None, geo.flip) if crop is not None and crop.image else geo
         # a file image's uint8 levels (kept by resize_image) are cropped and resized as
         # levels; unless a colour jitter changes them, a worker then sends those
         levels = kept_levels(x)
         if levels is not None:  # cropped and resized in uint8: much faster on one core
-            x = from_levels(geo.grid(levels, 0, _resize_image).contiguous())
+            x = from_levels(on_image.grid(levels, 0, _resize_image).contiguous())
         else:
-            x = geo.grid(x, 0.0, _resize_image)
+            x = on_image.grid(x, 0.0, _resize_image)
         if a.jitter.active:
             x = _jitter(x.float(), a.jitter, gen)
-        return x, self._target(target, geo, hw)
+        on_mask = _Geometry(None, geo.flip) if crop is not None and crop.mask else geo
+        return x, self._target(target, geo, hw, on_mask)
 
-    def _target(self, target: Any, geo: _Geometry, hw: tuple[int, int]) -> Any:
+    def _target(self, target: Any, geo: _Geometry, hw: tuple[int, int],
+                on_mask: _Geometry) -> Any:
         lay = self.layout
         if lay.mask:
-            return geo.grid(target, float(lay.ignore_index), _resize_mask)
+            return on_mask.grid(target, float(lay.ignore_index), _resize_mask)
         if not isinstance(target, Mapping):
             return target
         out = dict(target)
@@ -409,6 +485,15 @@ class Augmented(Dataset):
                         v = (v.to(torch.float64) * share).to(v.dtype)
                     out[key] = v
         return out
+
+
+def _leaves(dataset: Any) -> list[Any]:
+    """The data sets inside ``dataset``'s wrappers (through ``dataset`` / ``datasets``)."""
+    inner = getattr(dataset, "datasets", None)
+    if isinstance(inner, (list, tuple)):
+        return [leaf for d in inner for leaf in _leaves(d)]
+    sub = getattr(dataset, "dataset", None)
+    return [dataset] if sub is None else _leaves(sub)
 
 
 def augmented_in(dataset: Any) -> bool:

@@ -50,6 +50,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from nastk.core.errors import RunStoppingError
+from nastk.data.augment import pending_crop
 from nastk.data.images import Size, check_size, pixels, read_rgb, resize_image
 
 __all__ = ["IMAGE_SUFFIXES", "DatasetError", "FolderDataset", "Transform", "folder_datasets",
@@ -178,7 +179,13 @@ class FolderDataset(Dataset, ABC):
 
     def _resized(self, image: torch.Tensor) -> torch.Tensor:
         """``image`` (pixels as read, or a float image) at ``size`` as ``float32 [3, H, W]`` in
-        ``[0, 1]`` (see :func:`nastk.data.images.resize_image`)."""
+        ``[0, 1]`` (see :func:`nastk.data.images.resize_image`); inside an augmented training
+        loader, first cut to the sample's crop window at the file's own resolution
+        (:func:`nastk.data.augment.pending_crop`)."""
+        crop = pending_crop()
+        if crop is not None and not crop.image:
+            image = crop.cut(image, 0)
+            crop.image = True
         return resize_image(image, self.size)
 
     # -- checks before a run ------------------------------------------------------------------

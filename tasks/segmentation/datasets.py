@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from nastk.data.augment import pending_crop
 from nastk.data.folders import DatasetError, FolderDataset, Transform, loader_named
 from nastk.data.images import Size
 
@@ -155,7 +156,11 @@ class SegmentationFolder(FolderDataset):
                                f"{x.shape[2]}x{x.shape[1]} but its label {label_path} "
                                f"is {label.shape[1]}x{label.shape[0]} (width x height)")
         y = torch.from_numpy(label)
-        if self.size is not None and tuple(x.shape[1:]) != self.size and not self.label_own_size:
+        crop = pending_crop()  # an augmented training sample: cut like the image, from the file
+        if crop is not None and not crop.mask and not self.label_own_size:
+            y = crop.cut(y, float(self.ignore_index))
+            crop.mask = True
+        if self.size is not None and tuple(y.shape) != self.size and not self.label_own_size:
             y = F.interpolate(y[None, None].float(), size=self.size, mode="nearest")[0, 0].long()
         return self._resized(x), y
 
