@@ -49,15 +49,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch.utils.data import Dataset
 
-from nastk.data.images import from_levels, kept_levels
+from nastk.data.geometry import Geometry, Window, cut, resize_map, resize_mask
+from nastk.data.images import from_levels, kept_levels, resample
 
 __all__ = ["Augment", "AugmentOption", "Augmented", "FileCrop", "Jitter", "TargetLayout",
-           "Window", "augment_field", "augmented_in", "pending_crop", "resolve_augment",
-           "sample_seed"]
+           "augment_field", "augmented_in", "pending_crop", "resolve_augment", "sample_seed"]
 
 
 class Jitter(BaseModel):
@@ -168,24 +167,6 @@ class TargetLayout:
     per_box: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Window:
-    """A crop as shares of the image: ``top``, ``left``, ``height``, ``width`` (may reach
-    outside ``[0, 1]``: padding)."""
-
-    top: float
-    left: float
-    height: float
-    width: float
-
-    def pixels(self, h: int, w: int) -> tuple[int, int, int, int]:
-        """``(y0, x0, y1, x1)`` on a grid of ``h x w`` (at least one pixel each way)."""
-        y0, x0 = round(self.top * h), round(self.left * w)
-        y1 = max(y0 + 1, round((self.top + self.height) * h))
-        x1 = max(x0 + 1, round((self.left + self.width) * w))
-        return y0, x0, y1, x1
-
-
 # -- the crop a folder data set takes from the file ------------------------------------------------
 @dataclass
 class FileCrop:
@@ -201,7 +182,7 @@ class FileCrop:
     def cut(self, x: torch.Tensor, fill: float) -> torch.Tensor:
         """``x`` (``[..., H, W]``, any resolution) cut to the window, padded with ``fill``."""
         h, w = x.shape[-2:]
-        return _cut(x, self.window.pixels(h, w), fill).contiguous()
+        return cut(x, self.window.pixels(h, w), fill).contiguous()
 
 
 _crop: list[FileCrop | None] = [None]
@@ -267,43 +248,6 @@ def _crop_window(image_hw: tuple[int, int], a: Augment, gen: torch.Generator) ->
     return None
 
 
-def _cut(x: torch.Tensor, box: tuple[int, int, int, int], fill: float) -> torch.Tensor:
-    """``x[..., y0:y1, x0:x1]``, padded with ``fill`` where the window leaves ``x``."""
-    y0, x0, y1, x1 = box
-    h, w = x.shape[-2:]
-    pads = (max(0, -x0), max(0, x1 - w), max(0, -y0), max(0, y1 - h))
-    if any(pads):
-        x = F.pad(x, pads, value=fill)
-        y0, y1, x0, x1 = y0 + pads[2], y1 + pads[2], x0 + pads[0], x1 + pads[0]
-    return x[..., y0:y1, x0:x1]
-
-
-def _resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == size:
-        return x.contiguous()
-    if x.dtype == torch.uint8:
-        return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False,
-                             antialias=True)[0]
-    return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False,
-                         antialias=True)[0].clamp_(0.0, 1.0)
-
-
-def _resize_mask(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(m.shape[-2:]) == size:
-        return m.contiguous()
-    # nearest neighbour picks a value of the mask for every pixel: no label is invented
-    # (float32 holds every integer label exactly)
-    out = F.interpolate(m[None, None].to(torch.float32), size=size, mode="nearest-exact")
-    return out[0, 0].round_().to(m.dtype)
-
-
-def _resize_map(d: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(d.shape[-2:]) == size:
-        return d.contiguous()
-    return F.interpolate(d[None, None].float(), size=size, mode="bilinear", align_corners=False,
-                         antialias=True)[0, 0].clamp_(min=0.0).to(d.dtype)
-
-
 def _grey(x: torch.Tensor) -> torch.Tensor:
     """ITU-R 601 luma of a ``[3, H, W]`` image, ``[1, H, W]``."""
     return (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None]
@@ -326,59 +270,6 @@ def _jitter(x: torch.Tensor, j: Jitter, gen: torch.Generator) -> torch.Tensor:
     if c != 1.0:
         out.add_((1 - c) * b * float(grey.mean()))
     return out.clamp_(0.0, 1.0)
-
-
-class _Geometry:
-    """One sample's crop window and flip, applied to every part of it."""
-
-    def __init__(self, window: Window | None, flip: bool) -> None:
-        self.window, self.flip = window, flip
-
-    def grid(self, x: torch.Tensor, fill: float,
-             resize: Any) -> torch.Tensor:
-        """A tensor ``[..., H, W]`` cropped to the window, resized back to ``H x W``, flipped."""
-        h, w = x.shape[-2:]
-        if self.window is not None:
-            x = resize(_cut(x, self.window.pixels(h, w), fill), (h, w))
-        return x.flip(-1) if self.flip else x
-
-    def points(self, p: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        """``[K, 2]`` ``(row, col)`` points on a grid of ``hw``: moved with their pixel's
-        centre, the ones cropped out dropped."""
-        h, w = hw
-        if p.numel() == 0:
-            return p
-        rows, cols = p[:, 0].to(torch.float64), p[:, 1].to(torch.float64)
-        if self.window is not None:
-            y0, x0, y1, x1 = self.window.pixels(h, w)
-            rows = torch.floor((rows + 0.5 - y0) * h / (y1 - y0))
-            cols = torch.floor((cols + 0.5 - x0) * w / (x1 - x0))
-        keep = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-        if self.flip:
-            cols = (w - 1) - cols
-        return torch.stack([rows, cols], 1)[keep].to(p.dtype)
-
-    def boxes(self, b: torch.Tensor, hw: tuple[int, int], min_box: float
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-        """``(boxes, kept, visible share of each kept box, zoom of areas)`` for ``[N, 4]`` boxes
-        on an image of ``hw``."""
-        h, w = hw
-        b = b.to(torch.float64).reshape(-1, 4)
-        sx = sy = 1.0
-        if self.window is not None:
-            y0, x0, y1, x1 = self.window.pixels(h, w)
-            sx, sy = w / (x1 - x0), h / (y1 - y0)
-            b = torch.stack([(b[:, 0] - x0) * sx, (b[:, 1] - y0) * sy,
-                             (b[:, 2] - x0) * sx, (b[:, 3] - y0) * sy], 1)
-        whole = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
-        c = torch.stack([b[:, 0].clamp(0, w), b[:, 1].clamp(0, h), b[:, 2].clamp(0, w),
-                         b[:, 3].clamp(0, h)], 1)
-        bw, bh = c[:, 2] - c[:, 0], c[:, 3] - c[:, 1]
-        keep = (bw >= max(min_box, 1e-6)) & (bh >= max(min_box, 1e-6))
-        share = torch.where(whole > 0, bw * bh / whole.clamp(min=1e-12), torch.ones_like(whole))
-        if self.flip:
-            c = torch.stack([w - c[:, 2], c[:, 1], w - c[:, 0], c[:, 3]], 1)
-        return c[keep], keep, share[keep], sx * sy
 
 
 class Augmented(Dataset):
@@ -429,34 +320,34 @@ class Augmented(Dataset):
             self._size = sizes.pop() if len(sizes) == 1 else None
         return self._size
 
-    def _draw(self, hw: tuple[int, int], gen: torch.Generator) -> _Geometry:
+    def _draw(self, hw: tuple[int, int], gen: torch.Generator) -> Geometry:
         a = self.augment
-        return _Geometry(_crop_window(hw, a, gen), bool(a.flip) and _uniform(gen, 0, 1) < a.flip)
+        return Geometry(_crop_window(hw, a, gen), bool(a.flip) and _uniform(gen, 0, 1) < a.flip)
 
-    def _finish(self, x: torch.Tensor, target: Any, geo: _Geometry, gen: torch.Generator,
+    def _finish(self, x: torch.Tensor, target: Any, geo: Geometry, gen: torch.Generator,
                 crop: FileCrop | None) -> tuple[torch.Tensor, Any]:
         """The sample with ``geo`` applied to what the folder did not crop already (``crop``),
         then the colour jitter."""
         a = self.augment
         hw = (int(x.shape[-2]), int(x.shape[-1]))
-        on_image = _Geometry(None, geo.flip) if crop is not None and crop.image else geo
+        on_image = Geometry(None, geo.flip) if crop is not None and crop.image else geo
         # a file image's uint8 levels (kept by resize_image) are cropped and resized as
         # levels; unless a colour jitter changes them, a worker then sends those
         levels = kept_levels(x)
         if levels is not None:  # cropped and resized in uint8: much faster on one core
-            x = from_levels(on_image.grid(levels, 0, _resize_image).contiguous())
+            x = from_levels(on_image.grid(levels, 0, resample).contiguous())
         else:
-            x = on_image.grid(x, 0.0, _resize_image)
+            x = on_image.grid(x, 0.0, resample)
         if a.jitter.active:
             x = _jitter(x.float(), a.jitter, gen)
-        on_mask = _Geometry(None, geo.flip) if crop is not None and crop.mask else geo
+        on_mask = Geometry(None, geo.flip) if crop is not None and crop.mask else geo
         return x, self._target(target, geo, hw, on_mask)
 
-    def _target(self, target: Any, geo: _Geometry, hw: tuple[int, int],
-                on_mask: _Geometry) -> Any:
+    def _target(self, target: Any, geo: Geometry, hw: tuple[int, int],
+                on_mask: Geometry) -> Any:
         lay = self.layout
         if lay.mask:
-            return on_mask.grid(target, float(lay.ignore_index), _resize_mask)
+            return on_mask.grid(target, float(lay.ignore_index), resize_mask)
         if not isinstance(target, Mapping):
             return target
         out = dict(target)
@@ -465,7 +356,7 @@ class Augmented(Dataset):
             if levels is not None and geo.window is None:  # a flip keeps a map's file levels
                 out[key] = from_levels(levels.flip(-1) if geo.flip else levels)
             else:
-                out[key] = geo.grid(target[key], 0.0, _resize_map)
+                out[key] = geo.grid(target[key], 0.0, resize_map)
         for key in lay.points:
             on = target[lay.points_on] if lay.points_on else None
             grid = hw if on is None else (int(on.shape[-2]), int(on.shape[-1]))

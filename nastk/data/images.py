@@ -30,7 +30,8 @@ from PIL import Image
 from pydantic import BaseModel, Field, field_validator
 
 __all__ = ["ImageInput", "ImageSizeOptions", "Size", "check_size", "from_levels", "image_tensor",
-           "kept_levels", "pixels", "read_grey", "read_rgb", "resize_image", "size_field"]
+           "kept_levels", "pixels", "read_grey", "read_rgb", "resample", "resize_image",
+           "size_field"]
 
 #: an image size: one int for a square, or ``(height, width)``
 Size = int | tuple[int, int]
@@ -147,15 +148,20 @@ def resize_image(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Ten
     levels beside it (attribute ``_nastk_levels``, with the tensor's version counter: valid
     until the image is changed in place), so that a loader worker can send a quarter of the
     bytes (:mod:`nastk.data.loaders`)."""
-    if image.dtype == torch.uint8:
-        if size is not None and tuple(image.shape[1:]) != tuple(size):
-            image = F.interpolate(image[None], size=size, mode="bilinear",
-                                  align_corners=False, antialias=True)[0]
-        return from_levels(image)
-    if size is None or tuple(image.shape[1:]) == tuple(size):
+    if size is not None:
+        image = resample(image, size)
+    return from_levels(image) if image.dtype == torch.uint8 else image
+
+
+def resample(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``image`` (``[C, H, W]``, ``uint8`` levels or float in ``[0, 1]``) resized to ``size``
+    in its own dtype: bilinear, antialiased, ``align_corners=False`` (float clamped to
+    ``[0, 1]``); itself when it already has that size."""
+    if tuple(image.shape[-2:]) == tuple(size):
         return image
-    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False,
-                         antialias=True)[0].clamp_(0.0, 1.0)
+    out = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False,
+                        antialias=True)[0]
+    return out if image.dtype == torch.uint8 else out.clamp_(0.0, 1.0)
 
 
 def from_levels(levels: torch.Tensor) -> torch.Tensor:
