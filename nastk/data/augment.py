@@ -137,9 +137,10 @@ def augment_field() -> Any:
                  "resized_crop, ratio, jitter: {brightness, contrast, saturation}, min_box}")
 
 
-def resolve_augment(option: AugmentOption, dataset: str, preset: Augment) -> Augment | None:
-    """The augmentation a training split gets: ``None`` when off."""
-    if option == "off" or (option == "default" and dataset == "synthetic"):
+def resolve_augment(option: AugmentOption, real_data: bool, preset: Augment) -> Augment | None:
+    """The augmentation a training split of a real data set (``real_data``) or of generated
+    data gets: ``None`` when off."""
+    if option == "off" or (option == "default" and not real_data):
         return None
     chosen = preset if option == "default" else option
     assert isinstance(chosen, Augment)

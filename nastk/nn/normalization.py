@@ -60,9 +60,10 @@ def normalize_field() -> Any:
                  "data, imagenet for a real data set), imagenet, none, or {mean, std}")
 
 
-def resolve_normalize(option: NormalizeOption, dataset: str) -> Normalization | None:
-    """The normalisation a task's model applies (``None``: inputs are left in ``[0, 1]``)."""
-    if option == "none" or (option == "default" and dataset == "synthetic"):
+def resolve_normalize(option: NormalizeOption, real_data: bool) -> Normalization | None:
+    """The normalisation a task's model applies to a real data set (``real_data``) or to
+    generated data (``None``: inputs are left in ``[0, 1]``)."""
+    if option == "none" or (option == "default" and not real_data):
         return None
     if option in ("imagenet", "default"):
         return IMAGENET

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -22,26 +21,12 @@ from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from nastk.core.options import QuietDefaults, omit_quiet_defaults, options_of
-from nastk.data.augment import (
-    Augment,
-    Augmented,
-    AugmentOption,
-    Jitter,
-    TargetLayout,
-    augment_field,
-    resolve_augment,
-)
+from nastk.data.augment import Augment, Jitter
 from nastk.data.images import ImageSizeOptions, check_size
+from nastk.data.preparation import PreparationOptions, PreparedData
 from nastk.data.splits import CachedSplits, check_data_options, holdout_indices
 from nastk.nn.body import out_channels_of
-from nastk.nn.normalization import (
-    IMAGENET,
-    Normalization,
-    NormalizeOption,
-    normalization_layer,
-    normalize_field,
-    resolve_normalize,
-)
+from nastk.nn.normalization import IMAGENET, Normalization, normalization_layer
 from nastk.task.contract import Task
 from nastk.tasks.classification.imagefolder import ImageFolder, class_folders
 from nastk.tasks.classification.synthetic import MAX_GLYPHS, SHAPES, make_glyphs, make_shapes
@@ -111,7 +96,7 @@ class ClassificationModel(nn.Module):
         return self.head(self.dropout(x))
 
 
-class ClassificationTask(CachedSplits, Task):
+class ClassificationTask(PreparedData, CachedSplits, Task):
     """Image classification (generated glyphs or shapes, sklearn digits, or an image folder).
 
     ``dataset: glyphs`` (the default) draws ``n_samples`` images of 16 random 5x5 glyphs, a data
@@ -137,11 +122,12 @@ class ClassificationTask(CachedSplits, Task):
     """
 
     name: ClassVar[str] = "classification"
+    augment_preset: ClassVar[Augment] = AUGMENT_PRESET
     primary_metric: ClassVar[str] = "accuracy"
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "loss")
     direction: ClassVar[Literal["max", "min"]] = "max"
 
-    class Options(QuietDefaults, BaseModel):
+    class Options(QuietDefaults, PreparationOptions):
         """Options of :class:`ClassificationTask` (``task.options`` in a config)."""
 
         model_config = ConfigDict(extra="forbid")
@@ -189,8 +175,6 @@ class ClassificationTask(CachedSplits, Task):
             "trial, besides reading each split's first batch (default full): full, every file "
             "exists and its image header decodes; sample, 32 items spread over each split are "
             "read whole; first-batch, nothing more")
-        augment: AugmentOption = augment_field()
-        normalize: NormalizeOption = normalize_field()
 
         @field_validator("size")
         @classmethod
@@ -369,12 +353,14 @@ class ClassificationTask(CachedSplits, Task):
 
     def _augmented(self, splits: dict[str, Dataset]) -> dict[str, Dataset]:
         """``splits`` with ``train`` augmented as the ``augment`` option says."""
-        o = self.options
-        augment = resolve_augment(o.augment, "synthetic" if o.dataset != "imagefolder"
-                                  else o.dataset, AUGMENT_PRESET)
-        if augment is not None:
-            splits["train"] = Augmented(splits["train"], augment, TargetLayout())
+        splits["train"] = self.augmented(splits["train"])
         return splits
+
+    @property
+    def real_data(self) -> bool:
+        """Whether the task reads a real data set (an image folder; the others are generated
+        or, like digits, bundled and tiny)."""
+        return self.options.dataset == "imagefolder"
 
     def _hold_out(self, idx: np.ndarray, labels: np.ndarray, fraction: float, field: str,
                   where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -409,10 +395,8 @@ class ClassificationTask(CachedSplits, Task):
     def normalization(self) -> Normalization | None:
         """The inputs' normalisation (the ``normalize`` option resolved; ImageNet's
         statistics averaged over the channels for grey images)."""
-        o = self.options
-        norm = resolve_normalize(o.normalize, "synthetic" if o.dataset != "imagefolder"
-                                 else o.dataset)
-        if norm is IMAGENET and o.channels == 1:
+        norm = super().normalization
+        if norm is IMAGENET and self.options.channels == 1:
             return IMAGENET_GREY
         return norm
 

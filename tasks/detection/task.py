@@ -14,25 +14,12 @@ from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 
 from nastk.core.options import QuietDefaults, options_of
-from nastk.data.augment import (
-    Augment,
-    Augmented,
-    AugmentOption,
-    Jitter,
-    TargetLayout,
-    augment_field,
-    resolve_augment,
-)
+from nastk.data.augment import Augment, Jitter, TargetLayout
 from nastk.data.folders import DatasetError, folder_datasets
 from nastk.data.images import ImageInput, ImageSizeOptions, size_field
+from nastk.data.preparation import PreparationOptions, PreparedData
 from nastk.data.splits import CachedSplits, SplitOptions, holdout_splits, synthetic_splits
 from nastk.nn.body import require_staged
-from nastk.nn.normalization import (
-    Normalization,
-    NormalizeOption,
-    normalize_field,
-    resolve_normalize,
-)
 from nastk.report.predictions import save_image_grid
 from nastk.task.contract import Task
 from nastk.tasks.detection.datasets import VOC_CLASSES, collate_detection, load_dataset
@@ -102,7 +89,7 @@ def _check_overlap(dataset: str, train: list[str] | None, test: str | None,
                              "with train2017)")
 
 
-class DetectionTask(ImageInput, CachedSplits, Task):
+class DetectionTask(PreparedData, ImageInput, CachedSplits, Task):
     """Object detection scored by average precision over the whole split.
 
     ``dataset: synthetic`` (the default) draws ``n_samples`` textured scenes of 0 to
@@ -145,6 +132,8 @@ class DetectionTask(ImageInput, CachedSplits, Task):
     """
 
     name: ClassVar[str] = "detection"
+    augment_preset: ClassVar[Augment] = AUGMENT_PRESET
+    target_layout = TARGETS
     primary_metric: ClassVar[str] = "ap50"
     metrics: ClassVar[tuple[str, ...]] = ("ap50", "ap", "ap75", "ap_small", "ap_medium",
                                            "ap_large", "ar1", "ar10", "ar100", "ar_small",
@@ -152,7 +141,7 @@ class DetectionTask(ImageInput, CachedSplits, Task):
                                            "voc_allpoint_ap50", "loss")
     direction: ClassVar[Literal["max", "min"]] = "max"
 
-    class Options(QuietDefaults, SplitOptions, ImageSizeOptions):
+    class Options(QuietDefaults, PreparationOptions, SplitOptions, ImageSizeOptions):
         """Options of :class:`DetectionTask` (``task.options`` in a config)."""
 
         model_config = ConfigDict(extra="forbid")
@@ -187,8 +176,6 @@ class DetectionTask(ImageInput, CachedSplits, Task):
         score_threshold: float = Field(0.01, ge=0.0, lt=1.0,
                                        description="ssdlite: class score kept before NMS")
         nms_threshold: float = Field(0.45, gt=0.0, le=1.0, description="ssdlite: NMS IoU")
-        augment: AugmentOption = augment_field()
-        normalize: NormalizeOption = normalize_field()
 
         @field_validator("train_split", mode="before")
         @classmethod
@@ -273,17 +260,9 @@ class DetectionTask(ImageInput, CachedSplits, Task):
         {"boxes", "labels", "iscrowd", "difficult", "area", "image_id"})`` (built once, see
         :meth:`splits`; a real data set's targets also carry ``orig_area`` and ``scale``, see
         :mod:`nastk.tasks.detection.datasets`); ``train`` augmented as ``augment`` says."""
-        o = self.options
         splits = self._unaugmented_splits()
-        augment = resolve_augment(o.augment, o.dataset, AUGMENT_PRESET)
-        if augment is not None:
-            splits["train"] = Augmented(splits["train"], augment, TARGETS)
+        splits["train"] = self.augmented(splits["train"])
         return splits
-
-    @property
-    def normalization(self) -> Normalization | None:
-        """The inputs' normalisation (the ``normalize`` option resolved)."""
-        return resolve_normalize(self.options.normalize, self.options.dataset)
 
     def _unaugmented_splits(self) -> dict[str, Dataset]:
         o = self.options

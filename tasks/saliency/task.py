@@ -26,24 +26,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from nastk.core.options import QuietDefaults, options_of
-from nastk.data.augment import (
-    Augment,
-    Augmented,
-    AugmentOption,
-    TargetLayout,
-    augment_field,
-    resolve_augment,
-)
+from nastk.data.augment import Augment, TargetLayout
 from nastk.data.images import ImageInput, ImageSizeOptions, size_field
+from nastk.data.preparation import PreparationOptions, PreparedData
 from nastk.data.splits import CachedSplits, SplitOptions, holdout_splits, synthetic_splits
 from nastk.nn.body import out_channels_of
-from nastk.nn.normalization import (
-    Normalization,
-    NormalizeOption,
-    normalization_layer,
-    normalize_field,
-    resolve_normalize,
-)
+from nastk.nn.normalization import Normalization, normalization_layer
 from nastk.report.predictions import save_image_grid
 from nastk.task.contract import Task
 from nastk.tasks.saliency.baseline import CenterBias
@@ -114,17 +102,19 @@ class SaliencyModel(nn.Module):
         return torch.sigmoid(y)
 
 
-class SaliencyTask(ImageInput, CachedSplits, Task):
+class SaliencyTask(PreparedData, ImageInput, CachedSplits, Task):
     """Saliency prediction scored by CC (and every benchmark metric, see the module
     docstring)."""
 
     name: ClassVar[str] = "saliency"
+    augment_preset: ClassVar[Augment] = AUGMENT_PRESET
+    target_layout = TARGETS
     primary_metric: ClassVar[str] = "cc"
     direction: ClassVar[Literal["max", "min"]] = "max"
     metrics: ClassVar[tuple[str, ...]] = ("auc_judd", "auc_borji", "sauc", "nss", "cc", "kld",
                                           "sim", "ig", "ig_uniform")
 
-    class Options(QuietDefaults, SplitOptions, ImageSizeOptions):
+    class Options(QuietDefaults, PreparationOptions, SplitOptions, ImageSizeOptions):
         """Options of :class:`SaliencyTask` (``task.options`` in a config)."""
 
         model_config = ConfigDict(extra="forbid")
@@ -146,8 +136,6 @@ class SaliencyTask(ImageInput, CachedSplits, Task):
         blur: Blur | None = Field(None, description="Gaussian blur of predictions before "
                                   "scoring: {sigma, kernel} (SALICON's protocol: {sigma: 10.5, "
                                   "kernel: 11})")
-        augment: AugmentOption = augment_field()
-        normalize: NormalizeOption = normalize_field()
 
         @model_validator(mode="after")
         def _one_blur(self) -> SaliencyTask.Options:
@@ -179,9 +167,7 @@ class SaliencyTask(ImageInput, CachedSplits, Task):
                 o.n_samples, self.image_size, o.n_observers, o.fixations_per_observer, o.seed)
             splits = synthetic_splits(o.n_samples, o, lambda ix: SyntheticSaliency(
                 images[ix], densities[ix], [fixations[i] for i in ix]))
-        augment = resolve_augment(o.augment, o.dataset, AUGMENT_PRESET)
-        if augment is not None:
-            splits["train"] = Augmented(splits["train"], augment, TARGETS)
+        splits["train"] = self.augmented(splits["train"])
         return splits
 
     def _official_test(self) -> Dataset | None:
@@ -210,10 +196,6 @@ class SaliencyTask(ImageInput, CachedSplits, Task):
     def wrap(self, body: nn.Module) -> nn.Module:
         return SaliencyModel(body, self.normalization)
 
-    @property
-    def normalization(self) -> Normalization | None:
-        """The inputs' normalisation (the ``normalize`` option resolved)."""
-        return resolve_normalize(self.options.normalize, self.options.dataset)
 
     def loss(self, outputs: torch.Tensor, targets: list[dict[str, torch.Tensor]]
              ) -> dict[str, torch.Tensor]:

@@ -14,25 +14,13 @@ from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from nastk.core.options import QuietDefaults, options_of
-from nastk.data.augment import (
-    Augment,
-    Augmented,
-    AugmentOption,
-    TargetLayout,
-    augment_field,
-    resolve_augment,
-)
+from nastk.data.augment import Augment, TargetLayout
 from nastk.data.images import ImageInput, ImageSizeOptions, size_field
+from nastk.data.preparation import PreparationOptions, PreparedData
 from nastk.data.splits import CachedSplits, SplitOptions, holdout_indices, synthetic_splits
 from nastk.nn.body import is_staged, out_channels_of
 from nastk.nn.neck import FeaturePyramidNeck
-from nastk.nn.normalization import (
-    Normalization,
-    NormalizeOption,
-    normalization_layer,
-    normalize_field,
-    resolve_normalize,
-)
+from nastk.nn.normalization import Normalization, normalization_layer
 from nastk.task.contract import Task
 from nastk.tasks.segmentation.datasets import CLASS_NAMES, load_dataset
 from nastk.tasks.segmentation.distill import icsd_loss, pixel_kd_loss
@@ -95,7 +83,7 @@ class SegmentationModel(nn.Module):
         return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
 
 
-class SegmentationTask(ImageInput, CachedSplits, Task):
+class SegmentationTask(PreparedData, ImageInput, CachedSplits, Task):
     """Semantic segmentation scored by mIoU (confusion matrix over the whole split).
 
     ``dataset: synthetic`` (the default) draws ``n_samples`` scenes of textured, occluding
@@ -113,12 +101,13 @@ class SegmentationTask(ImageInput, CachedSplits, Task):
     """
 
     name: ClassVar[str] = "segmentation"
+    augment_preset: ClassVar[Augment] = AUGMENT_PRESET
     primary_metric: ClassVar[str] = "miou"
     metrics: ClassVar[tuple[str, ...]] = ("miou", "pixel_accuracy", "mean_accuracy", "fw_iou",
                                            "score", "loss")
     direction: ClassVar[Literal["max", "min"]] = "max"
 
-    class Options(QuietDefaults, SplitOptions, ImageSizeOptions):
+    class Options(QuietDefaults, PreparationOptions, SplitOptions, ImageSizeOptions):
         """Options of :class:`SegmentationTask` (``task.options`` in a config)."""
 
         model_config = ConfigDict(extra="forbid")
@@ -142,8 +131,6 @@ class SegmentationTask(ImageInput, CachedSplits, Task):
         kd_temperature: float = Field(1.0, gt=0.0, description="temperature of pixel_kd, icsd")
         icsd_normalize: bool = Field(True, description="L2-normalise the rows of the ICSD "
                                                        "similarity matrices before matching")
-        augment: AugmentOption = augment_field()
-        normalize: NormalizeOption = normalize_field()
         eval_at: Literal["default", "label", "input"] = Field(
             "default", description="resolution val and test are scored at: label, the label "
             "file's own (logits upsampled to it; the protocol of Cityscapes and VOC); input, "
@@ -205,7 +192,7 @@ class SegmentationTask(ImageInput, CachedSplits, Task):
             scored = (load_dataset(o.dataset, o.root, "train", self.image_size,
                                    label_own_size=True) if own else official)
             splits: dict[str, Dataset] = {
-                "train": self._augmented(Subset(official, train_ix)),
+                "train": self.augmented(Subset(official, train_ix)),
                 "val": Subset(scored, val_ix),
                 "test": load_dataset(o.dataset, o.root, "val", self.image_size,
                                      label_own_size=own)}
@@ -214,21 +201,13 @@ class SegmentationTask(ImageInput, CachedSplits, Task):
                                     noise=o.noise, max_objects=o.max_objects)
         splits = synthetic_splits(o.n_samples, o, lambda ix: TensorDataset(
             torch.from_numpy(images[ix]), torch.from_numpy(masks[ix])))
-        splits["train"] = self._augmented(splits["train"])
+        splits["train"] = self.augmented(splits["train"])
         return splits
 
-    def _augmented(self, train: Dataset) -> Dataset:
-        """``train`` with the augmentation of the options (itself when there is none)."""
-        o = self.options
-        augment = resolve_augment(o.augment, o.dataset, AUGMENT_PRESET)
-        if augment is None:
-            return train
-        return Augmented(train, augment, TargetLayout(mask=True, ignore_index=o.ignore_index))
-
     @property
-    def normalization(self) -> Normalization | None:
-        """The inputs' normalisation (the ``normalize`` option resolved)."""
-        return resolve_normalize(self.options.normalize, self.options.dataset)
+    def target_layout(self) -> TargetLayout:  # type: ignore[override]
+        """A mask, padded with the options' ignore label."""
+        return TargetLayout(mask=True, ignore_index=self.options.ignore_index)
 
     def collate(self, samples: list[Any]) -> tuple[torch.Tensor, Any]:
         """Images stacked; masks stacked when they have one size, else a list (labels kept at
