@@ -246,3 +246,22 @@ def test_detection_trains_on_augmented_boxes_and_scores_unaugmented(tmp_path):
             assert bool(((boxes[:, 2] - boxes[:, 0]) >= 2).all())
             seen += len(boxes)
     assert seen > 0
+
+
+def test_scoring_at_label_size_reads_and_checks_the_training_listing_once(cityscapes,
+                                                                         monkeypatch):
+    from nastk.data import folders
+    from nastk.data.folders import folder_datasets
+    from nastk.evaluation.preflight import check_data_files
+
+    task = SegmentationTask(dataset="cityscapes", root=cityscapes, size=(24, 40),
+                            holdout_fraction=0.25)
+    splits = task.splits()
+    train, val = folder_datasets(splits["train"])[0], folder_datasets(splits["val"])[0]
+    assert train is not val and train.items is val.items  # one listing, two label sizes
+    assert not train.label_own_size and val.label_own_size
+    checked = []
+    real = folders._image_header
+    monkeypatch.setattr(folders, "_image_header", lambda p: checked.append(p) or real(p))
+    check_data_files(task, splits)
+    assert len(checked) == len(set(checked)) == 2 * (8 + 3)  # every image and label, once

@@ -89,9 +89,9 @@ def check_data_files(task: Task, splits: Mapping[str, object]) -> None:
     seen: set[int] = set()
     for dataset in splits.values():
         for folder in folder_datasets(dataset):
-            if id(folder) in seen:
+            if id(folder.items) in seen:  # the same listing (a twin of a data set) once
                 continue
-            seen.add(id(folder))
+            seen.add(id(folder.items))
             if mode == "full":
                 folder.check_files()
             else:

@@ -20,6 +20,7 @@ name.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import ClassVar
 
@@ -112,6 +113,13 @@ class SegmentationFolder(FolderDataset):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def with_labels_at_own_size(self) -> SegmentationFolder:
+        """The same split (the same listing, not read again) with its labels kept at their
+        files' resolution."""
+        twin = copy.copy(self)
+        twin.label_own_size = True
+        return twin
 
     def _require_labels(self, pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
         for image, label in pairs:

@@ -189,8 +189,7 @@ class SegmentationTask(PreparedData, ImageInput, CachedSplits, Task):
             official = load_dataset(o.dataset, o.root, "train", self.image_size)
             train_ix, val_ix = holdout_indices(len(official), o.holdout_fraction, o.seed,
                                                str(o.root))
-            scored = (load_dataset(o.dataset, o.root, "train", self.image_size,
-                                   label_own_size=True) if own else official)
+            scored = official.with_labels_at_own_size() if own else official
             splits: dict[str, Dataset] = {
                 "train": self.augmented(Subset(official, train_ix)),
                 "val": Subset(scored, val_ix),
