@@ -54,6 +54,7 @@ from torch.utils.data import Dataset
 
 from nastk.data.geometry import Geometry, Window, cut, resize_map, resize_mask
 from nastk.data.images import from_levels, kept_levels, resample
+from nastk.data.nesting import inner_datasets, within
 
 __all__ = ["Augment", "AugmentOption", "Augmented", "FileCrop", "Jitter", "TargetLayout",
            "augment_field", "augmented_in", "pending_crop", "resolve_augment", "sample_seed"]
@@ -314,7 +315,7 @@ class Augmented(Dataset):
         """The size every image of the wrapped folder data sets is resized to (``None`` when
         they are not folders, or not resized to one size)."""
         if not hasattr(self, "_size"):
-            leaves = _leaves(self.dataset)
+            leaves = [d for d in within(self.dataset) if not inner_datasets(d)]
             # folder data sets (nastk.data.folders.FolderDataset) crop a pending window
             sizes = {getattr(d, "size", None) if hasattr(d, "_resized") else None
                      for d in leaves}
@@ -379,22 +380,6 @@ class Augmented(Dataset):
         return out
 
 
-def _leaves(dataset: Any) -> list[Any]:
-    """The data sets inside ``dataset``'s wrappers (through ``dataset`` / ``datasets``)."""
-    inner = getattr(dataset, "datasets", None)
-    if isinstance(inner, (list, tuple)):
-        return [leaf for d in inner for leaf in _leaves(d)]
-    sub = getattr(dataset, "dataset", None)
-    return [dataset] if sub is None else _leaves(sub)
-
-
 def augmented_in(dataset: Any) -> bool:
-    """Whether ``dataset`` is, or wraps (through ``dataset`` / ``datasets``), an
-    :class:`Augmented` dataset."""
-    if isinstance(dataset, Augmented):
-        return True
-    inner = getattr(dataset, "datasets", None)
-    if isinstance(inner, (list, tuple)):
-        return any(augmented_in(d) for d in inner)
-    sub = getattr(dataset, "dataset", None)
-    return sub is not None and augmented_in(sub)
+    """Whether ``dataset`` is, or wraps, an :class:`Augmented` data set."""
+    return any(isinstance(d, Augmented) for d in within(dataset))

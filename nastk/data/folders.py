@@ -52,6 +52,7 @@ from torch.utils.data import Dataset
 from nastk.core.errors import RunStoppingError
 from nastk.data.augment import pending_crop
 from nastk.data.images import Size, check_size, pixels, read_rgb, resize_image
+from nastk.data.nesting import within
 
 __all__ = ["IMAGE_SUFFIXES", "DatasetError", "FolderDataset", "Transform", "folder_datasets",
            "loader_named"]
@@ -225,14 +226,7 @@ class FolderDataset(Dataset, ABC):
 def folder_datasets(dataset: Any) -> list[FolderDataset]:
     """The :class:`FolderDataset` objects a split is made of (through ``Subset`` and
     ``ConcatDataset`` and other wrappers with ``dataset`` or ``datasets``)."""
-    if isinstance(dataset, FolderDataset):
-        return [dataset]
-    inner = getattr(dataset, "datasets", None)
-    if isinstance(inner, (list, tuple)):
-        return [f for d in inner for f in folder_datasets(d)]
-    if getattr(dataset, "dataset", None) is not None:
-        return folder_datasets(dataset.dataset)
-    return []
+    return [d for d in within(dataset) if isinstance(d, FolderDataset)]
 
 
 def loader_named(loaders: Mapping[str, L], name: str, what: str) -> L:

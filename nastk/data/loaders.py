@@ -128,7 +128,7 @@ def make_loader(task: Collating | None, dataset: Dataset, batch_size: int, *,
         batches = _SeededBatches(batches, generator if generator is not None else own)
     if shard is not None:
         batches = _Shards(batches, *shard)
-    loading = getattr(task, "loading", None) or Loading()
+    loading = _loading_of(task)
     workers = loading.workers_for(dataset) if num_workers is None else num_workers
     if isinstance(dataset, TensorDataset) and _default_collate(task) and workers == 0:
         return DataLoader(dataset, sampler=batches, batch_size=None, generator=own)
@@ -141,10 +141,15 @@ def make_loader(task: Collating | None, dataset: Dataset, batch_size: int, *,
                          **loading.loader_kwargs(dataset, collate, workers))
 
 
+def _loading_of(task: Any) -> Loading:
+    """``task``'s ``loading`` (a run config's ``data:``), or the defaults."""
+    return getattr(task, "loading", None) or Loading()
+
+
 def loader_workers(task: Any, dataset: Dataset) -> int:
     """The worker processes :func:`make_loader` starts for ``dataset`` with ``task``'s
     ``loading`` (for the thread count of the process that trains on it)."""
-    return (getattr(task, "loading", None) or Loading()).workers_for(dataset)
+    return _loading_of(task).workers_for(dataset)
 
 
 class _Carried:

@@ -28,10 +28,11 @@ from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import Dataset
 
 from nastk.core.cpus import available_cpus
 from nastk.core.errors import ConfigError
+from nastk.data.nesting import within
 
 __all__ = ["AUTO_MIN_ITEMS", "MAX_AUTO_WORKERS", "Loading", "reads_files"]
 
@@ -47,15 +48,8 @@ def reads_files(dataset: Dataset) -> bool:
     holding one, through its ``dataset`` / ``datasets``)."""
     from nastk.data.folders import FolderDataset
 
-    if isinstance(dataset, FolderDataset):
-        return True
-    if isinstance(dataset, ConcatDataset):
-        return any(reads_files(d) for d in dataset.datasets)
-    if bool(getattr(dataset, "reads_files", False)):
-        return True
-    # a subset, an augmented split (nastk.data.augment.Augmented) or another wrapper
-    inner = getattr(dataset, "dataset", None)
-    return isinstance(inner, Dataset) and reads_files(inner)
+    return any(isinstance(d, FolderDataset) or bool(getattr(d, "reads_files", False))
+               for d in within(dataset))
 
 
 def _auto_workers() -> int:
