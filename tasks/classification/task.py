@@ -12,15 +12,13 @@ import torch.nn.functional as F
 from pydantic import (
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     field_validator,
-    model_serializer,
     model_validator,
 )
 from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from nastk.core.options import QuietDefaults, omit_quiet_defaults, options_of
+from nastk.core.options import QuietDefaults, options_of
 from nastk.data.augment import Augment, Jitter
 from nastk.data.images import ImageSizeOptions, check_size
 from nastk.data.preparation import PreparationOptions, PreparedData
@@ -131,7 +129,9 @@ class ClassificationTask(PreparedData, CachedSplits, Task):
         """Options of :class:`ClassificationTask` (``task.options`` in a config)."""
 
         model_config = ConfigDict(extra="forbid")
-        quiet_defaults: ClassVar[tuple[str, ...]] = ("augment", "normalize")
+        # the folder options stay unset (None) unless the dataset is imagefolder, which fills
+        # them in: a generated data set's dump, and a run's identity, are what they were
+        quiet_defaults: ClassVar[tuple[str, ...]] = ("augment", "normalize", *FOLDER_OPTIONS)
 
         dataset: Literal["glyphs", "synthetic", "digits", "imagefolder"] = Field(
             "glyphs", description="glyphs: 16 random 5x5 glyphs (generated; small CNNs "
@@ -210,14 +210,6 @@ class ClassificationTask(PreparedData, CachedSplits, Task):
                                  f"dataset: glyphs, up to {MAX_GLYPHS} classes)")
             check_data_options("synthetic", None, self.val_fraction, self.test_fraction)
             return self
-
-        @model_serializer(mode="wrap")
-        def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-            data = omit_quiet_defaults(self, handler(self))
-            if self.dataset != "imagefolder":
-                for name in FOLDER_OPTIONS:
-                    data.pop(name, None)
-            return data
 
         @property
         def folder_size(self) -> tuple[int, int]:
