@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,7 +160,7 @@ def constrained_space(config: SearchConfig, space: SearchSpace, task: Task | Non
                       evaluator: Evaluator) -> SearchSpace:
     """``space`` limited to ``config.constraints``' cost ranges, costed as the evaluator
     records them: a supernet's extracted subnet, or the task's model of the architecture."""
-    from nastk.evaluation.cost import model_costs
+    from nastk.evaluation.cost import TableCosts, model_costs
     from nastk.evaluation.weight_sharing import WeightSharingEvaluator
     from nastk.prediction.path_filter import subnet_cost_fn
     from nastk.space.cost_range import CostRangeSpace
@@ -172,8 +173,13 @@ def constrained_space(config: SearchConfig, space: SearchSpace, task: Task | Non
             return {n: fn(arch) for n, fn in fns.items()}
     else:
         assert task is not None
+        # params and FLOPs from the space's cost table when it has one (nothing built)
+        table = TableCosts(space, task.input_shape, lambda arch: task.build_model(space, arch))
 
         def costs(arch: Any) -> dict[str, float]:
+            counted = table(arch)
+            if counted is not None:
+                return counted
             model = task.build_model(space, arch)
             return model_costs(model, task.input_shape, latency=False)
 
@@ -207,6 +213,8 @@ def build_weight_sharing_evaluator(config: SearchConfig, space: SearchSpace,
         raise ConfigError(f"evaluator.kind 'supernet': search space {config.space.name!r} has "
                           "no supernet (it is not a SupernetSpace); use a weight-sharing space "
                           "such as ofa_mbv3, or evaluator.kind 'train'")
+    if ws.format != "nastk":
+        return _public_supernet_evaluator(config, space, task)
     state = read_checkpoint(ws.checkpoint)
     trained_for = json.loads(state.get("identity", "{}") or "{}")
     wanted = {"space": config.space.model_dump(mode="json"),
@@ -220,6 +228,40 @@ def build_weight_sharing_evaluator(config: SearchConfig, space: SearchSpace,
                           "the same space and task as the supernet config")
     model = SupernetModel(space, task)
     load_supernet_weights(model, state["model"], str(ws.checkpoint))
+    return WeightSharingEvaluator(model, ws, seed=config.seed)
+
+
+def _public_supernet_evaluator(config: SearchConfig, space: SupernetSpace,
+                               task: Task) -> Evaluator:
+    """A :class:`WeightSharingEvaluator` over a supernet saved in a public layout
+    (``evaluator.supernet.format``), searched as it is: every tensor of the task's model must
+    come from the file, or the run stops before its first trial."""
+    from nastk.evaluation.weight_sharing import WeightSharingEvaluator
+    from nastk.training.pretrained import InitConfig, load_init
+
+    ws = config.evaluator.supernet
+    assert ws is not None
+    init = InitConfig.model_validate({"from": ws.checkpoint, "format": ws.format,
+                                      "part": "all"})
+    try:
+        init.check(space)
+    except ConfigError as err:
+        raise ConfigError(f"evaluator.supernet: {err}") from None
+    model = SupernetModel(space, task)
+    try:
+        report = load_init(model.net, init, space=space)
+    except NastkError as err:
+        raise ConfigError(f"evaluator.supernet.checkpoint: {err}") from None
+    if report.missing:
+        shown = ", ".join(report.missing[:3]) + (", ..." if len(report.missing) > 3 else "")
+        raise ConfigError(
+            f"evaluator.supernet.checkpoint: {ws.checkpoint} (format {ws.format}) has no "
+            f"weights for {len(report.missing)} tensors of the {config.task.name!r} model "
+            f"({shown}): they would stay random and every score would be noise. Fine-tune the "
+            f"supernet on this task first (`nastk supernet train` with training.init "
+            f"{{from: {ws.checkpoint}, format: {ws.format}}}) and search its checkpoint, or, "
+            "for once-for-all's own classes, use task classification with head_hidden: 1280")
+    print(report.summary(), file=sys.stderr)
     return WeightSharingEvaluator(model, ws, seed=config.seed)
 
 

@@ -14,18 +14,22 @@ import os
 import statistics
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from nastk.core.cpus import available_cpus
 
-__all__ = ["MAX_LATENCY_SPREAD", "Latency", "count_flops", "count_params", "measure_latency",
-           "measure_latency_ms", "model_costs"]
+if TYPE_CHECKING:
+    from nastk.space.architecture import Architecture
+    from nastk.space.search_space import SearchSpace
+
+__all__ = ["MAX_LATENCY_SPREAD", "Latency", "TableCosts", "count_flops", "count_params",
+           "measure_latency", "measure_latency_ms", "model_costs"]
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -191,15 +195,62 @@ def measure_latency_ms(model: nn.Module, input_shape: Sequence[int], repeats: in
 
 
 def model_costs(model: nn.Module, input_shape: Sequence[int], latency: bool = True,
-                repeats: int = 20, info: dict[str, Any] | None = None) -> dict[str, float]:
+                repeats: int = 20, info: dict[str, Any] | None = None,
+                counts: Mapping[str, float] | None = None) -> dict[str, float]:
     """``{"params", "flops", "latency_ms"}`` of ``model`` for inputs of ``input_shape``
     (``latency_ms`` is left out when ``latency`` is false). With ``info`` (a result's info),
-    the latency measurement's conditions go into ``info["latency"]``."""
-    costs = {"params": float(count_params(model)),
-             "flops": float(count_flops(model, input_shape))}
+    the latency measurement's conditions go into ``info["latency"]``. ``counts``: the params
+    and FLOPs already known (a cost table's, :class:`TableCosts`), taken instead of counting
+    them again; the latency is still measured on ``model``."""
+    if counts is not None:
+        costs = {"params": float(counts["params"]), "flops": float(counts["flops"])}
+    else:
+        costs = {"params": float(count_params(model)),
+                 "flops": float(count_flops(model, input_shape))}
     if latency:
         measured = measure_latency(model, input_shape, repeats=repeats)
         costs["latency_ms"] = measured.ms
         if info is not None:
             info["latency"] = measured.conditions()
     return costs
+
+
+class TableCosts:
+    """Params and FLOPs of a task's models of the architectures of ``space`` at inputs of
+    ``input_shape``, from the space's cost table (:meth:`SearchSpace.body_costs`) without
+    building the networks; ``None`` for a space without a table (count on built networks
+    then, as before).
+
+    A model is a body plus the rest (a task's head, its input normalisation). fvcore's count
+    is a sum over the operators that run and the rest only sees the body's outputs, so the
+    rest costs the same for every architecture of one :meth:`SearchSpace.body_geometry` (one
+    resolution, one input shape): it is counted once per geometry, as ``count(build(arch)) -
+    table(arch)`` on the first architecture asked for with it (``build(arch)``: the model the
+    caller would otherwise count, e.g. ``task.build_model(space, arch)`` or a supernet's
+    ``extract(arch)``), and added to the table's body cost from then on. The values are
+    therefore exactly fvcore's counts on the built models (as floats).
+    """
+
+    def __init__(self, space: SearchSpace | None, input_shape: Sequence[int],
+                 build: Callable[[Architecture], nn.Module]) -> None:
+        self.space = space
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.build = build
+        #: geometry -> the params and FLOPs of the rest of the model
+        self.rest: dict[tuple[Any, ...], dict[str, float]] = {}
+
+    def __call__(self, arch: Architecture) -> dict[str, float] | None:
+        """``{"params", "flops"}`` of the model of ``arch``, or ``None`` without a table."""
+        if self.space is None:
+            return None
+        body = self.space.body_costs(arch, self.input_shape)
+        if body is None:
+            return None
+        key = self.space.body_geometry(arch, self.input_shape)
+        rest = self.rest.get(key)
+        if rest is None:
+            model = self.build(arch)
+            counted = {"params": float(count_params(model)),
+                       "flops": float(count_flops(model, self.input_shape))}
+            rest = self.rest[key] = {k: counted[k] - body[k] for k in counted}
+        return {k: body[k] + rest[k] for k in ("params", "flops")}

@@ -157,7 +157,7 @@ class TrainEvaluator:
         self.callbacks: list[TrainCallback] = list(callbacks)
         self._init_reported = False
         if self.config.init is not None:
-            self.config.init.check()
+            self.config.init.check(space)
 
     def __repr__(self) -> str:
         return f"TrainEvaluator(task={self.task!r}, space={self.space.name!r}, seed={self.seed})"

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from nastk.core.cpus import THREADS_HELP, Threads
 from nastk.core.errors import RunStoppingError
+from nastk.core.options import QuietDefaults
 from nastk.core.result import Result
 from nastk.core.streams import Stream
 from nastk.core.weights import save_weights
 from nastk.data.loaders import calibration_batches, loader_workers, make_loader
 from nastk.evaluation.base import format_error
-from nastk.evaluation.cost import model_costs
+from nastk.evaluation.cost import TableCosts, model_costs
 from nastk.nn.batchnorm import recalibrate_bn
 from nastk.nn.supernet import SupernetModel
 from nastk.space.architecture import Architecture
@@ -24,13 +25,21 @@ from nastk.training.precision import Precision, autocast, autocast_model, device
 from nastk.training.threads import torch_threads
 
 
-class WeightSharingConfig(BaseModel):
+class WeightSharingConfig(QuietDefaults):
     """``evaluator.supernet`` in a search config."""
 
     model_config = ConfigDict(extra="forbid")
+    # runs stored before formats existed dump (and are identified) as they were
+    quiet_defaults: ClassVar[tuple[str, ...]] = ("format",)
 
     checkpoint: Path = Field(description="supernet checkpoint written by `nastk supernet "
                                          "train` (or any file with the same layout)")
+    format: Literal["nastk", "ofa"] = Field(
+        "nastk", description="nastk: a checkpoint of `nastk supernet train`; ofa: "
+        "once-for-all's own OFAMobileNetV3 file (space ofa_mbv3_full), searched as it is: "
+        "every tensor of the task's model, head included, must be in it (a classification "
+        "task with head_hidden 1280 and the file's classes); for another task, fine-tune it "
+        "first with `nastk supernet train` and training.init {from: FILE, format: ofa}")
     calib_batches: int = Field(10, ge=1, description="training batches for BN recalibration")
     calib_batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(256, ge=1)
@@ -48,7 +57,8 @@ class WeightSharingConfig(BaseModel):
 class WeightSharingEvaluator:
     """Evaluates a candidate by activating it in the supernet, recalibrating batch norm on a
     fixed set of training batches (the same for every candidate), and scoring the evaluation
-    split. Nothing is rebuilt between candidates; costs come from the extracted subnet."""
+    split. Nothing is rebuilt between candidates; costs come from the extracted subnet (params
+    and FLOPs from the space's cost table when it has one, :class:`TableCosts`)."""
 
     def __init__(self, model: SupernetModel, config: WeightSharingConfig, seed: int = 0, *,
                  where: str = "evaluator.supernet") -> None:
@@ -66,6 +76,13 @@ class WeightSharingEvaluator:
             Stream.BN_CALIBRATION.seed(seed), device=self.device)
         self.eval_loader = make_loader(self.task, splits[config.eval_split],
                                        config.eval_batch_size)
+        #: params and FLOPs from the space's cost table, when it has one (no subnet counted)
+        self.table = TableCosts(getattr(model, "space", None), self.task.input_shape,
+                                self._subnet)
+
+    def _subnet(self, arch: Architecture) -> torch.nn.Module:
+        """The extracted task network of ``arch`` on the CPU in eval mode (what is costed)."""
+        return self.model.extract(arch).cpu().eval()
 
     @torch.no_grad()
     def predict(self, arch: Architecture, inputs: torch.Tensor,
@@ -93,12 +110,17 @@ class WeightSharingEvaluator:
                 metrics = self.task.evaluate(
                     autocast_model(self.model, self.device, self.config.precision),
                     self.eval_loader)
-                sub = self.model.extract(arch).eval()
-                costs = model_costs(sub.cpu(), self.task.input_shape,
-                                    latency=self.config.latency,
-                                    repeats=self.config.latency_repeats, info=info)
-                if checkpoint is not None:
-                    save_weights(sub, checkpoint)
+                counts = self.table(arch)
+                if counts is not None and not self.config.latency and checkpoint is None:
+                    costs = counts  # the space's cost table: nothing to build
+                else:
+                    sub = self.model.extract(arch).eval()
+                    costs = model_costs(sub.cpu(), self.task.input_shape,
+                                        latency=self.config.latency,
+                                        repeats=self.config.latency_repeats, info=info,
+                                        counts=counts)
+                    if checkpoint is not None:
+                        save_weights(sub, checkpoint)
             except RunStoppingError:  # a full disk, an unreadable data file
                 raise
             except Exception as err:

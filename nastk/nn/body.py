@@ -39,6 +39,10 @@ class StagedBody(nn.Module, ABC):
     out_channels: int
     feature_channels: list[int]
     feature_strides: list[int]
+    #: whether ``forward`` resizes its input first (an architecture's input resolution): the
+    #: strides then hold for the resized input, and a head that assumes the task's input size
+    #: (anchors, a fixed output grid) must refuse such a body
+    resizes_input: bool = False
 
     @abstractmethod
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -5,13 +5,13 @@ crossover all go through :meth:`CostRangeSpace.check_constraints`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import numpy as np
 
 from nastk.core.errors import InvalidArchitectureError, NastkError
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
+from nastk.space.wrapped import WrappedSpace
 
 __all__ = ["CostRangeSpace"]
 
@@ -19,14 +19,15 @@ __all__ = ["CostRangeSpace"]
 CostsFn = Callable[[Architecture], Mapping[str, float]]
 
 
-class CostRangeSpace(SearchSpace):
+class CostRangeSpace(WrappedSpace):
     """``space`` limited to ``ranges`` (``{cost: (low, high)}``, either bound may be None).
 
     Same dimensions as ``space``; an architecture outside a range is invalid (the error names
     the cost, its value and the range), so strategies stay inside. :meth:`sample` draws from
     ``space``'s own distribution until an architecture fits (``max_tries``, then an error that
-    says the range may be empty). ``build``, ``render`` and every other attribute are
-    ``space``'s. Costs come from ``costs_fn`` and are cached per architecture.
+    says the range may be empty). ``build``, ``render``, the canonical form, the encoding and
+    every other attribute are ``space``'s (:class:`~nastk.space.wrapped.WrappedSpace`). Costs
+    come from ``costs_fn`` and are cached per architecture.
     """
 
     def __init__(self, space: SearchSpace, costs_fn: CostsFn,
@@ -35,17 +36,11 @@ class CostRangeSpace(SearchSpace):
         for name, (low, high) in ranges.items():
             if low is not None and high is not None and low > high:
                 raise NastkError(f"constraints.{name}: the range [{low}, {high}] is empty")
-        super().__init__(space.dimensions, name=space.name)
-        self.base = space
+        super().__init__(space)
         self.ranges = {k: (v[0], v[1]) for k, v in ranges.items()}
         self.costs_fn = costs_fn
         self.max_tries = int(max_tries)
         self._cache: dict[str, Mapping[str, float]] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("base", "ranges", "costs_fn", "_cache") or name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.base, name)
 
     def costs(self, arch: Architecture) -> Mapping[str, float]:
         if arch.key not in self._cache:
@@ -70,9 +65,3 @@ class CostRangeSpace(SearchSpace):
         raise NastkError(f"constraints {self.ranges}: no architecture of {self.name!r} fitted "
                          f"in {self.max_tries} samples; widen the range (the space's smallest "
                          "and largest architectures bound what is possible)")
-
-    def build(self, arch: Architecture, in_channels: int) -> Any:
-        return self.base.build(arch, in_channels)
-
-    def render(self, arch: Architecture) -> str | None:
-        return self.base.render(arch)

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nastk.core.errors import InvalidArchitectureError
+from nastk.core.errors import ConfigError, InvalidArchitectureError
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import Dimension, dimension_from_spec
 
 if TYPE_CHECKING:
     import torch.nn as nn
+
+    from nastk.nn.layouts import KeyTable
 
 
 class SearchSpace:
@@ -91,9 +93,18 @@ class SearchSpace:
                 out[d.name] = d.validate(values[d.name])
             except InvalidArchitectureError as err:
                 raise InvalidArchitectureError(f"search space {self.name!r}: {err}") from None
-        arch_out = Architecture(out)
+        arch_out = self.canonical(Architecture(out))
         self.check_constraints(arch_out)
         return arch_out
+
+    def canonical(self, arch: Architecture) -> Architecture:
+        """The one form of the architectures that make the same network (e.g. the choices of a
+        block beyond its stage's depth held at the first option), so that one network has one
+        key and is never evaluated twice; ``arch`` itself by default. :meth:`validate`,
+        :meth:`sample`, :meth:`mutate`, :meth:`crossover` and :meth:`neighbours` return
+        canonical architectures; a space that overrides this also counts networks, not
+        decision vectors, in :meth:`size`."""
+        return arch
 
     def check_constraints(self, arch: Architecture) -> None:
         """Cross-dimension rules; override and raise :class:`InvalidArchitectureError`."""
@@ -109,7 +120,7 @@ class SearchSpace:
     def sample(self, rng: np.random.Generator) -> Architecture:
         """A uniformly random valid architecture."""
         for _ in range(1000):
-            arch = Architecture({d.name: d.sample(rng) for d in self.dimensions})
+            arch = self.canonical(Architecture({d.name: d.sample(rng) for d in self.dimensions}))
             if self.is_valid(arch):
                 return arch
         raise RuntimeError(f"search space {self.name!r}: no valid architecture in 1000 draws")
@@ -119,6 +130,7 @@ class SearchSpace:
         """Change each dimension with probability ``prob`` (default ``1 / #dimensions``); at
         least one dimension always changes when the space allows it."""
         p = 1.0 / len(self.dimensions) if prob is None else prob
+        arch = self.canonical(arch)
         changeable = [d for d in self.dimensions if len(d.neighbours(arch[d.name])) > 0]
         if not changeable:
             return arch
@@ -129,8 +141,8 @@ class SearchSpace:
                 picked = [changeable[int(rng.integers(len(changeable)))]]
             for d in picked:
                 values[d.name] = d.mutate(values[d.name], rng)
-            child = Architecture(values)
-            if child != arch and self.is_valid(child):
+            child = self.canonical(Architecture(values))  # a change that does nothing is
+            if child != arch and self.is_valid(child):       # drawn again
                 return child
         return arch
 
@@ -138,21 +150,22 @@ class SearchSpace:
                   rng: np.random.Generator) -> Architecture:
         """Uniform crossover: each dimension comes from ``a`` or ``b`` with equal odds."""
         for _ in range(100):
-            child = Architecture({d.name: (a if rng.random() < 0.5 else b)[d.name]
-                                  for d in self.dimensions})
+            child = self.canonical(Architecture({d.name: (a if rng.random() < 0.5 else b)[d.name]
+                                                 for d in self.dimensions}))
             if self.is_valid(child):
                 return child
         return a
 
     def neighbours(self, arch: Architecture) -> list[Architecture]:
-        """Every valid architecture one decision away from ``arch``."""
-        out = []
+        """Every valid architecture one decision away from ``arch`` (each network once)."""
+        arch = self.canonical(arch)
+        out: dict[str, Architecture] = {}
         for d in self.dimensions:
             for v in d.neighbours(arch[d.name]):
-                cand = arch.replace(**{d.name: v})
-                if self.is_valid(cand):
-                    out.append(cand)
-        return out
+                cand = self.canonical(arch.replace(**{d.name: v}))
+                if cand != arch and cand.key not in out and self.is_valid(cand):
+                    out[cand.key] = cand
+        return list(out.values())
 
     # -- numeric views ------------------------------------------------------------------------
     def encode(self, arch: Architecture) -> np.ndarray:
@@ -194,3 +207,35 @@ class SearchSpace:
             f"search space {self.name!r} describes no network ({type(self).__name__} does not "
             "override build); pair it with an evaluator that needs no model, e.g. a function "
             "or tabular evaluator")
+
+    #: the ``init.format`` values besides ``nastk`` whose checkpoints this space's networks read
+    public_formats: tuple[str, ...] = ()
+
+    def public_layout(self, fmt: str, arch: Architecture | None = None) -> KeyTable:
+        """The key table (:mod:`nastk.nn.layouts`) of checkpoints in public layout ``fmt``
+        (``ofa``, ``torchvision``) for this space's networks; ``arch`` is the architecture being
+        loaded, when the table depends on it (``None`` for a supernet). Spaces that read public
+        checkpoints list their formats in :attr:`public_formats` and override this."""
+        reads = (f"it reads {', '.join(self.public_formats)}" if self.public_formats
+                 else "it reads nastk's own checkpoints only")
+        raise ConfigError(f"init.format: {fmt!r} is not a layout search space {self.name!r} "
+                          f"reads ({reads}); use a space built for that checkpoint, e.g. "
+                          "ofa_mbv3_full for format ofa, backbones for format torchvision")
+
+    def body_costs(self, arch: Architecture,
+                   input_shape: Sequence[int]) -> dict[str, float] | None:
+        """``{"params", "flops"}`` of the body :meth:`build` makes for ``arch`` at inputs of
+        ``input_shape``, computed without building it (a cost table), exactly what
+        :func:`nastk.evaluation.cost.count_params` / ``count_flops`` count on the built body;
+        ``None`` (the default): this space has no table, costs are counted on built networks.
+        The engine (:class:`nastk.evaluation.cost.TableCosts`) adds the cost of the rest of a
+        task's model, counted once per :meth:`body_geometry`."""
+        return None
+
+    def body_geometry(self, arch: Architecture, input_shape: Sequence[int]) -> tuple[Any, ...]:
+        """What the rest of a task's model (its head, the input normalisation) sees of the body
+        of ``arch`` at ``input_shape``: two architectures with one geometry have bodies whose
+        outputs have the same shapes, so the rest of their models costs the same. Default: the
+        input shape; a space whose architectures change the body's output size (a resolution
+        dimension) adds that."""
+        return tuple(int(s) for s in input_shape)

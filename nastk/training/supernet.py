@@ -144,7 +144,7 @@ class SupernetTrainer:
         self.self_kd = (SelfKD(config.self_kd, self.objective)
                         if config.self_kd is not None else None)
         if config.init is not None:
-            config.init.check()
+            config.init.check(model.space)
 
     @property
     def workers(self) -> int:
@@ -187,7 +187,7 @@ class SupernetTrainer:
         the checkpoint)."""
         if self.config.init is None:
             return None
-        self.init_report = load_init(self.model.net, self.config.init)
+        self.init_report = load_init(self.model.net, self.config.init, space=self.model.space)
         print(self.init_report.summary(), file=sys.stderr)
         if self.checkpoint_path is not None:
             write_atomic(RunLayout(self.checkpoint_path.parent).init_report,

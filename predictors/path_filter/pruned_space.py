@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from torch import nn
 
 from nastk.core.errors import InvalidArchitectureError, NastkError
 from nastk.prediction.base import PredictorError
@@ -22,9 +21,10 @@ from nastk.predictors.path_filter.keep_rule import (
 )
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
+from nastk.space.wrapped import WrappedSpace
 
 
-class PrunedSpace(SearchSpace):
+class PrunedSpace(WrappedSpace):
     """A search space restricted to the paths a fitted path filter keeps.
 
     Same dimensions as the wrapped space; :meth:`check_constraints` runs the wrapped space's
@@ -46,8 +46,7 @@ class PrunedSpace(SearchSpace):
             raise PredictorError(
                 f"the path filter was fitted on search space {path_filter.space.name!r}, whose "
                 f"encoding differs from {space.name!r}'s; prune the space it was fitted on")
-        super().__init__(space.dimensions, name=f"{space.name}-pruned")
-        self.base = space
+        super().__init__(space, name=f"{space.name}-pruned")
         self.keep_ratio = float(keep_ratio)
         rng = np.random.default_rng(seed)
         samples = [space.sample(rng) for _ in range(n_samples)]
@@ -64,11 +63,6 @@ class PrunedSpace(SearchSpace):
     def thresholds(self) -> np.ndarray:
         """Per-bucket score thresholds (``-inf``: the bucket keeps everything)."""
         return self.rule.thresholds
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("base", "rule") or name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.base, name)
 
     def is_kept(self, arch: Architecture | Mapping[str, Any]) -> bool:
         """Whether the filter keeps ``arch`` (which must be valid in the wrapped space)."""
@@ -97,9 +91,3 @@ class PrunedSpace(SearchSpace):
     def size(self) -> int:
         """An *estimate*: the wrapped space's size times the share of samples kept."""
         return max(1, round(self.base.size() * self.rule.sample_share))
-
-    def build(self, arch: Architecture, in_channels: int) -> nn.Module:
-        return self.base.build(arch, in_channels)
-
-    def render(self, arch: Architecture) -> str | None:
-        return self.base.render(arch)

@@ -74,24 +74,31 @@ def _misplaced(name: str, dataset: str) -> str:
 
 
 class ClassificationModel(nn.Module):
-    """A search space's body followed by global average pooling, dropout and a linear layer."""
+    """A search space's body followed by global average pooling, dropout and a linear layer;
+    with ``hidden``, a 1x1 conv (no bias) to ``hidden`` channels and h-swish after the pooling
+    (``pre_logits``: MobileNetV3's and once-for-all's feature-mix layer)."""
 
     def __init__(self, body: nn.Module, num_classes: int, dropout: float = 0.0,
-                 normalization: Normalization | None = None, in_channels: int = 3) -> None:
+                 normalization: Normalization | None = None, in_channels: int = 3,
+                 hidden: int | None = None) -> None:
         super().__init__()
         channels = out_channels_of(body)
         #: the inputs' normalisation (:mod:`nastk.nn.normalization`), ``None`` for none
         self.normalize = normalization_layer(normalization, in_channels)
         self.body = body
         self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pre_logits = (nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=False),
+                                         nn.Hardswish()) if hidden else None)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.head = nn.Linear(channels, num_classes)
+        self.head = nn.Linear(hidden or channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.normalize is not None:
             x = self.normalize(x)
-        x = self.pool(self.body(x)).flatten(1)
-        return self.head(self.dropout(x))
+        x = self.pool(self.body(x))
+        if self.pre_logits is not None:
+            x = self.pre_logits(x)
+        return self.head(self.dropout(x.flatten(1)))
 
 
 class ClassificationTask(PreparedData, CachedSplits, Task):
@@ -131,7 +138,8 @@ class ClassificationTask(PreparedData, CachedSplits, Task):
         model_config = ConfigDict(extra="forbid")
         # the folder options stay unset (None) unless the dataset is imagefolder, which fills
         # them in: a generated data set's dump, and a run's identity, are what they were
-        quiet_defaults: ClassVar[tuple[str, ...]] = ("augment", "normalize", *FOLDER_OPTIONS)
+        quiet_defaults: ClassVar[tuple[str, ...]] = ("augment", "normalize", "head_hidden",
+                                                     *FOLDER_OPTIONS)
 
         dataset: Literal["glyphs", "synthetic", "digits", "imagefolder"] = Field(
             "glyphs", description="glyphs: 16 random 5x5 glyphs (generated; small CNNs "
@@ -157,6 +165,10 @@ class ClassificationTask(PreparedData, CachedSplits, Task):
             f"most {MAX_GLYPHS}; 6 shapes, at most {len(SHAPES)})")
         noise: float = Field(0.1, ge=0.0, description="generated: std of per-pixel noise")
         dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
+        head_hidden: int | None = Field(
+            None, ge=1, description="a 1x1 conv (no bias) to this many channels and h-swish "
+            "between the pooling and the classifier (MobileNetV3's feature-mix layer; 1280 to "
+            "load a once-for-all checkpoint's classifier); unset: pooling, then the classifier")
         channels: Literal[1, 3] | None = Field(
             None, description="image channels (default 1; imagefolder 3): 3 repeats the grey "
                               "images as RGB, so that a body pretrained here fits RGB tasks "
@@ -381,7 +393,8 @@ class ClassificationTask(PreparedData, CachedSplits, Task):
     # -- model, loss, metrics -----------------------------------------------------------------
     def wrap(self, body: nn.Module) -> nn.Module:
         return ClassificationModel(body, self.num_classes, self.options.dropout,
-                                   self.normalization, self.input_shape[0])
+                                   self.normalization, self.input_shape[0],
+                                   self.options.head_hidden)
 
     @property
     def normalization(self) -> Normalization | None:

@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_v
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 
+from nastk.core.errors import ConfigError
 from nastk.core.options import QuietDefaults, options_of
 from nastk.data.augment import Augment, Jitter, TargetLayout
 from nastk.data.folders import DatasetError, folder_datasets
@@ -314,6 +315,12 @@ class DetectionTask(PreparedData, ImageInput, CachedSplits, Task):
     def make_head(self, body: nn.Module) -> CenterNetHead | SSDLiteHead:
         o = self.options
         body = require_staged(body, f"the detection head {o.head!r}")
+        if body.resizes_input:
+            raise ConfigError(
+                f"task detection: the body ({type(body).__name__}) resizes its input to each "
+                f"architecture's resolution, which the {o.head!r} head cannot follow (its "
+                f"anchors and output grid are those of the task's size {self.image_size}); "
+                "leave the space's resolutions unset and set the task's size instead")
         if o.head == "centernet":
             return CenterNetHead(body, self.num_classes, self.image_size,
                                  channels=o.head_channels, out_stride=o.out_stride,

@@ -28,6 +28,19 @@ def _options_table(name: str, obj: object) -> Table:
     return options
 
 
+def space_size(name: str, exact: bool = False) -> str:
+    """How many architectures search space ``name`` holds with its default options: the count
+    (its order of magnitude when it is long, unless ``exact``); why not, when the space cannot
+    be built without options."""
+    try:
+        size = registry.instantiate(registry.SEARCH_SPACES, name, {}).size()
+    except Exception as err:  # a space that needs options (a table, a file) says which
+        return f"(needs options: {type(err).__name__})"
+    if size < 10 ** 9:
+        return f"{size:,}"
+    return f"{size:,} ({size:.1e})" if exact else f"{size:.1e}"
+
+
 def run(args: argparse.Namespace, console: Console) -> int:
     """Print a table of plugins per kind (``args.kind``: only that kind, with every plugin's
     options), after importing the modules of ``--plugins``. A plugin that does not load is
@@ -40,6 +53,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         table = Table(title=kind, title_justify="left", show_lines=False)
         table.add_column("name", style="bold")
         table.add_column("what it is")
+        spaces = reg is registry.SEARCH_SPACES
+        if spaces:
+            table.add_column("size", no_wrap=True)  # architectures, default options
         table.add_column("from", style="dim")
         loaded = {}
         for name in reg.names():
@@ -48,13 +64,17 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 summary = registry.summary(loaded[name])
             except NastkError as err:
                 summary = f"[red]cannot load: {escape(str(err))}[/red]"
-            table.add_row(name, summary, reg.source(name))
+            size = [space_size(name) if name in loaded else ""] if spaces else []
+            table.add_row(name, summary, *size, reg.source(name))
         if not reg.names():
             table.add_row("(none)", "", "")
         out.print(table)
         if args.kind is None:
             continue
         for name, obj in loaded.items():  # a kind asked for: each plugin's options
+            if spaces:
+                out.print(f"{name}: {space_size(name, exact=True)} architectures with the "
+                          "default options", highlight=False)
             out.print(_options_table(name, obj))
     if args.kind is None:
         out.print("`nastk list KIND` (spaces, tasks, strategies, predictors) shows each "

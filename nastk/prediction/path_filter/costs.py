@@ -11,7 +11,7 @@ import numpy as np
 from torch import nn
 
 from nastk.core.errors import ConfigError
-from nastk.evaluation.cost import count_flops, count_params
+from nastk.evaluation.cost import TableCosts, count_flops, count_params
 from nastk.nn.supernet import SupernetModel
 from nastk.prediction.path_filter.contract import CostFn, PathFilter
 from nastk.space.architecture import Architecture
@@ -34,14 +34,22 @@ def check_model_cost(cost: str, what: str = "the filter") -> None:
 
 
 def cached_cost_fn(cost: str, build: Callable[[Architecture], nn.Module],
-                   input_shape: Sequence[int]) -> Callable[[Architecture], float]:
+                   input_shape: Sequence[int],
+                   space: SearchSpace | None = None) -> Callable[[Architecture], float]:
     """``arch -> params or flops`` of the network ``build(arch)`` returns (FLOPs at
-    ``input_shape``), counted once per architecture."""
+    ``input_shape``), counted once per architecture. When ``space`` (the space ``build``
+    makes networks of) has a cost table, the table's values (:class:`TableCosts`: the same
+    counts, without building every network)."""
     check_model_cost(cost)
     cache: dict[str, float] = {}
+    table = TableCosts(space, input_shape, build)
 
     def fn(arch: Architecture) -> float:
         if arch.key not in cache:
+            counts = table(arch)
+            if counts is not None:
+                cache[arch.key] = counts[cost]
+                return cache[arch.key]
             net = build(arch)
             cache[arch.key] = float(count_params(net) if cost == "params"
                                     else count_flops(net, input_shape))
@@ -54,14 +62,14 @@ def subnet_cost_fn(model: SupernetModel, cost: str) -> Callable[[Architecture], 
     """``arch -> params or flops`` of ``model.extract(arch)`` at the task's input shape (what the
     weight-sharing evaluator records), cached per architecture."""
     return cached_cost_fn(cost, lambda arch: model.extract(arch).cpu().eval(),
-                          model.task.input_shape)
+                          model.task.input_shape, getattr(model, "space", None))
 
 
 def model_cost_fn(task: Task, space: SearchSpace, cost: str) -> Callable[[Architecture], float]:
     """``arch -> params or flops`` of ``task.build_model(space, arch)`` at the task's input shape
     (what the training evaluator records), cached per architecture."""
     return cached_cost_fn(cost, lambda arch: task.build_model(space, arch).eval(),
-                          task.input_shape)
+                          task.input_shape, space)
 
 
 def path_cost_fn(cost: str, space: SearchSpace, *, supernet: SupernetModel | None = None,
