@@ -57,29 +57,38 @@ params; 7 layers at 48 channels, 3 stride layers, repeats 1..4, aggregation to 6
 paper's models have about 270K. Note that batch norm in training mode needs more than one
 value per channel: with ``n_stride_layers`` stride-2 layers the coarsest map is at stride
 ``8 * 2^n_stride_layers``, so train on inputs (times batch size) large enough for that.
+
+The paper's encoder is ImageNet-pretrained: with the encoder options of
+:data:`NAS_SEGM_WACV_OPTIONS` (:data:`MOBILENET_V2_ENCODER`: stem 32, widths [16, 24, 32], depths
+[1, 2, 3], ``encoder_expands`` [1, 6, 6]) the encoder is torchvision's MobileNetV2 ``features.0``
+.. ``features.6``, and ``init: {from: mobilenet_v2-b0353104.pth, format: torchvision}`` loads
+them (:meth:`NasSegmSpace.public_layout`; the checkpoint's later blocks and classifier are
+skipped, the decoder starts fresh). Other encoder options refuse the format, naming these.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
-from nastk.core.errors import InvalidArchitectureError
-from nastk.core.options import options_of
+from nastk.core.errors import ConfigError, InvalidArchitectureError
+from nastk.core.options import QuietDefaults, options_of
+from nastk.nn.layouts import KeyTable, Rule
 from nastk.search_spaces.small_cnn import InvertedResidual
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import Categorical, Dimension, IntRange
 from nastk.space.search_space import SearchSpace
 from nastk.space.validators import Choices, StageInts
 
-__all__ = ["AGGREGATIONS", "NAS_SEGM_WACV_OPTIONS", "OPS", "NasSegmBody", "NasSegmDecoder",
-           "NasSegmEncoder", "NasSegmGenotype", "NasSegmLayer", "NasSegmSpace", "make_op"]
+__all__ = ["AGGREGATIONS", "MOBILENET_V2_ENCODER", "NAS_SEGM_WACV_OPTIONS", "OPS", "NasSegmBody",
+           "NasSegmDecoder", "NasSegmEncoder", "NasSegmGenotype", "NasSegmLayer", "NasSegmSpace",
+           "make_op", "mobilenet_v2_encoder_table"]
 
 #: Every decoder operation, in the default order of the ``ops`` option.
 OPS: tuple[str, ...] = ("conv1x1", "conv3x3", "sep3x3", "sep5x5", "dil3x3", "gap", "skip",
@@ -92,8 +101,15 @@ AGGREGATIONS: tuple[str, ...] = ("sum", "cat")
 #: also uses a dilated 5x5 op and max pooling, which this space replaces by ``dil3x3``.
 NAS_SEGM_WACV_OPTIONS: dict[str, Any] = {
     "stem_channels": 32, "encoder_widths": [16, 24, 32], "encoder_depths": [1, 2, 3],
-    "encoder_expand": 6, "n_templates": 3, "n_layers": 7, "n_stride_layers": 3,
+    "encoder_expands": [1, 6, 6], "n_templates": 3, "n_layers": 7, "n_stride_layers": 3,
     "max_repeats": 4, "decoder_channels": 48, "agg_channels": 64,
+}
+#: the encoder of torchvision's MobileNetV2 (width 1.0) up to its 32-channel stage, i.e. its
+#: ``features.0`` .. ``features.6``: the options :meth:`NasSegmSpace.public_layout` reads
+#: torchvision checkpoints for (those of :data:`NAS_SEGM_WACV_OPTIONS`)
+MOBILENET_V2_ENCODER: dict[str, Any] = {
+    "stem_channels": 32, "encoder_widths": [16, 24, 32], "encoder_depths": [1, 2, 3],
+    "encoder_expands": [1, 6, 6],
 }
 
 
@@ -195,21 +211,28 @@ class NasSegmGenotype:
 # -- modules -----------------------------------------------------------------------------------
 class NasSegmEncoder(nn.Module):
     """Stem 3x3 conv (stride 2) then three inverted-residual stages at strides 2, 4 and 8;
-    ``forward`` returns the stride-4 and stride-8 maps (``out_channels`` channels each)."""
+    ``forward`` returns the stride-4 and stride-8 maps (``out_channels`` channels each).
+
+    ``expand`` is each stage's expansion ratio, or one ratio for stages 2 and 3 (stage 1 then
+    expands by 1). With stem 32, widths [16, 24, 32], depths [1, 2, 3] and ratios [1, 6, 6]
+    (:data:`MOBILENET_V2_ENCODER`) it is torchvision's MobileNetV2 ``features.0`` ..
+    ``features.6``: ``stem`` is ``features.0``, ``stages[0][0]`` ``features.1``,
+    ``stages[1]`` ``features.2-3`` and ``stages[2]`` ``features.4-6``."""
 
     def __init__(self, in_channels: int, stem_channels: int, widths: Sequence[int],
-                 depths: Sequence[int], expand: int) -> None:
+                 depths: Sequence[int], expand: int | Sequence[int]) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, stem_channels, 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(stem_channels), nn.ReLU6(inplace=True))
+        expands = ([1, expand, expand] if isinstance(expand, int)
+                   else [int(e) for e in expand])
         stages, channels = [], stem_channels
         for s, (width, depth) in enumerate(zip(widths, depths, strict=True)):
             blocks = []
             for b in range(depth):
                 stride = 2 if (s > 0 and b == 0) else 1
-                blocks.append(InvertedResidual(channels, width, 3, stride,
-                                               1 if s == 0 else expand))
+                blocks.append(InvertedResidual(channels, width, 3, stride, expands[s]))
                 channels = width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
@@ -302,6 +325,40 @@ class NasSegmBody(nn.Module):
         return self.decoder(self.encoder(x))
 
 
+# -- torchvision's MobileNetV2 as the encoder -----------------------------------------------------
+#: our path, inside a :class:`~nastk.search_spaces.small_cnn.InvertedResidual` block, of each
+#: part of torchvision's block (its ``block`` sequence: [expand conv, BN, act,] depthwise conv,
+#: BN, act, projection conv, BN)
+_ENCODER_BLOCK_NAMES: dict[bool, dict[str, str]] = {
+    True: {"expand_conv": "block.0", "expand_bn": "block.1", "dw_conv": "block.3",
+           "dw_bn": "block.4", "project_conv": "block.6", "project_bn": "block.7"},
+    False: {"dw_conv": "block.0", "dw_bn": "block.1", "project_conv": "block.3",
+            "project_bn": "block.4"},
+}
+
+
+def mobilenet_v2_encoder_table() -> KeyTable:
+    """The key table of torchvision's ``mobilenet_v2`` checkpoint onto the encoder of
+    :data:`MOBILENET_V2_ENCODER` (``body.encoder.*``): ``features.0`` -> ``stem``,
+    ``features.1`` -> ``stages.0.0``, ``features.2-3`` -> ``stages.1.*``, ``features.4-6`` ->
+    ``stages.2.*``. The later blocks, the last conv and the classifier (``features.7`` ..
+    ``features.18``, ``classifier.*``) are known and skipped: the decoder starts fresh."""
+    from nastk.search_spaces.backbones.torchvision_layout import BN, mobilenet_v2_block_rules
+
+    rules = [Rule(r"features\.0\.0\.weight", "body.encoder.stem.0.weight"),
+             Rule(rf"features\.0\.1\.{BN}", r"body.encoder.stem.1.\1")]
+    index = 1
+    for s, depth in enumerate(MOBILENET_V2_ENCODER["encoder_depths"]):
+        expand = MOBILENET_V2_ENCODER["encoder_expands"][s] != 1
+        for b in range(depth):
+            rules += mobilenet_v2_block_rules(index, f"body.encoder.stages.{s}.{b}", expand,
+                                              _ENCODER_BLOCK_NAMES[expand])
+            index += 1
+    skip = (r"features\.([7-9]|1[0-8])\..*", r"classifier\..*")
+    return KeyTable("torchvision", "torchvision mobilenet_v2 (features.0-6, nas_segm encoder)",
+                    tuple(rules), skip=skip)
+
+
 # -- the space ---------------------------------------------------------------------------------
 class NasSegmSpace(SearchSpace):
     """nas-segm (WACV'20) template-based segmentation decoder on a fixed MobileNetV2 encoder.
@@ -314,11 +371,14 @@ class NasSegmSpace(SearchSpace):
     """
 
     name = "nas_segm"
+    public_formats: tuple[str, ...] = ("torchvision",)
 
-    class Options(BaseModel):
+    class Options(QuietDefaults):
         """Options of :class:`NasSegmSpace` (``space.options`` in a config)."""
 
         model_config = ConfigDict(extra="forbid")
+        # added later: left out of the dump while unset, so that stored runs keep their identity
+        quiet_defaults: ClassVar[tuple[str, ...]] = ("encoder_expands",)
 
         stem_channels: int = Field(16, ge=1, description="encoder: channels of the stride-2 "
                                                          "stem convolution")
@@ -331,6 +391,9 @@ class NasSegmSpace(SearchSpace):
             description="encoder: inverted-residual blocks in each of the 3 stages")
         encoder_expand: int = Field(4, ge=1, description="encoder: expansion ratio of the "
                                                          "blocks of stages 2 and 3 (stage 1: 1)")
+        encoder_expands: StageInts | None = Field(
+            None, description="encoder: expansion ratio of each of the 3 stages' blocks; when "
+                              "given, encoder_expand is not read (MobileNetV2: [1, 6, 6])")
         ops: Choices[str] = Field(
             default_factory=lambda: list(OPS),
             description=f"decoder operations to search over, from {list(OPS)}")
@@ -345,10 +408,10 @@ class NasSegmSpace(SearchSpace):
         agg_channels: int = Field(32, ge=1, description="channels of the output (the 1x1 "
                                                         "conv over the concatenated loose ends)")
 
-        @field_validator("encoder_widths", "encoder_depths")
+        @field_validator("encoder_widths", "encoder_depths", "encoder_expands")
         @classmethod
-        def _three_stages(cls, v: list[int]) -> list[int]:
-            if len(v) != 3:
+        def _three_stages(cls, v: list[int] | None) -> list[int] | None:
+            if v is not None and len(v) != 3:
                 raise ValueError(f"needs exactly 3 values (stages at strides 2, 4, 8), got {v}")
             return v
 
@@ -366,6 +429,12 @@ class NasSegmSpace(SearchSpace):
                 raise ValueError(f"n_stride_layers ({self.n_stride_layers}) must be <= "
                                  f"n_layers ({self.n_layers})")
             return self
+
+        def expands(self) -> list[int]:
+            """The encoder's expansion ratio per stage."""
+            if self.encoder_expands is not None:
+                return list(self.encoder_expands)
+            return [1, self.encoder_expand, self.encoder_expand]
 
     def __init__(self, **options: Any) -> None:
         opts = options_of(self.Options, options, what=f"search space {self.name!r}")
@@ -447,7 +516,27 @@ class NasSegmSpace(SearchSpace):
         geno = self.decode(arch)
         o = self.options
         encoder = NasSegmEncoder(in_channels, o.stem_channels, o.encoder_widths,
-                                 o.encoder_depths, o.encoder_expand)
+                                 o.encoder_depths, o.expands())
         decoder = NasSegmDecoder(geno, encoder.out_channels, o.decoder_channels,
                                  o.agg_channels, o.dilation)
         return NasSegmBody(encoder, decoder, geno)
+
+    def public_layout(self, fmt: str, arch: Architecture | None = None) -> KeyTable:
+        """With ``fmt`` ``torchvision``: the table of torchvision's ``mobilenet_v2`` checkpoint
+        onto the encoder (its ``features.0`` .. ``features.6``; the decoder starts fresh), for
+        a space whose encoder options are :data:`MOBILENET_V2_ENCODER` (those of
+        :data:`NAS_SEGM_WACV_OPTIONS`); other encoder options fail, naming the options to use."""
+        if fmt != "torchvision":
+            return super().public_layout(fmt, arch)
+        o = self.options
+        ours = {"stem_channels": o.stem_channels, "encoder_widths": list(o.encoder_widths),
+                "encoder_depths": list(o.encoder_depths), "encoder_expands": o.expands()}
+        wrong = {k: v for k, v in ours.items() if v != MOBILENET_V2_ENCODER[k]}
+        if wrong:
+            given = ", ".join(f"{k} {v}" for k, v in wrong.items())
+            need = ", ".join(f"{k}: {v}" for k, v in MOBILENET_V2_ENCODER.items())
+            raise ConfigError(
+                f"search space {self.name!r}: a torchvision mobilenet_v2 checkpoint fits the "
+                f"MobileNetV2 encoder only, and this space's encoder differs ({given}); use the "
+                f"encoder options of NAS_SEGM_WACV_OPTIONS: {need}")
+        return mobilenet_v2_encoder_table()

@@ -313,6 +313,7 @@ SPACE_OPTIONS: dict[str, dict[str, Any]] = {
                  "decoder_channels": 8, "agg_channels": 8, "encoder_widths": [8, 8, 16],
                  "encoder_depths": [1, 1, 1]},
     "nb201": {"channels": 4, "cells_per_stage": 1},
+    "backbones": {"bodies": ["mobilenet_v2", "resnet18"]},
 }
 BUILD_TASK = ("classification", {"dataset": "synthetic", "n_samples": 60, "image_size": 32})
 SENTINEL = "__not_a_valid_value__"

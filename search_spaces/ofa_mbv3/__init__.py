@@ -21,10 +21,14 @@ fused multiply-add = one flop):
   576.62 MFLOPs; with a 1000-class pool + linear head on the 960 features: smallest 1,861,528
   / 120.35 M, largest 6,115,496 / 577.63 M. Real OFA-MBv3 also has a fixed first 16-channel
   block and a 960 -> 1280 feature-mix layer before the classifier (and chooses expand and
-  kernel per block, not per stage), which this space does not.
+  kernel per block, not per stage), which this space does not: ``ofa_mbv3_full``
+  (:mod:`~nastk.search_spaces.ofa_mbv3.full_space`) is once-for-all's space exactly, 2.2e19
+  architectures, and loads its checkpoints.
 """
 
 
+from nastk.search_spaces.ofa_mbv3.full_network import OFAFullBody, OFAFullSupernet
+from nastk.search_spaces.ofa_mbv3.full_space import OFAMobileNetV3FullSpace
 from nastk.search_spaces.ofa_mbv3.layers import (
     ElasticMBConv,
     ElasticSqueezeExcite,
@@ -36,5 +40,5 @@ from nastk.search_spaces.ofa_mbv3.network import OFAMobileNetV3Body, OFAMobileNe
 from nastk.search_spaces.ofa_mbv3.space import OFA_MBV3_OPTIONS, OFAMobileNetV3Space
 
 __all__ = ["OFA_MBV3_OPTIONS", "ElasticMBConv", "ElasticSqueezeExcite", "MBConvBlock",
-           "OFAMobileNetV3Body", "OFAMobileNetV3Space", "OFAMobileNetV3Supernet",
-           "SqueezeExcite", "make_divisible"]
+           "OFAFullBody", "OFAFullSupernet", "OFAMobileNetV3Body", "OFAMobileNetV3FullSpace",
+           "OFAMobileNetV3Space", "OFAMobileNetV3Supernet", "SqueezeExcite", "make_divisible"]

@@ -14,7 +14,8 @@ from torch import nn
 from nastk.core.errors import InvalidArchitectureError
 from nastk.nn.body import StagedBody, StemStagesBody
 from nastk.nn.supernet import SupernetBody
-from nastk.search_spaces.ofa_mbv3.layers import ElasticMBConv, _activation
+from nastk.search_spaces.ofa_mbv3.layers import _activation
+from nastk.search_spaces.ofa_mbv3.stages import ElasticStages, elastic_stages
 from nastk.space.architecture import Architecture
 
 __all__ = ["OFAMobileNetV3Body", "OFAMobileNetV3Supernet"]
@@ -40,7 +41,7 @@ class OFAMobileNetV3Body(StemStagesBody):
 
 
 
-class OFAMobileNetV3Supernet(SupernetBody, StagedBody):
+class OFAMobileNetV3Supernet(ElasticStages, SupernetBody, StagedBody):
     """The once-for-all MobileNetV3 supernet: plain stem, per stage ``max(depths)`` elastic
     MBConv blocks (only the first ``depth`` run), plain final 1x1 conv + BN + act."""
 
@@ -58,18 +59,10 @@ class OFAMobileNetV3Supernet(SupernetBody, StagedBody):
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, stem_channels, 3, stem_stride, 1, bias=False),
             nn.BatchNorm2d(stem_channels), _activation("hswish"))
-        max_depth, max_expand = max(depths), max(expands)
-        stages = []
-        c = stem_channels
-        for width, stride, se, act in zip(widths, strides, se_stages, activations, strict=True):
-            blocks = []
-            for i in range(max_depth):
-                blocks.append(ElasticMBConv(c, width, max_expand, kernels,
-                                            stride if i == 0 else 1, act, se, conv_types,
-                                            dynamic_kernels))
-                c = width
-            stages.append(nn.ModuleList(blocks))
-        self.stages = nn.ModuleList(stages)
+        max_depth = max(depths)
+        self.stages, c = elastic_stages(stem_channels, widths, strides, se_stages, activations,
+                                        max_depth, max(expands), kernels, conv_types,
+                                        dynamic_kernels)
         self.final = nn.Sequential(nn.Conv2d(c, final_channels, 1, bias=False),
                                    nn.BatchNorm2d(final_channels), _activation("hswish"))
         self.out_channels: int = int(final_channels)
@@ -78,11 +71,12 @@ class OFAMobileNetV3Supernet(SupernetBody, StagedBody):
         for s in strides:
             total *= s
             self.feature_strides.append(int(total))
-        self.active_depth: list[int] = [max_depth] * len(stages)
-        largest = {"depth": [max_depth] * len(stages), "expand": [max_expand] * len(stages),
-                   "kernel": [max(kernels)] * len(stages)}
+        n = len(self.stages)
+        self.active_depth: list[int] = [max_depth] * n
+        largest = {"depth": [max_depth] * n, "expand": [max(expands)] * n,
+                   "kernel": [max(kernels)] * n}
         if "conv" in self.choices:
-            largest["conv"] = [self.default_conv] * len(stages)
+            largest["conv"] = [self.default_conv] * n
         self.set_active(Architecture(largest))
 
     # -- activation -----------------------------------------------------------------------------
@@ -115,20 +109,10 @@ class OFAMobileNetV3Supernet(SupernetBody, StagedBody):
     # -- forward --------------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each stage's output for the active architecture, first stage first."""
-        x = self.stem(x)
-        feats = []
-        for blocks, depth in zip(self.stages, self.active_depth, strict=True):
-            for block in blocks[:depth]:
-                x = block(x)
-            feats.append(x)
-        return feats
+        return self.run_stages(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for blocks, depth in zip(self.stages, self.active_depth, strict=True):
-            for block in blocks[:depth]:
-                x = block(x)
-        return self.final(x)
+        return self.final(self.run_stages(self.stem(x))[-1])
 
     # -- sub-networks ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -136,17 +120,7 @@ class OFAMobileNetV3Supernet(SupernetBody, StagedBody):
         """A plain :class:`OFAMobileNetV3Body` for ``arch`` with copies of the active weights
         (``arch`` becomes the active architecture)."""
         self.set_active(arch)
-        stages = [nn.Sequential(*(block.extract() for block in blocks[:depth]))
-                  for blocks, depth in zip(self.stages, self.active_depth, strict=True)]
-        body = OFAMobileNetV3Body(copy.deepcopy(self.stem), stages, copy.deepcopy(self.final),
-                                  self.out_channels, self.feature_channels,
-                                  self.feature_strides)
+        body = OFAMobileNetV3Body(copy.deepcopy(self.stem), self.extract_stages(),
+                                  copy.deepcopy(self.final), self.out_channels,
+                                  self.feature_channels, self.feature_strides)
         return body.to(self.stem[0].weight.device).train(self.training)
-
-    @torch.no_grad()
-    def reorganize_channels(self) -> None:
-        """Sort every block's mid channels by importance (see
-        :meth:`ElasticMBConv.reorganize_channels`); the largest sub-network is unchanged."""
-        for blocks in self.stages:
-            for block in blocks:
-                block.reorganize_channels()
