@@ -4,9 +4,11 @@ A fixed, small MobileNetV2-style encoder (not searched) gives two feature maps, 
 strides 4 and 8. The searched decoder is built from ``n_templates`` *templates* and
 ``n_layers`` *layers*:
 
-- a template is ``(op1, op2, agg)``: two operations from ``ops`` and an aggregation, ``sum``
-  (add the two branch outputs) or ``cat`` (concatenate, then 1x1 conv-BN-ReLU back to
-  ``decoder_channels``);
+- a template is ``(op1, op2, agg)``: two operations from ``ops`` and an aggregation from
+  ``aggregations``: ``sum`` (add the two branch outputs), ``cat`` (concatenate, then 1x1
+  conv-BN-ReLU back to ``decoder_channels``) or ``psum`` (nas-segm's learned per-channel
+  ``alpha * a + beta * b``, ``alpha`` and ``beta`` starting at one); ``sum`` and ``cat`` by
+  default;
 - a layer is ``(in1, in2, template, repeats, stride)``. ``in1`` and ``in2`` index a growing pool
   of feature maps: positions 0 and 1 are the encoder outputs (strides 4 and 8), position
   ``2 + i`` is the output of layer ``i``, so layer ``i`` picks among ``2 + i`` positions. Each
@@ -28,8 +30,15 @@ then pointwise 1x1-BN-ReLU), ``dil3x3`` (the same, depthwise 3x3 with dilation `
 no batch norm, so it trains with batch size 1), ``skip`` (identity; with stride 2 a parameter-free
 3x3 average pool of stride 2) and ``zero`` (zeros of the output shape; it contributes nothing, so
 a ``sum`` template with one zero op is the other branch alone and a template ``[zero, zero, *]``
-yields a cell whose output is all zeros - valid, and it still builds and trains). Every op maps a
-``H x W`` map to ``ceil(H / stride) x ceil(W / stride)``.
+yields a cell whose output is all zeros - valid, and it still builds and trains); and, not
+searched unless ``ops`` names them, nas-segm's ``maxpool3x3`` (1x1 conv-BN, then 3x3 max pooling
+with padding 1) and ``sep5x5_dil6`` (the separable 5x5 with dilation 6, padding 12). Every op
+maps a ``H x W`` map to ``ceil(H / stride) x ceil(W / stride)``.
+
+``ops: paper`` is nas-segm's WACV'20 operation set, :data:`PAPER_OPS` (sep3x3, sep5x5, gap,
+maxpool3x3, sep5x5_dil6, skip), and makes the aggregations default to :data:`PAPER_AGGREGATIONS`
+(psum, cat). Our separable convolutions put BN-ReLU after the depthwise conv as well, our ``gap``
+has no batch norm and our ``cat`` is conv-BN-ReLU where the paper's is BN-ReLU-conv.
 
 Every dimension is a :class:`~nastk.space.dimensions.Categorical` (``repeats`` an
 :class:`~nastk.space.dimensions.IntRange`), named ``tpl{k}_op1``, ``tpl{k}_op2``, ``tpl{k}_agg``
@@ -38,7 +47,7 @@ Every dimension is a :class:`~nastk.space.dimensions.Categorical` (``repeats`` a
 values is a valid architecture, so :meth:`SearchSpace.size` - the product of the option counts -
 is the exact number of distinct genotypes:
 
-    (len(ops)^2 * 2)^n_templates * prod_i (2 + i)^2 * n_templates^n_layers
+    (len(ops)^2 * len(aggregations))^n_templates * prod_i (2 + i)^2 * n_templates^n_layers
         * max_repeats^n_layers * 2^n_stride_layers
 
 With the defaults (8 ops, 3 templates, 4 layers, repeats 1..3, 2 stride layers) that is
@@ -86,19 +95,31 @@ from nastk.space.dimensions import Categorical, Dimension, IntRange
 from nastk.space.search_space import SearchSpace
 from nastk.space.validators import Choices, StageInts
 
-__all__ = ["AGGREGATIONS", "MOBILENET_V2_ENCODER", "NAS_SEGM_WACV_OPTIONS", "OPS", "NasSegmBody",
+__all__ = ["AGGREGATIONS", "ALL_OPS", "DEFAULT_AGGREGATIONS", "MOBILENET_V2_ENCODER",
+           "NAS_SEGM_WACV_OPTIONS", "OPS", "PAPER_AGGREGATIONS", "PAPER_OPS", "NasSegmBody",
            "NasSegmDecoder", "NasSegmEncoder", "NasSegmGenotype", "NasSegmLayer", "NasSegmSpace",
            "make_op", "mobilenet_v2_encoder_table"]
 
-#: Every decoder operation, in the default order of the ``ops`` option.
+#: The default decoder operations, in the default order of the ``ops`` option.
 OPS: tuple[str, ...] = ("conv1x1", "conv3x3", "sep3x3", "sep5x5", "dil3x3", "gap", "skip",
                         "zero")
-#: Ways a template merges its two branches.
-AGGREGATIONS: tuple[str, ...] = ("sum", "cat")
+#: Every decoder operation ``ops`` may name: the defaults plus the paper's two others.
+ALL_OPS: tuple[str, ...] = (*OPS, "maxpool3x3", "sep5x5_dil6")
+#: nas-segm's WACV'20 operations (``OP_NAMES_WACV``), what ``ops: paper`` stands for: separable
+#: 3x3 and 5x5, global average pooling, 1x1 conv then 3x3 max pooling, separable 5x5 at
+#: dilation 6, skip.
+PAPER_OPS: tuple[str, ...] = ("sep3x3", "sep5x5", "gap", "maxpool3x3", "sep5x5_dil6", "skip")
+#: Every way a template may merge its two branches.
+AGGREGATIONS: tuple[str, ...] = ("sum", "cat", "psum")
+#: The aggregations searched by default.
+DEFAULT_AGGREGATIONS: tuple[str, ...] = ("sum", "cat")
+#: nas-segm's aggregations (``AGG_OPS``), searched with ``ops: paper``: a learned per-channel
+#: weighted sum and concatenation.
+PAPER_AGGREGATIONS: tuple[str, ...] = ("psum", "cat")
 
 #: Options close to the paper's WACV'20 setting (MobileNetV2 x1.0 encoder up to its 32-channel
-#: stage, 7 decoder layers, 3 of them may stride, repeats 1..4, 64-channel aggregation); nas-segm
-#: also uses a dilated 5x5 op and max pooling, which this space replaces by ``dil3x3``.
+#: stage, 7 decoder layers, 3 of them may stride, repeats 1..4, 64-channel aggregation), with our
+#: operations; add ``ops: paper`` for nas-segm's (max pooling, the dilated 5x5, ``psum``).
 NAS_SEGM_WACV_OPTIONS: dict[str, Any] = {
     "stem_channels": 32, "encoder_widths": [16, 24, 32], "encoder_depths": [1, 2, 3],
     "encoder_expands": [1, 6, 6], "n_templates": 3, "n_layers": 7, "n_stride_layers": 3,
@@ -159,11 +180,14 @@ def make_op(name: str, channels: int, stride: int = 1, dilation: int = 2) -> nn.
         return nn.Sequential(*_conv_bn_relu(c, c, 1, stride))
     if name == "conv3x3":
         return nn.Sequential(*_conv_bn_relu(c, c, 3, stride))
-    if name in ("sep3x3", "sep5x5", "dil3x3"):
-        kernel = 5 if name == "sep5x5" else 3
-        dil = dilation if name == "dil3x3" else 1
+    if name in ("sep3x3", "sep5x5", "dil3x3", "sep5x5_dil6"):
+        kernel = 5 if name in ("sep5x5", "sep5x5_dil6") else 3
+        dil = {"dil3x3": dilation, "sep5x5_dil6": 6}.get(name, 1)
         return nn.Sequential(*_conv_bn_relu(c, c, kernel, stride, dil, groups=c),
                              *_conv_bn_relu(c, c, 1))
+    if name == "maxpool3x3":  # nas-segm's Pool: 1x1 conv-BN (no ReLU), then max pooling
+        return nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c),
+                             nn.MaxPool2d(3, stride=stride, padding=1))
     if name == "gap":
         return _GlobalPool(c, stride)
     if name == "skip":
@@ -172,7 +196,7 @@ def make_op(name: str, channels: int, stride: int = 1, dilation: int = 2) -> nn.
         return nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
     if name == "zero":
         return _Zero(stride)
-    raise ValueError(f"unknown nas_segm op {name!r}; use one of {list(OPS)}")
+    raise ValueError(f"unknown nas_segm op {name!r}; use one of {list(ALL_OPS)}")
 
 
 def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -248,7 +272,9 @@ class NasSegmEncoder(nn.Module):
 
 class NasSegmLayer(nn.Module):
     """One decoder layer: adapt both inputs to ``channels``, resize them to the larger one,
-    run op1 (op2) ``repeats`` times on branch 1 (2), then aggregate (``sum`` or ``cat``)."""
+    run op1 (op2) ``repeats`` times on branch 1 (2), then aggregate: ``sum`` (a + b), ``cat``
+    (concatenate, 1x1 conv-BN-ReLU) or ``psum`` (nas-segm's ``ParamSum``: ``alpha * a + beta *
+    b`` with per-channel learned ``alpha`` and ``beta``, both starting at one)."""
 
     def __init__(self, in_channels: tuple[int, int], channels: int, op1: str, op2: str,
                  agg: str, repeats: int, stride: int, dilation: int) -> None:
@@ -263,6 +289,9 @@ class NasSegmLayer(nn.Module):
         self.agg = agg
         self.merge = (nn.Sequential(*_conv_bn_relu(2 * channels, channels)) if agg == "cat"
                       else nn.Identity())
+        if agg == "psum":
+            self.alpha = nn.Parameter(torch.ones(channels))
+            self.beta = nn.Parameter(torch.ones(channels))
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         a, b = self.adapt[0](a), self.adapt[1](b)
@@ -274,6 +303,8 @@ class NasSegmLayer(nn.Module):
         a, b = self.branches[0](a), self.branches[1](b)
         if self.agg == "sum":
             return a + b
+        if self.agg == "psum":
+            return self.alpha[:, None, None] * a + self.beta[:, None, None] * b
         return self.merge(torch.cat([a, b], dim=1))
 
 
@@ -297,20 +328,30 @@ class NasSegmDecoder(nn.Module):
         self.head = nn.Sequential(*_conv_bn_relu(sum(pool[i] for i in self.loose_ends),
                                                  agg_channels))
         self.out_channels = int(agg_channels)
+        #: channels of every layer's output (the auxiliary outputs)
+        self.layer_channels: list[int] = [int(channels)] * len(layers)
 
-    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, feats: Sequence[torch.Tensor], with_layers: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The output map; with ``with_layers`` also every layer's output, in order."""
         pool = list(feats)
         for layer, (p, q) in zip(self.layers, self.inputs, strict=True):
             pool.append(layer(pool[p], pool[q]))
         size = pool[0].shape[-2:]
-        return self.head(torch.cat([_resize(pool[i], size) for i in self.loose_ends], dim=1))
+        out = self.head(torch.cat([_resize(pool[i], size) for i in self.loose_ends], dim=1))
+        return (out, pool[len(feats):]) if with_layers else out
 
 
 class NasSegmBody(nn.Module):
     """Encoder plus searched decoder; ``forward(x)`` returns the ``[B, out_channels,
     ceil(H/4), ceil(W/4)]`` decoder map (``output_stride`` 4). It deliberately has no
     ``forward_features``: the decoder is part of the searched body, a task adds only its
-    classifier."""
+    classifier.
+
+    Hooks of the train evaluator's nas-segm options: ``encoder`` and ``decoder`` (its
+    ``decoder_stage`` trains the decoder on cached encoder outputs) and auxiliary outputs (its
+    ``aux_loss``): with ``record_aux`` set, a forward keeps every decoder layer's output in
+    ``aux_outputs`` (``aux_channels`` channels each)."""
 
     def __init__(self, encoder: NasSegmEncoder, decoder: NasSegmDecoder,
                  genotype: NasSegmGenotype) -> None:
@@ -320,9 +361,16 @@ class NasSegmBody(nn.Module):
         self.genotype = genotype
         self.out_channels: int = decoder.out_channels
         self.output_stride: int = 4
+        self.aux_channels: list[int] = list(decoder.layer_channels)
+        self.record_aux: bool = False
+        self.aux_outputs: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+        feats = self.encoder(x)
+        if not self.record_aux:
+            return self.decoder(feats)
+        out, self.aux_outputs = self.decoder(feats, with_layers=True)
+        return out
 
 
 # -- torchvision's MobileNetV2 as the encoder -----------------------------------------------------
@@ -378,7 +426,7 @@ class NasSegmSpace(SearchSpace):
 
         model_config = ConfigDict(extra="forbid")
         # added later: left out of the dump while unset, so that stored runs keep their identity
-        quiet_defaults: ClassVar[tuple[str, ...]] = ("encoder_expands",)
+        quiet_defaults: ClassVar[tuple[str, ...]] = ("encoder_expands", "aggregations")
 
         stem_channels: int = Field(16, ge=1, description="encoder: channels of the stride-2 "
                                                          "stem convolution")
@@ -396,7 +444,12 @@ class NasSegmSpace(SearchSpace):
                               "given, encoder_expand is not read (MobileNetV2: [1, 6, 6])")
         ops: Choices[str] = Field(
             default_factory=lambda: list(OPS),
-            description=f"decoder operations to search over, from {list(OPS)}")
+            description=f"decoder operations to search over, from {list(ALL_OPS)}; 'paper' "
+                        f"stands for nas-segm's {list(PAPER_OPS)} (and makes the aggregations "
+                        f"default to {list(PAPER_AGGREGATIONS)})")
+        aggregations: Choices[str] = Field(
+            default_factory=lambda: list(DEFAULT_AGGREGATIONS),
+            description=f"ways a template may merge its branches, from {list(AGGREGATIONS)}")
         dilation: int = Field(2, ge=2, le=6, description="dilation of the dil3x3 op")
         n_templates: int = Field(3, ge=1, le=16, description="number of templates")
         n_layers: int = Field(4, ge=1, le=16, description="number of decoder layers")
@@ -415,12 +468,30 @@ class NasSegmSpace(SearchSpace):
                 raise ValueError(f"needs exactly 3 values (stages at strides 2, 4, 8), got {v}")
             return v
 
+        @model_validator(mode="before")
+        @classmethod
+        def _paper_preset(cls, data: Any) -> Any:
+            if isinstance(data, Mapping) and data.get("ops") == "paper":
+                data = {**data, "ops": list(PAPER_OPS)}
+                data.setdefault("aggregations", list(PAPER_AGGREGATIONS))
+            return data
+
         @field_validator("ops")
         @classmethod
         def _known_ops(cls, v: list[str]) -> list[str]:
-            unknown = [o for o in v if o not in OPS]
+            unknown = [o for o in v if o not in ALL_OPS]
             if unknown:
-                raise ValueError(f"unknown ops {unknown}; choose from {list(OPS)}")
+                raise ValueError(f"unknown ops {unknown}; choose from {list(ALL_OPS)} or "
+                                 "'paper'")
+            return v
+
+        @field_validator("aggregations")
+        @classmethod
+        def _known_aggregations(cls, v: list[str]) -> list[str]:
+            unknown = [a for a in v if a not in AGGREGATIONS]
+            if unknown:
+                raise ValueError(f"unknown aggregations {unknown}; choose from "
+                                 f"{list(AGGREGATIONS)}")
             return v
 
         @model_validator(mode="after")
@@ -445,7 +516,7 @@ class NasSegmSpace(SearchSpace):
         dims: list[Dimension] = []
         for k in range(opts.n_templates):
             dims += [Categorical(f"tpl{k}_op1", opts.ops), Categorical(f"tpl{k}_op2", opts.ops),
-                     Categorical(f"tpl{k}_agg", AGGREGATIONS)]
+                     Categorical(f"tpl{k}_agg", opts.aggregations)]
         for i in range(opts.n_layers):
             positions = list(range(2 + i))
             dims += [Categorical(f"layer{i}_in1", positions),

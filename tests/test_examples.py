@@ -25,7 +25,8 @@ def test_readme_tutorial_is_examples_my_spaces():
 OTHER_EXAMPLES = {"supernet_train.yaml", "supernet_search.yaml", "segmentation_kd.yaml",
                   "saliency_supernet.yaml", "saliency_search.yaml",
                   "detofa.yaml", "detofa_ofa.yaml", "salnas_recipe.yaml",
-                  "study.yaml", "study_tasks.yaml"}  # own tests, recipes, studies
+                  "study.yaml", "study_tasks.yaml",
+                  "aicsd_deeplab.yaml"}  # own tests, recipes, studies, distillations
 SEARCH_EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml")
                          if p.name not in OTHER_EXAMPLES)
 

@@ -149,5 +149,6 @@ def test_distill_loss_combines_terms_with_the_alw_share_and_freezes_the_teacher(
 def test_unknown_distillation_term_is_named():
     from nastk.core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"\['icsd'\] not offered by task 'toy'.*\['kd', 'l1'\]"):
+    with pytest.raises(ConfigError, match=r"\['icsd'\] not offered by task 'toy'.*"
+                                         r"\['kd', 'l1', 'pairwise'\]"):
         distill_loss_fn(_Task(), nn.Identity(), {"icsd": 1.0}, ALWSchedule())

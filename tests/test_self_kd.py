@@ -121,3 +121,89 @@ def test_supernet_training_with_self_kd_keeps_its_teacher_in_the_checkpoint(tmp_
     assert again["self_kd"]["n"] == state["self_kd"]["n"]
     for k, v in state["self_kd"]["weights"].items():
         assert torch.equal(again["self_kd"]["weights"][k], v)
+
+
+def bn_net() -> nn.Module:
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.Dropout(0.5))
+    with torch.no_grad():
+        m[1].running_mean.fill_(0.25)
+        m[1].running_var.fill_(4.0)
+    return m
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_the_teachers_mode_is_honoured(mode):
+    kd = SelfKD(SelfKDConfig(teacher_mode=mode), Objective(metric="score"))
+    kd.end_epoch(1, 1.0, bn_net())
+    teacher = kd.teacher
+    x = torch.randn(16, 2)
+    before = teacher[1].running_mean.clone()
+    out = kd.teacher_outputs(x)
+    with torch.no_grad():
+        z = teacher[0](x)
+        bn = teacher[1]
+        if mode == "train":  # SalNAS: batch statistics (biased variance), running ones updated
+            mean, var = z.mean(0), z.var(0, unbiased=False)
+            expected = (z - mean) / torch.sqrt(var + bn.eps) * bn.weight + bn.bias
+            assert not torch.equal(bn.running_mean, before)
+            torch.testing.assert_close(bn.running_mean, 0.9 * before + 0.1 * mean)
+        else:
+            expected = (z - 0.25) / torch.sqrt(torch.tensor(4.0) + bn.eps) * bn.weight + bn.bias
+            assert torch.equal(bn.running_mean, before)
+    torch.testing.assert_close(out, expected)  # no dropout in either mode
+    assert teacher[1].training == (mode == "train") and not teacher[2].training
+    assert not out.requires_grad
+
+
+def test_composite_score_and_its_improvement_rule():
+    from nastk.core.errors import NastkError
+    from nastk.training.self_kd import composite_score
+
+    def sig(v):
+        return 1 / (1 + np.exp(-v))
+
+    m1 = {"cc": 0.80, "kld": 0.30, "nss": 2.0, "sim": 0.70, "auc_judd": 0.85}
+    m2 = {"cc": 0.82, "kld": 0.45, "nss": 1.9, "sim": 0.69, "auc_judd": 0.85}  # CC up, rest down
+    m3 = {"cc": 0.81, "kld": 0.25, "nss": 2.1, "sim": 0.72, "auc_judd": 0.86}
+    hand = [(1 - m["cc"]) + m["kld"] + (1 - sig(m["nss"])) + (1 - m["sim"]) + (1 - m["auc_judd"])
+            for m in (m1, m2, m3)]
+    assert [composite_score(m) for m in (m1, m2, m3)] == pytest.approx(hand)
+    assert hand[1] > hand[0] > hand[2]
+    composite = SelfKD(SelfKDConfig(score="composite"), Objective(metric="cc"))
+    by_cc = SelfKD(SelfKDConfig(), Objective(metric="cc"))
+    model = nn.Linear(2, 1)
+    assert [composite.end_epoch(e, composite.score_of(m), model)
+            for e, m in enumerate((m1, m2, m3), 1)] == [True, False, True]  # lower is better
+    assert [by_cc.end_epoch(e, by_cc.score_of(m), model)
+            for e, m in enumerate((m1, m2, m3), 1)] == [True, True, False]
+    assert composite.best == pytest.approx(hand[2]) and by_cc.best == 0.82
+    with pytest.raises(NastkError, match="needs the metrics"):
+        composite.score_of({"cc": 0.5})
+    with pytest.raises(NastkError, match="judges epochs by 'cc'"):
+        by_cc.score_of({"kld": 0.5})
+
+
+def test_supernet_self_kd_judges_the_largest_by_the_composite_score(tmp_path, monkeypatch):
+    from nastk.training.self_kd import composite_score
+
+    monkeypatch.chdir(tmp_path)
+    cfg = {"name": "kd", "run_dir": "runs/kd", "seed": 0,
+           "space": {"name": "salnas", "options": {"stages": [8, 16], "width_offsets": [0],
+                                                   "depths": [1], "expands": [3],
+                                                   "kernels": [3], "out_channels": 8}},
+           "task": {"name": "saliency",
+                    "options": {"dataset": "synthetic", "n_samples": 48, "size": [32, 32]}},
+           "training": {"epochs": 2, "batch_size": 16, "n_random": 0, "bn_calib_batches": 1,
+                        "num_threads": 1, "inplace_distill": False,
+                        "self_kd": {"alpha": 0.5, "score": "composite",
+                                    "teacher_mode": "train"}}}
+    (tmp_path / "kd.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["supernet", "train", "kd.yaml", "--no-progress"]) == 0
+    history = json.loads((tmp_path / "runs/kd/history.json").read_text())
+    scores = [h["val_self_kd_score_largest"] for h in history]
+    assert all(np.isfinite(scores)) and history[0]["self_kd_teacher_epochs"] == 1
+    expected = 1 + int(scores[1] < scores[0])  # lower is better
+    assert history[1]["self_kd_teacher_epochs"] == expected
+    assert composite_score({"cc": 1, "kld": 0, "nss": 50, "sim": 1, "auc_judd": 1}) == \
+        pytest.approx(0, abs=1e-12)

@@ -10,16 +10,17 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from nastk.core.cpus import THREADS_HELP, Threads
-from nastk.core.errors import NastkError, RunStoppingError
+from nastk.core.errors import RunStoppingError
 from nastk.core.objective import Objective
+from nastk.core.options import QuietDefaults
 from nastk.core.result import Result
 from nastk.core.weights import save_weights
 from nastk.data.loaders import loader_workers, make_loader, split_batch, to_device
@@ -30,10 +31,17 @@ from nastk.nn.batchnorm import recalibrate_bn
 from nastk.space.architecture import Architecture
 from nastk.task.losses import LossValue, RecentLosses, combine_loss
 from nastk.training.callbacks import TrainCallback, any_stop
+from nastk.training.inner_loop import (
+    AuxiliaryLoss,
+    DecoderStageConfig,
+    PolyakAverage,
+    body_of,
+    train_decoder_stage,
+)
 from nastk.training.optim import make_optimizer, param_groups
 from nastk.training.precision import Precision, autocast, autocast_model, device_for
 from nastk.training.pretrained import InitConfig, LoadReport, load_init
-from nastk.training.schedule import StepwiseCosine
+from nastk.training.schedule import StepwiseCosine, StepwisePoly
 from nastk.training.self_kd import SelfKD, SelfKDConfig
 from nastk.training.step import Diverged, OptimizerStep, finite_loss
 from nastk.training.threads import torch_threads
@@ -51,10 +59,13 @@ Progress = Callable[[int, int], None]
 LossFn = Callable[[Any, Any, torch.Tensor, float], LossValue]
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(QuietDefaults):
     """How each candidate is trained (``evaluator.train`` in a config)."""
 
     model_config = ConfigDict(extra="forbid")
+    # added later: left out of the dump while unset, so that stored runs keep their identity
+    quiet_defaults: ClassVar[tuple[str, ...]] = ("polyak", "aux_loss", "decoder_stage",
+                                                 "lr_schedule", "lr_power")
 
     epochs: int = Field(5, ge=1, description="passes over the training split")
     steps: int | None = Field(None, ge=1,
@@ -62,6 +73,10 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adam", "sgd", "adamw"] = "adam"
     lr: float = Field(3e-3, gt=0.0, description="peak learning rate (cosine-annealed to 0)")
+    lr_schedule: Literal["cosine", "poly"] = Field(
+        "cosine", description="cosine: half cosine to 0; poly: lr * (1 - step / total) ** "
+        "lr_power, per step (DeepLab, AICSD) (nastk.training.schedule)")
+    lr_power: float = Field(0.9, gt=0.0, description="poly: the exponent")
     weight_decay: float = Field(0.0, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, le=1.0, description="SGD momentum")
     grad_clip: float | None = Field(None, gt=0.0, description="max gradient norm")
@@ -86,6 +101,18 @@ class TrainConfig(BaseModel):
     self_kd: SelfKDConfig | None = Field(
         None, description="self-distillation: learn from alpha x ground truth + (1 - alpha) x "
                           "the average of the model's improving epochs (nastk.training.self_kd)")
+    polyak: float | None = Field(
+        None, gt=0.0, lt=1.0, description="Polyak averaging (nas-segm: 0.99): after every step "
+        "avg = polyak * avg + (1 - polyak) * weights, copied into the model at every epoch's end "
+        "(nastk.training.inner_loop)")
+    aux_loss: float | None = Field(
+        None, gt=0.0, description="weight of the auxiliary loss (nas-segm: 0.15): the task's "
+        "loss of a 3x3 classifier on every intermediate decoder output, for a body with "
+        "auxiliary outputs (nas_segm's)")
+    decoder_stage: DecoderStageConfig | None = Field(
+        None, description="first train only the decoder, on the encoder's outputs computed once "
+        "and cached, then everything end to end (nas-segm's two stages; a body with an encoder "
+        "and a decoder, nas_segm's): {epochs, samples, lr, polyak}")
 
 
 def arch_seed(seed: int, arch: Architecture) -> int:
@@ -212,7 +239,8 @@ class TrainEvaluator:
     # -- training -----------------------------------------------------------------------------
     def _train(self, model: nn.Module, loader: DataLoader, device: torch.device,
                progress: Progress | None, loss_fn: LossFn | None,
-               callbacks: Sequence[TrainCallback], self_kd: SelfKD | None = None
+               callbacks: Sequence[TrainCallback], self_kd: SelfKD | None = None,
+               aux: AuxiliaryLoss | None = None
                ) -> tuple[RecentLosses, int, int, int | None]:
         """Train in place; returns (recent losses, steps, steps per epoch, epoch a callback
         stopped at). With ``self_kd`` every step learns from the blended target once a teacher
@@ -224,8 +252,13 @@ class TrainEvaluator:
             raise ValueError("the training split is empty")
         total = c.steps if c.steps is not None else c.epochs * per_epoch
         optimizer = self._optimizer(model)
+        if aux is not None:  # the auxiliary classifiers train with the model
+            optimizer.add_param_group({"params": list(aux.parameters()), "lr": c.lr})
+        polyak = (PolyakAverage(model.parameters(), c.polyak) if c.polyak is not None
+                  else None)
         stepper = OptimizerStep(model, optimizer, device, c.precision, c.grad_clip)
-        schedule = StepwiseCosine(optimizer, total)
+        schedule = (StepwiseCosine(optimizer, total) if c.lr_schedule == "cosine"
+                    else StepwisePoly(optimizer, total, c.lr_power))
         recent = RecentLosses(min(per_epoch, total))
         model.train()
         step = 0
@@ -240,11 +273,17 @@ class TrainEvaluator:
                     out = model(xb)
                     loss, terms = combine_loss(self.task.loss(out, yb) if loss_fn is None
                                                else loss_fn(out, yb, xb, step / total))
+                    if aux is not None:
+                        loss, terms = aux.add(self.task, loss, terms, xb.shape[-2:], yb)
                 value = finite_loss(loss, f"step {step + 1}", terms=terms)
                 stepper.zero_grad()
                 stepper.backward(loss)
                 stepper.step()
                 schedule.advance()
+                if polyak is not None:
+                    polyak.update()
+                    if step + 1 == total or (step + 1) % per_epoch == 0:
+                        polyak.copy_to()
                 step += 1
                 recent.add(value, terms)
                 if progress is not None:
@@ -253,7 +292,7 @@ class TrainEvaluator:
                     epoch = step // per_epoch
                     metrics = self._epoch_metrics(model, device)
                     if self_kd is not None:
-                        self_kd.end_epoch(epoch, _score(metrics, self_kd.objective), model)
+                        self_kd.end_epoch(epoch, self_kd.score_of(metrics), model)
                     if callbacks and any_stop(callbacks, epoch, model, metrics):
                         stopped = epoch
                         break
@@ -285,8 +324,16 @@ class TrainEvaluator:
         train_loader = self._train_loader(self._split("train"), generator)
         self_kd = (SelfKD(c.self_kd, self.epoch_objective) if c.self_kd is not None
                    else None)
-        recent, steps, per_epoch, stopped = self._train(model, train_loader, device, progress,
-                                                        loss_fn, callbacks, self_kd)
+        aux = self._auxiliary(model, device)
+        try:
+            if c.decoder_stage is not None:
+                self._decoder_stage(model, train_loader, device, generator, loss_fn, aux)
+            recent, steps, per_epoch, stopped = self._train(model, train_loader, device,
+                                                            progress, loss_fn, callbacks,
+                                                            self_kd, aux)
+        finally:
+            if aux is not None:
+                aux.detach_body()
         if c.recalibrate_bn:
             with autocast(device, c.precision):
                 recalibrate_bn(model, self.eval_loader(self._split("train")), device=device)
@@ -296,6 +343,33 @@ class TrainEvaluator:
             any_stop(callbacks, epochs, model, metrics)
         return FitResult(metrics, recent.mean(), steps, epochs, recent.term_means(), stopped,
                          list(self_kd.improved_epochs) if self_kd is not None else [])
+
+    def _auxiliary(self, model: nn.Module, device: torch.device) -> AuxiliaryLoss | None:
+        """``config.aux_loss``'s classifiers on the body's auxiliary outputs (seeded by the
+        caller's RNG), or ``None``."""
+        if self.config.aux_loss is None:
+            return None
+        return AuxiliaryLoss.for_task(self.task, body_of(model), self.config.aux_loss).to(device)
+
+    def _decoder_stage(self, model: nn.Module, loader: DataLoader, device: torch.device,
+                       generator: torch.Generator, loss_fn: LossFn | None,
+                       aux: AuxiliaryLoss | None) -> None:
+        """``config.decoder_stage``: the decoder alone on cached encoder outputs (the
+        optimiser, weight decay and gradient clipping of the training, at the stage's
+        constant learning rate)."""
+        c = self.config
+        stage = c.decoder_stage
+        assert stage is not None
+
+        def loss_of(out: Any, yb: Any, xb: torch.Tensor) -> LossValue:
+            return self.task.loss(out, yb) if loss_fn is None else loss_fn(out, yb, xb, 0.0)
+
+        def optimizer_of(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+            return make_optimizer([{"params": params, "weight_decay": c.weight_decay}],
+                                  c.optimizer, lr=lr, momentum=c.momentum, foreach=True)
+
+        train_decoder_stage(model, stage, loader, device, generator, c.lr, self.task, loss_of,
+                            optimizer_of, c.grad_clip, aux)
 
     def score(self, model: nn.Module, split: str) -> dict[str, float]:
         """The task's metrics of ``model`` on ``split`` (no training): forward passes in
@@ -377,16 +451,6 @@ class TrainEvaluator:
         if c.self_kd is not None:
             info["self_kd_teacher_epochs"] = fit.teacher_epochs
         return Result.complete(metrics, costs, time.perf_counter() - t0, info=info)
-
-
-def _score(metrics: dict[str, float], objective: Objective) -> float:
-    """The objective's metric among an epoch's ``metrics``, or a :class:`NastkError` naming the
-    metrics there are."""
-    if objective.metric not in metrics:
-        raise NastkError(f"self_kd judges epochs by {objective.metric!r}, but the evaluation "
-                         f"split reports only {sorted(metrics)}; set objective.metric to one "
-                         "of them")
-    return metrics[objective.metric]
 
 
 @contextmanager

@@ -224,55 +224,79 @@ class IntRange(Dimension):
 
 
 class StageList(Dimension):
-    """One choice per stage (e.g. the kernel size of each of 4 stages); the value is a tuple."""
+    """One choice per stage (e.g. the kernel size of each of 4 stages); the value is a tuple.
+    ``stage_choices`` gives every stage its own set (one list per stage; ``choices`` is then
+    ignored and becomes their union in first-seen order)."""
 
-    def __init__(self, name: str, choices: Sequence[Scalar], stages: int) -> None:
+    def __init__(self, name: str, choices: Sequence[Scalar], stages: int,
+                 stage_choices: Sequence[Sequence[Scalar]] | None = None) -> None:
         self.name = name
+        if stage_choices is not None:
+            sets = [_check_choices(name, c) for c in stage_choices]
+            if len(sets) != stages:
+                raise ValueError(f"dimension {name!r}: stage_choices needs {stages} lists (one "
+                                 f"per stage), got {len(sets)}")
+            choices = list(dict.fromkeys(v for c in sets for v in c))
         self.choices = _check_choices(name, choices)
         if stages < 1:
             raise ValueError(f"dimension {name!r}: stages must be >= 1, got {stages}")
         self.stages = int(stages)
+        self.stage_choices: tuple[tuple[Scalar, ...], ...] | None = (
+            None if stage_choices is None else tuple(sets))
         self._item = Categorical(name, self.choices, ordinal=_is_numeric(self.choices))
+        self._items = ([self._item] * self.stages if self.stage_choices is None else
+                       [Categorical(name, c, ordinal=_is_numeric(c))
+                        for c in self.stage_choices])
 
     def decisions(self) -> list[int]:
-        return [len(self.choices)] * self.stages
+        return [len(item.choices) for item in self._items]
 
     def to_decisions(self, value: Any) -> list[int]:
-        return [self.choices.index(v) for v in value]
+        return [item.choices.index(v) for item, v in zip(self._items, value, strict=True)]
 
     def from_decisions(self, indices: Sequence[int]) -> Any:
-        return tuple(self.choices[i] for i in indices)
+        return tuple(item.choices[i] for item, i in zip(self._items, indices, strict=True))
 
     def validate(self, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != self.stages:
             raise InvalidArchitectureError(
                 f"dimension {self.name!r}: expected a list of {self.stages} values (one per "
-                f"stage), each {self._item.describe()}; got {value!r}")
+                f"stage), each {self._describe_items()}; got {value!r}")
         out = []
-        for i, v in enumerate(value):
+        for i, (item, v) in enumerate(zip(self._items, value, strict=True)):
             try:
-                out.append(self._item.validate(v))
+                out.append(item.validate(v))
             except InvalidArchitectureError:
                 raise InvalidArchitectureError(
-                    f"dimension {self.name!r}: stage {i} value {v!r} not in {list(self.choices)}"
-                ) from None
+                    f"dimension {self.name!r}: stage {i} value {v!r} not in "
+                    f"{list(item.choices)}") from None
         return tuple(out)
 
     def encode(self, value: Any) -> list[float]:
         vec: list[float] = []
-        for v in value:
-            vec.extend(self._item.encode(v))
+        for item, v in zip(self._items, value, strict=True):
+            vec.extend(item.encode(v))
         return vec
 
     def encoding_size(self) -> int:
-        return self._item.encoding_size() * self.stages
+        return sum(item.encoding_size() for item in self._items)
+
+    def _describe_items(self) -> str:
+        if self.stage_choices is None:
+            return self._item.describe()
+        return "one of its stage's set " + str([list(c) for c in self.stage_choices])
 
     def describe(self) -> str:
-        return f"{self.stages} values, each one of {list(self.choices)}"
+        if self.stage_choices is None:
+            return f"{self.stages} values, each one of {list(self.choices)}"
+        return f"{self.stages} values, stage i one of {[list(c) for c in self.stage_choices]}[i]"
 
     def spec(self) -> dict[str, Any]:
-        return {"kind": "stages", "name": self.name, "choices": list(self.choices),
-                "stages": self.stages}
+        out: dict[str, Any] = {"kind": "stages", "name": self.name,
+                               "choices": list(self.choices), "stages": self.stages}
+        if self.stage_choices is not None:
+            out["stage_choices"] = [list(c) for c in self.stage_choices]
+        return out
 
 
 class CellDAG(Dimension):

@@ -4,26 +4,54 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from nastk.core.errors import InvalidArchitectureError
 from nastk.core.objective import Objective
+from nastk.core.options import QuietDefaults
 from nastk.core.result import Result
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy, draw_unseen
 
+#: Controller settings of published methods, for ``preset``. ``nas_segm``: nas-segm's
+#: (Nekrasov et al., ``rl/micro_controllers.py`` and ``gradient_estimators.py``) - a 2-layer LSTM
+#: of 100 units whose next input is its previous output (actions are not fed back), logits not
+#: squashed, PPO with clip 0.1, Adam 1e-4, baseline decay 0.95 on raw rewards, no entropy
+#: bonus, gradient norm clipped to 2, one update per architecture.
+RL_PRESETS: dict[str, dict[str, Any]] = {
+    "nas_segm": {"algorithm": "ppo", "num_layers": 2, "hidden_size": 100, "input_feed": "output",
+                 "tanh_constant": None, "ppo_clip": 0.1, "lr": 1e-4, "baseline_decay": 0.95,
+                 "reward_transform": "none", "entropy_weight": 0.0, "grad_clip": 2.0,
+                 "batch_size": 1, "init_range": 0.1},
+}
 
-class RLOptions(BaseModel):
+
+class RLOptions(QuietDefaults):
     """Options of :class:`RLController`."""
 
     model_config = ConfigDict(extra="forbid")
+    # added later: left out of the dump while unset, so that stored runs keep their identity
+    quiet_defaults: ClassVar[tuple[str, ...]] = ("preset", "num_layers", "input_feed",
+                                                 "grad_clip")
+
+    preset: Literal["nas_segm"] | None = Field(
+        default=None, description="start from a published method's controller settings "
+                                  "(options given alongside override them): 'nas_segm' is "
+                                  f"{RL_PRESETS['nas_segm']}")
+    num_layers: int = Field(default=1, ge=1, le=8, description="stacked LSTM layers")
+    input_feed: Literal["action", "output"] = Field(
+        default="action", description="the next step's input: the embedding of the action "
+                                      "just taken ('action', ENAS) or the LSTM's output "
+                                      "('output', nas-segm)")
+    grad_clip: float | None = Field(default=None, gt=0.0,
+                                    description="clip the policy's gradient norm to this")
 
     algorithm: Literal["reinforce", "ppo"] = Field(
         default="reinforce", description="policy-gradient update: 'reinforce' or 'ppo'")
@@ -58,18 +86,32 @@ class RLOptions(BaseModel):
                                           "evaluated yet; then the rest are uniform draws of "
                                           "unseen ones (an error if no draw was valid)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") in RL_PRESETS:
+            data = {**RL_PRESETS[data["preset"]], **data}
+        return data
+
 
 class _Policy(nn.Module):
     """LSTM emitting one token per decision; the previous token's embedding is the next input."""
 
-    def __init__(self, decisions: Sequence[int], hidden: int) -> None:
+    def __init__(self, decisions: Sequence[int], hidden: int, num_layers: int = 1,
+                 input_feed: str = "action") -> None:
         super().__init__()
         self.decisions = list(decisions)
         self.hidden = hidden
+        self.input_feed = input_feed
         self.start = nn.Parameter(torch.zeros(1, hidden))
         self.lstm = nn.LSTMCell(hidden, hidden)
-        self.embeddings = nn.ModuleList(nn.Embedding(n, hidden) for n in self.decisions)
+        if input_feed == "action":
+            self.embeddings = nn.ModuleList(nn.Embedding(n, hidden) for n in self.decisions)
         self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in self.decisions)
+        if num_layers > 1:  # layers 2.. (only then, so one layer keeps its parameter order)
+            self.upper = nn.ModuleList(nn.LSTMCell(hidden, hidden)
+                                       for _ in range(num_layers - 1))
+        self.cells: list[nn.LSTMCell] = [self.lstm, *getattr(self, "upper", [])]
 
     def forward(self, actions: torch.Tensor | None = None, batch: int = 1,
                 generator: torch.Generator | None = None, temperature: float = 1.0,
@@ -79,13 +121,16 @@ class _Policy(nn.Module):
         Returns actions [B, D], their total log-probability [B] and total entropy [B]."""
         b = batch if actions is None else actions.shape[0]
         x = self.start.expand(b, -1)
-        h = x.new_zeros(b, self.hidden)
-        c = x.new_zeros(b, self.hidden)
+        state = [(x.new_zeros(b, self.hidden), x.new_zeros(b, self.hidden))
+                 for _ in self.cells]
         logp = x.new_zeros(b)
         ent = x.new_zeros(b)
         taken = []
         for t in range(len(self.decisions)):
-            h, c = self.lstm(x, (h, c))
+            h = x
+            for k, cell in enumerate(self.cells):
+                state[k] = cell(h, state[k])
+                h = state[k][0]
             logits = self.heads[t](h) / temperature
             if tanh_constant is not None:
                 logits = tanh_constant * torch.tanh(logits)
@@ -97,7 +142,7 @@ class _Policy(nn.Module):
             taken.append(a)
             logp = logp + log_probs.gather(1, a[:, None]).squeeze(1)
             ent = ent - (log_probs.exp() * log_probs).sum(-1)
-            x = self.embeddings[t](a)
+            x = self.embeddings[t](a) if self.input_feed == "action" else h
         return torch.stack(taken, dim=1), logp, ent
 
 
@@ -129,7 +174,8 @@ class RLController(Strategy):
         self.generator = torch.Generator()
         self.generator.manual_seed(int(np.random.SeedSequence([seed, 0x5EED]).generate_state(1)[0]))
         with torch.random.fork_rng(devices=[]):  # building modules must not touch global RNG
-            self.policy = _Policy(space.decisions(), o.hidden_size)
+            self.policy = _Policy(space.decisions(), o.hidden_size, o.num_layers,
+                                  o.input_feed)
         with torch.no_grad():
             for p in self.policy.parameters():
                 p.uniform_(-o.init_range, o.init_range, generator=self.generator)
@@ -253,6 +299,8 @@ class RLController(Strategy):
             loss = pg - o.entropy_weight * ent.mean()
             self.optimizer.zero_grad()
             loss.backward()
+            if o.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.policy.parameters(), o.grad_clip)
             self.optimizer.step()
 
     def curves(self) -> dict[str, list[float]]:

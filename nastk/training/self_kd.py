@@ -2,12 +2,17 @@
 
 The teacher is the model's own past: the equal-weight running average of its weights
 (parameters and buffers) taken at the end of every epoch whose validation score improved on the
-best so far (in a supernet, the largest subnet's score). The score is the run's objective
-(:class:`~nastk.core.objective.Objective`: a search's ``objective``, a supernet's
+best so far (in a supernet, the largest subnet's score). The score (``score``) is the run's
+objective (:class:`~nastk.core.objective.Objective`: a search's ``objective``, a supernet's
 ``training.objective``; by default the task's primary metric), and "improved" is its
-:meth:`~nastk.core.objective.Objective.better`. From the first such epoch on, every
-training step learns from a blended target ``alpha * ground truth + (1 - alpha) * teacher
-output``; the teacher runs in eval mode under ``no_grad``, so no gradient reaches it. The task
+:meth:`~nastk.core.objective.Objective.better`; or ``composite``, SalNAS's validation score
+(lower is better, :func:`composite_score`): ``(1 - cc) + kld + (1 - sigmoid(nss)) + (1 - sim) +
+(1 - auc_judd)``. From the first such epoch on, every training step learns from a blended
+target ``alpha * ground truth + (1 - alpha) * teacher output``; the teacher runs under
+``no_grad``, so no gradient reaches it, in eval mode (``teacher_mode: eval``, the default:
+running batch-norm statistics) or, as SalNAS runs it, in train mode (``teacher_mode: train``:
+batch-norm normalises with the batch's statistics and updates the teacher's running ones;
+dropout layers stay off, SalNAS's teacher has none). The task
 says how its targets blend (:meth:`nastk.task.contract.Task.blend_targets`: classification mixes the
 one-hot labels with the teacher's softmax; saliency mixes density maps and keeps the true
 fixations). ``alpha`` is constant, or ``progressive``: the teacher's share grows linearly over
@@ -17,15 +22,33 @@ training from 0 to ``1 - alpha``.
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from nastk.core.errors import NastkError
 from nastk.core.objective import Objective
 
-__all__ = ["SelfKD", "SelfKDConfig", "WeightAverage"]
+__all__ = ["COMPOSITE_METRICS", "SelfKD", "SelfKDConfig", "WeightAverage", "composite_score"]
+
+#: the metrics SalNAS's composite validation score reads
+COMPOSITE_METRICS = ("cc", "kld", "nss", "sim", "auc_judd")
+
+
+def composite_score(metrics: Mapping[str, float]) -> float:
+    """SalNAS's validation score of an epoch, lower is better: ``(1 - cc) + kld +
+    (1 - sigmoid(nss)) + (1 - sim) + (1 - auc_judd)``."""
+    missing = [m for m in COMPOSITE_METRICS if m not in metrics]
+    if missing:
+        raise NastkError(f"self_kd's composite score needs the metrics {list(COMPOSITE_METRICS)}, "
+                         f"but the evaluation reports no {missing} (it has {sorted(metrics)})")
+    m = {k: float(metrics[k]) for k in COMPOSITE_METRICS}
+    return ((1.0 - m["cc"]) + m["kld"] + (1.0 - 1.0 / (1.0 + math.exp(-m["nss"])))
+            + (1.0 - m["sim"]) + (1.0 - m["auc_judd"]))
 
 
 class SelfKDConfig(BaseModel):
@@ -38,6 +61,13 @@ class SelfKDConfig(BaseModel):
     schedule: Literal["constant", "progressive"] = Field(
         "constant", description="progressive: the teacher's share grows linearly from 0 at the "
                                 "start to 1 - alpha at the end of training")
+    teacher_mode: Literal["eval", "train"] = Field(
+        "eval", description="mode the teacher runs in: eval (running batch-norm statistics) or "
+                            "train (batch statistics, as SalNAS; dropout stays off)")
+    score: Literal["objective", "composite"] = Field(
+        "objective", description="what judges an epoch's improvement: the run's objective, or "
+                                 "SalNAS's composite score (1-cc)+kld+(1-sigmoid(nss))+(1-sim)"
+                                 "+(1-auc_judd), lower is better (saliency metrics)")
 
     def ground_truth_share(self, progress: float) -> float:
         """``alpha`` at training progress ``progress`` in [0, 1]."""
@@ -102,8 +132,11 @@ class SelfKD:
 
     def __init__(self, config: SelfKDConfig, objective: Objective) -> None:
         self.config = config
-        #: what an epoch's score is (its metric) and what improving on the best means
+        #: the run's objective (its metric is an epoch's score with ``score: objective``)
         self.objective = objective
+        #: what improving on the best means for :meth:`score_of`'s values
+        self.judge = (objective if config.score == "objective"
+                      else Objective(metric="self_kd_composite", direction="min"))
         self.best: float | None = None
         self.average = WeightAverage()
         self.improved_epochs: list[int] = []
@@ -112,11 +145,22 @@ class SelfKD:
     def teacher(self) -> nn.Module | None:
         return self.average.model
 
+    def score_of(self, metrics: Mapping[str, float]) -> float:
+        """An epoch's score from its validation ``metrics``: the objective's metric, or
+        :func:`composite_score` (``score: composite``)."""
+        if self.config.score == "composite":
+            return composite_score(metrics)
+        if self.objective.metric not in metrics:
+            raise NastkError(f"self_kd judges epochs by {self.objective.metric!r}, but the "
+                             f"evaluation split reports only {sorted(metrics)}; set "
+                             "objective.metric to one of them")
+        return float(metrics[self.objective.metric])
+
     def end_epoch(self, epoch: int, score: float, model: nn.Module) -> bool:
-        """Add ``model``'s weights to the teacher when ``score`` (the value of the objective's
-        metric this epoch) is better than the best so far; returns whether it was. A NaN score
+        """Add ``model``'s weights to the teacher when ``score`` (:meth:`score_of` this
+        epoch's metrics) is better than the best so far; returns whether it was. A NaN score
         never is."""
-        better = self.objective.better(score, self.best)
+        better = self.judge.better(score, self.best)
         if better:
             self.best = float(score)
             self.average.add(model)
@@ -130,6 +174,12 @@ class SelfKD:
         first (a supernet teacher activates its largest subnet there)."""
         teacher = self.teacher
         assert teacher is not None
+        teacher.train(self.config.teacher_mode == "train")
+        if self.config.teacher_mode == "train":  # batch-stat norms; dropout stays off
+            for m in teacher.modules():
+                if isinstance(m, nn.modules.dropout._DropoutNd) or getattr(
+                        m, "stochastic_regularizer", False):
+                    m.eval()
         if prepare is not None:
             prepare(teacher)
         return teacher(inputs)

@@ -351,14 +351,17 @@ class SupernetTrainer:
                     record[f"val_{name}_{kind}"] = self._reported(scores, name)
                 if "loss" in scores:
                     record[f"val_loss_{kind}"] = scores["loss"]
+                if kind == "largest" and self.self_kd is not None and \
+                        self.self_kd.config.score == "composite":
+                    record["val_self_kd_score_largest"] = self.self_kd.score_of(scores)
         if dp is not None and dp.world > 1:  # everyone continues from rank 0's state
             dp.broadcast_state(self.model.net)
             record = dp.broadcast(record)
         if self.self_kd is not None:
             record["self_kd_teacher_epochs"] = len(self.self_kd.improved_epochs) + int(
-                self.self_kd.end_epoch(self.epoch + 1,
-                                       record[f"val_{self.objective.metric}_largest"],
-                                       self.model.net))
+                self.self_kd.end_epoch(self.epoch + 1, record.get(
+                    "val_self_kd_score_largest", record[f"val_{self.objective.metric}_largest"]),
+                    self.model.net))
         record["best_epoch"] = best_epoch([*self.history, record], self.objective)
         self.epoch += 1
         self.history.append(record)

@@ -48,9 +48,21 @@ one flop and the bilinear resizes as zero):
   default.
 
 SalNAS itself (its AlphaNet space: 7 stages, widths up to 224, swish; 20.98M params in the
-paper) is far larger; this space keeps its structure -- elastic width / depth / kernel /
-expand per stage, decoder widths tied to the encoder's -- at a size that trains on a CPU. Left
-out: an elastic stem width and input resolution as searched dimensions.
+paper) is far larger; the default options keep its structure -- elastic width / depth / kernel /
+expand per stage, decoder widths tied to the encoder's -- at a size that trains on a CPU.
+
+``preset: alphanet`` is SalNAS's own space (``configs/train_alphanet_models.yml``): per-stage
+value sets (``stage_depths`` / ``stage_expands`` / ``stage_kernels``, e.g. the first stage's
+expand {1}, the last stage's depth {1, 2}), an elastic stem (``stem_widths`` {16, 24}), the
+input width as a dimension (``resolutions`` {256, 384}: the body resizes its input, bicubic,
+to 192x256 or 288x384 for SALICON's 4:3 images), swish everywhere, and dropout 0.2 /
+drop-connect 0.2 (last two stages) on the largest subnet in supernet training:
+110,075,314,176 architectures (2 resolutions x 2 stem widths x 384 widths x 6,912 depths x 81
+expands x 128 kernels, about 1.1e11 as the method's count). At 3x288x384: smallest 5,296,432
+params / 527.65 MFLOPs, largest 19,309,960 params / 3422.38 MFLOPs (the paper: 20.98M; the
+difference is SalNAS's final 1x1 expand layer to 6x the last width, used as the deepest skip,
+AttentiveNAS's 1x1 shortcut convs on the first blocks of stages, and its decoder, whose levels
+output the next finer skip's width; see benchmarks/RESULTS.md).
 """
 
 from nastk.search_spaces.salnas.layers import ConcatConv, ElasticConcatConv, WidthElasticMBConv

@@ -24,7 +24,8 @@ from nastk.nn.dynamic_conv import DynamicConv2d, ElasticDynamicConv2d
 from nastk.nn.elastic import ElasticBatchNorm2d, ElasticConv2d
 from nastk.search_spaces.ofa_mbv3.layers import ElasticMBConv, MBConvBlock
 
-__all__ = ["ConcatConv", "ElasticConcatConv", "WidthElasticMBConv", "activation"]
+__all__ = ["ConcatConv", "DropConnect", "ElasticConcatConv", "WidthElasticMBConv", "activation",
+           "drop_connect"]
 
 
 def activation(name: str) -> nn.Module:
@@ -38,6 +39,35 @@ def activation(name: str) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}; use relu, hswish or swish")
 
 
+def drop_connect(x: torch.Tensor, p: float) -> torch.Tensor:
+    """AttentiveNAS's drop-connect of a residual branch: every sample's ``x`` is zeroed with
+    probability ``p`` and the kept ones scaled by ``1 / (1 - p)``."""
+    keep = 1.0 - p
+    mask = torch.floor(keep + torch.rand(x.size(0), 1, 1, 1, dtype=x.dtype, device=x.device))
+    return x / keep * mask
+
+
+class DropConnect(nn.Module):
+    """:func:`drop_connect` with rate ``p`` in training mode (identity otherwise, or at
+    ``p = 0``). ``stochastic_regularizer`` marks it for Self-KD's train-mode teacher, which
+    switches it off like dropout."""
+
+    stochastic_regularizer = True
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = float(p)
+
+    def active(self) -> bool:
+        return self.training and self.p > 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_connect(x, self.p) if self.active() else x
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 # -- encoder --------------------------------------------------------------------------------------
 class WidthElasticMBConv(ElasticMBConv):
     """An :class:`ElasticMBConv` whose input and output widths are elastic too.
@@ -49,6 +79,9 @@ class WidthElasticMBConv(ElasticMBConv):
     The project conv's batch norm is elastic. ``residual=False`` switches the skip connection
     off (the first block of every stage: its input comes from the previous stage); otherwise
     there is one when the stride is 1 and the active input and output widths are equal.
+    ``activation`` may be ``swish`` too. ``drop_connect`` (a :class:`DropConnect`, rate 0
+    unless the supernet sets it) drops the residual branch of a block with a skip connection
+    in training.
     """
 
     def __init__(self, in_channels: int, out_channels: int, max_expand: float,
@@ -60,6 +93,19 @@ class WidthElasticMBConv(ElasticMBConv):
         self.allow_residual = bool(residual) and stride == 1
         self.residual = self.allow_residual and in_channels == out_channels
         self.active_out = out_channels
+        if activation == "swish":  # the ofa_mbv3 parent knows relu and hswish only
+            self.act = nn.SiLU()
+        self.drop_connect = DropConnect(0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.residual and self.drop_connect.active()):
+            return super().forward(x)
+        self.residual = False  # the branch alone, then the skip
+        try:
+            h = super().forward(x)
+        finally:
+            self.residual = True
+        return x + self.drop_connect(h)
 
     def set_width_active(self, in_channels: int, out_channels: int, expand: float,
                          kernel: int) -> None:
@@ -80,6 +126,10 @@ class WidthElasticMBConv(ElasticMBConv):
         """The plain block for the active setting (call :meth:`set_width_active` first)."""
         block = super().extract()
         block.project[1] = self.project_bn.extract(self.active_out)
+        if self.activation == "swish":
+            for seq in (block.expand, block.depthwise):
+                if seq is not None:
+                    seq[2] = activation("swish")
         return block.train(self.training)
 
 

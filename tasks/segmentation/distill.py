@@ -11,6 +11,13 @@ teacher's logits are detached: no gradient reaches the teacher.
 Unlike AICSD's public code, the softmax runs over the flattened H*W positions (not over one
 axis), the KL divergence is a true one (log-probabilities in), and the number of classes comes
 from the logits, so it works for any dataset.
+
+Scale against AICSD's code (its lambdas): its pixel KD is ``KLDivLoss()`` with the element mean
+over B*C*H*W, so :func:`pixel_kd_loss` (summed over classes, averaged over pixels) is C times
+it; its ICSD divides the mean squared difference by B once more, so :func:`icsd_loss` is B
+times it (for one image; with several, the reference matches one batch-averaged matrix, we match
+each image's). ``reference_scale: aicsd`` of ``nastk distill`` applies both factors
+(:mod:`nastk.training.distill`); the pairwise feature term (``pairwise``) is there too.
 """
 
 from __future__ import annotations

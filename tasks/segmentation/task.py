@@ -23,6 +23,7 @@ from nastk.nn.neck import FeaturePyramidNeck
 from nastk.nn.normalization import Normalization, normalization_layer
 from nastk.task.contract import Task
 from nastk.tasks.segmentation.datasets import CLASS_NAMES, load_dataset
+from nastk.tasks.segmentation.deeplab import DeepLabV3PlusDecoder
 from nastk.tasks.segmentation.distill import icsd_loss, pixel_kd_loss
 from nastk.tasks.segmentation.metrics import ConfusionMatrix
 from nastk.tasks.segmentation.synthetic import SCENE_CLASSES, make_scenes
@@ -47,7 +48,15 @@ class SegmentationModel(nn.Module):
     :class:`~nastk.nn.neck.FeaturePyramidNeck` over a staged body's multi-scale features (each
     scale projected to ``head_channels`` by a 1x1 conv, merged top-down by upsampling and
     adding), then 3x3 conv-BN-ReLU and the classifier on the finest merged map, for
-    encoder-only bodies such as ``small_cnn`` and ``ofa_mbv3``.
+    encoder-only bodies such as ``small_cnn`` and ``ofa_mbv3``. ``head="deeplabv3plus"``:
+    DeepLabV3+'s ASPP and decoder (:mod:`~nastk.tasks.segmentation.deeplab`, ``head_channels``
+    wide: 256 in the paper) over a staged body's last and stride-4 features, then the
+    classifier.
+
+    Named features (:meth:`feature_modules`, read by feature distillation): ``neck``, the
+    head's decoded map (fpn: the neck's finest merged map; linear: the 3x3 conv-BN-ReLU over the
+    body's output; deeplabv3plus: the decoder's output); ``aspp``, the ASPP output before its
+    ReLU (``deeplabv3plus`` only).
     """
 
     def __init__(self, body: nn.Module, num_classes: int, head: str = "linear",
@@ -57,6 +66,13 @@ class SegmentationModel(nn.Module):
         self.normalize = normalization_layer(normalization)
         self.body = body
         self.head_kind = head
+        self.decoder: DeepLabV3PlusDecoder | None = None
+        if head == "deeplabv3plus":
+            self.neck = None
+            self.decoder = DeepLabV3PlusDecoder(body, head_channels)
+            self.fuse: nn.Module = nn.Identity()
+            self.classifier = nn.Conv2d(head_channels, num_classes, 1)
+            return
         if head == "fpn":
             if not is_staged(body):
                 raise TypeError(f"head 'fpn' needs a staged body (forward_features, "
@@ -75,12 +91,27 @@ class SegmentationModel(nn.Module):
         size = x.shape[-2:]
         if self.normalize is not None:
             x = self.normalize(x)
-        if self.neck is not None:
+        if self.decoder is not None:
+            y = self.decoder(self.body.forward_features(x))
+        elif self.neck is not None:
             y = self.neck(self.body.forward_features(x))[0]
         else:
             y = self.body(x)
         y = self.classifier(self.fuse(y))
         return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+
+    def feature_modules(self) -> dict[str, str]:
+        """Named features as paths of the modules whose outputs they are (see the class
+        docstring)."""
+        if self.decoder is not None:
+            named = {"neck": "decoder"}
+        elif self.neck is not None:
+            named = {"neck": "neck"}  # its finest merged map (the first of the list)
+        else:
+            named = {"neck": "fuse"}
+        if self.decoder is not None:
+            named["aspp"] = "decoder.aspp.project"
+        return named
 
 
 class SegmentationTask(PreparedData, ImageInput, CachedSplits, Task):
@@ -97,7 +128,11 @@ class SegmentationTask(PreparedData, ImageInput, CachedSplits, Task):
     geometric mean of mIoU, mean accuracy and frequency-weighted IoU: nas-segm's reward),
     ``loss`` and ``iou_<class>`` for every class present; ``omit_classes`` are left out of the
     class means. Distillation losses: ``pixel_kd`` and ``icsd``
-    (:mod:`nastk.tasks.segmentation.distill`).
+    (:mod:`nastk.tasks.segmentation.distill`); ``nastk distill`` adds ``pairwise`` on the
+    models' named features (:meth:`SegmentationModel.feature_modules`).
+
+    ``head: deeplabv3plus`` (with ``head_channels: 256``) over a ``backbones`` body at
+    ``output_stride`` 16 or 8 is DeepLabV3+ (:mod:`~nastk.tasks.segmentation.deeplab`).
     """
 
     name: ClassVar[str] = "segmentation"
@@ -124,10 +159,11 @@ class SegmentationTask(PreparedData, ImageInput, CachedSplits, Task):
         omit_classes: list[int] = Field(default_factory=list,
                                         description="classes left out of the class means "
                                                     "(nas-segm omits VOC's background, 0)")
-        head: Literal["auto", "linear", "fpn"] = Field(
+        head: Literal["auto", "linear", "fpn", "deeplabv3plus"] = Field(
             "auto", description="auto: fpn when the body is staged (multi-scale features), else "
-                            "linear")
-        head_channels: int = Field(32, ge=1)
+                            "linear; deeplabv3plus: ASPP + decoder over a staged body")
+        head_channels: int = Field(32, ge=1, description="width of the head (deeplabv3plus: "
+                                   "256 in the paper)")
         kd_temperature: float = Field(1.0, gt=0.0, description="temperature of pixel_kd, icsd")
         icsd_normalize: bool = Field(True, description="L2-normalise the rows of the ICSD "
                                                        "similarity matrices before matching")

@@ -3,7 +3,10 @@ and, for comparison, without it, from the same initial weights and data order (s
 ``(seed, arch)``) — and report both on the task's held-out splits.
 
 The teacher is loaded from a local weights-only checkpoint, or trained first with its own
-``train`` settings and saved there. The config, the ALW schedule and the loss are
+``train`` settings and saved there. It is an architecture of a search space, or any model a
+``factory`` (``module:function`` or ``file.py:function``) builds, such as a DeepLabV3+
+ResNet-101 (``nastk.tasks.segmentation.deeplab_model:deeplabv3plus``); a factory's checkpoint must
+exist. The config, the ALW schedule and the loss are
 :mod:`nastk.training.distill`.
 """
 
@@ -36,7 +39,13 @@ from nastk.run import layout
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.task.contract import Task
-from nastk.training.distill import DistillConfig, ModelSpec, distill_loss_fn
+from nastk.training.distill import (
+    DistillConfig,
+    ModelSpec,
+    build_factory_model,
+    check_pairwise_features,
+    distill_loss_fn,
+)
 from nastk.training.step import Diverged
 
 
@@ -98,15 +107,26 @@ def run_distill(config: DistillConfig, *, console: Console | None = None,
                          "--overwrite to replace it.")
     import_plugins(config.plugins)
     task = build_task(config.task, loading=config.data)
-    s_space, t_space = _space(config.student, "student"), _space(config.teacher, "teacher")
+    s_space = _space(config.student, "student")
     s_arch = _resolve_arch(config.student, s_space, "student")
-    t_arch = _resolve_arch(config.teacher, t_space, "teacher")
+    t_space: SearchSpace | None = None
+    t_arch: Architecture | None = None
+    if config.teacher.factory is None:
+        t_space = _space(config.teacher, "teacher")
+        t_arch = _resolve_arch(config.teacher, t_space, "teacher")
+    elif not config.teacher.checkpoint.is_file():
+        raise NastkError(f"teacher.checkpoint: {config.teacher.checkpoint} does not exist; a "
+                         "factory teacher is not trained here: give its weights, or give the "
+                         "teacher as a space architecture (e.g. space backbones, arch {body: "
+                         "resnet101} with the task's head: deeplabv3plus), which is trained "
+                         "and saved first; the two have the same tensor names")
     splits = [s for s in config.splits if s in task.splits()]
     if not splits:
         raise ConfigError(f"splits: none of {config.splits} exist; task {task.name!r} has "
                           f"{sorted(task.splits())}")
     metric = task.primary_metric
     distill_loss_fn(task, nn.Identity(), config.losses, config.alw)  # check names up front
+    kd_options = {"pairwise": config.pairwise, "reference_scale": config.reference_scale}
     check_task_data(task, ["train", *splits], config.train.batch_size)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -116,7 +136,12 @@ def run_distill(config: DistillConfig, *, console: Console | None = None,
             return lambda step, total: view.update(job, completed=step, total=total)
 
         teacher = _teacher(config, task, t_space, t_arch, reporter)
-        t_eval = TrainEvaluator(task, t_space, config.teacher.train, where="teacher.train")
+        if config.losses.get("pairwise", 0.0) > 0:  # before any student trains
+            with torch.random.fork_rng():
+                check_pairwise_features(task.build_model(s_space, s_arch), teacher,
+                                        config.pairwise)
+        t_eval = TrainEvaluator(task, t_space or s_space, config.teacher.train,
+                                where="teacher.train")
         teacher_scores = {s: t_eval.score(teacher, s) for s in splits}
         runs: list[dict[str, Any]] = []
         for seed in config.seeds:
@@ -125,14 +150,19 @@ def run_distill(config: DistillConfig, *, console: Console | None = None,
             modes = (["baseline"] if config.baseline else []) + ["kd"]
             for mode in modes:
                 trace: list[tuple[float, float]] = []
-                loss_fn = (None if mode == "baseline" else
-                           distill_loss_fn(task, teacher, config.losses, config.alw, trace))
                 try:
                     with seeded_threads(config.train, w_seed, evaluator.loader_workers()):
                         model = task.build_model(s_space, s_arch)
                         evaluator.initialize(model, s_arch)  # train.init, when given
-                        fit = evaluator.fit(model, w_seed, loss_fn=loss_fn,
-                                            progress=reporter(f"student seed {seed} {mode}"))
+                        loss_fn = (None if mode == "baseline" else
+                                   distill_loss_fn(task, teacher, config.losses, config.alw,
+                                                   trace, student=model, **kd_options))
+                        try:
+                            fit = evaluator.fit(model, w_seed, loss_fn=loss_fn,
+                                                progress=reporter(f"student seed {seed} {mode}"))
+                        finally:
+                            if loss_fn is not None:
+                                loss_fn.release()  # type: ignore[attr-defined]
                         fitted, train_loss, steps = fit.metrics, fit.train_loss, fit.steps
                         scores = {s: fitted if s == config.train.eval_split
                                   else evaluator.score(model, s) for s in splits}
@@ -151,7 +181,8 @@ def run_distill(config: DistillConfig, *, console: Console | None = None,
             if vals:
                 outcome.summary[f"{mode}/{split}"] = _summary(vals)
     record = {"config": config.model_dump(mode="json"), "student_arch": s_arch.as_dict(),
-              "teacher_arch": t_arch.as_dict(), "metric": metric, "teacher": teacher_scores,
+              "teacher_arch": t_arch.as_dict() if t_arch is not None else None,
+              "metric": metric, "teacher": teacher_scores,
               "runs": runs, "summary": outcome.summary}
     tmp = run_dir / "distill.json.tmp"
     tmp.write_text(json.dumps(record, indent=2) + "\n")
@@ -160,10 +191,17 @@ def run_distill(config: DistillConfig, *, console: Console | None = None,
     return outcome
 
 
-def _teacher(config: DistillConfig, task: Task, space: SearchSpace, arch: Architecture,
+def _teacher(config: DistillConfig, task: Task, space: SearchSpace | None,
+             arch: Architecture | None,
              reporter: Callable[[str], Callable[[int, int], None]]) -> nn.Module:
     spec = config.teacher
     path = spec.checkpoint
+    if spec.factory is not None:
+        model = build_factory_model(spec.factory, spec.options, task)
+        load_matching(model, read_weights(path, "teacher checkpoint"),
+                      f"teacher checkpoint {path}", f"teacher {spec.factory}")
+        return _frozen(model, config)
+    assert space is not None and arch is not None
     if not path.is_file():
         evaluator = TrainEvaluator(task, space, spec.train, seed=config.seeds[0],
                                    progress=reporter("teacher (training, no checkpoint yet)"))
@@ -173,22 +211,35 @@ def _teacher(config: DistillConfig, task: Task, space: SearchSpace, arch: Archit
     model = task.build_model(space, arch)
     load_matching(model, read_weights(path, "teacher checkpoint"), f"teacher checkpoint {path}",
                   f"teacher {space.name!r} architecture {arch.key[:10]}")
+    return _frozen(model, config)
+
+
+def _frozen(model: nn.Module, config: DistillConfig) -> nn.Module:
     model.to(torch.device(config.train.device)).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model
 
 
+def _alw_text(config: DistillConfig) -> str:
+    alw = config.alw
+    if alw.schedule == "aicsd":
+        return (f"aicsd: alpha = progress; alpha x (gt + {alw.with_gt}) + (1 - alpha) x "
+                f"{alw.fading}")
+    return f"{alw.schedule} teacher share {alw.start} -> {alw.end}"
+
+
 def _write_report(run_dir: Path, config: DistillConfig, record: dict[str, Any],
                   splits: list[str]) -> Path:
     metric = record["metric"]
+    t = config.teacher
+    teacher_name = t.factory if t.factory is not None else t.space.name  # type: ignore[union-attr]
     lines = [f"# nastk distill: {config.name}", "",
              f"Student `{config.student.space.name}` {json.dumps(record['student_arch'])}", "",
-             f"Teacher `{config.teacher.space.name}` (checkpoint `{config.teacher.checkpoint}`): "
+             f"Teacher `{teacher_name}` (checkpoint `{config.teacher.checkpoint}`): "
              + ", ".join(f"{s} {metric} {record['teacher'][s][metric]:.4f}" for s in splits), "",
-             f"Losses {config.losses}; ALW "
-             + (f"{config.alw.schedule} teacher share {config.alw.start} -> {config.alw.end}"
-                if config.alw.enabled else "off"), "",
+             f"Losses {config.losses} (scale {config.reference_scale}); ALW "
+             + (_alw_text(config) if config.alw.enabled else "off"), "",
              "| seed | mode | " + " | ".join(f"{s} {metric}" for s in splits) + " |",
              "| --- | --- | " + " | ".join("---" for _ in splits) + " |"]
     for r in record["runs"]:

@@ -41,6 +41,21 @@ def space_size(name: str, exact: bool = False) -> str:
     return f"{size:,} ({size:.1e})" if exact else f"{size:.1e}"
 
 
+def preset_sizes(name: str, obj: object) -> list[str]:
+    """One line per preset a space declares (``presets``, each a ``preset`` option): its
+    exact size and, when the space counts it (``largest_params``), its largest body's
+    parameters."""
+    lines = []
+    for preset in getattr(obj, "presets", ()):
+        space = registry.instantiate(registry.SEARCH_SPACES, name, {"preset": preset})
+        size = space.size()
+        text = f"{name}: {size:,} ({size:.1e}) architectures with `preset: {preset}`"
+        if hasattr(space, "largest_params"):
+            text += f", largest subnet {space.largest_params():,} params (body, no head)"
+        lines.append(text)
+    return lines
+
+
 def run(args: argparse.Namespace, console: Console) -> int:
     """Print a table of plugins per kind (``args.kind``: only that kind, with every plugin's
     options), after importing the modules of ``--plugins``. A plugin that does not load is
@@ -75,6 +90,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
             if spaces:
                 out.print(f"{name}: {space_size(name, exact=True)} architectures with the "
                           "default options", highlight=False)
+                for line in preset_sizes(name, obj):
+                    out.print(line, highlight=False)
             out.print(_options_table(name, obj))
     if args.kind is None:
         out.print("`nastk list KIND` (spaces, tasks, strategies, predictors) shows each "
