@@ -83,7 +83,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from torch import nn
 
 from nastk.core.errors import ConfigError, InvalidArchitectureError
@@ -476,22 +476,15 @@ class NasSegmSpace(SearchSpace):
                 data.setdefault("aggregations", list(PAPER_AGGREGATIONS))
             return data
 
-        @field_validator("ops")
+        @field_validator("ops", "aggregations")
         @classmethod
-        def _known_ops(cls, v: list[str]) -> list[str]:
-            unknown = [o for o in v if o not in ALL_OPS]
+        def _known(cls, v: list[str], info: ValidationInfo) -> list[str]:
+            known, extra = ((ALL_OPS, " or 'paper'") if info.field_name == "ops"
+                            else (AGGREGATIONS, ""))
+            unknown = [o for o in v if o not in known]
             if unknown:
-                raise ValueError(f"unknown ops {unknown}; choose from {list(ALL_OPS)} or "
-                                 "'paper'")
-            return v
-
-        @field_validator("aggregations")
-        @classmethod
-        def _known_aggregations(cls, v: list[str]) -> list[str]:
-            unknown = [a for a in v if a not in AGGREGATIONS]
-            if unknown:
-                raise ValueError(f"unknown aggregations {unknown}; choose from "
-                                 f"{list(AGGREGATIONS)}")
+                raise ValueError(f"unknown {info.field_name} {unknown}; choose from "
+                                 f"{list(known)}{extra}")
             return v
 
         @model_validator(mode="after")

@@ -31,12 +31,12 @@ N_CLASSES = 10
 def _ofa_class() -> Any:
     """``ofa``'s ``OFAMobileNetV3``, imported with torchvision stubbed for the import only."""
     pytest.importorskip("ofa")
-    stubs = {name: types.ModuleType(name) for name in (
-        "torchvision", "torchvision.transforms", "torchvision.transforms.functional",
-        "torchvision.datasets")}
-    stubs["torchvision"].transforms = stubs["torchvision.transforms"]  # type: ignore[attr-defined]
-    stubs["torchvision"].datasets = stubs["torchvision.datasets"]  # type: ignore[attr-defined]
-    stubs["torchvision.transforms"].functional = stubs["torchvision.transforms.functional"]  # type: ignore[attr-defined]
+    names = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional",
+             "torchvision.datasets")
+    stubs = {name: types.ModuleType(name) for name in names}
+    for name in names[1:]:  # each submodule reachable as an attribute of its parent
+        parent, _, child = name.rpartition(".")
+        setattr(stubs[parent], child, stubs[name])
     stubs["torchvision.transforms"].RandomResizedCrop = type("RandomResizedCrop", (), {})  # type: ignore[attr-defined]
     with mock.patch.dict(sys.modules, stubs):
         from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3

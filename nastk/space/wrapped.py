@@ -31,7 +31,10 @@ class WrappedSpace(SearchSpace):
     def __init__(self, base: SearchSpace, name: str | None = None) -> None:
         super().__init__(base.dimensions, name=base.name if name is None else name)
         self.base = base
-        self.public_formats = base.public_formats
+
+    @property  # type: ignore[override]
+    def public_formats(self) -> tuple[str, ...]:
+        return self.base.public_formats
 
     def __getattr__(self, name: str) -> Any:
         base = self.__dict__.get("base")
