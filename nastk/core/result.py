@@ -9,12 +9,14 @@ from typing import Any
 
 
 class Status(str, Enum):
-    """Trial status as stored: ``running`` rows that never finished were lost to a crash."""
+    """Trial status as stored: ``running`` rows that never finished were lost to a crash;
+    ``paused``: a scheduler's candidate between rungs (see :mod:`nastk.scheduling`)."""
 
     RUNNING = "running"
     COMPLETE = "complete"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    PAUSED = "paused"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from nastk.core.errors import RunStoppingError
 from nastk.core.result import Result
+from nastk.scheduling.fidelity import Fidelity
 from nastk.space.architecture import Architecture
 
 
@@ -62,6 +63,35 @@ class FunctionEvaluator:
     def identity(self) -> dict[str, Any]:
         """What this evaluator is, for a run's identity: the function's ``module:name``."""
         return {"kind": "function", "function": _name(self.fn)}
+
+
+class ResourceFunctionEvaluator(FunctionEvaluator):
+    """Evaluates with a function ``(arch, resource) -> metrics`` (or ``(metrics, costs)``) at
+    the resource a scheduler picks: a synthetic or tabular multi-fidelity objective. It keeps
+    no partial state (``fidelity.resumable`` is false): a promoted candidate is evaluated
+    afresh at the higher resource and charged the difference."""
+
+    def __init__(self, fn: Callable[..., Any], fidelity: Fidelity) -> None:
+        super().__init__(fn)
+        self.fidelity = fidelity
+
+    def evaluate(self, arch: Architecture, checkpoint: Path | None = None) -> Result:
+        return self.evaluate_at(arch, self.fidelity.max, checkpoint=checkpoint)
+
+    def evaluate_at(self, arch: Architecture, resource: float, *,
+                    checkpoint: Path | None = None, state: Path | None = None,
+                    state_out: Path | None = None) -> Result:
+        r = self.fidelity.check(resource)
+        fn = self.fn
+        result = FunctionEvaluator(lambda a: fn(a, r)).evaluate(arch)
+        return Result(result.status, result.metrics, result.costs, result.error,
+                      result.duration_s, {**result.info, "resource": r})
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "fidelity": {"name": self.fidelity.name,
+                                                   "max": self.fidelity.max,
+                                                   "min": self.fidelity.min,
+                                                   "levels": self.fidelity.levels}}
 
 
 #: what :func:`as_evaluator` accepts, in words (for error messages)

@@ -51,6 +51,7 @@ __all__ = [
     "INIT_REPORT_JSON",
     "LOCK_FILE",
     "PARETO_PNG",
+    "PARTIAL_DIR",
     "PREDICTIONS_PNG",
     "PROGRESS_JSON",
     "RAY_DIR",
@@ -65,6 +66,7 @@ __all__ = [
     "SUPERNET_CHECKPOINT",
     "WORKERS_JSON",
     "RunLayout",
+    "partial_state_name",
     "trial_checkpoint_name",
     "trial_folder_name",
     "trial_id_of_checkpoint",
@@ -83,6 +85,8 @@ STRATEGY_PNG = "strategy.png"
 PREDICTIONS_PNG = "predictions.png"
 #: trained weights of the kept candidates
 CHECKPOINTS_DIR = "checkpoints"
+#: a scheduler's candidates' partial trainings between rungs (``partial_state_name``)
+PARTIAL_DIR = "partial"
 #: Ray Tune's experiment folder
 RAY_DIR = "ray"
 #: ``nastk export --front``'s default folder inside the run folder
@@ -121,6 +125,12 @@ _TRIAL_PREFIX = "trial_"
 def trial_checkpoint_name(trial_id: int, suffix: str = "") -> str:
     """``trial_N.pt`` (``trial_N<suffix>.pt``: e.g. ``_extracted``, ``_retrained``)."""
     return f"{_TRIAL_PREFIX}{int(trial_id)}{suffix}.pt"
+
+
+def partial_state_name(trial_id: int, rung: int) -> str:
+    """``trial_N_rung_K.pt``: candidate N's partial training after rung K (what rung K + 1
+    continues from)."""
+    return f"{_TRIAL_PREFIX}{int(trial_id)}_rung_{int(rung)}.pt"
 
 
 def trial_folder_name(trial_id: int) -> str:
@@ -182,10 +192,15 @@ class RunLayout:
         """``checkpoints/trial_N.pt``."""
         return self.checkpoints / trial_checkpoint_name(trial_id)
 
-    def written_folders(self) -> tuple[Path, Path]:
+    @property
+    def partial(self) -> Path:
+        """``partial/``: a scheduler's candidates' partial trainings between rungs."""
+        return self.root / PARTIAL_DIR
+
+    def written_folders(self) -> tuple[Path, ...]:
         """The folders nastk writes files into atomically (where a killed write can leave a
-        temporary file): the run folder and its checkpoints."""
-        return self.root, self.checkpoints
+        temporary file): the run folder, its checkpoints and partial trainings."""
+        return self.root, self.checkpoints, self.partial
 
     @property
     def ray(self) -> Path:

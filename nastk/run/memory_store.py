@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ from nastk.run.storage import (
     FINISHED,
     IN_FLIGHT_META,
     DuplicateResultError,
+    RungRecord,
     Storage,
     decode_result,
     encode_result,
@@ -74,6 +76,7 @@ class MemoryStorage(Storage):
         self._rows: dict[int, _Row] = {}  # by trial id, in insertion (= id) order
         self._finished_by_key: dict[str, int] = {}
         self._state: StateSnapshot | None = None
+        self._rungs: list[tuple[int, int, float, float, Status, tuple[Any, ...], float]] = []
 
     def __repr__(self) -> str:
         return (f"MemoryStorage({len(self._rows)} trials, "
@@ -106,6 +109,10 @@ class MemoryStorage(Storage):
         return trial_id
 
     def finish_trial(self, trial_id: int, result: Result) -> None:
+        self._apply_finish(trial_id, self._check_finish(trial_id, result))
+
+    def _check_finish(self, trial_id: int, result: Result) -> tuple[Any, ...]:
+        """``result`` of ``trial_id`` checked and encoded (nothing changed yet)."""
         if result.status not in FINISHED:
             raise ValueError(f"finish_trial needs a complete or failed result, got "
                              f"{result.status.value}")
@@ -115,10 +122,63 @@ class MemoryStorage(Storage):
             raise DuplicateResultError(
                 f"architecture {row.arch.key} already has a result (trial {other}); trial "
                 f"{trial_id} cannot record a second one")
-        metrics, costs, error, info, duration_s = encode_result(result)
-        row.status, row.metrics, row.costs, row.error = result.status, metrics, costs, error
-        row.info, row.duration_s, row.finished = info, duration_s, time.time()
+        return (result.status, *encode_result(result))
+
+    def _apply_finish(self, trial_id: int, encoded: tuple[Any, ...]) -> None:
+        row = self._rows[trial_id]
+        row.status, row.metrics, row.costs, row.error, row.info, row.duration_s = encoded
+        row.finished = time.time()
         self._finished_by_key[row.arch.key] = trial_id
+
+    # -- rungs --------------------------------------------------------------------------------
+    def record_rung(self, trial_id: int, rung: int, resource: float, cost: float,
+                    result: Result, finished: Mapping[int, Result],
+                    state: dict[str, Any] | None, in_flight: list[int] | None = None) -> None:
+        if result.status not in FINISHED:
+            raise ValueError(f"record_rung needs a complete or failed result, got "
+                             f"{result.status.value}")
+        self._row(trial_id)
+        if any(r[0] == trial_id and r[1] == rung for r in self._rungs):
+            raise StoreError(f"trial {trial_id} already has a result at rung {rung}")
+        encoded = encode_result(result)
+        finals = {tid: self._check_finish(tid, final) for tid, final in finished.items()}
+        keys = [self._rows[tid].arch.key for tid in finals]
+        if len(set(keys)) != len(keys):
+            raise DuplicateResultError("two trials of one architecture finish together")
+        snapshot = self._snapshot(state)
+        in_flight_text = None if in_flight is None else json.dumps(sorted(in_flight))
+        self._rungs.append((trial_id, rung, float(resource), float(cost), result.status,
+                            encoded, time.time()))
+        for tid, enc in finals.items():
+            self._apply_finish(tid, enc)
+        if trial_id not in finals:
+            self._rows[trial_id].status = Status.PAUSED
+        if snapshot is not None:
+            self._state = snapshot
+        if in_flight_text is not None:
+            self._meta[IN_FLIGHT_META] = in_flight_text
+
+    def restart_trial(self, trial_id: int, state: dict[str, Any] | None,
+                      in_flight: list[int] | None = None) -> None:
+        row = self._row(trial_id)
+        if row.status not in (Status.PAUSED, Status.INTERRUPTED):
+            raise StoreError(f"trial {trial_id} is {row.status.value}: only a paused or "
+                             "interrupted trial can be restarted")
+        snapshot = self._snapshot(state)
+        in_flight_text = None if in_flight is None else json.dumps(sorted(in_flight))
+        row.status = Status.RUNNING
+        if snapshot is not None:
+            self._state = snapshot
+        if in_flight_text is not None:
+            self._meta[IN_FLIGHT_META] = in_flight_text
+
+    def rungs(self) -> list[RungRecord]:
+        out = []
+        for seq, (tid, rung, res, cost, status, enc, rec) in enumerate(self._rungs, start=1):
+            result = decode_result(status, enc[0], enc[1], enc[2], enc[3], enc[4])
+            assert result is not None
+            out.append(RungRecord(seq, tid, rung, res, cost, result, rec))
+        return out
 
     def mark_told(self, trial_ids: list[int], state: dict[str, Any] | None,
                   in_flight: list[int] | None = None) -> None:

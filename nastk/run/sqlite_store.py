@@ -25,7 +25,7 @@ import io
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ from nastk.run.storage import (
     FINISHED,
     IN_FLIGHT_META,
     DuplicateResultError,
+    RungRecord,
     Storage,
     decode_result,
     encode_result,
@@ -215,6 +216,21 @@ CREATE TABLE IF NOT EXISTS trials (
 CREATE INDEX IF NOT EXISTS trials_by_key ON trials(key);
 CREATE UNIQUE INDEX IF NOT EXISTS one_finished_row_per_arch
     ON trials(key) WHERE status IN ('complete', 'failed');
+CREATE TABLE IF NOT EXISTS rungs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    trial_id INTEGER NOT NULL REFERENCES trials(id),
+    rung INTEGER NOT NULL,
+    resource REAL NOT NULL,
+    cost REAL NOT NULL,
+    status TEXT NOT NULL,
+    metrics TEXT,
+    costs TEXT,
+    error TEXT,
+    info TEXT,
+    duration_s REAL,
+    recorded REAL NOT NULL,
+    UNIQUE (trial_id, rung)
+);
 CREATE TABLE IF NOT EXISTS strategy_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     state BLOB NOT NULL,
@@ -382,25 +398,92 @@ class RunStore(Storage):
         if result.status not in FINISHED:
             raise ValueError(f"finish_trial needs a complete or failed result, got "
                              f"{result.status.value}")
-        metrics, costs, error, info, duration_s = encode_result(result)
         with self._tx(f"recording the result of trial {trial_id}") as db:
-            try:
-                cur = db.execute(
-                    "UPDATE trials SET status=?, metrics=?, costs=?, error=?, info=?, "
-                    "duration_s=?, finished=? WHERE id=?",
-                    (result.status.value, metrics, costs, error, info, duration_s, time.time(),
-                     trial_id))
-            except sqlite3.IntegrityError as err:  # the partial unique index
-                other = db.execute(
-                    "SELECT t.id, t.key FROM trials t JOIN trials me ON t.key = me.key "
-                    "WHERE me.id=? AND t.id<>? AND t.status IN ('complete', 'failed')",
-                    (trial_id, trial_id)).fetchone()
-                raise DuplicateResultError(
-                    f"architecture {other[1] if other else '?'} already has a result (trial "
-                    f"{other[0] if other else '?'}); trial {trial_id} cannot record a second "
-                    "one") from err
-            if cur.rowcount == 0:
+            self._finish(db, trial_id, result)
+
+    def _finish(self, db: sqlite3.Connection, trial_id: int, result: Result) -> None:
+        """Write ``result`` into trial ``trial_id``'s row (inside a transaction)."""
+        if result.status not in FINISHED:
+            raise ValueError(f"finish_trial needs a complete or failed result, got "
+                             f"{result.status.value}")
+        metrics, costs, error, info, duration_s = encode_result(result)
+        try:
+            cur = db.execute(
+                "UPDATE trials SET status=?, metrics=?, costs=?, error=?, info=?, "
+                "duration_s=?, finished=? WHERE id=?",
+                (result.status.value, metrics, costs, error, info, duration_s, time.time(),
+                 trial_id))
+        except sqlite3.IntegrityError as err:  # the partial unique index
+            other = db.execute(
+                "SELECT t.id, t.key FROM trials t JOIN trials me ON t.key = me.key "
+                "WHERE me.id=? AND t.id<>? AND t.status IN ('complete', 'failed')",
+                (trial_id, trial_id)).fetchone()
+            raise DuplicateResultError(
+                f"architecture {other[1] if other else '?'} already has a result (trial "
+                f"{other[0] if other else '?'}); trial {trial_id} cannot record a second "
+                "one") from err
+        if cur.rowcount == 0:
+            raise self._no_such_trials([trial_id])
+
+    # -- rungs --------------------------------------------------------------------------------
+    def record_rung(self, trial_id: int, rung: int, resource: float, cost: float,
+                    result: Result, finished: Mapping[int, Result],
+                    state: dict[str, Any] | None, in_flight: list[int] | None = None) -> None:
+        if result.status not in FINISHED:
+            raise ValueError(f"record_rung needs a complete or failed result, got "
+                             f"{result.status.value}")
+        blob = None if state is None else _dumps_state(state)
+        metrics, costs, error, info, duration_s = encode_result(result)
+        with self._tx(f"recording rung {rung} of trial {trial_id}") as db:
+            if db.execute("SELECT 1 FROM trials WHERE id=?", (trial_id,)).fetchone() is None:
                 raise self._no_such_trials([trial_id])
+            try:
+                db.execute(
+                    "INSERT INTO rungs(trial_id, rung, resource, cost, status, metrics, costs, "
+                    "error, info, duration_s, recorded) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (trial_id, rung, float(resource), float(cost), result.status.value,
+                     metrics, costs, error, info, duration_s, time.time()))
+            except sqlite3.IntegrityError as err:
+                raise StoreError(f"trial {trial_id} already has a result at rung {rung}") from err
+            for tid, final in finished.items():
+                self._finish(db, tid, final)
+            if trial_id not in finished:
+                db.execute("UPDATE trials SET status=? WHERE id=?",
+                           (Status.PAUSED.value, trial_id))
+            if blob is not None:
+                self._write_state(db, blob, time.time())
+            if in_flight is not None:
+                self._write_meta(db, IN_FLIGHT_META, sorted(in_flight))
+
+    def restart_trial(self, trial_id: int, state: dict[str, Any] | None,
+                      in_flight: list[int] | None = None) -> None:
+        blob = None if state is None else _dumps_state(state)
+        with self._tx(f"restarting trial {trial_id}") as db:
+            cur = db.execute("UPDATE trials SET status=? WHERE id=? AND status IN (?, ?)",
+                             (Status.RUNNING.value, trial_id, Status.PAUSED.value,
+                              Status.INTERRUPTED.value))
+            if cur.rowcount == 0:
+                row = db.execute("SELECT status FROM trials WHERE id=?", (trial_id,)).fetchone()
+                if row is None:
+                    raise self._no_such_trials([trial_id])
+                raise StoreError(f"trial {trial_id} is {row[0]}: only a paused or interrupted "
+                                 "trial can be restarted")
+            if blob is not None:
+                self._write_state(db, blob, time.time())
+            if in_flight is not None:
+                self._write_meta(db, IN_FLIGHT_META, sorted(in_flight))
+
+    def rungs(self) -> list[RungRecord]:
+        rows = self._db.execute(
+            "SELECT seq, trial_id, rung, resource, cost, status, metrics, costs, error, info, "
+            "duration_s, recorded FROM rungs ORDER BY seq").fetchall()
+        out = []
+        for seq, tid, rung, res, cost, status, metrics, costs, error, info, dur, rec in rows:
+            result = decode_result(Status(status), metrics, costs, error, info, dur)
+            assert result is not None
+            out.append(RungRecord(int(seq), int(tid), int(rung), float(res), float(cost),
+                                  result, float(rec)))
+        return out
 
     def _no_such_trials(self, trial_ids: list[int]) -> StoreError:
         """The error for trial ids the store does not hold (``trial_ids`` may list others)."""

@@ -28,6 +28,11 @@ The contract every back end keeps:
   to what was saved, tensors included, whatever the strategy did to its own objects since.
 * **Order.** Trials are numbered from 1 in the order they were started and read back in that
   order.
+* **Rungs.** Under a scheduler, every evaluation of a candidate up to a resource is a rung
+  row (:meth:`Storage.record_rung`, one atomic write with the candidates that finished with it,
+  the state and the list in flight); between rungs its trial is ``paused`` and a promotion
+  sets it ``running`` again (:meth:`Storage.restart_trial`); rungs read back in the order
+  recorded (:meth:`Storage.rungs`), at most one per candidate and rung.
 
 A store may keep no strategy state (:attr:`Storage.keeps_strategy_state` false: a search that
 will never resume, such as a tabular benchmark's, then skips ``strategy.state_dict()``
@@ -39,6 +44,8 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from nastk.core.errors import StoreError
@@ -46,8 +53,8 @@ from nastk.core.result import Result, Status
 from nastk.core.trial import Trial
 from nastk.space.architecture import Architecture
 
-__all__ = ["FINISHED", "IN_FLIGHT_META", "DuplicateResultError", "Storage", "decode_result",
-           "encode_result"]
+__all__ = ["FINISHED", "IN_FLIGHT_META", "DuplicateResultError", "RungRecord", "Storage",
+           "decode_result", "encode_result"]
 
 #: the trials whose proposal the saved strategy state covers but which are not finished (in
 #: flight when it was saved); a resumed run evaluates them first
@@ -62,6 +69,21 @@ _S = TypeVar("_S", bound="Storage")
 class DuplicateResultError(StoreError):
     """A second finished row for one architecture: every architecture is evaluated once per run
     (a repeated proposal is answered from the store)."""
+
+
+@dataclass(frozen=True)
+class RungRecord:
+    """One rung of a scheduled candidate: trial ``trial_id`` evaluated up to ``resource`` (rung
+    index ``rung``), which cost ``cost`` (the resource spent on this rung alone), with
+    ``result``; ``seq`` numbers rung rows in the order they were recorded."""
+
+    seq: int
+    trial_id: int
+    rung: int
+    resource: float
+    cost: float
+    result: Result
+    recorded: float
 
 
 class Storage(ABC):
@@ -119,6 +141,28 @@ class Storage(ABC):
     def mark_interrupted(self) -> int:
         """Turn the trials left ``running`` (by a search that died) into ``interrupted``;
         returns how many."""
+
+    # -- rungs (a scheduler's candidates) -----------------------------------------------------
+    @abstractmethod
+    def record_rung(self, trial_id: int, rung: int, resource: float, cost: float,
+                    result: Result, finished: Mapping[int, Result],
+                    state: dict[str, Any] | None, in_flight: list[int] | None = None) -> None:
+        """In one atomic write: the rung row of ``trial_id`` (complete or failed ``result``;
+        a second row for one trial and rung raises :class:`StoreError`), the final results of
+        the trials that ``finished`` with it (``finish_trial``'s rules; ``trial_id`` among them
+        or else set ``paused``), the strategy's ``state`` (``None``: keep the saved one) and,
+        when given, the sorted ``in_flight`` list."""
+
+    @abstractmethod
+    def restart_trial(self, trial_id: int, state: dict[str, Any] | None,
+                      in_flight: list[int] | None = None) -> None:
+        """Set a ``paused`` or ``interrupted`` trial ``running`` again (a promotion, or a job
+        lost with a killed process handed out again), with the state and in-flight list as for
+        :meth:`record_rung`; a :class:`StoreError` for any other trial."""
+
+    @abstractmethod
+    def rungs(self) -> list[RungRecord]:
+        """Every rung row, in the order recorded."""
 
     # -- reading ------------------------------------------------------------------------------
     @abstractmethod

@@ -64,6 +64,13 @@ class Strategy(ABC):
     def tell(self, arch: Architecture, result: Result) -> None:
         """Report the result of evaluating ``arch``."""
 
+    def tell_fidelity(self, arch: Architecture, resource: float, result: Result) -> None:
+        """Report an intermediate result: ``arch`` evaluated up to ``resource`` (a scheduler's
+        rung; see :mod:`nastk.scheduling`). Called for every rung a candidate reaches, the last
+        one included, before :meth:`tell` gets the candidate's final result. Default: ignored
+        (a multi-fidelity strategy such as ``bohb`` models them)."""
+        return None
+
     def curves(self) -> dict[str, list[float]]:
         """Diagnostic curves of the strategy's own learning, by name (e.g. the RL controller's
         mean reward per policy update); the report plots them. Default: none."""
