@@ -53,6 +53,11 @@ first used, so ``import nastk`` stays light):
 
       nastk.create_search(..., executor={"kind": "ray", "mode": "actors", "actors": 4})
 
+- :class:`SchedulerConfig`: successive halving, ASHA or Hyperband over the evaluator's epochs,
+  in one line::
+
+      nastk.create_search(..., scheduler="hyperband", budget={"trials": 200, "resource": 300})
+
 - ``registry``: the plugin registries (``SEARCH_SPACES``, ``TASKS``, ``STRATEGIES``,
   ``PREDICTORS``)::
 
@@ -92,6 +97,7 @@ if TYPE_CHECKING:
     from nastk.run.memory_store import MemoryStorage
     from nastk.run.sqlite_store import RunStore
     from nastk.run.storage import Storage
+    from nastk.scheduling.config import SchedulerConfig
     from nastk.strategies.base import Strategy
     from nastk.task.contract import Task
 
@@ -103,6 +109,7 @@ _LAZY = {
     "TrainConfig": "nastk.evaluation.train", "TrainEvaluator": "nastk.evaluation.train",
     "Budget": "nastk.run.loop", "MemoryStorage": "nastk.run.memory_store",
     "RunStore": "nastk.run.sqlite_store", "Storage": "nastk.run.storage",
+    "SchedulerConfig": "nastk.scheduling.config",
     "Strategy": "nastk.strategies.base", "Task": "nastk.task.contract",
 }
 
@@ -122,6 +129,7 @@ def __dir__() -> list[str]:
 
 __all__ = ["Architecture", "Budget", "Categorical", "CellDAG", "ConfigError", "Evaluator",
            "ExecutorConfig", "FunctionEvaluator", "IntRange", "InvalidArchitectureError",
-           "MemoryStorage", "NastkError", "Objective", "Result", "RunStore", "SearchRun",
-           "SearchSpace", "StageList", "Status", "Storage", "Strategy", "Task", "TrainConfig",
-           "TrainEvaluator", "Trial", "__version__", "create_search", "load_run", "registry"]
+           "MemoryStorage", "NastkError", "Objective", "Result", "RunStore", "SchedulerConfig",
+           "SearchRun", "SearchSpace", "StageList", "Status", "Storage", "Strategy", "Task",
+           "TrainConfig", "TrainEvaluator", "Trial", "__version__", "create_search", "load_run",
+           "registry"]

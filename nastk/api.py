@@ -23,15 +23,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from nastk.config.executors import ExecutorConfig
 from nastk.core import registry
 from nastk.core.errors import ConfigError
 from nastk.core.objective import Objective
+from nastk.core.options import format_validation_error
 from nastk.core.trial import Trial
 from nastk.core.version import __version__
-from nastk.evaluation.base import Evaluator, as_evaluator, evaluator_identity
+from nastk.evaluation.base import (
+    Evaluator,
+    ResourceFunctionEvaluator,
+    as_evaluator,
+    evaluator_identity,
+)
 from nastk.executors import evaluator_kind
 from nastk.run.layout import RunLayout
 from nastk.run.lifecycle import (
@@ -44,6 +51,8 @@ from nastk.run.lifecycle import (
 from nastk.run.loop import Budget, TrialCallback
 from nastk.run.record import RunRecord, open_run
 from nastk.run.storage import Storage
+from nastk.scheduling.config import SchedulerConfig, build_scheduler
+from nastk.scheduling.fidelity import Fidelity, fidelity_of
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy
 
@@ -116,6 +125,20 @@ def _budget(budget: Budget | int | Mapping[str, Any]) -> Budget:
                     f"got {type(budget).__name__}")
 
 
+def _scheduler_config(scheduler: SchedulerConfig | str | Mapping[str, Any] | None
+                      ) -> SchedulerConfig | None:
+    if scheduler is None or isinstance(scheduler, SchedulerConfig):
+        return scheduler
+    if isinstance(scheduler, (str, Mapping)):
+        try:
+            return SchedulerConfig.model_validate(scheduler)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, "scheduler",
+                                                      schema=SchedulerConfig)) from None
+    raise TypeError(f"scheduler: expected 'sh', 'asha', 'hyperband', a SchedulerConfig or a "
+                    f"mapping of its fields, got {type(scheduler).__name__}")
+
+
 def _executor(executor: ExecutorConfig | str | Mapping[str, Any] | None) -> ExecutorConfig | None:
     if executor is None or isinstance(executor, ExecutorConfig):
         return executor
@@ -181,7 +204,7 @@ class SearchRun:
         return RunRecord(self.run_dir, None, self.trials,
                          self.setup.objective, self.setup.description,
                          self.store.load_strategy_state(), self.store.get_meta(META_CURVES),
-                         self.store.get_meta(META_RENDERED))
+                         self.store.get_meta(META_RENDERED), rungs=self.store.rungs())
 
     @property
     def best(self) -> Trial | None:
@@ -229,7 +252,9 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
                   storage: StorageTarget = None, budget: Budget | int | Mapping[str, Any] = 20,
                   executor: ExecutorConfig | str | Mapping[str, Any] | None = None,
                   seed: int = 0, name: str = "search", task: Any = None,
-                  keep_checkpoints: int = 3, resume: bool = False) -> SearchRun:
+                  keep_checkpoints: int = 3, resume: bool = False,
+                  scheduler: SchedulerConfig | str | Mapping[str, Any] | None = None
+                  ) -> SearchRun:
     """Create a search (or, with ``resume=True``, continue the one its storage holds).
 
     - ``space``: a :class:`~nastk.space.search_space.SearchSpace`, or a registered space's
@@ -246,6 +271,12 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
       :class:`~nastk.run.loop.Budget`.
     - ``executor``: ``None``/``"local"`` (this process), ``"ray"`` or an executor config
       (``{"kind": "ray", "mode": "actors", ...}``).
+    - ``scheduler``: ``"sh"``, ``"asha"``, ``"hyperband"`` or a scheduler config
+      (``{"kind": "hyperband", "reduction_factor": 3}``; see
+      :class:`~nastk.scheduling.config.SchedulerConfig`): how far each candidate trains and
+      which continue, over the evaluator's resource (a train evaluator's epochs; a function
+      ``f(arch, resource)`` with ``max_resource``). With ``budget={"resource": N}`` the run
+      spends at most N epochs (or steps) over all candidates and rungs.
 
     A run folder that already holds a run is refused unless ``resume=True``; then its stored
     identity (space, strategy and options, evaluator, objective, seed) must be this one's, and
@@ -261,7 +292,15 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
     elif space_options:
         raise ConfigError("space_options: give options with a space's name, not with a space "
                           "object")
-    ev = as_evaluator(evaluator)
+    sch_config = _scheduler_config(scheduler)
+    if (sch_config is not None and sch_config.active and sch_config.max_resource is not None
+            and fidelity_of(evaluator) is None and callable(evaluator)
+            and not isinstance(evaluator, Evaluator)):
+        ev: Evaluator = ResourceFunctionEvaluator(evaluator, Fidelity(
+            "resource", sch_config.max_resource,
+            min=min(sch_config.min_resource or 1.0, sch_config.max_resource)))
+    else:
+        ev = as_evaluator(evaluator)
     obj = _objective(objective, direction, costs, task)
     strat, strategy_name = _strategy(strategy, strategy_options, space, obj, seed)
     if strat.space is not space:
@@ -272,6 +311,10 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
                           f"this search {obj}; build it with the search's objective")
     ex = _executor(executor)
     run_budget = _budget(budget)
+    try:
+        sched = build_scheduler(sch_config, fidelity_of(ev), obj)
+    except ValueError as err:
+        raise ConfigError(f"scheduler: {err}") from None
     space_name = registry.SEARCH_SPACES.name_of(space)
     identity = {
         "kind": "python",
@@ -283,6 +326,8 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
         "task": None if task is None else {"name": getattr(task, "name", _class_name(task)),
                                            "options": _options_of(task)},
     }
+    if sched is not None and sch_config is not None:  # absent without one: older runs match
+        identity["scheduler"] = sch_config.model_dump(mode="json")
     description = {
         "space": {"name": space_name or space.name, "options": _options_of(space)},
         "task": identity["task"],
@@ -296,7 +341,9 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
         report_meta={"space": description["space"]["name"], "strategy": strategy_name,
                      "evaluator": description["evaluator"], "seed": strat.seed,
                      "budget (trials)": run_budget.trials,
-                     "executor": ex.kind if ex is not None else "local"})
+                     "executor": ex.kind if ex is not None else "local",
+                     **({"scheduler": sched.describe()} if sched is not None else {})},
+        scheduler=sched)
     if resume and isinstance(storage, (str, Path)) and not RunLayout(Path(storage)).store.exists():
         resume = False  # nothing to continue yet: the run starts (a script run again after a kill)
     store, run_dir = open_storage(setup, storage, resume=resume)

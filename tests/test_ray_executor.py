@@ -406,7 +406,7 @@ def test_asha_stops_poor_candidates_early(ray_cluster, tmp_path):
     stopped = [t for t in trials if t.result.info.get("early_stopped")]
     full = [t for t in trials if not t.result.info.get("early_stopped")]
     assert stopped and full
-    assert all(1 <= t.result.info["epochs"] < 3 and "accuracy" in t.result.metrics
+    assert all(1 <= t.result.info["resource"] < 3 and "accuracy" in t.result.metrics
                and t.result.costs["params"] > 0 for t in stopped)
     assert all(t.result.info["steps"] > 0 and "train_loss" in t.result.metrics for t in full)
     # the best candidates' weights came back from the workers

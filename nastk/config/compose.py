@@ -20,11 +20,19 @@ from nastk.core.errors import ConfigError, NastkError
 from nastk.core.loading import load_object
 from nastk.core.objective import Objective
 from nastk.data.loading import Loading
-from nastk.evaluation.base import Evaluator, FunctionEvaluator, format_error
+from nastk.evaluation.base import (
+    Evaluator,
+    FunctionEvaluator,
+    ResourceFunctionEvaluator,
+    format_error,
+)
 from nastk.evaluation.preflight import check_objective, check_task_data
 from nastk.evaluation.train import TrainEvaluator
 from nastk.nn.supernet import SupernetModel, SupernetSpace
 from nastk.run.identity import changed_fields, changes, describe_changes
+from nastk.scheduling.config import build_scheduler
+from nastk.scheduling.fidelity import Fidelity, fidelity_of
+from nastk.scheduling.scheduler import Scheduler
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy
 from nastk.task.contract import Task
@@ -68,6 +76,8 @@ class Components:
     objective: Objective
     strategy: Strategy
     evaluator: Evaluator
+    #: the multi-fidelity scheduler (``None``: every candidate gets the full budget)
+    scheduler: Scheduler | None = None
 
 
 def build_space_and_task(config: SearchConfig) -> tuple[SearchSpace, Task | None]:
@@ -110,6 +120,12 @@ def build_evaluator(config: SearchConfig, space: SearchSpace, task: Task | None)
             except Exception as err:
                 raise ConfigError(f"evaluator.function {config.evaluator.function}: cannot "
                                   f"prepare it: {format_error(err)}") from err
+        sch = config.engine_scheduler
+        if sch.active:
+            assert sch.max_resource is not None
+            return ResourceFunctionEvaluator(fn, Fidelity(
+                "resource", sch.max_resource, min=min(sch.min_resource or 1.0,
+                                                      sch.max_resource)))
         return FunctionEvaluator(fn)
     assert task is not None
     if config.evaluator.kind == "supernet":
@@ -150,10 +166,22 @@ def build_components(config: SearchConfig, *, check: bool = True) -> Components:
         if config.path_filter is not None:
             space = pruned_space(config, space, task, evaluator)
         strategy = build_strategy(config, space, objective)
-        return Components(space, task, objective, strategy, evaluator)
+        return Components(space, task, objective, strategy, evaluator,
+                          build_config_scheduler(config, evaluator, objective))
     strategy = build_strategy(config, space, objective)
     evaluator = build_evaluator(config, space, task)
-    return Components(space, task, objective, strategy, evaluator)
+    return Components(space, task, objective, strategy, evaluator,
+                      build_config_scheduler(config, evaluator, objective))
+
+
+def build_config_scheduler(config: SearchConfig, evaluator: Evaluator,
+                           objective: Objective) -> Scheduler | None:
+    """The scheduler ``config.scheduler`` (or the older ``executor.scheduler``) asks for over
+    the evaluator's resource; a :class:`ConfigError` naming the field when it cannot be."""
+    try:
+        return build_scheduler(config.engine_scheduler, fidelity_of(evaluator), objective)
+    except ValueError as err:
+        raise ConfigError(f"{config.source or 'config'}: {err}") from None
 
 
 def constrained_space(config: SearchConfig, space: SearchSpace, task: Task | None,

@@ -92,6 +92,17 @@ class ExecutorConfig(_LocalOrRay):
             return self.mode
         return "tune" if evaluator_kind == "train" else "actors"
 
+    def engine_scheduler(self) -> dict[str, Any] | None:
+        """``executor.scheduler: asha`` (the option from before the engine had schedulers) as
+        the engine's scheduler: the :class:`nastk.scheduling.config.SchedulerConfig` data
+        config composition uses when the config sets no ``scheduler:`` of its own
+        (``executor.asha.grace_period`` becomes ``min_resource``, ``reduction_factor`` stays);
+        ``None`` for ``scheduler: none``. Tune runs no scheduler of its own any more."""
+        if self.scheduler != "asha":
+            return None
+        return {"kind": "asha", "reduction_factor": float(self.asha.reduction_factor),
+                "min_resource": float(self.asha.grace_period)}
+
     def check_fits(self, evaluator_kind: str, epochs: int | None, steps: int | None) -> None:
         """Raise :class:`ValueError` (naming the field and the fix) when the scheduler cannot
         work with the evaluator: ASHA stops Ray Tune trials of epoch-based training, and needs

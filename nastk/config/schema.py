@@ -23,6 +23,7 @@ from nastk.evaluation.train import TrainConfig
 from nastk.evaluation.weight_sharing import WeightSharingConfig
 from nastk.prediction.path_filter.use import PathFilterUse
 from nastk.run.loop import Budget
+from nastk.scheduling.config import SchedulerConfig
 from nastk.training.supernet_config import NOT_IDENTITY, SupernetTrainConfig
 
 M = TypeVar("M", bound=BaseModel)
@@ -133,6 +134,11 @@ class SearchConfig(SeededRunConfig):
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     evaluator: EvaluatorConfig = Field(default_factory=EvaluatorConfig)
     budget: Budget = Field(default_factory=Budget)
+    scheduler: SchedulerConfig = Field(
+        default_factory=SchedulerConfig,
+        description="how far each candidate trains and which continue: none (the full "
+        "budget each), sh, asha or hyperband over the evaluator's resource (epochs, steps, a "
+        "table's fidelities); e.g. scheduler: hyperband")
     executor: ExecutorConfig = Field(
         default_factory=ExecutorConfig,
         description="local (in-process, default) or ray (a Ray cluster); not part of the "
@@ -174,7 +180,38 @@ class SearchConfig(SeededRunConfig):
     def _scheduler_fits(self) -> SearchConfig:
         train = self.evaluator.train
         self.executor.check_fits(self.evaluator.kind, train.epochs, train.steps)
+        sch = self.scheduler
+        if sch.active:
+            if self.executor.scheduler != "none":
+                raise ValueError("scheduler and executor.scheduler both set: keep scheduler "
+                                 "(the engine's, used by every executor) and drop "
+                                 "executor.scheduler")
+            if self.evaluator.kind == "supernet":
+                raise ValueError(f"scheduler.kind {sch.kind!r}: a weight-sharing evaluator "
+                                 "trains nothing per candidate; use evaluator kind 'train' (or "
+                                 "a function f(arch, resource)), or scheduler: none")
+            if self.evaluator.kind == "function" and sch.max_resource is None:
+                raise ValueError(f"scheduler.kind {sch.kind!r} with a function evaluator needs "
+                                 "scheduler.max_resource (the full budget f(arch, resource) "
+                                 "is called with)")
+            if self.evaluator.kind == "train" and sch.max_resource is not None:
+                full = train.steps if train.steps is not None else train.epochs
+                if sch.max_resource != full:
+                    raise ValueError(f"scheduler.max_resource ({sch.max_resource:g}) differs "
+                                     f"from the train evaluator's full budget ({full}); leave "
+                                     "it out")
         return self
+
+    @property
+    def engine_scheduler(self) -> SchedulerConfig:
+        """The scheduler the engine runs: ``scheduler``, or the older ``executor.scheduler:
+        asha`` (Ray only) read as ``scheduler: {kind: asha, min_resource: grace_period,
+        reduction_factor}``."""
+        if self.scheduler.active or self.executor.kind != "ray" or \
+                self.executor.scheduler == "none":
+            return self.scheduler
+        return SchedulerConfig(kind="asha", min_resource=self.executor.asha.grace_period,
+                               reduction_factor=self.executor.asha.reduction_factor)
 
     def describe(self) -> dict[str, Any]:
         """What the run is, as its store records it: space, task and strategy with their
@@ -190,7 +227,11 @@ class SearchConfig(SeededRunConfig):
         return {"space": self.space.name, "task": self.task.name if self.task else "-",
                 "strategy": self.strategy.name, "evaluator": self.evaluator.kind,
                 "seed": self.seed, "budget (trials)": self.budget.trials,
-                "executor": self.executor.kind}
+                "executor": self.executor.kind,
+                **({"scheduler": self.engine_scheduler.kind}
+                   if self.engine_scheduler.active else {}),
+                **({"budget (resource)": self.budget.resource}
+                   if self.budget.resource is not None else {})}
 
     def identity(self) -> dict[str, Any]:
         """The parts that must not change when a run is resumed (budget, name, run_dir,

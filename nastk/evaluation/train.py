@@ -6,7 +6,8 @@ import hashlib
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,16 +19,17 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from nastk.core.cpus import THREADS_HELP, Threads
-from nastk.core.errors import RunStoppingError
+from nastk.core.errors import NastkError, RunStoppingError
 from nastk.core.objective import Objective
 from nastk.core.options import QuietDefaults
 from nastk.core.result import Result
-from nastk.core.weights import save_weights
+from nastk.core.weights import load_file, save_state, save_weights
 from nastk.data.loaders import loader_workers, make_loader, split_batch, to_device
 from nastk.evaluation.base import format_error
 from nastk.evaluation.cost import model_costs
 from nastk.evaluation.preflight import COSTS
 from nastk.nn.batchnorm import recalibrate_bn
+from nastk.scheduling.fidelity import Fidelity
 from nastk.space.architecture import Architecture
 from nastk.task.losses import LossValue, RecentLosses, combine_loss
 from nastk.training.callbacks import TrainCallback, any_stop
@@ -128,6 +130,51 @@ def _rng_devices(device: torch.device) -> list[int]:
     return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
+#: the ``format`` of a partial-training state file (:meth:`TrainEvaluator.evaluate_at`)
+STATE_FORMAT = "nastk.train_state"
+STATE_VERSION = 1
+
+SELF_KD_REFUSAL = ("self_kd: a scheduler cannot stop and resume Self-KD training (the teacher, "
+                   "an average of the weights of earlier epochs, is not saved with the partial "
+                   "training); evaluate it at the full budget ({max:g} {unit}) without a state "
+                   "file, or train without self_kd")
+
+
+def _cpu_copy(value: Any) -> Any:
+    """``value`` (tensors in nested dicts, lists and tuples) with every tensor copied to the
+    CPU (a copy even for a CPU tensor, so later in-place changes do not reach it)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_copy(v) for v in value)
+    return value
+
+
+def _stop_step(resource: float | None, steps: int | None, per_epoch: int, total: int) -> int:
+    """The optimizer step at which training up to ``resource`` stops: ``resource`` epochs of
+    ``per_epoch`` steps (``resource`` steps when ``steps`` is set), rounded to a whole step,
+    at least 1 and at most ``total``; ``total`` for ``None``."""
+    if resource is None:
+        return total
+    stop = round(resource) if steps is not None else round(resource * per_epoch)
+    return min(max(int(stop), 1), total)
+
+
+@dataclass
+class _Segment:
+    """What :meth:`TrainEvaluator._train` did: the recent losses, the step reached (counted
+    from the start of the full training), the steps per epoch, the epoch a callback stopped
+    at, and the partial-training state at the step reached when it was asked for."""
+
+    recent: RecentLosses
+    steps: int
+    per_epoch: int
+    stopped: int | None
+    state: dict[str, Any] | None = None
+
+
 @dataclass
 class FitResult:
     """What :meth:`TrainEvaluator.fit` did: the evaluation ``metrics`` after training, the mean
@@ -164,6 +211,10 @@ class TrainEvaluator:
     The optimiser, learning-rate schedule, precision and optimizer step are those of every
     nastk training loop (:mod:`nastk.training.optim`, :mod:`~nastk.training.schedule`,
     :mod:`~nastk.training.step`).
+
+    A multi-fidelity scheduler drives it through :attr:`fidelity` (epochs, or steps when
+    ``config.steps`` is set) and :meth:`evaluate_at`: the first epochs of the full training,
+    saved to a state file and continued from it exactly at a higher resource.
     """
 
     def __init__(self, task: Task, space: SearchSpace, config: TrainConfig | None = None,
@@ -240,17 +291,23 @@ class TrainEvaluator:
     def _train(self, model: nn.Module, loader: DataLoader, device: torch.device,
                progress: Progress | None, loss_fn: LossFn | None,
                callbacks: Sequence[TrainCallback], self_kd: SelfKD | None = None,
-               aux: AuxiliaryLoss | None = None
-               ) -> tuple[RecentLosses, int, int, int | None]:
-        """Train in place; returns (recent losses, steps, steps per epoch, epoch a callback
-        stopped at). With ``self_kd`` every step learns from the blended target once a teacher
-        exists, and every epoch's score by :attr:`epoch_objective` updates the teacher. Raises
-        :class:`~nastk.training.step.Diverged`."""
+               aux: AuxiliaryLoss | None = None, *, generator: torch.Generator | None = None,
+               resource: float | None = None, resume: Mapping[str, Any] | None = None,
+               keep_state: bool = False) -> _Segment:
+        """Train in place up to ``resource`` (epochs, or steps when ``config.steps`` is set;
+        ``None``: the full budget), the learning-rate schedule and ``progress`` running over the
+        full budget. ``resume`` (a state :meth:`_train` kept, read from a file) continues that
+        partial training: the model's weights must already be loaded; ``generator`` is the
+        loader's. ``keep_state``: the returned segment holds the state at the step reached, to
+        continue from exactly. With ``self_kd`` every step learns from the blended target once
+        a teacher exists, and every epoch's score by :attr:`epoch_objective` updates the
+        teacher. Raises :class:`~nastk.training.step.Diverged`."""
         c = self.config
         per_epoch = len(loader)
         if per_epoch == 0:
             raise ValueError("the training split is empty")
         total = c.steps if c.steps is not None else c.epochs * per_epoch
+        stop = _stop_step(resource, c.steps, per_epoch, total)
         optimizer = self._optimizer(model)
         if aux is not None:  # the auxiliary classifiers train with the model
             optimizer.add_param_group({"params": list(aux.parameters()), "lr": c.lr})
@@ -260,11 +317,27 @@ class TrainEvaluator:
         schedule = (StepwiseCosine(optimizer, total) if c.lr_schedule == "cosine"
                     else StepwisePoly(optimizer, total, c.lr_power))
         recent = RecentLosses(min(per_epoch, total))
-        model.train()
         step = 0
+        skip = 0  # batches of the current epoch already trained on (when resuming mid-epoch)
+        if resume is not None:
+            if generator is None:
+                raise ValueError("resuming needs the training loader's generator")
+            step, skip = self._restore(resume, total, per_epoch, stop, optimizer, stepper,
+                                       schedule, recent, polyak, generator, device)
+        model.train()
         stopped: int | None = None
-        while step < total and stopped is None:
-            for batch in loader:
+        epoch_start = generator.get_state() if generator is not None else None
+        batches: Iterator[Any] | None = None  # the current epoch's, while not exhausted
+        while step < stop and stopped is None:
+            if generator is not None:
+                epoch_start = generator.get_state()
+            batches = iter(loader)
+            if skip:  # the batches trained on before the state was saved: drawn, not used
+                with torch.random.fork_rng(devices=_rng_devices(device)):
+                    for _ in range(skip):
+                        next(batches)
+                skip = 0
+            for batch in batches:
                 xb, yb = split_batch(batch)
                 xb, yb = xb.to(device), to_device(yb, device)
                 if self_kd is not None:
@@ -288,7 +361,7 @@ class TrainEvaluator:
                 recent.add(value, terms)
                 if progress is not None:
                     progress(step, total)
-                if (callbacks or self_kd is not None) and step % per_epoch == 0 and step < total:
+                if (callbacks or self_kd is not None) and step % per_epoch == 0 and step < stop:
                     epoch = step // per_epoch
                     metrics = self._epoch_metrics(model, device)
                     if self_kd is not None:
@@ -296,9 +369,95 @@ class TrainEvaluator:
                     if callbacks and any_stop(callbacks, epoch, model, metrics):
                         stopped = epoch
                         break
-                if step >= total:
+                if step >= stop:
                     break
-        return recent, step, per_epoch, stopped
+            else:
+                batches = None  # exhausted
+        segment = _Segment(recent, step, per_epoch, stopped)
+        if keep_state:
+            if step % per_epoch == 0:
+                # at an epoch's end the full training exhausts the epoch's loader (the sampler
+                # draws from the generator once more) before the next epoch starts
+                if batches is not None:
+                    for _ in batches:
+                        raise RuntimeError("the training loader yielded more batches than "
+                                           f"its length ({per_epoch})")
+                at_epoch: torch.Tensor | None = (generator.get_state() if generator is not None
+                                                 else None)
+            else:
+                at_epoch = epoch_start
+            segment.state = self._state(model, aux, optimizer, stepper, schedule, recent,
+                                        polyak, at_epoch, device, step, total, per_epoch,
+                                        stopped)
+        return segment
+
+    def _state(self, model: nn.Module, aux: AuxiliaryLoss | None,
+               optimizer: torch.optim.Optimizer, stepper: OptimizerStep,
+               schedule: StepwiseCosine | StepwisePoly, recent: RecentLosses,
+               polyak: PolyakAverage | None, generator_state: torch.Tensor | None,
+               device: torch.device, step: int, total: int, per_epoch: int,
+               stopped: int | None) -> dict[str, Any]:
+        """The partial training at ``step``, as plain values and CPU tensors (it loads with
+        ``weights_only=True``): ``generator_state`` is the training generator's state at the
+        start of the epoch under way (``step % per_epoch`` of its batches are done)."""
+        if generator_state is None:
+            raise ValueError("saving the partial training needs the loader's generator")
+        return {
+            "format": STATE_FORMAT, "version": STATE_VERSION, "step": step, "total": total,
+            "per_epoch": per_epoch, "stopped_epoch": stopped,
+            "model": _cpu_copy(model.state_dict()),
+            "aux": _cpu_copy(aux.state_dict()) if aux is not None else None,
+            "optimizer": _cpu_copy(optimizer.state_dict()),
+            "scaler": _cpu_copy(stepper.scaling.state_dict()),
+            "schedule_steps": schedule.steps,
+            "generator": _cpu_copy(generator_state),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": [torch.cuda.get_rng_state(d) for d in _rng_devices(device)],
+            "recent": {"total": list(recent.total),
+                       "terms": {k: list(v) for k, v in recent.terms.items()}},
+            "polyak": _cpu_copy(polyak.avg) if polyak is not None else None,
+        }
+
+    def _restore(self, state: Mapping[str, Any], total: int, per_epoch: int, stop: int,
+                 optimizer: torch.optim.Optimizer, stepper: OptimizerStep,
+                 schedule: StepwiseCosine | StepwisePoly, recent: RecentLosses,
+                 polyak: PolyakAverage | None, generator: torch.Generator,
+                 device: torch.device) -> tuple[int, int]:
+        """Put the training pieces back as :meth:`_state` saved them (the model's weights are
+        loaded by the caller); returns the step reached and the batches of its epoch done. The
+        global torch RNG is set to the saved one."""
+        if (state["total"], state["per_epoch"]) != (total, per_epoch):
+            raise NastkError(
+                f"the training state was saved for {state['total']} steps of "
+                f"{state['per_epoch']} per epoch, this training has {total} of {per_epoch} "
+                "(other training settings or data?)")
+        step = int(state["step"])
+        if step > stop:
+            raise NastkError(f"the training state is at step {step}, beyond the resource asked "
+                             f"for (step {stop}); a state continues only to a higher resource")
+        optimizer.load_state_dict(state["optimizer"])
+        stepper.scaling.load_state_dict(state["scaler"])
+        schedule.steps = int(state["schedule_steps"])
+        saved = state["recent"]
+        recent.total.extend(float(v) for v in saved["total"])
+        for name, values in saved["terms"].items():
+            recent.terms[name] = deque((float(v) for v in values), maxlen=recent.window)
+        if polyak is not None:
+            if state["polyak"] is None:
+                raise NastkError("the training state has no Polyak averages (saved without "
+                                 "polyak?)")
+            with torch.no_grad():
+                for a, saved_avg in zip(polyak.avg, state["polyak"], strict=True):
+                    a.copy_(saved_avg)
+        devices = _rng_devices(device)
+        if len(state["cuda_rng"]) != len(devices):
+            raise NastkError(f"the training state was saved on another device type than "
+                             f"{device.type} (its CUDA RNG states: {len(state['cuda_rng'])})")
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["rng"])
+        for d, rng in zip(devices, state["cuda_rng"], strict=True):
+            torch.cuda.set_rng_state(rng, d)
+        return step, step % per_epoch
 
     def _epoch_metrics(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         """The evaluation split's metrics mid-training: eval mode, no gradient, RNG forked, the
@@ -316,24 +475,46 @@ class TrainEvaluator:
         evaluator's) see every epoch's metrics and may stop training; the last epoch's are the
         final metrics. Raises :class:`Diverged`; the caller sets threads, device and weight
         seed."""
+        return self._fit(model, seed, loss_fn=loss_fn, progress=progress, callbacks=callbacks)
+
+    def _fit(self, model: nn.Module, seed: int, *, loss_fn: LossFn | None = None,
+             progress: Progress | None = None,
+             callbacks: Sequence[TrainCallback] | None = None, resource: float | None = None,
+             resume: Mapping[str, Any] | None = None, state_out: Path | None = None,
+             tag: Mapping[str, Any] | None = None) -> FitResult:
+        """:meth:`fit` up to ``resource`` (``None``: the full budget), continuing from the
+        partial training ``resume`` when given (the decoder stage runs only in a training that
+        starts from scratch), and writing the partial training reached to ``state_out`` (before
+        batch norm is recalibrated) when given, with ``tag``'s entries (what it belongs to)."""
         c = self.config
         callbacks = self.callbacks if callbacks is None else list(callbacks)
         device = self.device
         model.to(device)
+        if resume is not None:
+            model.load_state_dict(resume["model"])
         generator = torch.Generator().manual_seed(seed)
         train_loader = self._train_loader(self._split("train"), generator)
         self_kd = (SelfKD(c.self_kd, self.epoch_objective) if c.self_kd is not None
                    else None)
         aux = self._auxiliary(model, device)
+        if aux is not None and resume is not None:
+            if resume["aux"] is None:
+                raise NastkError("the training state has no auxiliary classifiers (saved "
+                                 "without aux_loss?)")
+            aux.load_state_dict(resume["aux"])
         try:
-            if c.decoder_stage is not None:
+            if c.decoder_stage is not None and resume is None:
                 self._decoder_stage(model, train_loader, device, generator, loss_fn, aux)
-            recent, steps, per_epoch, stopped = self._train(model, train_loader, device,
-                                                            progress, loss_fn, callbacks,
-                                                            self_kd, aux)
+            segment = self._train(model, train_loader, device, progress, loss_fn, callbacks,
+                                  self_kd, aux, generator=generator, resource=resource,
+                                  resume=resume, keep_state=state_out is not None)
         finally:
             if aux is not None:
                 aux.detach_body()
+        if state_out is not None and segment.state is not None:
+            save_state({**segment.state, **(tag or {})}, state_out)
+        recent, steps, per_epoch, stopped = (segment.recent, segment.steps, segment.per_epoch,
+                                             segment.stopped)
         if c.recalibrate_bn:
             with autocast(device, c.precision):
                 recalibrate_bn(model, self.eval_loader(self._split("train")), device=device)
@@ -403,6 +584,16 @@ class TrainEvaluator:
         return autocast_model(model, self.device, self.config.precision)(
             inputs.to(self.device))
 
+    @property
+    def fidelity(self) -> Fidelity:
+        """The resource a scheduler spends (:meth:`evaluate_at`): epochs up to
+        ``config.epochs``, or optimizer steps up to ``config.steps`` when that is set;
+        resumable."""
+        c = self.config
+        if c.steps is None:
+            return Fidelity(name="epochs", max=c.epochs, min=1, resumable=True)
+        return Fidelity(name="steps", max=c.steps, min=1, resumable=True)
+
     def evaluate(self, arch: Architecture, checkpoint: Path | None = None,
                  progress: Progress | None = None,
                  callbacks: Sequence[TrainCallback] | None = None) -> Result:
@@ -410,7 +601,76 @@ class TrainEvaluator:
         ``progress(step, total)`` (default: the one given to the constructor) is called after
         every optimizer step; ``callbacks`` (default: the evaluator's) at every epoch's end.
         Never raises for a bad candidate: failures become failed results."""
+        return self._evaluate(arch, None, checkpoint=checkpoint, progress=progress,
+                              callbacks=callbacks)
+
+    def evaluate_at(self, arch: Architecture, resource: float, *,
+                    checkpoint: Path | None = None, state: Path | None = None,
+                    state_out: Path | None = None, progress: Progress | None = None,
+                    callbacks: Sequence[TrainCallback] | None = None) -> Result:
+        """Train ``arch`` up to ``resource`` (:attr:`fidelity`: epochs, or optimizer steps when
+        ``config.steps`` is set) in all and score it as :meth:`evaluate` does: exactly the
+        first ``resource`` epochs (steps) of the full training, the learning-rate schedule
+        running over the full budget. A fractional number of epochs stops at the nearest
+        step. At ``fidelity.max`` without ``state`` the result is :meth:`evaluate`'s.
+
+        ``state``, when it names an existing file (an earlier call's ``state_out`` for the
+        same architecture and settings, at a lower resource), continues that partial training
+        instead of starting over; the result is the same, bit for bit, as training straight to
+        ``resource``. ``state_out``: write the partial training reached there, atomically,
+        before batch norm is recalibrated and the model scored (a weights-only file: weights,
+        optimizer, schedule position, data-order generator, RNG, recent losses, Polyak
+        averages, auxiliary classifiers). The decoder stage (``config.decoder_stage``) runs
+        only in a training that starts from scratch. Self-KD training cannot be resumed: below
+        the full budget, or from a state, the result is a failure saying so. ``callbacks``
+        count epochs from the start of the full training; the epoch a segment ends at is
+        seen once, with the final (recalibrated) metrics.
+
+        ``info`` holds ``resource``, ``steps`` (reached, from the start) and ``seed``. A
+        resource :attr:`fidelity` does not accept, a state that does not fit, or any failure
+        while training gives a failed :class:`Result`; nothing is raised for a bad
+        candidate."""
         t0 = time.perf_counter()
+        fidelity = self.fidelity
+        try:
+            r = fidelity.check(resource)
+        except (ValueError, TypeError) as err:
+            return Result.failed(str(err), {}, time.perf_counter() - t0)
+        if self.config.self_kd is not None and (
+                r < fidelity.max or (state is not None and Path(state).is_file())):
+            return Result.failed(SELF_KD_REFUSAL.format(max=fidelity.max, unit=fidelity.name),
+                                 {}, time.perf_counter() - t0)
+        result = self._evaluate(arch, r, checkpoint=checkpoint, state=state,
+                                state_out=state_out, progress=progress, callbacks=callbacks,
+                                t0=t0)
+        if result.ok:
+            result.info["resource"] = r
+        return result
+
+    def _read_state(self, path: Path, arch: Architecture, seed: int) -> dict[str, Any]:
+        """The partial training in ``path``, checked to be a state of ``arch`` under this
+        evaluator's seed."""
+        state = load_file(path, "training state")
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise NastkError(f"training state {path} is not a partial training written by "
+                             "TrainEvaluator.evaluate_at")
+        if state.get("version") != STATE_VERSION:
+            raise NastkError(f"training state {path} has version {state.get('version')}; "
+                             f"this nastk reads version {STATE_VERSION}")
+        if state.get("arch") != arch.key or state.get("seed") != seed:
+            raise NastkError(f"training state {path} belongs to another architecture or seed "
+                             f"(architecture {state.get('arch')!r}, seed {state.get('seed')}), "
+                             f"not {arch.key!r} with seed {seed}")
+        return state
+
+    def _evaluate(self, arch: Architecture, resource: float | None, *,
+                  checkpoint: Path | None = None, state: Path | None = None,
+                  state_out: Path | None = None, progress: Progress | None = None,
+                  callbacks: Sequence[TrainCallback] | None = None,
+                  t0: float | None = None) -> Result:
+        """:meth:`evaluate` up to ``resource`` (``None``: the full budget), continuing from
+        ``state`` and writing ``state_out`` as :meth:`evaluate_at` describes."""
+        t0 = time.perf_counter() if t0 is None else t0
         c = self.config
         progress = progress if progress is not None else self.progress
         costs: dict[str, float] = {}
@@ -418,6 +678,8 @@ class TrainEvaluator:
         try:
             arch = self.space.validate(arch)
             seed = arch_seed(self.seed, arch)
+            resume = (self._read_state(Path(state), arch, seed)
+                      if state is not None and Path(state).is_file() else None)
             with seeded_threads(c, seed, self.loader_workers()):
                 model = self.task.build_model(self.space, arch)
                 report = self.initialize(model, arch)
@@ -429,7 +691,10 @@ class TrainEvaluator:
                                     "extracted": report.extracted}
                 costs = model_costs(model, self.task.input_shape, latency=c.latency,
                                     repeats=c.latency_repeats, info=info)
-                fit = self.fit(model, seed, progress=progress, callbacks=callbacks)
+                fit = self._fit(model, seed, progress=progress, callbacks=callbacks,
+                                resource=resource, resume=resume,
+                                state_out=None if state_out is None else Path(state_out),
+                                tag={"arch": arch.key, "seed": seed})
             metrics = fit.metrics
             metrics["train_loss"] = fit.train_loss
             metrics.update(fit.loss_terms)

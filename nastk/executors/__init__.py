@@ -1,7 +1,9 @@
 """Where candidates run. ``local``: one at a time in this process (the search loop itself, no
 executor object). ``ray``: on a Ray cluster, either as Ray Tune trials (expensive candidates,
-optional ASHA early stopping; :mod:`nastk.executors.tune_trials`) or on a pool of actors that
-build the evaluator once (cheap candidates; :mod:`nastk.executors.actor_pool`).
+one trial per rung under the engine's scheduler; :mod:`nastk.executors.tune_trials`) or on a
+pool of actors that build the evaluator once (cheap candidates;
+:mod:`nastk.executors.actor_pool`). Under a scheduler, partial training travels between driver
+and workers as bytes.
 
 In every case the store is written and the strategy is asked and told only by the driver
 process, through :meth:`nastk.run.loop.Search.propose` and :meth:`nastk.run.loop.Search.record`,
@@ -55,8 +57,9 @@ def ray_executor(ex: ExecutorConfig, factory: EvaluatorFactory, objective: Objec
                  cluster: RayCluster, storage_dir: Path, *, kind: str,
                  epochs: int | None) -> ActorPoolExecutor | TuneExecutor:
     """The ray executor ``ex`` asks for, sized for ``cluster``, sending ``factory`` to its
-    workers (``kind``: the evaluator's, see :func:`evaluator_kind`; ``epochs``: a train
-    evaluator's, for ASHA). Tune keeps its files under ``storage_dir``."""
+    workers (``kind``: the evaluator's, see :func:`evaluator_kind`; ``epochs`` is no longer
+    used: ``executor.scheduler: asha`` is the engine's scheduler now, see
+    :meth:`ExecutorConfig.engine_scheduler`). Tune keeps its files under ``storage_dir``."""
     from nastk.executors.worker import WorkerSpec
 
     n = cluster.concurrency(ex)
@@ -69,12 +72,9 @@ def ray_executor(ex: ExecutorConfig, factory: EvaluatorFactory, objective: Objec
                                  batch_size=ex.batch_size, max_retries=ex.max_retries)
     from nastk.executors.tune_trials import TuneExecutor
 
-    asha = ex.scheduler == "asha"
-    return TuneExecutor(WorkerSpec(factory, objective, epoch_reports=asha), n, storage_dir,
+    return TuneExecutor(WorkerSpec(factory, objective), n, storage_dir,
                         cpus_per_trial=ex.cpus_per_candidate,
-                        gpus_per_trial=ex.gpus_per_candidate, max_retries=ex.max_retries,
-                        asha=ex.asha.model_dump() if asha else None,
-                        epochs=epochs if asha else None)
+                        gpus_per_trial=ex.gpus_per_candidate, max_retries=ex.max_retries)
 
 
 @contextmanager

@@ -33,6 +33,9 @@ from nastk.executors.worker import (
     WorkerContext,
     WorkerSpec,
     evaluate_candidate,
+    evaluate_rung,
+    keep_rung_state,
+    rung_payload,
     with_info,
 )
 from nastk.run.loop import Candidate, Search
@@ -48,11 +51,32 @@ class CandidateActor:
         """The worker process id (tests and benchmarks use it)."""
         return os.getpid()
 
-    def evaluate(self, jobs: list[tuple[str, bool]]) -> list[tuple[dict[str, Any], bytes | None]]:
-        """Evaluate ``(arch_json, want_weights)`` jobs in order; ``(result dict, weights)``
-        each."""
-        return [evaluate_candidate(self.context.evaluator, arch_json, want)
-                for arch_json, want in jobs]
+    def evaluate(self, jobs: list[tuple]) -> list[tuple[dict[str, Any], bytes | None,
+                                                       bytes | None]]:
+        """Evaluate jobs in order: ``(arch_json, want_weights)`` at the evaluator's full budget,
+        or ``(arch_json, want_weights, resource, state_bytes)``, one rung of a scheduler's
+        candidate (see :func:`nastk.executors.worker.evaluate_rung`). ``(result dict, weights,
+        state bytes)`` each (state ``None`` for a full evaluation)."""
+        out: list[tuple[dict[str, Any], bytes | None, bytes | None]] = []
+        for job in jobs:
+            if len(job) == 4:
+                arch_json, want, resource, state = job
+                out.append(evaluate_rung(self.context.evaluator, arch_json, want, resource,
+                                         state))
+            else:
+                arch_json, want = job
+                out.append((*evaluate_candidate(self.context.evaluator, arch_json, want), None))
+        return out
+
+
+def _payload(candidate: Candidate) -> tuple:
+    """What an actor gets for ``candidate``: ``(arch_json, want_weights)``, plus ``(resource,
+    state bytes)`` for one rung of a scheduler's candidate (its partial training travels as
+    bytes: workers share no file system with the driver)."""
+    head = (candidate.arch.to_json(), candidate.checkpoint is not None)
+    if candidate.rung is None:
+        return head
+    return (*head, *rung_payload(candidate))
 
 
 @dataclass
@@ -126,7 +150,12 @@ class ActorPoolExecutor:
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, search: Search) -> None:
-        """Evaluate candidates from ``search`` until it proposes no more and all are recorded."""
+        """Evaluate candidates from ``search`` until it proposes no more and all are recorded.
+
+        ``search.propose()`` may answer ``None`` while candidates are in flight (under a
+        scheduler, a synchronous bracket waits for its rung; a promotion comes only once a rung
+        is recorded): the pool then waits for a result, records it and asks again. It ends only
+        when ``propose`` answers ``None`` with nothing queued or running."""
         import ray
 
         self.start()
@@ -157,8 +186,7 @@ class ActorPoolExecutor:
                        and not self._queue[0].alone):
                     jobs.append(self._queue.popleft())
             actor = self._idle.pop()
-            payload = [(j.candidate.arch.to_json(), j.candidate.checkpoint is not None)
-                       for j in jobs]
+            payload = [_payload(j.candidate) for j in jobs]
             self._busy[actor.evaluate.remote(payload)] = (actor, jobs)
 
     def _collect(self, ref: Any, search: Search) -> None:
@@ -185,12 +213,14 @@ class ActorPoolExecutor:
                     f"worker error: {summarize_error(str(err))}"))
             return
         self._idle.append(actor)
-        for job, (result_dict, weights) in zip(jobs, outputs, strict=True):
+        for job, (result_dict, weights, state) in zip(jobs, outputs, strict=True):
             result = Result.from_dict(result_dict)
             if job.deaths:
                 result = with_info(result, worker_retries=job.deaths)
             if weights is not None and job.candidate.checkpoint is not None:
                 write_atomic(job.candidate.checkpoint, weights)
+            if job.candidate.rung is not None:
+                keep_rung_state(job.candidate, state)
             search.record(job.candidate, result)
 
     def _worker_died(self, jobs: list[_Job], error: str, search: Search) -> None:

@@ -8,11 +8,15 @@ strategy), so the store is written only by this process and the strategy lives o
 
 Each trial runs :func:`run_candidate` in a Tune worker: it rebuilds the task and evaluator from
 the search config (once per worker process; Tune reuses its actors between trials), evaluates
-the architecture and reports the result. With ``scheduler: asha`` the train evaluator reports
-the evaluation metrics after every epoch and ASHA stops poor candidates early; such a trial is
-recorded as complete with the metrics of its last epoch and ``info: {early_stopped: true,
-epochs: k}``. A trial whose worker process died is retried by Tune (``FailureConfig``) up to
-``max_retries`` times, then recorded as failed with the error.
+the architecture and reports the result.
+
+Under the engine's scheduler (``Search(scheduler=...)``: successive halving, ASHA, Hyperband)
+each rung of a candidate is one Tune trial: its config carries the resource and the partial
+training of the previous rung as bytes, and its final report the partial training reached, as
+bytes (workers share no file system with the driver); the callback writes them where the next
+rung's candidate reads them. The engine decides which candidates continue; Tune runs no
+scheduler of its own. A trial whose worker process died is retried by Tune (``FailureConfig``)
+up to ``max_retries`` times, then recorded as failed with the error.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
 from nastk.core.errors import RunStoppingError
@@ -41,6 +44,9 @@ from nastk.executors.worker import (
     WorkerSpec,
     enter_driver_cwd,
     evaluate_candidate,
+    evaluate_rung,
+    keep_rung_state,
+    rung_payload,
     with_info,
 )
 from nastk.run.layout import trial_folder_name
@@ -50,13 +56,17 @@ from nastk.run.loop import Candidate, Search
 SCORE = "nastk_score"
 _RESULT = "nastk_result"  # JSON of Result.to_dict(), only in the final report
 _WEIGHTS = "nastk_weights"  # checkpoint bytes, only in the final report
+_STATE = "nastk_state"  # a rung's partial training (bytes), only in the final report
 _FATAL = "nastk_fatal"  # the worker could not build the evaluator
 _STOP = "nastk_stop"  # a RunStoppingError (full disk, unreadable data file): the run stops
 
 
 def _trial_name(trial: Any) -> str:
-    """Tune's name (and folder) for a trial: the store's trial id."""
-    return trial_folder_name(trial.config['trial'])
+    """Tune's name (and folder) for a trial: the store's trial id (and the rung, under a
+    scheduler: each rung is a Tune trial of its own)."""
+    name = trial_folder_name(trial.config['trial'])
+    rung = trial.config.get("rung")
+    return name if rung is None else f"{name}_rung_{int(rung)}"
 
 
 def _score(objective: Any, result: Result) -> float:
@@ -65,9 +75,10 @@ def _score(objective: Any, result: Result) -> float:
 
 
 def run_candidate(config: dict[str, Any], spec: WorkerSpec) -> None:
-    """The Tune trainable: evaluate ``config["arch"]`` and report its result (after every epoch
-    too when ``spec.epoch_reports``). When Tune stops the trial (ASHA), the next report ends
-    this thread with ``SystemExit``, which passes through the evaluator's error handling."""
+    """The Tune trainable: evaluate ``config["arch"]`` and report its result once. Under a
+    scheduler (``config["rung"]`` set) it evaluates one rung: up to ``config["resource"]``,
+    continuing from the partial training ``config["state"]`` (bytes), and reports the partial
+    training reached with the result."""
     try:
         ctx = WorkerContext.get(spec)
     except Exception as err:
@@ -75,24 +86,22 @@ def run_candidate(config: dict[str, Any], spec: WorkerSpec) -> None:
                                                                     f"{err}", 1000)})
         return
     enter_driver_cwd(spec)  # Tune moves each trial into its own directory
-    callbacks = []
-    if spec.epoch_reports:
-        def on_epoch(epoch: int, metrics: dict[str, float], costs: dict[str, float]) -> None:
-            partial = Result.complete(metrics, costs)
-            tune.report({SCORE: _score(ctx.objective, partial), "epoch": epoch,
-                         "metrics": json.dumps(metrics), "costs": json.dumps(costs)})
-
-        callbacks.append(ctx.epoch_reports(on_epoch))
+    state: bytes | None = None
     try:
-        result_dict, weights = evaluate_candidate(ctx.evaluator, config["arch"],
-                                                  config["weights"], callbacks)
+        if config.get("rung") is not None:
+            result_dict, weights, state = evaluate_rung(
+                ctx.evaluator, config["arch"], config["weights"], config["resource"],
+                config.get("state") or None)
+        else:
+            result_dict, weights = evaluate_candidate(ctx.evaluator, config["arch"],
+                                                      config["weights"])
     except RunStoppingError as err:  # not the candidate's fault: the driver stops the run
         tune.report({SCORE: float("-inf"), _STOP: str(err)})
         return
     final: dict[str, Any] = {SCORE: _score(ctx.objective, Result.from_dict(result_dict)),
                              _RESULT: json.dumps(result_dict), _WEIGHTS: weights or b""}
-    if spec.epoch_reports:
-        final["epoch"] = ctx.train_epochs
+    if config.get("rung") is not None:
+        final[_STATE] = state or b""
     tune.report(final)
 
 
@@ -100,35 +109,24 @@ class TuneExecutor:
     """Runs a search's candidates as Ray Tune trials (see the module docstring)."""
 
     def __init__(self, spec: WorkerSpec, max_concurrent: int, storage_dir: Path, *,
-                 cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, max_retries: int = 1,
-                 asha: dict[str, float] | None = None, epochs: int | None = None) -> None:
-        if asha is not None and (epochs is None or not spec.epoch_reports):
-            raise ValueError("ASHA needs epoch reports and the number of epochs")
+                 cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+                 max_retries: int = 1) -> None:
         self.spec = spec
         self.max_concurrent = max_concurrent
         self.storage_dir = Path(storage_dir).resolve()
         self.cpus_per_trial = cpus_per_trial
         self.gpus_per_trial = gpus_per_trial
         self.max_retries = max_retries
-        self.asha = asha
-        self.epochs = epochs
 
     def describe(self) -> str:
         return (f"Ray Tune: {self.max_concurrent} trials at a time x {self.cpus_per_trial:g} CPUs"
                 + (f" + {self.gpus_per_trial:g} GPUs" if self.gpus_per_trial else "")
-                + f", max_retries {self.max_retries}"
-                + (", ASHA early stopping" if self.asha else ""))
+                + f", max_retries {self.max_retries}")
 
     def run(self, search: Search) -> None:
         """Run Tune until the search proposes no more and every trial is recorded."""
         with quiet_ray():
             bridge = _Bridge(search)
-            scheduler = None
-            if self.asha is not None:
-                scheduler = _RecordingASHA(bridge, metric=SCORE, mode="max",
-                                           time_attr="training_iteration", max_t=self.epochs,
-                                           grace_period=int(self.asha["grace_period"]),
-                                           reduction_factor=self.asha["reduction_factor"])
             trainable = tune.with_resources(
                 tune.with_parameters(run_candidate, spec=self.spec),
                 {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial})
@@ -136,7 +134,7 @@ class TuneExecutor:
                 trainable,
                 tune_config=tune.TuneConfig(
                     search_alg=_StrategySearcher(bridge, self.max_concurrent),
-                    scheduler=scheduler, num_samples=-1,
+                    num_samples=-1,
                     max_concurrent_trials=self.max_concurrent, reuse_actors=True,
                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
                 run_config=tune.RunConfig(
@@ -159,7 +157,6 @@ class _Bridge:
     def __init__(self, search: Search) -> None:
         self.search = search
         self.candidates: dict[str, Candidate] = {}  # Tune trial id -> candidate
-        self.stopped_early: set[str] = set()  # trial ids ASHA stopped
         self.fatal: str | None = None
         self.stop: str | None = None  # a worker's RunStoppingError, in words
         self.abandoned: set[int] = set()  # store trial ids left `running` (not recorded)
@@ -172,7 +169,7 @@ class _Bridge:
         """Tune pickles its searcher, scheduler and callbacks for ``Tuner.restore``; nastk
         resumes from its store instead, so they pickle without the search (and its SQLite
         connection)."""
-        return {"search": None, "candidates": {}, "stopped_early": set(), "fatal": self.fatal,
+        return {"search": None, "candidates": {}, "fatal": self.fatal,
                 "stop": self.stop, "abandoned": set()}
 
 
@@ -189,6 +186,10 @@ class _StrategySearcher(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        """The next trial's config; ``None`` (ask again later) while nothing can start but
+        candidates are in flight (the concurrency limit, or a scheduler's rung that must finish
+        before a promotion: ``propose`` answers ``None`` then); ``FINISHED`` only once nothing
+        is proposed and nothing is in flight."""
         b = self.bridge
         if b.fatal is not None or b.stop is not None:
             return Searcher.FINISHED if not b.unfinished() else None
@@ -198,26 +199,16 @@ class _StrategySearcher(Searcher):
         if candidate is None:
             return Searcher.FINISHED if not b.unfinished() else None
         b.candidates[trial_id] = candidate
-        return {"trial": candidate.trial_id, "arch": candidate.arch.to_json(),
-                "weights": candidate.checkpoint is not None}
+        config: dict[str, Any] = {"trial": candidate.trial_id, "arch": candidate.arch.to_json(),
+                                  "weights": candidate.checkpoint is not None}
+        if candidate.rung is not None:
+            resource, state = rung_payload(candidate)
+            config.update(resource=resource, rung=int(candidate.rung), state=state)
+        return config
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
         """Nothing to do: the callback records trials (it also sees errors and retries)."""
-
-
-class _RecordingASHA(ASHAScheduler):
-    """ASHA that remembers which trials it stopped (to record them honestly)."""
-
-    def __init__(self, bridge: _Bridge, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.bridge = bridge
-
-    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        decision = super().on_trial_result(tune_controller, trial, result)
-        if decision == self.STOP and _RESULT not in result:
-            self.bridge.stopped_early.add(trial.trial_id)
-        return decision
 
 
 class _RecordingCallback(tune.Callback):
@@ -247,11 +238,11 @@ class _RecordingCallback(tune.Callback):
             weights = last.pop(_WEIGHTS, None) or b""  # not kept in Tune's experiment state
             if weights and candidate.checkpoint is not None and result.ok:
                 write_atomic(candidate.checkpoint, bytes(weights))
-        elif trial.trial_id in b.stopped_early and "metrics" in last:
-            epoch = int(last.get("epoch", 0))
-            result = Result.complete(json.loads(last["metrics"]), json.loads(last["costs"]),
-                                     float(last.get("time_total_s", 0.0)),
-                                     info={"early_stopped": True, "epochs": epoch})
+            state = last.pop(_STATE, None) or b""
+            if candidate.rung is not None:
+                keep_rung_state(candidate, bytes(state))
+                if isinstance(trial.config, dict) and "state" in trial.config:
+                    trial.config["state"] = None  # the bytes are kept by the driver now
         else:  # stopped without a result (the run is ending): leave it `running`
             b.abandoned.add(candidate.trial_id)
             return

@@ -186,6 +186,61 @@ def evaluate_candidate(evaluator: Evaluator, arch_json: str, want_weights: bool,
     return result.to_dict(), weights
 
 
+def evaluate_rung(evaluator: Evaluator, arch_json: str, want_weights: bool, resource: float,
+                  state_bytes: bytes | None = None
+                  ) -> tuple[dict[str, Any], bytes | None, bytes | None]:
+    """Evaluate one rung of a scheduler's candidate: ``evaluator.evaluate_at(arch, resource)``,
+    continuing from the partial training ``state_bytes`` (the bytes of the file the previous
+    rung wrote; ``None`` for a first rung or an evaluator that does not resume). Returns
+    ``(Result.to_dict(), weights, state)``: ``weights`` as in :func:`evaluate_candidate`,
+    ``state`` the bytes of the partial training the evaluator wrote for the next rung (``None``
+    when it wrote none). No file system is shared with the driver: everything travels as bytes
+    and lives here in a temporary folder. Never raises for a bad candidate; a
+    :class:`~nastk.core.errors.RunStoppingError` is raised, to stop the search."""
+    t0 = time.perf_counter()
+    weights: bytes | None = None
+    state_out_bytes: bytes | None = None
+    try:
+        arch = Architecture.from_json(arch_json)
+        with tempfile.TemporaryDirectory(prefix="nastk-rung-") as tmp:
+            ckpt = Path(tmp) / "weights.pt" if want_weights else None
+            state: Path | None = None
+            if state_bytes is not None:
+                state = Path(tmp) / "state_in.pt"
+                state.write_bytes(state_bytes)
+            state_out = Path(tmp) / "state_out.pt"
+            result = evaluator.evaluate_at(  # type: ignore[attr-defined]
+                arch, float(resource), checkpoint=ckpt, state=state, state_out=state_out)
+            if ckpt is not None and result.ok and ckpt.is_file():
+                weights = ckpt.read_bytes()
+            if state_out.is_file():
+                state_out_bytes = state_out.read_bytes()
+    except RunStoppingError:
+        raise
+    except Exception as err:  # evaluators should not raise; a plugin still might
+        result = Result.failed(format_error(err), duration_s=time.perf_counter() - t0)
+    return result.to_dict(), weights, state_out_bytes
+
+
+def rung_payload(candidate: Any) -> tuple[float, bytes | None]:
+    """``(resource, state bytes)`` to send with a scheduler's candidate (a
+    :class:`nastk.run.loop.Candidate` with ``rung`` set): the bytes of ``state_in`` when the
+    driver holds that file, else ``None`` (a first rung, or an evaluator that does not
+    resume)."""
+    state_in = candidate.state_in
+    data = state_in.read_bytes() if state_in is not None and Path(state_in).is_file() else None
+    return float(candidate.resource), data
+
+
+def keep_rung_state(candidate: Any, state: bytes | None) -> None:
+    """Write the partial training a worker sent back to ``candidate.state_out`` (atomically),
+    where the next rung's candidate finds it as its ``state_in``."""
+    if state and candidate.state_out is not None:
+        from nastk.core.weights import write_atomic
+
+        write_atomic(candidate.state_out, bytes(state))
+
+
 def with_info(result: Result, **info: Any) -> Result:
     """``result`` with entries added to its ``info``."""
     return Result(result.status, result.metrics, result.costs, result.error, result.duration_s,

@@ -27,7 +27,8 @@ def search_setup(config: SearchConfig, components: Components | None = None) -> 
         factory=(ConfigEvaluatorFactory.shipping(config.model_dump(mode="json"))
                  if config.executor.kind == "ray"
                  else ConfigEvaluatorFactory(config.model_dump(mode="json"))),
-        report_meta=config.report_meta(), identity_excludes=IDENTITY_EXCLUDES)
+        report_meta=config.report_meta(), identity_excludes=IDENTITY_EXCLUDES,
+        scheduler=parts.scheduler)
 
 
 def run_search_config(config: SearchConfig, *, resume: bool = False,

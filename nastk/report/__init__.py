@@ -8,7 +8,8 @@ Plots are drawn on standalone :class:`matplotlib.figure.Figure` objects with the
 nothing touches pyplot's global figure registry or needs a display.
 
 Modules: :mod:`~nastk.report.formatting` (numbers and architectures as text),
-:mod:`~nastk.report.results` (best so far, leaderboard, Pareto front),
+:mod:`~nastk.report.results` (best so far, leaderboard, Pareto front, a scheduled run's
+rungs),
 :mod:`~nastk.report.plots` (PNG figures, and the figures themselves for tests),
 :mod:`~nastk.report.markdown` (``report.md``).
 """
@@ -27,9 +28,11 @@ from nastk.report.formatting import (
 from nastk.report.markdown import write_report
 from nastk.report.plots import (
     compare_figure,
+    learning_curves_figure,
     pareto_figure,
     plot_best_so_far,
     plot_compare,
+    plot_learning_curves,
     plot_pareto,
     plot_strategy_curves,
     plot_supernet_history,
@@ -37,11 +40,15 @@ from nastk.report.plots import (
 )
 from nastk.report.results import (
     ParetoPoints,
+    RungRow,
     best_so_far,
     early_stop,
+    format_resource,
     leaderboard,
     leaderboard_table,
     pareto_points,
+    rung_table,
+    scheduled_best,
 )
 
 __all__ = [
@@ -50,6 +57,7 @@ __all__ = [
     "STANDARD_COSTS",
     "ParetoPoints",
     "Render",
+    "RungRow",
     "arch_text",
     "best_so_far",
     "compare_figure",
@@ -58,15 +66,20 @@ __all__ = [
     "format_count",
     "format_duration",
     "format_metric",
+    "format_resource",
     "leaderboard",
     "leaderboard_table",
+    "learning_curves_figure",
     "pareto_figure",
     "pareto_points",
     "plot_best_so_far",
     "plot_compare",
+    "plot_learning_curves",
     "plot_pareto",
     "plot_strategy_curves",
     "plot_supernet_history",
+    "rung_table",
+    "scheduled_best",
     "supernet_history_figure",
     "write_report",
 ]

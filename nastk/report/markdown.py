@@ -21,17 +21,26 @@ from nastk.report.formatting import (
     format_duration,
     format_metric,
 )
-from nastk.report.plots import plot_best_so_far, plot_pareto, plot_strategy_curves
+from nastk.report.plots import (
+    plot_best_so_far,
+    plot_learning_curves,
+    plot_pareto,
+    plot_strategy_curves,
+)
 from nastk.report.results import (
     EARLY_STOP_NOTE,
     _by_id,
     _columns,
     _successes,
     early_stop,
+    format_resource,
     leaderboard,
     pareto_points,
+    rung_table,
+    scheduled_best,
 )
 from nastk.run import layout
+from nastk.run.storage import RungRecord
 
 #: how many characters of a failed trial's error the report keeps
 ERROR_CHARS = 200
@@ -86,6 +95,46 @@ def _strategy_section(curves: Mapping[str, Sequence[float]], run_dir: Path) -> l
     return [*lines, "", "![strategy learning](strategy.png)"]
 
 
+#: what the *Rungs* table's columns count
+RUNGS_NOTE = ("Each rung trains its candidates up to the rung's resource. *reached*: candidates "
+              "evaluated at the rung; *promoted*: those evaluated at the next rung too; "
+              "*stopped*: those a rung decision ended there; *failed*: evaluations that "
+              "failed there; *left*: those that waited there when the run ended (or have no "
+              "final result yet); *spent*: the resource the rung's evaluations cost (a "
+              "promoted candidate pays only the difference to its previous rung). Candidates "
+              "at the last rung completed their full budget.")
+
+#: what the leaderboard's resource column means
+RESOURCE_NOTE = ("resource: how far the scheduler trained the trial; a value below the last "
+                 "rung is a result at lower fidelity.")
+
+
+def _rungs_section(rungs: Sequence[RungRecord], trials: Sequence[Trial], objective: Objective,
+                   run_dir: Path) -> list[str]:
+    """The *Rungs* table and ``learning_curves.png`` of a scheduled run (nothing, and no stale
+    plot, without rungs)."""
+    png = run_dir / layout.LEARNING_CURVES_PNG
+    table = rung_table(rungs, trials, objective)
+    if not table:
+        png.unlink(missing_ok=True)
+        return []
+    arrow = "↑" if objective.direction == "max" else "↓"
+    lines = ["", "## Rungs", ""]
+    lines += _md_table(
+        ["rung", "resource", "reached", "promoted", "stopped", "failed", "left",
+         f"best {objective.metric} {arrow}", "spent"],
+        [(row.rung, format_resource(row.resource), row.reached,
+          "-" if row.promoted is None else row.promoted, row.stopped, row.failed,
+          row.unfinished, format_metric(row.best), format_resource(row.spent))
+         for row in table],
+        ["r", "r", "r", "r", "r", "r", "r", "r", "r"])
+    total = sum(row.spent for row in table)
+    lines += ["", f"{len(rungs)} rung evaluations spent {format_resource(total)} in all. "
+              + RUNGS_NOTE, ""]
+    plot_learning_curves(rungs, trials, objective, png)
+    return [*lines, f"![learning curves]({layout.LEARNING_CURVES_PNG})"]
+
+
 #: the task's drawing of the best trials' predictions, written beside the report
 
 #: how the report's cost columns were measured
@@ -107,11 +156,19 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
                  meta: Mapping[str, Any], top: int = 10, cost: str | None = None,
                  curves: Mapping[str, Sequence[float]] | None = None,
                  render: Render | None = None,
-                 interrupted: Mapping[str, Any] | None = None) -> Path:
+                 interrupted: Mapping[str, Any] | None = None,
+                 rungs: Sequence[RungRecord] | None = None) -> Path:
     """Write ``run_dir/report.md`` with ``best_so_far.png`` and ``pareto.png`` beside it.
 
     ``interrupted`` (``{"signal", "at", "finished"}``, the store's ``interrupted`` meta) marks
     the report of a session that a signal stopped: its first lines say so.
+
+    ``rungs`` (the store's :meth:`~nastk.run.storage.Storage.rungs`, a scheduled run's) adds
+    a *Rungs* section: per rung, the candidates that reached it, were promoted, stopped,
+    failed or were left there, the best value and the resource spent, with
+    ``learning_curves.png`` (each candidate's metric against resource). The leaderboard shows
+    each trial's resource whenever a scheduler finished its trials. Without rungs the report
+    is as before.
 
     The Pareto section uses ``cost`` (default: the objective's first cost, else ``flops``); when
     no successful trial reports it, the plot is skipped and the report says so. Trials without
@@ -126,6 +183,9 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
     durations = [t.result.duration_s for t in trials if t.result is not None]
     rows = leaderboard(trials, objective, top=top, render=render)
     best = objective.best(successes, key=lambda tr: objective.value(tr[1]))
+    if rungs:  # a scheduled run's incumbent is among the candidates trained furthest
+        incumbent = scheduled_best(trials, objective)
+        best = None if incumbent is None else (incumbent, incumbent.result)
 
     lines: list[str] = [f"# {title}", ""]
     if interrupted:
@@ -191,20 +251,25 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
         cost_cols = _columns(rows, "costs")
         arrow = "↑" if objective.direction == "max" else "↓"
         stops = any(r["stopped"] for r in rows)
+        scheduled = any(r["resource"] is not None for r in rows)
         header = ["#", "trial", "arch id", f"{objective.metric} {arrow}", *metric_cols,
                   *(COST_HEADERS.get(c, c) for c in cost_cols), "time",
+                  *(["resource"] if scheduled else []),
                   *(["stopped early"] if stops else []), "architecture"]
         align = ["r", "r", "l", "r", *["r"] * (len(metric_cols) + len(cost_cols)), "r",
-                 *(["l"] if stops else []), "l"]
+                 *(["r"] if scheduled else []), *(["l"] if stops else []), "l"]
         body = [
             [r["rank"], r["trial"], f"`{r['arch_id']}`", format_metric(r["metric"]),
              *(format_metric(r["metrics"].get(m)) for m in metric_cols),
              *(format_cost(c, r["costs"].get(c)) for c in cost_cols),
-             format_duration(r["duration_s"]), *([r["stopped"] or ""] if stops else []),
-             f"`{r['arch']}`"]
+             format_duration(r["duration_s"]),
+             *([format_resource(r["resource"])] if scheduled else []),
+             *([r["stopped"] or ""] if stops else []), f"`{r['arch']}`"]
             for r in rows
         ]
         lines += _md_table(header, body, align)
+        if scheduled:
+            lines += ["", RESOURCE_NOTE]
         if stops:
             lines += ["", EARLY_STOP_NOTE]
         lines += ["", COSTS_NOTE]
@@ -215,6 +280,8 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
                       "epoch of training."]
     else:
         lines += ["No successful trials: nothing to rank."]
+
+    lines += _rungs_section(rungs or [], trials, objective, run_dir)
 
     # pareto front
     lines += ["", f"## Pareto front: {objective.metric} vs {_cost_label(cost)}", ""]

@@ -1,5 +1,5 @@
-"""PNG plots of a run: best so far, Pareto front, runs compared, strategy learning,
-supernet training history.
+"""PNG plots of a run: best so far, Pareto front, runs compared, strategy learning, a
+scheduled run's learning curves over its rungs, supernet training history.
 
 Plots are drawn on standalone :class:`matplotlib.figure.Figure` objects with the Agg canvas, so
 nothing touches pyplot's global figure registry or needs a display.
@@ -26,7 +26,9 @@ from nastk.report.results import (
     _is_evaluation,
     best_so_far,
     pareto_points,
+    scheduled_best,
 )
+from nastk.run.storage import RungRecord
 
 
 def _new_figure(width: float = 7.0, height: float = 4.5) -> tuple[Figure, Any]:
@@ -295,6 +297,98 @@ def plot_strategy_curves(curves: Mapping[str, Sequence[float]], path: Path | str
     ax.set_title("strategy learning")
     ax.legend(loc="best", fontsize=8)
     return _save(fig, path)
+
+
+def geometric(levels: Sequence[float], tolerance: float = 0.1) -> bool:
+    """Whether the distinct positive ``levels`` (ascending) grow by a constant factor of at
+    least 2 (within ``tolerance`` of it, relatively), so a log axis spaces them evenly."""
+    xs = sorted({float(x) for x in levels})
+    if len(xs) < 2 or xs[0] <= 0:
+        return False
+    ratios = [b / a for a, b in pairwise(xs)]
+    return ratios[0] >= 2 and all(abs(r / ratios[0] - 1) <= tolerance for r in ratios)
+
+
+def learning_curves_figure(rungs: Iterable[RungRecord], trials: Iterable[Trial],
+                           objective: Objective, unit: str = "resource") -> Figure:
+    """The figure of :func:`plot_learning_curves`."""
+    trials = _by_id(trials)
+    by_trial: dict[int, list[RungRecord]] = {}
+    for r in sorted(rungs, key=lambda r: (r.trial_id, r.rung)):
+        by_trial.setdefault(r.trial_id, []).append(r)
+    finals = {t.id: t.result for t in trials if t.result is not None}
+    best = scheduled_best(trials, objective)
+    fig, ax = _new_figure()
+    levels = sorted({r.resource for rs in by_trial.values() for r in rs})
+    go_x: list[float] = []
+    go_y: list[float] = []
+    stop_x: list[float] = []
+    stop_y: list[float] = []
+    drawn = False
+    for tid, rs in by_trial.items():
+        points = [(r.resource, objective.value(r.result)) for r in rs if r.result.ok]
+        points = [(x, y) for x, y in points if y is not None]
+        if not points:
+            continue
+        drawn = True
+        if best is not None and tid == best.id:
+            continue  # drawn last, on top
+        ax.plot([p[0] for p in points], [p[1] for p in points], color="tab:blue",
+                alpha=0.35, linewidth=0.8, zorder=2)
+        for r, nxt in pairwise(rs):
+            y = objective.value(r.result) if r.result.ok else None
+            if y is not None and nxt.rung > r.rung:
+                go_x.append(r.resource)
+                go_y.append(y)
+        final = finals.get(tid)
+        if final is not None and final.info.get("scheduler") == "stopped":
+            stop_x.append(points[-1][0])
+            stop_y.append(points[-1][1])
+    if best is not None and best.id in by_trial:
+        rs = by_trial[best.id]
+        points = [(r.resource, objective.value(r.result)) for r in rs if r.result.ok]
+        points = [(x, y) for x, y in points if y is not None]
+        if points:
+            for r, nxt in pairwise(rs):
+                y = objective.value(r.result) if r.result.ok else None
+                if y is not None and nxt.rung > r.rung:
+                    go_x.append(r.resource)
+                    go_y.append(y)
+            ax.plot([p[0] for p in points], [p[1] for p in points], color="tab:orange",
+                    linewidth=2.2, marker="*", markersize=9, zorder=5,
+                    label=f"incumbent (trial {best.id})")
+    if go_x:
+        ax.scatter(go_x, go_y, s=18, color="tab:green", zorder=4, linewidths=0,
+                   label="promoted (continued from this rung)")
+    if stop_x:
+        ax.scatter(stop_x, stop_y, s=22, color="tab:red", marker="x", zorder=4,
+                   label="stopped by the scheduler")
+    if not drawn:
+        _message(ax, "no successful rung yet")
+    if geometric(levels):
+        ax.set_xscale("log")
+        ax.set_xticks(levels)
+        ax.set_xticklabels([f"{x:g}" for x in levels])
+        ax.minorticks_off()
+    elif levels:
+        ax.set_xticks(levels)
+    ax.set_xlabel(unit)
+    ax.set_ylabel(_metric_label(objective))
+    ax.set_title(f"learning curves: {len(by_trial)} candidates over {len(levels)} rungs")
+    if go_x or stop_x or best is not None:
+        ax.legend(loc="best", fontsize=8)
+    return fig
+
+
+def plot_learning_curves(rungs: Iterable[RungRecord], trials: Iterable[Trial],
+                         objective: Objective, path: Path | str,
+                         unit: str = "resource") -> Path:
+    """Write a PNG of a scheduled run's learning curves: each candidate's metric against the
+    resource (x axis named ``unit``; logarithmic when the rungs grow geometrically), one line
+    through its successful rungs; a green dot at each rung it was promoted from, a red ``x``
+    where the scheduler stopped it, the incumbent (:func:`~nastk.report.results.scheduled_best`)
+    in orange on top."""
+    return _save(learning_curves_figure(rungs, trials, objective, unit=unit), path)
 
 
 def _phase_boundaries(history: Sequence[Mapping[str, Any]]) -> list[tuple[float, Any]]:

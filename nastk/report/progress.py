@@ -12,6 +12,14 @@ job, flushed at once so ``tail -f`` shows them as they happen::
 The ETA counts only the work done while the view watched: pass what was done before (a
 resumed run's trials) as ``add(..., completed=k)``, or ``update(..., rebase=True)``.
 
+:class:`SearchProgress` is a search's bar over a :class:`ProgressView`: trials against the
+budget of trials, or, under a scheduler with a resource budget (``Budget.resource``), the
+resource spent against it, updated after every rung; in line mode each rung is a line too::
+
+    search quickstart: 37/200 epochs (18%), 0:00:31 elapsed, ETA 0:02:16, 9/40 trials,
+    best accuracy=0.9861
+    trial 7 rung 1 -> 9 epochs: accuracy=0.9412, promoted to rung 2 (27 epochs)
+
 :func:`make_progress` is the bare rich :class:`~rich.progress.Progress` with the same columns.
 """
 
@@ -22,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -38,7 +46,13 @@ from rich.progress import (
 )
 from rich.text import Text
 
-__all__ = ["ProgressView", "make_progress", "short_error"]
+if TYPE_CHECKING:
+    from nastk.core.objective import Objective
+    from nastk.core.result import Result
+    from nastk.core.trial import Trial
+    from nastk.run.loop import Candidate, Search, TrialCallback
+
+__all__ = ["ProgressView", "SearchProgress", "make_progress", "short_error"]
 
 #: characters of the last error a progress display keeps
 ERROR_CHARS = 80
@@ -273,6 +287,18 @@ class ProgressView:
             elif self._due(job, now, new_failure):
                 self._print(job, now)
 
+    def log(self, text: str) -> None:
+        """Print ``text`` as a line of its own, flushed at once (line mode only: nothing on a
+        terminal, whose bars stay as they are, nor when disabled)."""
+        with self._lock:
+            if not self.enabled or self._progress is not None:
+                return
+            self.console.print(" ".join(text.split()), markup=False, highlight=False,
+                               emoji=False, soft_wrap=True)
+            flush = getattr(self.console.file, "flush", None)
+            if flush is not None:
+                flush()
+
     def finish(self, job_id: int) -> None:
         """Print the job's last state now if it has not been (line mode)."""
         with self._lock:
@@ -304,3 +330,156 @@ class ProgressView:
             flush()
         job.printed_at, job.printed_completed = now, job.completed
         job.printed_state = job.state()
+
+
+class SearchProgress:
+    """A search's progress on a :class:`ProgressView`: pass :meth:`trial` as the search's
+    ``on_trial`` and :meth:`rung` as its ``on_rung``, then call :meth:`start` with the
+    :class:`~nastk.run.loop.Search` before it runs.
+
+    Without a scheduler, or under one without a resource budget, the bar counts finished
+    trials against ``budget.trials``. Under a scheduler with ``budget.resource``, it counts the
+    resource spent by recorded rungs (the unit the evaluator's fidelity names, e.g. ``epochs``)
+    against that budget, its ETA from the rate of that resource, the trials finished in its
+    text; it moves after every rung. Under any scheduler, line mode also names every rung
+    event on a line of its own: a rung whose candidate goes on or waits (``trial N rung k ->
+    r epochs: metric=v, promoted to rung k+1 (r' epochs)``, ``..., waits for the rung's
+    decision``), a candidate that finished (``trial N stopped at rung k (r epochs):
+    metric=v``; ``completed``, ``failed``, or ``ended with the run`` when the run ended while
+    it waited), and a waiting candidate a later rung's decision promoted (``trial N promoted
+    from rung k to rung k+1 (r' epochs)``).
+
+    ``on_trial`` is called after the bar with every finished trial, as the search's own.
+    """
+
+    def __init__(self, view: ProgressView, description: str, objective: Objective, *,
+                 on_trial: TrialCallback | None = None) -> None:
+        self.view = view
+        self.description = description
+        self.objective = objective
+        self.on_trial = on_trial
+        #: the bar's job id (set by :meth:`start`)
+        self.job: int | None = None
+        #: whether the bar counts the resource (else trials)
+        self.by_resource = False
+        self._search: Search | None = None
+        self._trials_total = 0
+        self._n_done = 0
+        self._failed = 0
+        self._last_error: str | None = None
+        self._best = ""
+        #: candidate -> its scheduler status when last seen (to name what a rung decided)
+        self._status: dict[int, str] = {}
+
+    def start(self, search: Search, done_before: int = 0) -> int:
+        """Add the bar for ``search`` and return its job id. ``done_before``: the trials
+        finished by earlier sessions; under a resource budget, the resource that the rungs in
+        the search's store spent counts as done before (neither counts in the ETA)."""
+        self._search = search
+        budget = search.budget
+        self._trials_total = budget.trials
+        self._n_done = done_before
+        self.by_resource = search.scheduler is not None and budget.resource is not None
+        if self.by_resource:
+            assert budget.resource is not None
+            spent = sum(r.cost for r in search.store.rungs())
+            unit = search.fidelity.name if search.fidelity is not None else "resource"
+            description = (self.description if self.view.line_mode
+                           else f"{self.description} ({unit})")
+            self.job = self.view.add(description, total=budget.resource,
+                                     completed=min(spent, budget.resource), unit=unit,
+                                     info=self._text())
+        else:
+            self.job = self.view.add(self.description, total=budget.trials,
+                                     completed=min(done_before, budget.trials), unit="trials")
+        if search.scheduler is not None:
+            self._status = {tid: str(t["status"]) for tid, t in search.scheduler.trials.items()}
+        return self.job
+
+    def trial(self, trial: Trial, n_done: int, best: Trial | None) -> None:
+        """The search's ``on_trial``: count the finished trial, its failure and the best value
+        on the bar; in line mode, a scheduled candidate's line says how it finished."""
+        if trial.result is not None and not trial.result.ok:
+            self._failed += 1
+            self._last_error = trial.result.error
+        self._n_done = n_done
+        self._best = ""
+        if best is not None and best.result is not None:
+            value = best.result.value(self.objective.metric)
+            self._best = f"best {self.objective.metric}={value:.4g}" if value is not None else ""
+        if self.job is not None:
+            if self.by_resource:
+                self.view.update(self.job, info=self._text(), failed=self._failed,
+                                 last_error=self._last_error)
+            else:
+                self.view.update(self.job, completed=n_done, info=self._best,
+                                 failed=self._failed, last_error=self._last_error)
+        if self._scheduled() and trial.result is not None and "scheduler" in trial.result.info:
+            info = trial.result.info
+            rung = int(info.get("rung", -1))
+            reason = str(info["scheduler"])
+            reason = "ended with the run" if reason == "budget" else reason
+            what = (short_error(trial.result.error) if reason == "failed"
+                    else self._value(trial.result))
+            self.view.log(f"trial {trial.id} {reason} at rung {rung}{self._resource_of(rung)}: "
+                          f"{what}")
+            self._status[trial.id] = "done"
+        if self.on_trial is not None:
+            self.on_trial(trial, n_done, best)
+
+    def rung(self, candidate: Candidate, result: Result, spent: float) -> None:
+        """The search's ``on_rung``: move a resource bar to ``spent``; in line mode, name the
+        rung (unless its candidate finished with it: :meth:`trial` named it) and the waiting
+        candidates its decision promoted."""
+        if self.job is not None and self.by_resource:
+            self.view.update(self.job, completed=spent, info=self._text())
+        sched = self._search.scheduler if self._search is not None else None
+        if sched is None:
+            return
+        tid = candidate.trial_id
+        status = str(sched.trials[tid]["status"]) if tid in sched.trials else ""
+        if status != "done":
+            rung = candidate.rung if candidate.rung is not None else -1
+            resource = _number(candidate.resource) if candidate.resource is not None else "?"
+            line = f"trial {tid} rung {rung} -> {resource}{self._unit()}: {self._value(result)}"
+            if status in ("queued", "running"):
+                line += f", promoted to rung {rung + 1}{self._resource_of(rung + 1)}"
+            elif status == "paused":
+                line += ", waits for the rung's decision"
+            self.view.log(line)
+        self._status[tid] = status
+        for other, t in sched.trials.items():
+            now = str(t["status"])
+            if other != tid and self._status.get(other) == "paused" and now in ("queued",
+                                                                                "running"):
+                rung = int(t["rung"])
+                self.view.log(f"trial {other} promoted from rung {rung} to rung {rung + 1}"
+                              f"{self._resource_of(rung + 1)}")
+            self._status[other] = now
+
+    # -- text ---------------------------------------------------------------------------------
+    def _scheduled(self) -> bool:
+        return self._search is not None and self._search.scheduler is not None
+
+    def _text(self) -> str:
+        if not self.by_resource:
+            return self._best
+        trials = f"{self._n_done}/{self._trials_total} trials"
+        return f"{trials}, {self._best}" if self._best else trials
+
+    def _unit(self) -> str:
+        fidelity = self._search.fidelity if self._search is not None else None
+        return f" {fidelity.name}" if fidelity is not None else ""
+
+    def _resource_of(self, rung: int) -> str:
+        sched = self._search.scheduler if self._search is not None else None
+        if sched is None or not 0 <= rung < len(sched.rungs):
+            return ""
+        return f" ({_number(sched.rungs[rung])}{self._unit()})"
+
+    def _value(self, result: Result) -> str:
+        if not result.ok:
+            return f"failed: {short_error(result.error)}"
+        value = result.value(self.objective.metric)
+        return (f"{self.objective.metric}={value:.4g}" if value is not None
+                else f"no {self.objective.metric}")

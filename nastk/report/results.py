@@ -22,6 +22,7 @@ from nastk.report.formatting import (
     format_duration,
     format_metric,
 )
+from nastk.run.storage import RungRecord
 
 
 def _by_id(trials: Iterable[Trial]) -> list[Trial]:
@@ -78,9 +79,11 @@ def _failed_evaluations(trials: Iterable[Trial], objective: Objective) -> list[i
 
 
 def early_stop(result: Result | None) -> str | None:
-    """``stopped at epoch k`` (or ``stopped early``) when the trial's training ended before its
-    budget: ``info.early_stopped`` (ASHA, with ``info.epochs``) or ``info.stopped_epoch`` (an
-    early-stopping callback); None otherwise. ``info.epochs`` alone is a full training."""
+    """``stopped at epoch k`` (or ``stopped at resource r``, ``stopped early``) when the trial's
+    training ended before its budget: ``info.early_stopped`` (a scheduler, with
+    ``info.resource``; Ray Tune's ASHA of older runs, with ``info.epochs``) or
+    ``info.stopped_epoch`` (an early-stopping callback); None otherwise. ``info.epochs`` alone
+    is a full training."""
     if result is None:
         return None
     info = result.info or {}
@@ -89,6 +92,8 @@ def early_stop(result: Result | None) -> str | None:
         return None
     if epoch is None:
         epoch = info.get("epochs")
+    if epoch is None and info.get("resource") is not None:
+        return f"stopped at resource {float(info['resource']):g}"
     return f"stopped at epoch {epoch}" if epoch is not None else "stopped early"
 
 
@@ -104,7 +109,8 @@ def leaderboard(trials: Iterable[Trial], objective: Objective, top: int = 10,
     Each row holds ``rank`` (from 1), ``trial`` (id), ``arch_id`` (short id), ``metric`` (the
     objective's metric value), ``metrics`` (the other metrics), ``costs`` (params, flops,
     latency_ms, ... where present, in that order), ``duration_s``, ``arch`` (compact text)
-    and ``stopped`` (:func:`early_stop`: ``stopped at epoch k``, or None).
+    ``stopped`` (:func:`early_stop`: ``stopped at epoch k``, or None) and ``resource`` (how
+    far a scheduler trained it, ``info.resource``; None for a trial run without one).
     """
     # the input is in id order and ranked() keeps the order of ties: the earlier trial first
     ranked = objective.ranked(_successes(trials, objective), key=lambda tr: objective.value(tr[1]))
@@ -120,7 +126,96 @@ def leaderboard(trials: Iterable[Trial], objective: Objective, top: int = 10,
             "duration_s": r.duration_s,
             "arch": arch_text(t.arch, render=render),
             "stopped": early_stop(r),
+            "resource": _scheduled_resource(r),
         })
+    return rows
+
+
+def format_resource(x: float | None) -> str:
+    """A resource level as text (``27``, ``0.5``); ``-`` for None."""
+    if x is None:
+        return "-"
+    return str(int(x)) if float(x).is_integer() else f"{x:.4g}"
+
+
+def _scheduled_resource(result: Result) -> float | None:
+    """How far a scheduler trained the trial (``info.resource`` of a result a scheduler
+    finished, i.e. with ``info.scheduler``); None for a trial run without one."""
+    info = result.info or {}
+    if "scheduler" not in info or info.get("resource") is None:
+        return None
+    return float(info["resource"])
+
+
+def scheduled_best(trials: Iterable[Trial], objective: Objective) -> Trial | None:
+    """The incumbent as a scheduled search chooses it: among the successful trials trained
+    furthest (``info.resource``; a trial without one counts as fully trained), the best by
+    the objective (the first one on ties)."""
+    ok = [t for t, _ in _successes(trials, objective)]
+    if not ok:
+        return None
+
+    def resource(t: Trial) -> float:
+        assert t.result is not None
+        r = t.result.info.get("resource")
+        return float("inf") if r is None else float(r)
+
+    top = max(resource(t) for t in ok)
+    return objective.best([t for t in ok if resource(t) == top],
+                          key=lambda t: objective.value(t.result))  # type: ignore[arg-type]
+
+
+class RungRow(NamedTuple):
+    """One rung of a scheduled run, summed over its candidates (see :func:`rung_table`)."""
+
+    rung: int
+    resource: float
+    #: candidates with a rung row here
+    reached: int
+    #: candidates with a row at the next rung too (None at the last rung)
+    promoted: int | None
+    #: candidates a rung decision stopped here (their final result's ``info.scheduler`` is
+    #: ``stopped`` and ``info.rung`` is this rung)
+    stopped: int
+    #: rung rows here whose result failed
+    failed: int
+    #: candidates that ended here otherwise: the run ended while they waited or were queued
+    #: (``info.scheduler`` ``budget``), or they have no final result yet
+    unfinished: int
+    #: the best value of the objective's metric among the rung's successful rows
+    best: float | None
+    #: the resource spent by the rung's rows (each row's own cost)
+    spent: float
+
+
+def rung_table(rungs: Iterable[RungRecord], trials: Iterable[Trial],
+               objective: Objective) -> list[RungRow]:
+    """Per rung index (ascending), what the run's rung rows record: candidates that reached
+    it, were promoted from it, stopped, failed or were left there, the best metric value and
+    the resource spent there. A candidate that completed the last rung counts as reached
+    only."""
+    by_rung: dict[int, list[RungRecord]] = {}
+    for r in rungs:
+        by_rung.setdefault(r.rung, []).append(r)
+    if not by_rung:
+        return []
+    last = max(by_rung)
+    finals = {t.id: t.result for t in trials if t.result is not None}
+    rows: list[RungRow] = []
+    for k in sorted(by_rung):
+        here = by_rung[k]
+        ids = {r.trial_id for r in here}
+        nxt = {r.trial_id for r in by_rung.get(k + 1, [])}
+        failed = {r.trial_id for r in here if not r.result.ok}
+        stopped = {tid for tid in ids - failed - nxt
+                   if (f := finals.get(tid)) is not None
+                   and f.info.get("scheduler") == "stopped" and f.info.get("rung") == k}
+        promoted = len(ids & nxt) if k < last else None
+        completed = {tid for tid in ids - failed if k == last} if promoted is None else set()
+        unfinished = len(ids - failed - nxt - stopped - completed)
+        best = objective.best([objective.value(r.result) for r in here if r.result.ok])
+        rows.append(RungRow(k, max(r.resource for r in here), len(ids), promoted, len(stopped),
+                            len(failed), unfinished, best, float(sum(r.cost for r in here))))
     return rows
 
 
@@ -155,6 +250,9 @@ def leaderboard_table(trials: Iterable[Trial], objective: Objective, top: int = 
     for c in cost_cols:
         table.add_column(COST_HEADERS.get(c, c), justify="right", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
+    scheduled = any(row["resource"] is not None for row in rows)
+    if scheduled:
+        table.add_column("resource", justify="right", no_wrap=True)
     stops = any(row["stopped"] for row in rows)
     if stops:
         table.add_column("stopped", style="yellow", no_wrap=True)
@@ -164,8 +262,9 @@ def leaderboard_table(trials: Iterable[Trial], objective: Objective, top: int = 
             str(row["rank"]), str(row["trial"]), row["arch_id"], format_metric(row["metric"]),
             *(format_metric(row["metrics"].get(m)) for m in metric_cols),
             *(format_cost(c, row["costs"].get(c)) for c in cost_cols),
-            format_duration(row["duration_s"]), *([row["stopped"] or ""] if stops else []),
-            row["arch"],
+            format_duration(row["duration_s"]),
+            *([format_resource(row["resource"])] if scheduled else []),
+            *([row["stopped"] or ""] if stops else []), row["arch"],
         )
     if not rows:
         table.caption = "no successful trials yet"

@@ -7,6 +7,7 @@ A *search* run folder (``nastk search``, :func:`nastk.create_search`)::
       .lock                 the run folder's lock (held while a process works on the run)
       report.md             the report, with the plots beside it:
       best_so_far.png  pareto.png  strategy.png  predictions.png
+      learning_curves.png   (a scheduled run: each candidate's metric against resource)
       checkpoints/trial_N.pt      trained weights of the best candidates (keep_checkpoints)
       ray/                  Ray Tune's own files (executor: ray, mode tune)
 
@@ -49,6 +50,7 @@ __all__ = [
     "HISTORY_JSON",
     "HISTORY_PNG",
     "INIT_REPORT_JSON",
+    "LEARNING_CURVES_PNG",
     "LOCK_FILE",
     "PARETO_PNG",
     "PARTIAL_DIR",
@@ -67,6 +69,7 @@ __all__ = [
     "WORKERS_JSON",
     "RunLayout",
     "partial_state_name",
+    "partial_state_of",
     "trial_checkpoint_name",
     "trial_folder_name",
     "trial_id_of_checkpoint",
@@ -83,6 +86,8 @@ BEST_SO_FAR_PNG = "best_so_far.png"
 PARETO_PNG = "pareto.png"
 STRATEGY_PNG = "strategy.png"
 PREDICTIONS_PNG = "predictions.png"
+#: a scheduled run's candidates' metric against resource, rung by rung
+LEARNING_CURVES_PNG = "learning_curves.png"
 #: trained weights of the kept candidates
 CHECKPOINTS_DIR = "checkpoints"
 #: a scheduler's candidates' partial trainings between rungs (``partial_state_name``)
@@ -133,6 +138,16 @@ def partial_state_name(trial_id: int, rung: int) -> str:
     return f"{_TRIAL_PREFIX}{int(trial_id)}_rung_{int(rung)}.pt"
 
 
+def partial_state_of(path: Path) -> tuple[int, int] | None:
+    """``(N, K)`` of ``trial_N_rung_K.pt``; ``None`` for any other file name."""
+    p = Path(path)
+    parts = p.stem.split("_")
+    if (p.suffix != ".pt" or len(parts) != 4 or parts[0] + "_" != _TRIAL_PREFIX
+            or parts[2] != "rung" or not parts[1].isdigit() or not parts[3].isdigit()):
+        return None
+    return int(parts[1]), int(parts[3])
+
+
 def trial_folder_name(trial_id: int) -> str:
     """``trial_N``: a trial's folder in a front export, its Tune trial name."""
     return f"{_TRIAL_PREFIX}{int(trial_id)}"
@@ -175,6 +190,10 @@ class RunLayout:
     @property
     def pareto_png(self) -> Path:
         return self.root / PARETO_PNG
+
+    @property
+    def learning_curves_png(self) -> Path:
+        return self.root / LEARNING_CURVES_PNG
 
     @property
     def strategy_png(self) -> Path:

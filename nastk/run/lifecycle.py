@@ -50,6 +50,7 @@ from nastk.run.sqlite_store import (
     check_run_store,
 )
 from nastk.run.storage import Storage
+from nastk.scheduling.scheduler import Scheduler
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy
 
@@ -96,6 +97,8 @@ class SearchSetup:
     report_meta: dict[str, Any] = field(default_factory=dict)
     #: stored identity keys older versions kept that are not compared
     identity_excludes: tuple[str, ...] = ()
+    #: how far each candidate trains and which continue (``None``: the full budget each)
+    scheduler: Scheduler | None = None
 
     def evaluator_factory(self) -> EvaluatorFactory:
         from nastk.executors.worker import InstanceFactory
@@ -225,7 +228,7 @@ def run_search(setup: SearchSetup, store: Storage, run_dir: Path | None, *,
     the store holds, then re-raises ``KeyboardInterrupt``."""
     from nastk import report  # matplotlib is only needed once a run ends
     from nastk.report.predictions import draw_best_predictions
-    from nastk.report.progress import ProgressView
+    from nastk.report.progress import ProgressView, SearchProgress
 
     console = console or Console(stderr=True)
     objective = setup.objective
@@ -243,32 +246,19 @@ def run_search(setup: SearchSetup, store: Storage, run_dir: Path | None, *,
             return None
         return report.write_report(run_dir, trials, objective, title=f"nastk run: {setup.name}",
                                    meta=setup.report_meta, curves=setup.strategy.curves(),
-                                   render=setup.space.render, interrupted=interrupted)
+                                   render=setup.space.render, interrupted=interrupted,
+                                   rungs=store.rungs())
 
     try:
         # handlers set after the executor connected (ray.init sets its own for SIGTERM)
         with stop_on_signals(), ProgressView(console, enabled=progress) as view:
-            job = view.add(f"search {setup.name}", total=setup.budget.trials,
-                           completed=min(done_before, setup.budget.trials), unit="trials")
-            failures: dict[str, Any] = {"n": 0, "last": None}
-
-            def shown(trial: Trial, n_done: int, best: Trial | None) -> None:
-                if trial.result is not None and not trial.result.ok:
-                    failures["n"] += 1
-                    failures["last"] = trial.result.error
-                text = ""
-                if best is not None and best.result is not None:
-                    value = best.result.value(objective.metric)
-                    text = f"best {objective.metric}={value:.4g}" if value is not None else ""
-                view.update(job, completed=n_done, info=text, failed=failures["n"],
-                            last_error=failures["last"])
-                if on_trial is not None:
-                    on_trial(trial, n_done, best)
-
+            shown = SearchProgress(view, f"search {setup.name}", objective, on_trial=on_trial)
             search = Search(setup.space, setup.strategy, setup.evaluator, objective, store,
                             setup.budget, checkpoint_dir=checkpoints,
-                            keep_checkpoints=setup.keep_checkpoints, on_trial=shown,
-                            executor=executor)
+                            keep_checkpoints=setup.keep_checkpoints, on_trial=shown.trial,
+                            on_rung=shown.rung, executor=executor, scheduler=setup.scheduler,
+                            partial_dir=paths.partial if paths is not None else None)
+            shown.start(search, done_before)
             trials = search.run()
     except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM or SIGHUP (nastk.run.signals)
         store.mark_interrupted()  # trials in flight: evaluated again on --resume

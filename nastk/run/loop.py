@@ -17,7 +17,12 @@ from nastk.core.objective import Objective
 from nastk.core.result import Result, Status
 from nastk.core.trial import Trial
 from nastk.evaluation.base import Evaluator, format_error
-from nastk.run.layout import partial_state_name, trial_checkpoint_name, trial_id_of_checkpoint
+from nastk.run.layout import (
+    partial_state_name,
+    partial_state_of,
+    trial_checkpoint_name,
+    trial_id_of_checkpoint,
+)
 from nastk.run.storage import IN_FLIGHT_META, Storage
 from nastk.scheduling.fidelity import Fidelity, fidelity_of
 from nastk.scheduling.scheduler import FinishReason, Job, Scheduler
@@ -179,6 +184,7 @@ class Search:
         self._arch_of: dict[int, Architecture] = {}
         self._last: dict[int, tuple[int, float, Result]] = {}  # trial -> last rung recorded
         self._pending_job: Job | None = None  # a new candidate's job whose proposal repeated
+        self._repeats: dict[str, int] = {}  # restored: repeats waiting, by architecture key
 
     # -- resume -------------------------------------------------------------------------------
     def restore(self) -> int:
@@ -196,6 +202,7 @@ class Search:
                 raise ValueError("this run's stored state was saved without a scheduler; "
                                  "resume it without one")
             self.scheduler.load_state_dict(state["scheduler"])
+            self._repeats = {str(k): int(n) for k, n in state.get("waiting", {}).items()}
             state = state["strategy"]
         if state is not None:
             self.strategy.load_state_dict(state)
@@ -255,7 +262,9 @@ class Search:
         if self.scheduler is not None:  # repeats of unfinished candidates wait for them
             for tid, t in self.scheduler.trials.items():
                 if t["status"] != "done" and tid in self._arch_of:
-                    self._waiting[self._arch_of[tid].key] = []
+                    arch = self._arch_of[tid]
+                    self._waiting[arch.key] = [arch] * self._repeats.get(arch.key, 0)
+            self._repeats = {}
         self.best = self._best(self.store.finished())
         self._t0 = time.monotonic()
         self._streak = 0
@@ -279,6 +288,7 @@ class Search:
                     self.record(candidate, self.evaluate_here(candidate))
             if self.scheduler is not None and not self.in_flight:
                 self.finish_waiting()
+                self._clean_partials()
         finally:
             if self._own_partial_dir and self._partial_dir is not None:
                 shutil.rmtree(self._partial_dir, ignore_errors=True)
@@ -347,9 +357,10 @@ class Search:
         store keeps none."""
         if not self.store.keeps_strategy_state:
             return None
-        if self.scheduler is not None:
+        if self.scheduler is not None:  # repeats waiting for an unfinished candidate, too
             return {SCHEDULED_STATE: 1, "strategy": self.strategy.state_dict(),
-                    "scheduler": self.scheduler.state_dict()}
+                    "scheduler": self.scheduler.state_dict(),
+                    "waiting": {k: len(v) for k, v in self._waiting.items() if v}}
         return self.strategy.state_dict()
 
     # -- under a scheduler --------------------------------------------------------------------
@@ -362,6 +373,22 @@ class Search:
             self._partial_dir = Path(tempfile.mkdtemp(prefix="nastk-partial-"))
             self._own_partial_dir = True
         return self._partial_dir / partial_state_name(trial_id, rung)
+
+    def _clean_partials(self) -> None:
+        """Remove the partial trainings no rung will continue from: of finished candidates,
+        and older than a candidate's last recorded rung (left by a process killed before it
+        removed them)."""
+        if self._partial_dir is None or not self._partial_dir.is_dir() or self.scheduler is None:
+            return
+        for path in self._partial_dir.iterdir():
+            parsed = partial_state_of(path)
+            if parsed is None:
+                continue
+            tid, rung = parsed
+            t = self.scheduler.trials.get(tid)
+            last = self._last.get(tid, (-1, 0.0, None))[0]
+            if t is None or t["status"] == "done" or rung < last:
+                path.unlink(missing_ok=True)
 
     def _in_flight_cost(self) -> float:
         return sum(c.cost for c in self.in_flight.values())
@@ -664,9 +691,13 @@ class Search:
                  if (tid := trial_id_of_checkpoint(p)) is not None}
         if len(files) <= self.keep_checkpoints:
             return
-        scores = {t.id: self.objective.score(t.result) for t in self.store.finished()
-                  if t.id in files and t.result is not None}
+        done = {t.id: t for t in self.store.finished() if t.id in files and t.result is not None}
+        scores = {i: self.objective.score(t.result) for i, t in done.items()}  # type: ignore[arg-type]
+        # under a scheduler a candidate trained further ranks first (its weights are final)
+        reached = {i: _resource(t) if self.scheduler is not None else 0.0
+                   for i, t in done.items()}
         ranked = sorted(files, key=lambda i: (scores.get(i) is not None,
+                                              reached.get(i, float("-inf")),
                                               scores.get(i) or 0.0), reverse=True)
         for tid in ranked[self.keep_checkpoints:]:
             files[tid].unlink(missing_ok=True)

@@ -2,18 +2,18 @@
 ``compare``, ``export`` and ``path-filter fit`` read, and what :func:`nastk.load_run` gives a
 Python user.
 
-The trials, objective, description, learning curves and rendered architectures come from the
-store alone, so a run can be read, ranked, reported and its architectures exported without
-its plugins (its space, task, strategy or evaluator). The config is there for runs started
-from one (``None`` for a search built in Python); plugins are built only when a caller asks
-(and a store written before runs described themselves falls back to building its space and
-task for the objective).
+The trials, objective, description, learning curves, rendered architectures and (for a
+scheduled run) the rungs come from the store alone, so a run can be read, ranked, reported
+and its architectures exported without its plugins (its space, task, strategy or
+evaluator). The config is there for runs started from one (``None`` for a search built in
+Python); plugins are built only when a caller asks (and a store written before runs
+described themselves falls back to building its space and task for the objective).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from nastk.run.sqlite_store import (
     META_RUN,
     RunStore,
 )
+from nastk.run.storage import RungRecord
 
 if TYPE_CHECKING:
     from nastk.config.schema import SearchConfig
@@ -60,6 +61,8 @@ class RunRecord:
     rendered: dict[str, str] | None = None
     #: set when the last session was stopped by a signal: ``{"signal", "at", "finished"}``
     interrupted: dict[str, Any] | None = None
+    #: a scheduled run's rung rows, in the order recorded (empty without a scheduler)
+    rungs: list[RungRecord] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -118,7 +121,7 @@ class RunRecord:
         return write_report(self._folder(out_dir), self.trials, self.objective,
                             title=f"nastk run: {self.name}", meta=self.report_meta(),
                             curves=self.curves, render=self.render,
-                            interrupted=self.interrupted)
+                            interrupted=self.interrupted, rungs=self.rungs)
 
     def export(self, out_dir: str | Path | None = None, *, front: bool = False) -> list[Path]:
         """Write the best trial's architecture (with ``front``, every trial on the Pareto
@@ -172,6 +175,7 @@ def open_run(run_dir: str | Path) -> RunRecord:
         rendered = store.get_meta(META_RENDERED)
         interrupted = store.get_meta(META_INTERRUPTED)
         version = store.get_meta("nastk_version")
+        rungs = store.rungs()
     config = None
     if config_data is not None:
         from nastk.config.schema import parse_config
@@ -189,4 +193,4 @@ def open_run(run_dir: str | Path) -> RunRecord:
         description = ({**config.describe(), "nastk_version": version} if config is not None
                        else {"nastk_version": version})
     return RunRecord(run_dir, config, trials, resolved, description, state, curves, rendered,
-                     interrupted)
+                     interrupted, rungs)

@@ -286,18 +286,7 @@ class BayesianOptimisation(Strategy):
             self._whole_space()
             post = self._current_posterior()
             mean, std = post.predict(y)
-            value = self._acquire(mean, std, float(y.max()))
-            value[self._excluded] = -np.inf
-            for _ in range(len(value)):
-                row = int(np.argmax(value))
-                if value[row] == -np.inf:
-                    break
-                self._excluded[row] = True
-                value[row] = -np.inf
-                arch = self._valid_unseen(self._pool[row])
-                if arch is not None:
-                    return arch
-            return draw_unseen(self.space, self.rng, self._seen)  # the space is exhausted
+            return self._best_of_pool(self._acquire(mean, std, float(y.max())))
         cands = self._sampled_pool()
         if not cands:
             return draw_unseen(self.space, self.rng, self._seen)
@@ -305,6 +294,22 @@ class BayesianOptimisation(Strategy):
         post = _Posterior(self.gp, self.gp.one_hot(x), self._history_oh(0, len(self._history)))
         mean, std = post.predict(y)
         return cands[int(np.argmax(self._acquire(mean, std, float(y.max()))))]
+
+    def _best_of_pool(self, value: np.ndarray) -> Architecture:
+        """The valid, never proposed candidate of the whole-space pool with the largest
+        acquisition ``value`` (rows tried are excluded for good); a fresh sample once the
+        space is exhausted."""
+        value[self._excluded] = -np.inf
+        for _ in range(len(value)):
+            row = int(np.argmax(value))
+            if value[row] == -np.inf:
+                break
+            self._excluded[row] = True
+            value[row] = -np.inf
+            arch = self._valid_unseen(self._pool[row])
+            if arch is not None:
+                return arch
+        return draw_unseen(self.space, self.rng, self._seen)  # the space is exhausted
 
     def _valid_unseen(self, decisions: np.ndarray) -> Architecture | None:
         try:

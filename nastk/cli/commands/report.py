@@ -82,7 +82,7 @@ def report_run(run_dir: str | Path) -> Reported:
     curves = strategy.curves() if strategy is not None else (record.curves or {})
     path = report.write_report(record.run_dir, record.trials, record.objective,
                                title=f"nastk run: {config.name}", meta=config.report_meta(),
-                               curves=curves, render=render)
+                               curves=curves, render=render, rungs=record.rungs)
     source = "live" if space is not None and strategy is not None else "stored"
     return Reported(record, path, render, source)
 
