@@ -392,3 +392,21 @@ def test_resume_with_a_larger_resource_budget_goes_on_from_the_first_session(tmp
     more.store.close()
 
 
+
+
+def test_the_readme_scheduler_example_runs_as_written(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    marker = "<!-- tested: tests/test_schedulers.py -->"
+    code = re.search(r"```python\n(.*?)```", text.split(marker, 1)[1], re.S).group(1)
+    code += ("\nrows = search.record().rungs\n"
+             "assert sum(r.cost for r in rows) <= 400 and len(rows) > len(search.trials)\n"
+             "assert best.result.info['resource'] == 27 and best.arch['depth'] > 1\n")
+    (tmp_path / "example.py").write_text(code)
+    done = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "candidates" in done.stdout

@@ -11,25 +11,17 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-
-import torch
-from torch import nn
 
 from nastk.core.errors import RunStoppingError
 from nastk.core.objective import Objective
 from nastk.core.result import Result
 from nastk.evaluation.base import Evaluator, format_error
-from nastk.evaluation.cost import model_costs
 from nastk.space.architecture import Architecture
-from nastk.task.contract import Task
 from nastk.training.callbacks import TrainCallback
-
-#: ``on_epoch(epoch, metrics, costs)``: called after every epoch but the last
-EpochHook = Callable[[int, dict[str, float], dict[str, float]], None]
 
 
 class EvaluatorFactory(Protocol):
@@ -66,43 +58,14 @@ class InstanceFactory:
 class WorkerSpec:
     """What a worker needs: the evaluator ``factory``, the search's ``objective`` (Tune scores
     results by it), the driver's working directory (relative paths resolve against it where it
-    exists on the worker's node) and whether training reports per-epoch metrics (for ASHA)."""
+    exists on the worker's node)."""
 
     factory: EvaluatorFactory
     objective: Objective
     cwd: str = field(default_factory=os.getcwd)
-    epoch_reports: bool = False
 
     def cache_key(self) -> str:
-        return json.dumps([self.factory.key, self.cwd, self.epoch_reports])
-
-
-class EpochReports(TrainCallback):
-    """A training callback that passes every epoch's metrics but the last (and the model's
-    costs, measured once on the network alone) to ``on_epoch``, so a scheduler such as ASHA can
-    stop a poor candidate early. The last epoch is left out: its metrics are the result.
-
-    It runs inside :meth:`nastk.evaluation.train.TrainEvaluator.fit`'s epoch hook (eval mode,
-    no gradient, RNG forked), so a candidate that trains to the end gets exactly the result it
-    gets without it.
-    """
-
-    def __init__(self, task: Task, epochs: int, on_epoch: EpochHook, *, latency: bool = True,
-                 latency_repeats: int = 10) -> None:
-        self.task, self.epochs, self.on_epoch = task, int(epochs), on_epoch
-        self.latency, self.latency_repeats = latency, latency_repeats
-        self.costs: dict[str, float] = {}
-
-    def on_epoch_end(self, epoch: int, model: nn.Module, metrics: dict[str, float]
-                     ) -> bool | None:
-        if epoch >= self.epochs:
-            return None
-        if not self.costs:
-            with torch.random.fork_rng():
-                self.costs.update(model_costs(model, self.task.input_shape, latency=self.latency,
-                                              repeats=self.latency_repeats))
-        self.on_epoch(epoch, dict(metrics), dict(self.costs))
-        return None
+        return json.dumps([self.factory.key, self.cwd])
 
 
 @dataclass
@@ -118,28 +81,6 @@ class WorkerContext:
         this node has it)."""
         enter_driver_cwd(spec)
         return cls(spec.objective, spec.factory())
-
-    @property
-    def train_epochs(self) -> int | None:
-        """The number of epochs each candidate trains for (a train evaluator with an epoch
-        budget), else ``None``."""
-        from nastk.evaluation.train import TrainEvaluator
-
-        ev = self.evaluator
-        if isinstance(ev, TrainEvaluator) and ev.config.steps is None:
-            return int(ev.config.epochs)
-        return None
-
-    def epoch_reports(self, on_epoch: EpochHook) -> EpochReports:
-        """An :class:`EpochReports` callback for this context's train evaluator."""
-        from nastk.evaluation.train import TrainEvaluator
-
-        ev = self.evaluator
-        if not isinstance(ev, TrainEvaluator) or self.train_epochs is None:
-            raise TypeError(f"epoch reports need a train evaluator with an epoch budget, got "
-                            f"{type(ev).__name__}")
-        return EpochReports(ev.task, ev.config.epochs, on_epoch, latency=ev.config.latency,
-                            latency_repeats=ev.config.latency_repeats)
 
     @classmethod
     def get(cls, spec: WorkerSpec) -> WorkerContext:
