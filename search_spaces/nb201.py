@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import networkx as nx
 import torch
@@ -32,7 +32,9 @@ from torch import nn
 
 from nastk.core.errors import BenchmarkDataError, InvalidArchitectureError
 from nastk.core.options import options_of
+from nastk.core.result import Result
 from nastk.data.tabular import Lookup, TabularBenchmark, TabularEvaluator, lookup_function
+from nastk.scheduling.fidelity import Fidelity
 from nastk.space.architecture import Architecture
 from nastk.space.dimensions import Categorical
 from nastk.space.search_space import SearchSpace
@@ -43,9 +45,11 @@ __all__ = [
     "OPS",
     "NB201Bench",
     "NB201Evaluator",
+    "NB201FidelityEvaluator",
     "NB201Network",
     "NB201Space",
     "architecture_costs",
+    "fidelity_evaluator",
     "find_data_dir",
     "nb201_data_missing",
 ]
@@ -444,6 +448,79 @@ class NB201Evaluator(TabularEvaluator):
 
     def info(self, arch: Architecture) -> dict[str, Any]:
         return {"nb201_index": self.bench.index(arch)}
+
+
+class NB201FidelityEvaluator(NB201Evaluator):
+    """Multi-fidelity tabular evaluator charged in epochs: NAS-Bench-201 answers at 12 and at
+    200 training epochs (its two schedules), so a scheduler (successive halving, ASHA,
+    Hyperband with rungs 12 and 200) can train a candidate for 12 epochs and promote it to 200,
+    paying the 188 more (:attr:`fidelity`: levels 12 and 200, not resumable).
+
+    :meth:`evaluate_at` gives ``val_acc``, the validation accuracy reached at that fidelity
+    (``val12`` at 12 epochs, ``val200`` at 200: what a search ranks), and always the 200-epoch
+    test accuracy ``test_acc_200ep`` (for the report only; a search must never rank by it),
+    with the costs and ``info = {"nb201_index", "resource"}``. :meth:`evaluate` is
+    ``evaluate_at(arch, 200)``. A resource other than 12 or 200 gives a failed result naming
+    the two levels. :attr:`queries` counts the look-ups answered, :attr:`epochs` the epochs
+    they stand for (a promotion evaluated afresh at 200 counts 200 here; the search loop
+    charges it the difference, 188)."""
+
+    SEARCH_METRIC = "val_acc"
+    REPORT_METRIC = "test_acc_200ep"
+    #: resource (epochs) -> accuracy kind of the validation accuracy at it
+    KINDS: ClassVar[dict[float, AccuracyKind]] = {12.0: "val12", 200.0: "val200"}
+
+    def __init__(self, dataset: str = "cifar10", data_dir: str | Path | None = None,
+                 latency_device: str = "pixel3") -> None:
+        super().__init__(dataset, data_dir, latency_device)
+        self.fidelity = Fidelity(name="epochs", max=200, min=12, levels=(12, 200),
+                                 resumable=False)
+        self.epochs = 0.0
+
+    def metrics_at(self, arch: Architecture, resource: float) -> dict[str, float]:
+        """``val_acc`` at ``resource`` epochs (12 or 200) and ``test_acc_200ep``."""
+        kind = self.KINDS[self.fidelity.check(resource)]
+        return {self.SEARCH_METRIC: self.bench.accuracy(arch, self.dataset, kind),
+                self.REPORT_METRIC: self.bench.accuracy(arch, self.dataset, "test200")}
+
+    def metrics(self, arch: Architecture) -> dict[str, float]:
+        return self.metrics_at(arch, self.fidelity.max)
+
+    def evaluate(self, arch: Architecture, checkpoint: Path | None = None) -> Result:
+        return self.evaluate_at(arch, self.fidelity.max, checkpoint=checkpoint)
+
+    def evaluate_at(self, arch: Architecture, resource: float, *,
+                    checkpoint: Path | None = None, state: Path | None = None,
+                    state_out: Path | None = None) -> Result:
+        """The table's answer at ``resource`` epochs (``checkpoint``, ``state`` and
+        ``state_out`` are ignored: nothing is trained, nothing resumes)."""
+        try:
+            r = self.fidelity.check(resource)
+        except (TypeError, ValueError) as err:
+            return Result.failed(f"NAS-Bench-201: {err}")
+        metrics = self.metrics_at(arch, r)
+        info = {**self.info(arch), "resource": r}
+        bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+        if bad:
+            failed = Result.failed(f"NAS-Bench-201 index {info['nb201_index']}: non-finite "
+                                   f"metrics {bad}", self.costs(arch))
+            return Result(failed.status, failed.metrics, failed.costs, failed.error, 0.0, info)
+        self.queries += 1
+        self.epochs += r
+        return Result.complete(metrics, self.costs(arch), info=info)
+
+    def identity(self) -> dict[str, Any]:
+        """What this evaluator is, for a run's identity."""
+        return {"kind": "nb201_fidelity", "dataset": self.dataset,
+                "fidelity": {"name": self.fidelity.name, "max": self.fidelity.max,
+                             "min": self.fidelity.min, "levels": self.fidelity.levels}}
+
+
+def fidelity_evaluator(dataset: str = "cifar10", data_dir: str | Path | None = None
+                       ) -> NB201FidelityEvaluator:
+    """A :class:`NB201FidelityEvaluator` for ``dataset`` (the benchmark is read once per
+    process)."""
+    return NB201FidelityEvaluator(dataset, data_dir)
 
 
 def _function(name: str, dataset: str) -> Callable[[Architecture], Lookup]:

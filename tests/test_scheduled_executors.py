@@ -256,3 +256,47 @@ def test_tune_runs_each_rung_as_a_trial(ray_cluster, reference, tmp_path):
     names = {p.name for p in (tmp_path / "two").rglob("trial_*_rung_*") if p.is_dir()}
     assert names == {f"trial_{r.trial_id}_rung_{r.rung}" for r in two.store.rungs()}  # one
     assert len(names) > len(two.store.trials())  # Tune trial per rung
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["start_trial", "restart_trial", "record_rung", "mark_told"])
+def test_a_scheduled_run_on_the_actor_pool_killed_at_a_step_resumes_to_the_same_rungs(
+        ray_cluster, reference, tmp_path, point):
+    """The driver dies (as ``kill -9`` stops it between two statements) right after a store
+    write while two actors have rungs in flight; a new driver on the same store, again with two
+    actors, ends with the uninterrupted run's rung rows (synchronous brackets and a random
+    strategy: the decisions do not depend on the order results arrive in), each rung
+    continuing from its own partial training."""
+    from test_resume_windows import Died
+
+    from nastk.executors.actor_pool import ActorPoolExecutor
+    from nastk.run.sqlite_store import RunStore
+
+    def scheduled(run_dir: Path) -> Search:
+        evaluator = ResumableToy()
+        search = make_search(evaluator, ActorPoolExecutor(_spec(evaluator), 2))
+        search.store = RunStore.in_dir(run_dir)
+        search._partial_dir = run_dir / "partial"
+        return search
+
+    first = scheduled(tmp_path)
+    write = getattr(first.store, point)
+    calls = {"n": 0}
+
+    def dies(*args, **kwargs):
+        out = write(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Died(point)
+        return out
+
+    setattr(first.store, point, dies)
+    with pytest.raises(Died):
+        first.run()
+    first.store.close()
+    resumed = scheduled(tmp_path)
+    resumed.run()
+    check_rungs(resumed, resumable=True)
+    assert sorted(rung_rows(resumed)) == sorted(reference["resumable"])
+    assert len({t.arch.key for t in resumed.store.trials()}) == len(resumed.store.trials())
+    resumed.store.close()

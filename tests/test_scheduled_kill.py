@@ -59,7 +59,7 @@ def n_rungs(store: Path) -> int:
 
 
 def search(cfg: Path, *extra: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nastk", "search", str(cfg), *extra],
+    return subprocess.run([sys.executable, "-m", "nastk.cli", "search", str(cfg), *extra],
                           env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -78,7 +78,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_rungs_and_results(kind, tmp_
     cfg.write_text(yaml.safe_dump(config(tmp_path / "run", kind)))
     store = tmp_path / "run" / "store.sqlite"
     for at in (3, 8):  # kill -9 twice, at different rungs, resuming in between
-        proc = subprocess.Popen([sys.executable, "-m", "nastk", "search", str(cfg),
+        proc = subprocess.Popen([sys.executable, "-m", "nastk.cli", "search", str(cfg),
                                  "--no-progress", *(["--resume"] if at > 3 else [])],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 300

@@ -410,3 +410,17 @@ def test_the_readme_scheduler_example_runs_as_written(tmp_path):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "candidates" in done.stdout
+
+
+def test_the_incumbent_after_a_resume_is_the_live_one_even_when_the_top_rung_failed():
+    ev = ToyTrainer()
+    search = Search(SPACE, RandomSearch(SPACE, OBJ), ev, OBJ, MemoryStorage(), Budget(),
+                    scheduler=build_scheduler(SchedulerConfig(kind="sh"), ev.fidelity, OBJ))
+    from nastk.core.trial import Trial
+
+    ok9 = Trial(1, SPACE.sample(np.random.default_rng(0)), Status.COMPLETE,
+                Result.complete({"score": 5.0}, info={"resource": 9.0}), 0.0, 1.0)
+    bad = Trial(2, SPACE.sample(np.random.default_rng(1)), Status.FAILED,
+                Result(Status.FAILED, {}, {}, "boom", 0.0, {"resource": 27.0}), 0.0, 1.0)
+    assert search._best([ok9, bad]) is ok9
+    assert search._better_incumbent(ok9) and not search._better_incumbent(bad)

@@ -93,7 +93,9 @@ def early_stop(result: Result | None) -> str | None:
     if epoch is None:
         epoch = info.get("epochs")
     if epoch is None and info.get("resource") is not None:
-        return f"stopped at resource {float(info['resource']):g}"
+        unit = info.get("resource_unit")
+        return (f"stopped at {float(info['resource']):g} {unit}" if unit
+                else f"stopped at resource {float(info['resource']):g}")
     return f"stopped at epoch {epoch}" if epoch is not None else "stopped early"
 
 

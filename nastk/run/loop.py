@@ -488,6 +488,8 @@ class Search:
         rung, resource, res = self._last[trial_id]
         full = self.fidelity.max if self.fidelity is not None else resource
         info = {**res.info, "resource": resource, "rung": rung, "scheduler": reason}
+        if self.fidelity is not None:
+            info["resource_unit"] = self.fidelity.name
         if resource < full:
             info["early_stopped"] = True
         return Result(res.status, res.metrics, res.costs, res.error, res.duration_s, info)
@@ -675,9 +677,11 @@ class Search:
                                     f"{self.n_done} trials succeeded)")
 
     def _best(self, trials: list[Trial]) -> Trial | None:
-        if self.scheduler is not None and trials:
-            top = max(_resource(t) for t in trials if t.result is not None)
-            trials = [t for t in trials if _resource(t) == top]
+        if self.scheduler is not None:  # among the successful ones trained furthest
+            trials = [t for t in trials if self._value(t) is not None]
+            if trials:
+                top = max(_resource(t) for t in trials)
+                trials = [t for t in trials if _resource(t) == top]
         return self.objective.best(trials, key=self._value)
 
     def _value(self, trial: Trial) -> float | None:
