@@ -46,8 +46,8 @@ def test_schema_errors_name_the_field(changes, message):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"strategy": "evo"}, "unknown strategy 'evo'; registered: bo, evolution, nsga2, "
-     "optuna, path_filter_search, predictor_guided, random, rl"),
+    ({"strategy": "evo"}, "unknown strategy 'evo'; registered: bo, bohb, evolution, "
+     "nsga2, optuna, path_filter_search, predictor_guided, random, rl"),
     ({"space": "resnet9000"}, "unknown search space 'resnet9000'; registered:"),
     ({"strategy": {"name": "evolution", "options": {"population": "many"}}},
      "strategy.options.population: Input should be a valid integer"),
