@@ -81,10 +81,10 @@ def resource_function() -> ResourceFunctionEvaluator:
 EVALUATORS = {"function": resource_function, "resumable": ResumableToy}
 
 
-def make_search(evaluator, executor=None, trials: int = 6) -> Search:
+def make_search(evaluator, executor=None, trials: int = 6, kind: str = "hyperband") -> Search:
     space = SearchSpace([IntRange("x", 0, 99)])
     objective = Objective(metric="score")
-    scheduler = build_scheduler(SchedulerConfig(kind="hyperband"), evaluator.fidelity, objective)
+    scheduler = build_scheduler(SchedulerConfig(kind=kind), evaluator.fidelity, objective)
     return Search(space, RandomSearch(space, objective, seed=5), evaluator, objective,
                   MemoryStorage(), Budget(trials=trials), executor=executor, scheduler=scheduler)
 
@@ -260,8 +260,9 @@ def test_tune_runs_each_rung_as_a_trial(ray_cluster, reference, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["start_trial", "restart_trial", "record_rung", "mark_told"])
+@pytest.mark.parametrize("kind", ["hyperband", "sh"])
 def test_a_scheduled_run_on_the_actor_pool_killed_at_a_step_resumes_to_the_same_rungs(
-        ray_cluster, reference, tmp_path, point):
+        ray_cluster, tmp_path, point, kind):
     """The driver dies (as ``kill -9`` stops it between two statements) right after a store
     write while two actors have rungs in flight; a new driver on the same store, again with two
     actors, ends with the uninterrupted run's rung rows (synchronous brackets and a random
@@ -272,9 +273,13 @@ def test_a_scheduled_run_on_the_actor_pool_killed_at_a_step_resumes_to_the_same_
     from nastk.executors.actor_pool import ActorPoolExecutor
     from nastk.run.sqlite_store import RunStore
 
+    ref = make_search(ResumableToy(), trials=9, kind=kind)
+    ref.run()
+
     def scheduled(run_dir: Path) -> Search:
         evaluator = ResumableToy()
-        search = make_search(evaluator, ActorPoolExecutor(_spec(evaluator), 2))
+        search = make_search(evaluator, ActorPoolExecutor(_spec(evaluator), 2), trials=9,
+                             kind=kind)
         search.store = RunStore.in_dir(run_dir)
         search._partial_dir = run_dir / "partial"
         return search
@@ -297,6 +302,6 @@ def test_a_scheduled_run_on_the_actor_pool_killed_at_a_step_resumes_to_the_same_
     resumed = scheduled(tmp_path)
     resumed.run()
     check_rungs(resumed, resumable=True)
-    assert sorted(rung_rows(resumed)) == sorted(reference["resumable"])
+    assert sorted(rung_rows(resumed)) == sorted(rung_rows(ref))
     assert len({t.arch.key for t in resumed.store.trials()}) == len(resumed.store.trials())
     resumed.store.close()

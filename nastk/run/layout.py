@@ -9,6 +9,8 @@ A *search* run folder (``nastk search``, :func:`nastk.create_search`)::
       best_so_far.png  pareto.png  strategy.png  predictions.png
       learning_curves.png   (a scheduled run: each candidate's metric against resource)
       checkpoints/trial_N.pt      trained weights of the best candidates (keep_checkpoints)
+      partial/trial_N_rung_K.pt   a scheduled candidate's partial training after rung K
+                                  (until its next rung, or its end)
       ray/                  Ray Tune's own files (executor: ray, mode tune)
 
 A *supernet* run folder (``nastk supernet train``)::
