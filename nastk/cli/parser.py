@@ -59,6 +59,18 @@ def _report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="report")
 
 
+def _dashboard(sub: argparse._SubParsersAction) -> None:
+    """`nastk dashboard [DIR...]`."""
+    p = sub.add_parser("dashboard", help="watch and compare runs, studies and supernet "
+                                         "trainings live in a browser (read-only)")
+    p.add_argument("dirs", nargs="*", metavar="DIR",
+                   help="folders holding run, study or supernet folders (default: runs)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765)
+    p.set_defaults(handler="dashboard")
+
+
 def _compare(sub: argparse._SubParsersAction) -> None:
     """`nastk compare RUN_DIR...`."""
     p = sub.add_parser("compare", help="compare runs: best-so-far curves by strategy")
@@ -166,8 +178,8 @@ def _study(sub: argparse._SubParsersAction) -> None:
 
 
 #: the commands, in the order `nastk --help` lists them
-COMMANDS = (_search, _list, _report, _compare, _supernet, _path_filter, _distill, _export, _recipe,
-            _study)
+COMMANDS = (_search, _list, _report, _compare, _dashboard, _supernet, _path_filter, _distill,
+            _export, _recipe, _study)
 
 
 def build_parser() -> argparse.ArgumentParser:
