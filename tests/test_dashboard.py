@@ -248,3 +248,73 @@ def test_the_two_objective_front_equals_the_engines_on_random_points():
     for n in (0, 1, 2, 7, 60, 300):
         pts = rng.integers(0, 9, size=(n, 2)).astype(float)  # many ties
         assert (front_mask_2d(pts) == pareto_mask(pts)).all()
+
+
+def test_a_studys_curves_end_at_the_studys_own_means(tmp_path):
+    from test_study import MISSING, study_dict, write
+
+    if MISSING is not None:
+        pytest.skip(MISSING)
+    cfg = write(tmp_path, "s.yaml", study_dict(tmp_path / "study", trials=12, seeds=2))
+    assert main(["study", str(cfg), "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "study" / "study.json").read_text())
+    client = TestClient(create_app([tmp_path]))
+    sid = next(i for i, f in scan([tmp_path]).items() if f.kind == "study")
+    curves = client.get(f"/api/study/{sid}/curves").json()
+    assert set(curves) == set(summary["tasks"])
+    for task, t in summary["tasks"].items():
+        for strategy, row in t["strategies"].items():
+            c = curves[task]["strategies"][strategy]
+            assert c["seeds"] == 2 and len(c["mean"]) == t["budget"]
+            assert c["mean"][-1] == pytest.approx(row["mean"])
+            assert all(lo <= m <= hi for lo, m, hi in zip(c["low"], c["mean"], c["high"],
+                                                          strict=True))
+    page = client.get(f"/study/{sid}").text
+    assert "/static/js/bokeh.min.js" in page
+    # the study's runs are listed as runs too
+    assert len([f for f in scan([tmp_path]).values() if f.kind == "run"]) == 8
+
+
+def test_the_reports_plots_are_served_by_name_only(client, runs):
+    rid = run_id(client, "plain")
+    nastk.load_run(runs / "plain").write_report()
+    summary = client.get(f"/api/run/{rid}/summary").json()
+    assert "best_so_far.png" in summary["plots"] and "pareto.png" in summary["plots"]
+    png = client.get(f"/run/{rid}/plot/best_so_far.png")
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    for bad in ("report.md", "store.sqlite", "..%2Fstore.sqlite", "predictions.png"):
+        assert client.get(f"/run/{rid}/plot/{bad}").status_code == 404
+
+
+def test_the_compare_page_and_the_best_equals_the_reports_best_line(client, runs):
+    import re
+
+    rid = run_id(client, "plain")
+    report = nastk.load_run(runs / "plain").write_report()
+    line = re.search(r"\| best acc \(max\) \| ([0-9.]+) \(trial (\d+)", report.read_text())
+    summary = client.get(f"/api/run/{rid}/summary").json()
+    assert line is not None and summary["best_trial"] == int(line.group(2))
+    assert f"{summary['best']:.4f}" == line.group(1)
+    page = client.get(f"/compare?runs={rid}").text
+    assert "/static/js/bokeh-api.min.js" in page and "<h1>Compare</h1>" in page
+
+
+@pytest.mark.skipif(not (Path("runs") / "quickstart" / "store.sqlite").is_file(),
+                    reason="no runs/quickstart here (README command 1 makes it; CI runs it)")
+def test_the_quickstart_run_as_the_dashboard_shows_it():
+    """After README command 1: the quickstart run with its 24 trials, best and front as its
+    report.md has them."""
+    import re
+
+    root = Path("runs")
+    client = TestClient(create_app([root]))
+    row = next(r for r in client.get("/api/runs").json()["runs"] if r["path"] == "quickstart")
+    assert row["complete"] + row["failed"] == 24 == row["budget"]
+    report = (root / "quickstart" / "report.md").read_text()
+    line = re.search(r"\| best accuracy \(max\) \| ([0-9.]+) \(trial (\d+)", report)
+    assert line is not None and row["best_trial"] == int(line.group(2))
+    assert f"{row['best']:.4f}" == line.group(1)
+    record = nastk.load_run(root / "quickstart")
+    front = client.get(f"/api/run/{row['id']}/front").json()
+    assert {p[0] for p in front["front"]} == {t.id for t in pareto_front(record.trials,
+                                                                        record.objective)}

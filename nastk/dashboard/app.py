@@ -24,12 +24,22 @@ from starlette.routing import Route
 from nastk.dashboard import pages
 from nastk.dashboard.folders import Folder, FolderKind, scan
 from nastk.dashboard.store_reader import RunReader
-from nastk.run.layout import HISTORY_JSON, STUDY_JSON
+from nastk.run.layout import (
+    BEST_SO_FAR_PNG,
+    HISTORY_JSON,
+    LEARNING_CURVES_PNG,
+    PARETO_PNG,
+    PREDICTIONS_PNG,
+    STRATEGY_PNG,
+    STUDY_JSON,
+)
 
 __all__ = ["STATIC_FILES", "create_app"]
 
 #: the only static files served: BokehJS, from the installed bokeh package
 STATIC_FILES = ("bokeh.min.js", "bokeh-api.min.js")
+#: the report's plots a run page shows (these names only, from the run's own folder)
+REPORT_PLOTS = (BEST_SO_FAR_PNG, PARETO_PNG, LEARNING_CURVES_PNG, PREDICTIONS_PNG, STRATEGY_PNG)
 
 
 def _bokeh_js() -> Path:
@@ -65,6 +75,39 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
+def study_curves(study_dir: Path) -> dict[str, Any]:
+    """Per task and strategy, the mean best-so-far curve over seeds and its band (the seeds'
+    minimum and maximum), from the study's run folders (``<task>/<strategy>/seed_<k>``) as
+    ``nastk study`` reads them: the task's report metric of the incumbent, larger is better,
+    a curve that stopped short of the budget holding its last value."""
+    import numpy as np
+
+    summary = json.loads((study_dir / STUDY_JSON).read_text())
+    out: dict[str, Any] = {}
+    for task, t in summary.get("tasks", {}).items():
+        budget = int(t.get("budget") or 0)
+        strategies: dict[str, Any] = {}
+        for strategy in t.get("strategies", {}):
+            seeds = []
+            for seed in summary.get("seeds", []):
+                run_dir = study_dir / task / strategy / f"seed_{seed}"
+                if not (run_dir / "store.sqlite").is_file():
+                    continue
+                curve = RunReader(run_dir).incumbent_curve(t.get("report_metric"))
+                if curve:
+                    seeds.append((curve + curve[-1:] * budget)[:budget or len(curve)])
+            if not seeds:
+                continue
+            n = min(len(c) for c in seeds)
+            arr = np.asarray([c[:n] for c in seeds], dtype=float)
+            strategies[strategy] = {"mean": np.nanmean(arr, axis=0).tolist(),
+                                    "low": np.nanmin(arr, axis=0).tolist(),
+                                    "high": np.nanmax(arr, axis=0).tolist(),
+                                    "seeds": len(seeds)}
+        out[task] = {"strategies": strategies, "ylabel": t.get("ylabel") or "best so far"}
+    return out
+
+
 def create_app(roots: list[Path], *, rescan_s: float = 5.0) -> Starlette:
     """The app over the folders under ``roots`` (rescanned at most every ``rescan_s`` seconds,
     so runs started after the dashboard appear)."""
@@ -86,6 +129,9 @@ def create_app(roots: list[Path], *, rescan_s: float = 5.0) -> Starlette:
 
     async def index(request: Request) -> Response:
         return HTMLResponse(pages.runs_page())
+
+    async def compare(request: Request) -> Response:
+        return HTMLResponse(pages.compare_page())
 
     async def api_runs(request: Request) -> Response:
         runs, studies, supernets = [], [], []
@@ -143,7 +189,17 @@ def create_app(roots: list[Path], *, rescan_s: float = 5.0) -> Starlette:
         t = RunReader(f.path).trial(r.path_params["tid"])
         return not_found("trial") if t is None else t
 
-    api_summary = api("run", "run", lambda f, r: RunReader(f.path).summary())
+    api_summary = api("run", "run", lambda f, r: {
+        **RunReader(f.path).summary(),
+        "plots": [n for n in REPORT_PLOTS if (f.path / n).is_file()]})
+
+    async def report_plot(request: Request) -> Response:
+        f = folder(request, "run")
+        name = request.path_params["name"]
+        if f is None or name not in REPORT_PLOTS or not (f.path / name).is_file():
+            return Response("not found", 404)
+        return Response((f.path / name).read_bytes(), media_type="image/png",
+                        headers={"Cache-Control": "no-store"})
     api_trials = api("run", "run", trials)
     api_trial = api("run", "run", trial)
     api_curve = api("run", "run", lambda f, r: RunReader(f.path).curve())
@@ -151,6 +207,7 @@ def create_app(roots: list[Path], *, rescan_s: float = 5.0) -> Starlette:
         r.query_params.get("x") or None, r.query_params.get("y") or None))
     api_study = api("study", "study",
                     lambda f, r: json.loads((f.path / STUDY_JSON).read_text()))
+    api_study_curves = api("study", "study", lambda f, r: study_curves(f.path))
 
     async def api_supernet(request: Request) -> Response:
         f = folder(request, "supernet")
@@ -173,12 +230,14 @@ def create_app(roots: list[Path], *, rescan_s: float = 5.0) -> Starlette:
                         headers={"Cache-Control": "public, max-age=86400"})
 
     routes = [
-        Route("/", index), Route("/api/runs", api_runs),
+        Route("/", index), Route("/api/runs", api_runs), Route("/compare", compare),
         Route("/run/{fid}", run_page), Route("/run/{fid}/trial/{tid:int}", trial_page),
+        Route("/run/{fid}/plot/{name}", report_plot),
         Route("/api/run/{fid}/summary", api_summary), Route("/api/run/{fid}/trials", api_trials),
         Route("/api/run/{fid}/trial/{tid:int}", api_trial),
         Route("/api/run/{fid}/curve", api_curve), Route("/api/run/{fid}/front", api_front),
         Route("/study/{fid}", study_page), Route("/api/study/{fid}", api_study),
+        Route("/api/study/{fid}/curves", api_study_curves),
         Route("/supernet/{fid}", supernet_page), Route("/api/supernet/{fid}", api_supernet),
         Route("/static/js/{name}", static),
     ]

@@ -9,7 +9,8 @@ import json
 from html import escape
 from typing import Any
 
-__all__ = ["page", "run_page", "runs_page", "study_page", "supernet_page", "trial_page"]
+__all__ = ["compare_page", "page", "run_page", "runs_page", "study_page", "supernet_page",
+           "trial_page"]
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.2rem 2rem;color:#222}
@@ -60,8 +61,9 @@ def runs_page() -> str:
     """Every folder found: runs (sortable, filterable), studies and supernet trainings."""
     body = """<h1>Runs</h1>
 <div class="bar"><input id="filter" placeholder="filter (task, space, strategy, name)">
+<a id="compare" href="/compare">compare the runs ticked</a>
 <span class="muted" id="count"></span></div>
-<table id="runs"><thead><tr>
+<table id="runs"><thead><tr><th></th>
 <th data-k="name">run</th><th data-k="task">task</th><th data-k="space">space</th>
 <th data-k="strategy">strategy</th><th data-k="status">status</th>
 <th data-k="complete">done</th><th data-k="failed">failed</th><th data-k="budget">budget</th>
@@ -70,6 +72,13 @@ def runs_page() -> str:
 <h2>Studies</h2><ul id="studies"></ul><h2>Supernet trainings</h2><ul id="supernets"></ul>"""
     script = r"""
 let runs = [], key = 'last_activity', desc = true;
+const ticked = new Set(), tickedStudies = new Set();
+function compareLink() {
+  const q = [];
+  if (ticked.size) q.push('runs=' + [...ticked].map(encodeURIComponent).join(','));
+  if (tickedStudies.size) q.push('studies=' + [...tickedStudies].map(encodeURIComponent)
+    .join(','));
+  $('#compare').href = '/compare?' + q.join('&'); }
 document.querySelectorAll('#runs th').forEach(th => th.onclick = () => {
   desc = key === th.dataset.k ? !desc : false; key = th.dataset.k; draw(); });
 $('#filter').oninput = draw;
@@ -82,6 +91,9 @@ function draw() {
       y === undefined) ? -1 : x < y ? -1 : 1; return desc ? -c : c; });
   const tb = $('#runs tbody'); tb.textContent = '';
   for (const r of rows) { const tr = document.createElement('tr');
+    const box = document.createElement('input'); box.type = 'checkbox';
+    box.checked = ticked.has(r.id); box.onchange = () => { box.checked ? ticked.add(r.id) :
+      ticked.delete(r.id); compareLink(); }; cell(tr, '').appendChild(box);
     link(cell(tr, ''), '/run/' + encodeURIComponent(r.id), r.path);
     cell(tr, r.task); cell(tr, r.space); cell(tr, r.strategy);
     cell(tr, r.status, 'status-' + r.status); cell(tr, r.complete, 'num');
@@ -95,6 +107,10 @@ every(3000, async () => { const d = await getJSON('/api/runs'); runs = d.runs;
                                    ['#supernets', d.supernets, '/supernet/']]) {
     const ul = $(sel); ul.textContent = '';
     for (const s of list) { const li = document.createElement('li');
+      if (base === '/study/') { const box = document.createElement('input');
+        box.type = 'checkbox'; box.checked = tickedStudies.has(s.id);
+        box.onchange = () => { box.checked ? tickedStudies.add(s.id) :
+          tickedStudies.delete(s.id); compareLink(); }; li.appendChild(box); }
       const a = document.createElement('a'); a.href = base + encodeURIComponent(s.id);
       a.textContent = s.path; li.appendChild(a); ul.appendChild(li); } }
   draw(); });
@@ -108,6 +124,7 @@ def run_page(run_id: str, name: str) -> str:
 <table id="summary"><tbody></tbody></table>
 <div class="plots"><div id="curve"></div><div><div class="bar">front:
 <select id="fx"></select><select id="fy"></select></div><div id="front"></div></div></div>
+<h2>Plots from the report</h2><div class="plots" id="report-plots"></div>
 <h2>Trials</h2><div class="bar">status <select id="status"><option value="">all</option>
 <option>complete</option><option>failed</option><option>running</option>
 <option>interrupted</option><option>paused</option></select>
@@ -149,6 +166,13 @@ async function summary() {
       ['best ' + s.metric + ' (' + s.direction + ')', fmt(s.best) +
        (s.best_trial ? ' (trial ' + s.best_trial + ')' : '')]]) {
     const tr = document.createElement('tr'); cell(tr, k); cell(tr, v); tb.appendChild(tr); }
+  const shown = $('#report-plots');
+  if (shown.dataset.plots !== (s.plots || []).join()) { shown.dataset.plots =
+      (s.plots || []).join(); shown.textContent = '';
+    for (const n of s.plots || []) { const img = document.createElement('img');
+      img.src = '/run/' + encodeURIComponent(RUN) + '/plot/' + encodeURIComponent(n) +
+        '?t=' + Date.now(); img.alt = n; img.style.maxWidth = '600px'; shown.appendChild(img); }
+    if (!(s.plots || []).length) shown.textContent = 'none yet (written when the run ends)'; }
   return s;
 }
 let curveSrc = null, frontSrc = null, otherSrc = null, names = null, frontPlot = null;
@@ -201,8 +225,8 @@ def trial_page(run_id: str, name: str, trial_id: int) -> str:
     body = f"""<h1>{escape(name)}: trial {int(trial_id)}</h1>
 <p><a href="/run/{escape(run_id)}">back to the run</a></p>
 <table id="fields"><tbody></tbody></table><h2>Architecture</h2><pre id="arch"></pre>
-<h2>Rungs</h2><table id="rungs"><thead><tr><th>rung</th><th>resource</th><th>cost</th>
-<th>status</th><th>metrics</th></tr></thead><tbody></tbody></table>
+<h2>Rungs</h2><div id="rung-curve"></div><table id="rungs"><thead><tr><th>rung</th>
+<th>resource</th><th>cost</th><th>status</th><th>metrics</th></tr></thead><tbody></tbody></table>
 <h2>Error</h2><pre id="error"></pre><h2>Info</h2><pre id="info"></pre>"""
     script = r"""
 const D = JSON.parse($('#page-data').textContent);
@@ -222,9 +246,18 @@ every(3000, async () => {
     cell(tr, r.resource); cell(tr, r.cost); cell(tr, r.status);
     cell(tr, Object.entries(r.metrics).map(([k, v]) => k + '=' + fmt(v)).join(' '));
     rb.appendChild(tr); }
+  const m = t.objective.metric, div = $('#rung-curve');
+  if (t.rungs.length > 1 && div.dataset.n !== String(t.rungs.length)) {
+    div.dataset.n = String(t.rungs.length); div.textContent = '';
+    const p = Bokeh.Plotting.figure({title: m + ' at each rung', width: 460, height: 280,
+      x_axis_label: 'resource', y_axis_label: m, tools: 'pan,wheel_zoom,reset,hover'});
+    const xs = t.rungs.map(r => r.resource), ys = t.rungs.map(r => r.metrics[m]);
+    p.line({x: xs, y: ys, line_width: 2}); p.scatter({x: xs, y: ys, size: 6});
+    Bokeh.Plotting.show(p, div); }
 });
 """
-    return page(f"trial {trial_id}", body, script, {"run": run_id, "trial": int(trial_id)})
+    return page(f"trial {trial_id}", body, script, {"run": run_id, "trial": int(trial_id)},
+                plots=True)
 
 
 def study_page(study_id: str, name: str) -> str:
@@ -235,7 +268,7 @@ def study_page(study_id: str, name: str) -> str:
 <h2>Tasks</h2><div id="tasks"></div>"""
     script = r"""
 const D = JSON.parse($('#page-data').textContent);
-every(5000, async () => {
+every(30000, async () => {
   const s = await getJSON('/api/study/' + encodeURIComponent(D.study));
   const tb = $('#board tbody'); tb.textContent = '';
   for (const r of s.leaderboard) { const tr = document.createElement('tr');
@@ -247,17 +280,35 @@ every(5000, async () => {
       ', target ' + fmt(t.target) + ')'; box.appendChild(h);
     const table = document.createElement('table'); const head = document.createElement('tr');
     for (const k of ['strategy', 'mean', 'std', 'median queries to target', 'reached',
-                     'hypervolume']) { const th = document.createElement('th');
+                     'hypervolume', 'hypervolume std']) { const th = document.createElement('th');
       th.textContent = k; head.appendChild(th); } table.appendChild(head);
     for (const [st, r] of Object.entries(t.strategies)) { const tr = document.createElement('tr');
       cell(tr, st); cell(tr, fmt(r.mean), 'num'); cell(tr, fmt(r.std), 'num');
       cell(tr, fmt(r.median_queries_to_target), 'num');
       cell(tr, r.reached + '/' + r.seeds, 'num'); cell(tr, fmt(r.hypervolume), 'num');
+      cell(tr, fmt(r.hypervolume_std), 'num');
       table.appendChild(tr); }
-    box.appendChild(table); }
+    box.appendChild(table);
+    const plotDiv = document.createElement('div'); plotDiv.className = 'curve';
+    plotDiv.dataset.task = task; box.appendChild(plotDiv); }
+  const c = await getJSON('/api/study/' + encodeURIComponent(D.study) + '/curves');
+  const palette = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b',
+                   '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+  for (const div of document.querySelectorAll('#tasks .curve')) {
+    const t = c[div.dataset.task]; if (!t) continue;
+    const p = Bokeh.Plotting.figure({title: div.dataset.task + ': mean over seeds, band: ' +
+      'min to max', width: 620, height: 320, x_axis_label: 'queries',
+      y_axis_label: t.ylabel, tools: 'pan,wheel_zoom,box_zoom,reset,hover'});
+    Object.entries(t.strategies).forEach(([st, d], i) => {
+      const xs = d.mean.map((_, k) => k + 1), color = palette[i % palette.length];
+      p.varea({x: xs, y1: d.low, y2: d.high, fill_color: color, fill_alpha: 0.12});
+      p.line({x: xs, y: d.mean, line_color: color, line_width: 2,
+              legend_label: st + ' (' + d.seeds + ')'}); });
+    p.legend.location = 'bottom_right'; p.legend.click_policy = 'hide';
+    Bokeh.Plotting.show(p, div); }
 });
 """
-    return page(f"study {name}", body, script, {"study": study_id})
+    return page(f"study {name}", body, script, {"study": study_id}, plots=True)
 
 
 def supernet_page(supernet_id: str, name: str) -> str:
@@ -281,3 +332,79 @@ every(5000, async () => {
 });
 """
     return page(f"supernet {name}", body, script, {"supernet": supernet_id}, plots=True)
+
+
+def compare_page() -> str:
+    """Runs (``?runs=ID,ID``) on one best-so-far plot and one front, with their summaries
+    side by side; studies (``?studies=ID,ID``) with their leaderboards side by side and each
+    task's curves of every study on one plot."""
+    body = """<h1>Compare</h1><table id="side"><thead></thead><tbody></tbody></table>
+<div class="plots"><div id="curves"></div><div id="fronts"></div></div>
+<div id="studies"></div>"""
+    script = r"""
+const params = new URLSearchParams(location.search);
+const ids = (k) => (params.get(k) || '').split(',').filter(Boolean);
+const palette = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b',
+                 '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+(async () => {
+  const runs = ids('runs'), studies = ids('studies');
+  if (runs.length) {
+    const all = (await getJSON('/api/runs')).runs;
+    const name = (id) => (all.find(r => r.id === id) || {path: id}).path;
+    const sums = await Promise.all(runs.map(id => getJSON('/api/run/' +
+      encodeURIComponent(id) + '/summary').catch(() => null)));
+    const head = document.createElement('tr'); cell(head, '');
+    runs.forEach(id => cell(head, name(id))); $('#side thead').appendChild(head);
+    for (const k of ['task', 'space', 'strategy', 'status', 'complete', 'failed', 'metric',
+                     'best']) { const tr = document.createElement('tr'); cell(tr, k);
+      sums.forEach(s => cell(tr, s ? fmt(s[k]) : 'no such run')); $('#side tbody')
+        .appendChild(tr); }
+    const metric = (sums.find(Boolean) || {}).metric || 'value';
+    const pc = Bokeh.Plotting.figure({title: 'best so far', width: 560, height: 360,
+      x_axis_label: 'trials finished', y_axis_label: metric,
+      tools: 'pan,wheel_zoom,box_zoom,reset,hover'});
+    const pf = Bokeh.Plotting.figure({title: 'fronts', width: 560, height: 360,
+      tools: 'pan,wheel_zoom,box_zoom,reset,hover'});
+    for (const [i, id] of runs.entries()) { if (!sums[i]) continue;
+      const color = palette[i % palette.length], label = name(id);
+      const c = await getJSON('/api/run/' + encodeURIComponent(id) + '/curve');
+      const xs = [], ys = []; c.x.forEach((x, k) => { if (k) { xs.push(x); ys.push(c.y[k - 1]); }
+        xs.push(x); ys.push(c.y[k]); });
+      pc.line({x: xs, y: ys, line_color: color, line_width: 2, legend_label: label});
+      const f = await getJSON('/api/run/' + encodeURIComponent(id) + '/front');
+      pf.xaxis.axis_label = f.x; pf.yaxis.axis_label = f.y;
+      pf.scatter({x: f.front.map(p => p[1]), y: f.front.map(p => p[2]), size: 7,
+                  color: color, legend_label: label});
+      pf.line({x: f.front.map(p => p[1]), y: f.front.map(p => p[2]), line_color: color}); }
+    pc.legend.location = 'bottom_right'; pc.legend.click_policy = 'hide';
+    pf.legend.click_policy = 'hide';
+    Bokeh.Plotting.show(pc, $('#curves')); Bokeh.Plotting.show(pf, $('#fronts'));
+  }
+  if (studies.length) {
+    const data = await Promise.all(studies.map(id => Promise.all([
+      getJSON('/api/study/' + encodeURIComponent(id)),
+      getJSON('/api/study/' + encodeURIComponent(id) + '/curves')])));
+    const box = $('#studies');
+    const h = document.createElement('h2'); h.textContent = 'Leaderboards'; box.appendChild(h);
+    const table = document.createElement('table'); const head = document.createElement('tr');
+    cell(head, 'study'); cell(head, 'strategy'); cell(head, 'average rank');
+    cell(head, 'mean normalised regret'); table.appendChild(head);
+    data.forEach(([s]) => s.leaderboard.forEach(r => { const tr = document.createElement('tr');
+      cell(tr, s.name); cell(tr, r.strategy); cell(tr, fmt(r.average_rank), 'num');
+      cell(tr, fmt(r.mean_normalised_regret), 'num'); table.appendChild(tr); }));
+    box.appendChild(table);
+    const tasks = new Set(); data.forEach(([, c]) => Object.keys(c).forEach(t => tasks.add(t)));
+    for (const task of tasks) { const div = document.createElement('div'); box.appendChild(div);
+      const p = Bokeh.Plotting.figure({title: task, width: 620, height: 320,
+        x_axis_label: 'queries', tools: 'pan,wheel_zoom,box_zoom,reset,hover'});
+      let i = 0;
+      data.forEach(([s, c]) => Object.entries((c[task] || {strategies: {}}).strategies)
+        .forEach(([st, d]) => { const color = palette[i++ % palette.length];
+          p.line({x: d.mean.map((_, k) => k + 1), y: d.mean, line_color: color,
+                  line_width: 2, legend_label: s.name + ': ' + st}); }));
+      p.legend.location = 'bottom_right'; p.legend.click_policy = 'hide';
+      Bokeh.Plotting.show(p, div); }
+  }
+})();
+"""
+    return page("compare", body, script, plots=True)

@@ -215,6 +215,30 @@ class RunReader:
             xs, ys = [xs[i] for i in keep], [ys[i] for i in keep]
         return {"x": xs, "y": ys, "metric": obj["metric"], "n": len(rows)}
 
+    def incumbent_curve(self, report_metric: str | None = None) -> list[float]:
+        """As ``nastk study`` reads a run: after every finished trial (in trial order), the
+        report metric (default: the objective's metric) of the incumbent by the objective,
+        oriented larger-is-better (NaN before the first usable trial)."""
+        with closing(self._connect()) as db:
+            obj = self.objective(db)
+            metric = report_metric or obj["metric"]
+            rows = db.execute(
+                "SELECT status, json_extract(metrics, ?), json_extract(metrics, ?) FROM trials "
+                "WHERE status IN ('complete', 'failed') ORDER BY id",
+                (_json_path(obj["metric"]), _json_path(metric))).fetchall()
+        sign = 1.0 if obj["direction"] == "max" else -1.0
+        best: float | None = None
+        value = math.nan
+        out = []
+        for status, judged, reported in rows:
+            ok = (status == "complete" and judged is not None
+                  and math.isfinite(float(judged)))
+            if ok and (best is None or sign * judged > sign * best):
+                best = float(judged)
+                value = sign * float(reported) if reported is not None else math.nan
+            out.append(value)
+        return out
+
     def front(self, x: str | None = None, y: str | None = None) -> dict[str, Any]:
         """The complete trials in two objectives (default: the metric and the first cost):
         the Pareto front whole, the others sampled to at most :data:`MAX_POINTS`."""

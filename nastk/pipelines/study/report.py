@@ -166,6 +166,7 @@ def summarize(config: StudyConfig, data: dict[str, Any]) -> dict[str, Any]:
                                               else math.nan)
         pairs = wilcoxon_pairs(finals[t.name]) if len(config.seed_list()) > 1 else {}
         tasks[t.name] = {"budget": d["budget"], "target": target, "target_from": why,
+                         "report_metric": t.report_metric, "ylabel": d.get("ylabel"),
                          "optimum": t.optimum, "strategies": rows,
                          "wilcoxon": [{"a": a, "b": b, **v} for (a, b), v in pairs.items()]}
     ranks = average_ranks(finals)
