@@ -112,6 +112,8 @@ def test_the_front_is_the_reports_front(client, runs):
     want = {t.id for t in pareto_front(record.trials, record.objective)}
     assert {p[0] for p in front["front"]} == want
     assert front["x"] == "acc" and front["y"] == "flops"
+    archs = {t.id: t.arch.key for t in record.trials}
+    assert all(p[3] == archs[p[0]] for p in front["front"] + front["others"])  # on hover
     assert len(front["front"]) + len(front["others"]) == front["n"]
 
 

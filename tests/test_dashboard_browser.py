@@ -35,6 +35,8 @@ SEARCH = textwrap.dedent("""
 
     def score(arch):
         time.sleep(0.25)
+        if (arch["d"] + arch["w"]) % 7 == 0:  # failed trials whose error holds markup
+            raise RuntimeError("<script>alert('injected')</script>")
         return ({"acc": arch["d"] * 0.1 + arch["w"] * 0.01 - arch["d"] * arch["w"] * 0.004},
                 {"flops": float(arch["d"] * arch["w"] * 100)})
 
@@ -88,6 +90,8 @@ def test_a_live_search_in_the_browser(browser, tmp_path):
         while not (root / "live" / "store.sqlite").exists() and time.time() < deadline:
             time.sleep(0.1)
         page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_selector("#runs tbody a", timeout=20_000)
         page.screenshot(path=str(tmp_path / "runs.png"))
@@ -117,6 +121,15 @@ def test_a_live_search_in_the_browser(browser, tmp_path):
                                          for t in record.trials)
         assert total() == 40
         page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
+        # a failed trial's error text shows as text, and runs nothing
+        page.select_option("#status", "failed")
+        page.wait_for_function("() => [...document.querySelectorAll('#trials tbody tr')]"
+                               ".every(tr => tr.children[1].textContent === 'failed')")
+        assert "<script>alert('injected')</script>" in page.inner_text("#trials tbody")
+        assert dialogs == []
+        page.select_option("#status", "")
+        page.wait_for_function("() => document.querySelectorAll('#trials tbody tr').length "
+                               "> 20")
         page.click("#trials tbody tr a")
         page.wait_for_function("() => document.querySelector('#arch').textContent.length > 2")
         assert '"d"' in page.inner_text("#arch")

@@ -201,7 +201,7 @@ async function front() {
         o.textContent = n; o.selected = n === v; s.appendChild(o); } s.onchange = () => {
         frontSrc = null; front(); }; } }
   const col = (pts) => ({x: pts.map(p => p[1]), y: pts.map(p => p[2]),
-                         trial: pts.map(p => p[0])});
+                         trial: pts.map(p => p[0]), arch: pts.map(p => p[3])});
   if (!frontSrc) {
     frontSrc = new Bokeh.ColumnDataSource({data: col(f.front)});
     otherSrc = new Bokeh.ColumnDataSource({data: col(f.others)});
@@ -210,7 +210,8 @@ async function front() {
       color: 'grey'});
     p.scatter({field: 'x'}, {field: 'y'}, {source: frontSrc, size: 7, color: 'red'});
     const hover = p.toolbar.tools.find(t => t.type === 'HoverTool');
-    if (hover) hover.tooltips = [['trial', '@trial'], [f.x, '@x'], [f.y, '@y']];
+    if (hover) hover.tooltips = [['trial', '@trial'], [f.x, '@x'], [f.y, '@y'],
+                                 ['architecture', '@arch']];
   } else { frontSrc.data = col(f.front); otherSrc.data = col(f.others); }
   frontPlot.title.text = 'Pareto front: ' + f.front.length + ' of ' + f.n + ' trials';
   $('#front').dataset.frontPoints = f.front.length;
@@ -265,7 +266,7 @@ def study_page(study_id: str, name: str) -> str:
     body = f"""<h1>study {escape(name)}</h1><h2>Cross-task leaderboard</h2>
 <table id="board"><thead><tr><th>strategy</th><th>average rank</th>
 <th>mean normalised regret</th></tr></thead><tbody></tbody></table>
-<h2>Tasks</h2><div id="tasks"></div>"""
+<div id="hv"></div><h2>Tasks</h2><div id="tasks"></div>"""
     script = r"""
 const D = JSON.parse($('#page-data').textContent);
 every(30000, async () => {
@@ -274,6 +275,16 @@ every(30000, async () => {
   for (const r of s.leaderboard) { const tr = document.createElement('tr');
     cell(tr, r.strategy); cell(tr, fmt(r.average_rank), 'num');
     cell(tr, fmt(r.mean_normalised_regret), 'num'); tb.appendChild(tr); }
+  const hv = $('#hv'); hv.textContent = '';
+  if (s.hypervolume_leaderboard) { const h = document.createElement('h2');
+    h.textContent = 'Hypervolume leaderboard (' + s.hypervolume_tasks.join(', ') + ')';
+    hv.appendChild(h); const table = document.createElement('table');
+    const head = document.createElement('tr'); cell(head, 'strategy');
+    cell(head, 'average rank'); cell(head, 'mean hypervolume'); table.appendChild(head);
+    for (const r of s.hypervolume_leaderboard) { const tr = document.createElement('tr');
+      cell(tr, r.strategy); cell(tr, fmt(r.average_rank), 'num');
+      cell(tr, fmt(r.mean_hypervolume), 'num'); table.appendChild(tr); }
+    hv.appendChild(table); }
   const box = $('#tasks'); box.textContent = '';
   for (const [task, t] of Object.entries(s.tasks)) {
     const h = document.createElement('h3'); h.textContent = task + ' (budget ' + t.budget +

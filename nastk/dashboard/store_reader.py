@@ -249,9 +249,11 @@ class RunReader:
             rows = db.execute(
                 "SELECT id, COALESCE(json_extract(metrics, ?), json_extract(costs, ?)), "
                 "COALESCE(json_extract(metrics, ?), json_extract(costs, ?)), "
-                "json_extract(info, '$.early_stopped') FROM trials WHERE status='complete'",
+                "json_extract(info, '$.early_stopped'), key FROM trials "
+                "WHERE status='complete'",
                 (_json_path(x), _json_path(x), _json_path(y), _json_path(y))).fetchall()
             keys = self._objective_names(db)
+            rendered = self._rendered(db)
         rows = [r for r in rows if r[1] is not None and r[2] is not None]
         directions = {obj["metric"]: obj["direction"]}
         if not rows:
@@ -265,16 +267,26 @@ class RunReader:
         if eligible.any():
             idx = np.flatnonzero(eligible)
             mask[idx[front_mask_2d(oriented[idx])]] = True
-        front = sorted(([int(r[0]), float(r[1]), float(r[2])] for r, m in zip(rows, mask,
-                                                                                strict=True)
-                        if m), key=lambda p: (p[1], p[2]))
-        others = [[int(r[0]), float(r[1]), float(r[2])]
-                  for r, m in zip(rows, mask, strict=True) if not m]
+        def point(r: tuple[Any, ...]) -> list[Any]:  # the architecture shows on hover
+            return [int(r[0]), float(r[1]), float(r[2]), rendered.get(r[4], r[4])[:160]]
+
+        front = sorted((point(r) for r, m in zip(rows, mask, strict=True) if m),
+                       key=lambda p: (p[1], p[2]))
+        others = [point(r) for r, m in zip(rows, mask, strict=True) if not m]
         if len(others) > MAX_POINTS:
             step = len(others) / MAX_POINTS
             others = [others[int(i * step)] for i in range(MAX_POINTS)]
         return {"x": x, "y": y, "front": front, "others": others, "n": len(rows),
                 "names": keys}
+
+    def _rendered(self, db: sqlite3.Connection) -> dict[str, str]:
+        """``arch key -> the space's rendering`` saved with the run (empty if none)."""
+        row = db.execute("SELECT value FROM meta WHERE key='rendered'").fetchone()
+        try:
+            out = json.loads(row[0]) if row is not None else {}
+        except ValueError:
+            return {}
+        return out if isinstance(out, dict) else {}
 
     def _objective_names(self, db: sqlite3.Connection) -> list[str]:
         """The metric and cost names of the run's last complete trial."""
