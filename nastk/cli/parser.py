@@ -146,6 +146,10 @@ def _export(sub: argparse._SubParsersAction) -> None:
                    help="export every trial on the Pareto front (objective metric vs its "
                         "costs) into OUT/trial_<id>/ with OUT/front.json (default OUT: "
                         "RUN_DIR/front)")
+    p.add_argument("--format", choices=["torch", "onnx"], default="torch",
+                   help="torch: model.pt and a torch.export program (model.pt2); onnx: "
+                        "model.onnx too (needs onnx, onnxscript, onnxruntime), checked with "
+                        "ONNX Runtime against PyTorch on three input sizes")
     p.set_defaults(handler="export")
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "CONFIG_JSON",
     "DISTILL_JSON",
     "EXPORT_MODEL",
+    "EXPORT_ONNX",
     "EXPORT_PROGRAM",
     "FAILURE_JSON",
     "FILTER_FILE",
@@ -115,6 +116,7 @@ FAILURE_JSON = "failure.json"
 ARCH_JSON = "arch.json"
 EXPORT_MODEL = "model.pt"
 EXPORT_PROGRAM = "model.pt2"
+EXPORT_ONNX = "model.onnx"
 FRONT_JSON = "front.json"
 RECIPE_STATE = "recipe.json"
 RECIPE_COPY = "recipe.yaml"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,14 @@ from nastk.core.pareto import pareto_front
 from nastk.core.trial import Trial
 from nastk.core.weights import load_file, read_weights, save_weights, write_atomic
 from nastk.nn.batchnorm import recalibrate_bn
+from nastk.nn.deploy import (
+    ONNX_HINT,
+    TOLERANCE,
+    deployment_sizes,
+    export_onnx,
+    export_program,
+    missing_onnx,
+)
 from nastk.report.formatting import format_cost, format_metric
 from nastk.run import layout
 from nastk.run.layout import RunLayout
@@ -53,24 +62,31 @@ class Exported:
     arch_json: Path
     checkpoint: Path | None = None
     program: Path | None = None
+    onnx: Path | None = None
+    #: per format (``torch.export``, ``onnx``): opset, dynamic axes, max |diff| per input size
+    exports: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path | None = None,
-               trial_id: int | None = None) -> Exported:
+               trial_id: int | None = None, formats: Sequence[str] = ("torch",)) -> Exported:
     """Export the best trial of ``run_dir`` (or trial ``trial_id``) into ``out_dir``
     (default ``run_dir/export``). Weights come from the trial's checkpoint; when it was not
     kept, a weight-sharing run's candidate is extracted from the supernet again (batch norm
     recalibrated as when it was scored, no training), and any other candidate is trained again
     with the run's evaluator (training is seeded by the architecture, so it reproduces the
-    recorded weights on the same machine)."""
+    recorded weights on the same machine). ``formats`` with ``"onnx"`` writes ``model.onnx``
+    too (refused before anything is written when onnx or onnxruntime is missing)."""
     run_dir = Path(run_dir)
+    if "onnx" in formats and missing_onnx():
+        raise ConfigError(f"{ONNX_HINT} (missing: {', '.join(missing_onnx())})")
     run, trial = _load_trial(run_dir, trial_id)
     out = Path(out_dir) if out_dir is not None else run_dir / "export"
-    return _export_trial(run, trial, out, _ModelSource(run))
+    return _export_trial(run, trial, out, _ModelSource(run), formats)
 
 
-def export_front(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Exported]:
+def export_front(run_dir: str | Path, out_dir: str | Path | None = None,
+                 formats: Sequence[str] = ("torch",)) -> list[Exported]:
     """Export every trial on the Pareto front of ``run_dir`` (the run's objective metric
     against its costs, see :func:`pareto_front`) into ``out_dir/trial_<id>/`` (default
     ``run_dir/front``), each with the files of :func:`export_run`, and write
@@ -84,7 +100,10 @@ def export_front(run_dir: str | Path, out_dir: str | Path | None = None) -> list
         raise NastkError(f"{run_dir} has no successful trial to export")
     out = Path(out_dir) if out_dir is not None else run_dir / layout.FRONT_DIR
     source = _ModelSource(record)
-    exported = [_export_trial(record, t, out / layout.trial_folder_name(t.id), source)
+    if "onnx" in formats and missing_onnx():
+        raise ConfigError(f"{ONNX_HINT} (missing: {', '.join(missing_onnx())})")
+    exported = [_export_trial(record, t, out / layout.trial_folder_name(t.id), source,
+                              formats)
                 for t in front]
     objective = record.objective
     points = []
@@ -150,7 +169,8 @@ class _ModelSource:
                       "rebuild the weights")
 
 
-def _export_trial(run: RunRecord, trial: Trial, out: Path, source: _ModelSource) -> Exported:
+def _export_trial(run: RunRecord, trial: Trial, out: Path, source: _ModelSource,
+                  formats: Sequence[str] = ("torch",)) -> Exported:
     config = run.config
     out.mkdir(parents=True, exist_ok=True)
     assert trial.result is not None
@@ -186,16 +206,50 @@ def _export_trial(run: RunRecord, trial: Trial, out: Path, source: _ModelSource)
     }
     result.checkpoint = out / layout.EXPORT_MODEL
     torch.save(payload, result.checkpoint)
+    example = torch.rand(2, *task.input_shape, generator=torch.Generator().manual_seed(0))
+    sizes = deployment_sizes(task.input_shape)
+    exports: dict[str, Any] = {}
     try:
-        example = torch.zeros(2, *task.input_shape)
-        batch = torch.export.Dim("batch", min=1, max=1 << 16)
-        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
         result.program = out / layout.EXPORT_PROGRAM
-        torch.export.save(program, result.program)
+        exports["torch.export"] = export_program(model, example, result.program, sizes)
     except Exception as err:  # some user models are not exportable; the checkpoint still is
+        result.program = None
         result.notes.append(f"torch.export could not trace the model ({type(err).__name__}: "
                             f"{err}); only model.pt was written")
+    if "onnx" in formats:
+        try:
+            result.onnx = out / layout.EXPORT_ONNX
+            exports["onnx"] = export_onnx(model, example, result.onnx, sizes)
+        except Exception as err:
+            result.onnx = None
+            result.notes.append(f"ONNX export failed ({type(err).__name__}: {err})")
+    for name, check in exports.items():
+        worst = max(check["max_abs_diff"].values())
+        check["tolerance"] = TOLERANCE
+        check["within_tolerance"] = worst <= TOLERANCE
+        if worst > TOLERANCE:
+            result.notes.append(f"{name}: outputs differ from PyTorch's by up to {worst:.2e} "
+                                f"(tolerance {TOLERANCE:g})")
+    post = _postprocess(task)
+    record["exports"] = exports
+    record["output"] = ({"postprocess": post, "note": "the exported network returns the "
+                         "head's raw outputs; decode them with this function"}
+                        if post else {"postprocess": None, "note": "the network's output is "
+                                      "the prediction (e.g. the full-resolution map)"})
+    arch_path.write_text(json.dumps(record, indent=2) + "\n")
+    result.exports = exports
     return result
+
+
+def _postprocess(task: Task) -> str | None:
+    """``module:Class.postprocess`` when the task decodes the network's outputs after it
+    (detection: boxes and non-maximum suppression), else ``None``."""
+    from nastk.task.contract import Task as Contract
+
+    own = type(task).postprocess
+    if own is getattr(Contract, "postprocess", None):
+        return None
+    return f"{type(task).__module__}:{type(task).__qualname__}.postprocess"
 
 
 def input_record(task: Task) -> dict[str, Any]:
@@ -259,9 +313,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.front:
         if args.trial is not None:
             raise ConfigError("--front exports every trial on the Pareto front; drop --trial")
-        _print_front(export_front(args.run_dir, args.out))
+        _print_front(export_front(args.run_dir, args.out,
+                                  ("torch", "onnx") if args.format == "onnx" else ("torch",)))
         return 0
-    exported = export_run(args.run_dir, args.out, args.trial)
+    formats = ("torch", "onnx") if args.format == "onnx" else ("torch",)
+    exported = export_run(args.run_dir, args.out, args.trial, formats)
     out = results_console()
     for note in exported.notes:
         out.print(f"note: {note}")
@@ -270,7 +326,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if exported.checkpoint:
         out.print(f"checkpoint:   {exported.checkpoint}  (nastk.cli.commands.export.load_exported)")
     if exported.program:
-        out.print(f"program:      {exported.program}  (torch.export.load, no nastk needed)")
+        out.print(f"program:      {exported.program}  (torch.export.load, no nastk needed; "
+                  "any batch and image size)")
+    if exported.onnx:
+        check = exported.exports["onnx"]
+        worst = max(check["max_abs_diff"].values())
+        out.print(f"onnx:         {exported.onnx}  (opset {check['opset']}, any batch and image "
+                  f"size; ONNX Runtime vs PyTorch on {len(check['max_abs_diff'])} sizes: max "
+                  f"|diff| {worst:.1e})")
     return 0
 
 
