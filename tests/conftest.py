@@ -1,3 +1,4 @@
+import gc
 import itertools
 import os
 import sqlite3
@@ -25,6 +26,17 @@ def toy_env(monkeypatch):
 # `num_threads: auto` follows the machine's load (nastk.core.cpus); the tests want one count
 # in every process they start, so that two runs they compare compute alike
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _finalize_abandoned_loaders():
+    """Collect garbage after every test, so a DataLoader iterator with worker processes that a
+    test left unfinished is shut down here, between tests, and not at an arbitrary point of a
+    later test: CPython's queue feeder threads of such iterators close their pipe ends late,
+    and a file descriptor number a later test's new pipe reused was seen closed under it
+    (EBADF in multiprocessing's popen_fork)."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(autouse=True, scope="session")
