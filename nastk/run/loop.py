@@ -310,22 +310,7 @@ class Search:
                 self._stopped = True
                 break
             arch = self._requeue.pop(0)[1] if self._requeue else self._ask()
-            cached = self.store.lookup(arch)
-            if cached is not None or arch.key in self._waiting:
-                if cached is not None:
-                    assert cached.result is not None
-                    self.strategy.tell(arch, cached.result)
-                    if self.store.keeps_strategy_state:
-                        self.store.save_strategy_state(self.strategy.state_dict())
-                    self._unsaved = False
-                else:  # in flight: told when that evaluation is recorded
-                    self._waiting[arch.key].append(arch)
-                self.duplicates += 1
-                self._streak += 1
-                if self._streak >= self.budget.max_duplicate_streak:
-                    self.stop_reason = (f"{self._streak} proposals in a row were already "
-                                        "evaluated (space exhausted or strategy converged)")
-                    self._stopped = True
+            if self._answer_repeat(arch):
                 continue
             self._streak = 0
             # the state just after this proposal is saved with its row (and the list of trials
@@ -342,6 +327,31 @@ class Search:
             self._waiting[arch.key] = []
             return candidate
         return None
+
+    def _answer_repeat(self, arch: Architecture) -> bool:
+        """Whether ``arch`` was proposed before: then it is answered (the stored result told
+        and the state saved, or, while it is being evaluated, told when that result is
+        recorded) and counted towards the duplicate streak, which stops the search once long
+        enough."""
+        cached = self.store.lookup(arch)
+        if cached is None and arch.key not in self._waiting:
+            return False
+        if cached is not None:
+            assert cached.result is not None
+            self.strategy.tell(arch, cached.result)
+            state = self._state()
+            if state is not None:
+                self.store.save_strategy_state(state)
+            self._unsaved = False
+        else:  # in flight: told when that evaluation is recorded
+            self._waiting[arch.key].append(arch)
+        self.duplicates += 1
+        self._streak += 1
+        if self._streak >= self.budget.max_duplicate_streak:
+            self.stop_reason = (f"{self._streak} proposals in a row were already "
+                                "evaluated (space exhausted or strategy converged)")
+            self._stopped = True
+        return True
 
     def _save_in_flight(self) -> None:
         """List the trials whose proposal the saved strategy state covers but which are not
@@ -430,23 +440,8 @@ class Search:
             if job.trial_id is not None:
                 return self._start_job(job.trial_id, job)
             arch = self._ask()
-            cached = self.store.lookup(arch)
-            if cached is not None or arch.key in self._waiting:
-                if cached is not None:
-                    assert cached.result is not None
-                    self.strategy.tell(arch, cached.result)
-                    if self.store.keeps_strategy_state:
-                        self.store.save_strategy_state(self._state())  # type: ignore[arg-type]
-                    self._unsaved = False
-                else:
-                    self._waiting[arch.key].append(arch)
-                self._pending_job = job
-                self.duplicates += 1
-                self._streak += 1
-                if self._streak >= self.budget.max_duplicate_streak:
-                    self.stop_reason = (f"{self._streak} proposals in a row were already "
-                                        "evaluated (space exhausted or strategy converged)")
-                    self._stopped = True
+            if self._answer_repeat(arch):
+                self._pending_job = job  # the job waits for a proposal that is new
                 continue
             self._streak = 0
             trial_id = self.store.count() + 1  # the id start_trial gives (numbered from 1)
