@@ -14,6 +14,18 @@ parameter count equals the benchmark's own figure for every architecture.
 (``nasbench201-hardware/nb201_latency_ms.csv``); nothing is trained. Searches query the 12-epoch
 validation accuracy (the protocol of the NAS-Bench-201 paper for non-weight-sharing searchers) and
 report the 200-epoch test accuracy of what they found.
+
+Configs name a look-up function (``evaluator: {kind: function, function: MODULE:NAME}``):
+``nastk.search_spaces.nb201:cifar10`` / ``cifar100`` / ``imagenet16`` report ``latency_ms`` on
+Pixel 3; ``<dataset>_<device>`` (``cifar10_raspi4``, ``cifar100_titan_rtx_1``,
+``imagenet16_fpga``, ...) the same look-up with the latency of any device column of
+``nb201_latency_ms.csv`` (HELP's 27 settings, :data:`HELP_DEVICES`, and the Eagle desktop CPU),
+so ``objective: {costs: [latency_ms]}`` searches accuracy against that device's latency. These
+are made on first access (the module's ``__getattr__``), one object per name; a name with an
+unknown dataset or device is an ``AttributeError`` listing both, and a device look-up whose
+latency table is absent stops the run before its first trial. An architecture the device's
+table lacks (the Eagle column's 341 disconnected cells) has no ``latency_ms``: the trial is
+recorded as failed (the objective's cost is missing), the search goes on.
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ from nastk.space.search_space import SearchSpace
 __all__ = [
     "DATASETS",
     "EDGES",
+    "HELP_DEVICES",
     "OPS",
     "NB201Bench",
     "NB201Evaluator",
@@ -51,6 +64,7 @@ __all__ = [
     "architecture_costs",
     "fidelity_evaluator",
     "find_data_dir",
+    "latency_devices",
     "nb201_data_missing",
 ]
 
@@ -533,3 +547,67 @@ def _function(name: str, dataset: str) -> Callable[[Architecture], Lookup]:
 cifar10 = _function("cifar10", "cifar10")
 cifar100 = _function("cifar100", "cifar100")
 imagenet16 = _function("imagenet16", "ImageNet16-120")
+
+
+# -- one look-up function per data set and device -------------------------------------------------
+
+#: the name prefixes of the look-up functions -> their data set
+LOOKUP_DATASETS: dict[str, str] = {"cifar10": "cifar10", "cifar100": "cifar100",
+                                   "imagenet16": "ImageNet16-120"}
+#: HELP's 27 device settings, the columns of ``nb201_latency_ms.csv`` besides Eagle's (the
+#: device list when that file is absent; suffix ``_<n>`` = batch size)
+HELP_DEVICES: tuple[str, ...] = (
+    "1080ti_1", "1080ti_256", "1080ti_32", "2080ti_1", "2080ti_256", "2080ti_32",
+    "essential_ph_1", "eyeriss", "fpga", "gold_6226", "gold_6240", "pixel2", "pixel3", "raspi4",
+    "samsung_a50", "samsung_s7", "silver_4114", "silver_4210r", "titan_rtx_1", "titan_rtx_256",
+    "titan_rtx_32", "titanx_1", "titanx_256", "titanx_32", "titanxp_1", "titanxp_256",
+    "titanxp_32")
+_DEVICE_FUNCTIONS: dict[str, Callable[[Architecture], Lookup]] = {}
+
+
+@cache
+def latency_devices() -> tuple[str, ...]:
+    """The device columns of ``nasbench201-hardware/nb201_latency_ms.csv`` (its header only is
+    read), or :data:`HELP_DEVICES` when the file is not found."""
+    try:
+        path = find_data_dir() / HARDWARE / LATENCY_FILE
+    except BenchmarkDataError:
+        return HELP_DEVICES
+    if not path.is_file():
+        return HELP_DEVICES
+    with path.open(newline="") as f:
+        header = next(csv.reader(f), [])
+    return tuple(c for c in header if c not in ("index", "arch_str")) or HELP_DEVICES
+
+
+def _device_evaluator(dataset: str, device: str) -> NB201Evaluator:
+    evaluator = NB201Evaluator(dataset, latency_device=device)
+    if evaluator.bench._latency is None:
+        raise BenchmarkDataError(
+            f"NAS-Bench-201 latency of {device!r}: {HARDWARE}/{LATENCY_FILE} is not in "
+            f"{evaluator.bench.data_dir}; put it there (see {HARDWARE}/SOURCE.md)")
+    return evaluator
+
+
+def __getattr__(name: str) -> Callable[[Architecture], Lookup]:
+    """``<dataset>_<device>``: the look-up function of that data set with the latency of that
+    device (e.g. ``cifar10_raspi4``), made once; see the module docstring."""
+    if name in _DEVICE_FUNCTIONS:
+        return _DEVICE_FUNCTIONS[name]
+    if name.startswith("_"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    prefix, _, device = name.partition("_")
+    devices = latency_devices()
+    if prefix not in LOOKUP_DATASETS or device not in devices:
+        problem = (f"unknown data set {prefix!r}" if prefix not in LOOKUP_DATASETS
+                   else f"unknown device {device!r}")
+        raise AttributeError(
+            f"module {__name__!r} has no attribute {name!r} ({problem}): a device's look-up is "
+            f"named <dataset>_<device>, dataset one of {', '.join(LOOKUP_DATASETS)}, device "
+            f"one of {', '.join(devices)}")
+    dataset = LOOKUP_DATASETS[prefix]
+    fn = lookup_function(lambda: _device_evaluator(dataset, device), __name__, name,
+                         f"NAS-Bench-201 {dataset} look-up with the latency (``latency_ms``) "
+                         f"of {device} for `evaluator: {{kind: function}}` (data from "
+                         f"${ENV_VAR} or ../shared/data)")
+    return _DEVICE_FUNCTIONS.setdefault(name, fn)

@@ -25,7 +25,7 @@ def test_readme_tutorial_is_examples_my_spaces():
 OTHER_EXAMPLES = {"supernet_train.yaml", "supernet_search.yaml", "segmentation_kd.yaml",
                   "saliency_supernet.yaml", "saliency_search.yaml",
                   "detofa.yaml", "detofa_ofa.yaml", "salnas_recipe.yaml",
-                  "study.yaml", "study_tasks.yaml",
+                  "study.yaml", "study_tasks.yaml", "study_latency.yaml", "latency_search.yaml",
                   "aicsd_deeplab.yaml"}  # own tests, recipes, studies, distillations
 SEARCH_EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml")
                          if p.name not in OTHER_EXAMPLES)
@@ -51,6 +51,18 @@ def test_supernet_examples_fit_together():
     model = build_supernet_model(train)
     assert model.space.is_valid(model.space.largest())
     assert train.training.total_epochs > 0 and train.training.sampling == "sandwich"
+
+
+def test_latency_example_fits_the_supernet_example():
+    """examples/latency_search.yaml searches the supernet examples/supernet_train.yaml writes,
+    with the table `nastk latency profile` writes for it (its README commands, in order)."""
+    train = load_config(ROOT / "examples" / "supernet_train.yaml", SupernetConfig)
+    search = load_config(ROOT / "examples" / "latency_search.yaml")
+    assert search.evaluator.supernet.checkpoint == train.resolved_run_dir() / SUPERNET_CHECKPOINT
+    assert search.space == train.space and search.task == train.task
+    assert search.latency is not None and "latency_ms" in search.objective.costs
+    assert search.constraints["latency_ms"][1] is not None
+    assert search.strategy.name == "nsga2"
 
 
 def test_detofa_recipe_example_is_valid():

@@ -23,9 +23,12 @@ def load_object(spec: str, where: str) -> Callable[..., Any]:
                           f"{err}") from err
     try:
         obj = getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(f"{where}: cannot load {spec!r}: module {module_name!r} has no "
-                          f"{attr!r}") from None
+    except AttributeError as err:
+        detail = str(err)  # a module's __getattr__ may say what it has
+        plain = detail == f"module {module_name!r} has no attribute {attr!r}"
+        raise ConfigError(f"{where}: cannot load {spec!r}: "
+                          + (f"module {module_name!r} has no {attr!r}" if plain or not detail
+                             else detail)) from None
     if not callable(obj):
         raise ConfigError(f"{where}: {spec!r} is not callable")
     return obj
