@@ -182,8 +182,45 @@ def _study(sub: argparse._SubParsersAction) -> None:
 
 
 #: the commands, in the order `nastk --help` lists them
+def _latency(sub: argparse._SubParsersAction) -> None:
+    """`nastk latency profile CONFIG` and `nastk latency check RUN_DIR`."""
+    p = sub.add_parser("latency", help="latency tables: profile this device for a space, "
+                                       "check a run's predicted latency against it")
+    lat_sub = p.add_subparsers(dest="latency_command", required=True)
+    p = lat_sub.add_parser("profile", help="time every unit (block choice at its input size) "
+                           "of a config's space on this device, and a few whole networks for "
+                           "the correction, into a latency table")
+    p.add_argument("config", help="a search config: its space and task (the task's input "
+                   "shape and model) are profiled")
+    p.add_argument("--out", required=True, help="the table file to write (JSON)")
+    p.add_argument("--backend", choices=["cpu", "cuda", "onnxruntime"], default="cpu",
+                   help="torch on the CPU (default), torch on CUDA (synchronised), or an ONNX "
+                        "Runtime session")
+    p.add_argument("--networks", type=int, default=20,
+                   help="whole networks timed to fit the correction (default 20: the "
+                        "smallest, the largest and random ones)")
+    p.add_argument("--repeats", type=int, default=20, help="timed passes per module")
+    p.add_argument("--rounds", type=int, default=20,
+                   help="interleaved rounds the repeats are spread over (default 20: one "
+                        "timed pass of each module per round; the fastest round counts)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed passes first")
+    p.add_argument("--threads", default="auto",
+                   help="torch (or ONNX Runtime) threads: a number, or auto (default)")
+    p.add_argument("--level", type=float, default=0.9,
+                   help="coverage of the predicted intervals (default 0.9)")
+    p.add_argument("--seed", type=int, default=0, help="draws the random whole networks")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler="latency")
+    p = lat_sub.add_parser("check", help="time a run's latency front on this device and put "
+                           "predicted against measured in its report")
+    p.add_argument("run_dir")
+    p.add_argument("--table", default=None, help="the latency table (default: the run's "
+                   "latency.table)")
+    p.set_defaults(handler="latency")
+
+
 COMMANDS = (_search, _list, _report, _compare, _dashboard, _supernet, _path_filter, _distill,
-            _export, _recipe, _study)
+            _export, _recipe, _study, _latency)
 
 
 def build_parser() -> argparse.ArgumentParser:

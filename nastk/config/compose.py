@@ -11,8 +11,9 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nastk.config.schema import PluginRef, SearchConfig, SupernetConfig
 from nastk.core import registry
@@ -36,6 +37,10 @@ from nastk.scheduling.scheduler import Scheduler
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy
 from nastk.task.contract import Task
+
+if TYPE_CHECKING:
+    from nastk.evaluation.weight_sharing import WeightSharingEvaluator
+    from nastk.latency.predictor import LatencyPredictor
 
 
 def import_plugins(modules: list[str]) -> None:
@@ -128,11 +133,31 @@ def build_evaluator(config: SearchConfig, space: SearchSpace, task: Task | None)
                                                       sch.max_resource)))
         return FunctionEvaluator(fn)
     assert task is not None
+    evaluator: TrainEvaluator | WeightSharingEvaluator
     if config.evaluator.kind == "supernet":
         assert config.evaluator.supernet is not None
-        return build_weight_sharing_evaluator(config, space, task)
-    return TrainEvaluator(task, space, config.evaluator.train, seed=config.seed,
-                          where="evaluator.train", objective=build_objective(config, task))
+        evaluator = build_weight_sharing_evaluator(config, space, task)
+    else:
+        evaluator = TrainEvaluator(task, space, config.evaluator.train, seed=config.seed,
+                                   where="evaluator.train",
+                                   objective=build_objective(config, task))
+    evaluator.latency_predictor = build_latency_predictor(config, space, task)
+    return evaluator
+
+
+def build_latency_predictor(config: SearchConfig, space: SearchSpace,
+                            task: Task | None) -> LatencyPredictor | None:
+    """The predictor of ``config.latency``'s table for this space and the task's input shape
+    (``None`` without one); a :class:`ConfigError` naming the file and the fix when the table
+    is missing, malformed or of another space or shape."""
+    if config.latency is None or task is None:
+        return None
+    from nastk.latency.predictor import LatencyPredictor
+
+    try:
+        return LatencyPredictor.load(config.latency.table, space, task.input_shape)
+    except ConfigError as err:
+        raise ConfigError(f"{config.source or 'config'}: {err}") from None
 
 
 def check_evaluator_data(config: SearchConfig, task: Task | None) -> None:
@@ -193,25 +218,42 @@ def constrained_space(config: SearchConfig, space: SearchSpace, task: Task | Non
     from nastk.prediction.path_filter import subnet_cost_fn
     from nastk.space.cost_range import CostRangeSpace
 
-    names = list(config.constraints)
-    if isinstance(evaluator, WeightSharingEvaluator):
+    names = [n for n in config.constraints if n != "latency_ms"]
+    predicted = getattr(evaluator, "latency_predictor", None)
+    counted: Callable[[Any], dict[str, float]]
+    if not names:
+        def counted(arch: Any) -> dict[str, float]:
+            return {}
+    elif isinstance(evaluator, WeightSharingEvaluator):
         fns = {n: subnet_cost_fn(evaluator.model, n) for n in names}
 
-        def costs(arch: Any) -> dict[str, float]:
+        def counted(arch: Any) -> dict[str, float]:
             return {n: fn(arch) for n, fn in fns.items()}
     else:
         assert task is not None
         # params and FLOPs from the space's cost table when it has one (nothing built)
         table = TableCosts(space, task.input_shape, lambda arch: task.build_model(space, arch))
 
-        def costs(arch: Any) -> dict[str, float]:
-            counted = table(arch)
-            if counted is not None:
-                return counted
+        def counted(arch: Any) -> dict[str, float]:
+            found = table(arch)
+            if found is not None:
+                return found
             model = task.build_model(space, arch)
             return model_costs(model, task.input_shape, latency=False)
 
-    return CostRangeSpace(space, costs, config.constraints)
+    def costs(arch: Any) -> dict[str, float]:
+        out = dict(counted(arch))
+        if "latency_ms" in config.constraints:
+            assert predicted is not None  # the schema requires `latency: {table}`
+            out["latency_ms"] = predicted(arch)
+        return out
+
+    constrained = CostRangeSpace(space, costs, config.constraints)
+    try:  # an empty range stops the run here, before anything is written
+        constrained.check_feasible(getattr(config, "seed", 0))
+    except NastkError as err:
+        raise ConfigError(f"{config.source or 'config'}: {err}") from None
+    return constrained
 
 
 def pruned_space(config: SearchConfig, space: SearchSpace, task: Task | None,

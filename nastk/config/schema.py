@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from nastk.config.executors import ExecutorConfig, SupernetExecutorConfig
 from nastk.core.errors import ConfigError
@@ -21,6 +29,7 @@ from nastk.core.version import __version__
 from nastk.data.loading import Loading
 from nastk.evaluation.train import TrainConfig
 from nastk.evaluation.weight_sharing import WeightSharingConfig
+from nastk.latency.use import LatencyUse
 from nastk.prediction.path_filter.use import PathFilterUse
 from nastk.run.loop import Budget
 from nastk.scheduling.config import SchedulerConfig
@@ -144,15 +153,49 @@ class SearchConfig(SeededRunConfig):
         description="local (in-process, default) or ray (a Ray cluster); not part of the "
                     "run's identity")
     keep_checkpoints: int = Field(3, ge=0, description="trained weights kept for the k best")
-    constraints: dict[Literal["params", "flops"], tuple[float | None, float | None]] = Field(
+    constraints: dict[Literal["params", "flops", "latency_ms"],
+                      tuple[float | None, float | None]] = Field(
         default_factory=dict, description="search only architectures whose costs lie in "
-        "these ranges, e.g. {flops: [null, 2.0e7]} (needs a model: evaluator kind train or "
-        "supernet)")
+        "these ranges, e.g. {flops: [null, 2.0e7]} or {latency_ms: {max: 15}} (needs a "
+        "model: evaluator kind train or supernet; latency_ms needs `latency: {table: FILE}`, "
+        "a predicted latency, so that nothing runs to check it)")
+    latency: LatencyUse | None = Field(
+        None, description="predict latency_ms from a device's latency table (`nastk latency "
+        "profile`) instead of timing each candidate here: {table: FILE}")
 
     path_filter: PathFilterUse | None = Field(
         None, description="search only the paths a fitted path filter keeps (DetOFA's pruned "
                           "space: the top keep_ratio of every cost bucket; needs a model to "
                           "cost: evaluator kind train or supernet)")
+
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _range_forms(cls, v: Any) -> Any:
+        """``{cost: {min: a, max: b}}`` (either bound may be left out) read as ``[a, b]``."""
+        if not isinstance(v, dict):
+            return v
+        out: dict[Any, Any] = {}
+        for name, bounds in v.items():
+            if isinstance(bounds, dict):
+                unknown = sorted(set(bounds) - {"min", "max"})
+                if unknown:
+                    raise ValueError(f"constraints.{name}: unknown bound {unknown}; give min "
+                                     "and/or max, e.g. {max: 15}")
+                bounds = (bounds.get("min"), bounds.get("max"))
+            out[name] = bounds
+        return out
+
+    @model_validator(mode="after")
+    def _latency_is_predicted(self) -> SearchConfig:
+        if "latency_ms" in self.constraints and self.latency is None:
+            raise ValueError("constraints.latency_ms needs a predicted latency, known before "
+                             "anything runs: add `latency: {table: FILE}` (profile the device "
+                             "with `nastk latency profile CONFIG --out FILE`), or constrain "
+                             "params or flops")
+        if self.latency is not None and self.evaluator.kind == "function":
+            raise ValueError("latency: {table} predicts the latency of a model; a function "
+                             "evaluator has none (use evaluator kind train or supernet)")
+        return self
 
     @model_validator(mode="after")
     def _constraints_need_a_model(self) -> SearchConfig:

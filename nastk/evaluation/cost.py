@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from nastk.space.search_space import SearchSpace
 
 __all__ = ["MAX_LATENCY_SPREAD", "Latency", "TableCosts", "count_flops", "count_params",
-           "measure_latency", "measure_latency_ms", "model_costs"]
+           "measure_latency", "measure_latency_ms", "model_costs", "time_calls"]
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -131,11 +131,11 @@ def _load_per_cpu() -> float | None:
         return None
 
 
-def _time_passes(model: nn.Module, x: torch.Tensor, repeats: int) -> list[float]:
+def _time_passes(call: Callable[[], Any], repeats: int) -> list[float]:
     times: list[float] = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        model(x)
+        call()
         times.append((time.perf_counter() - t0) * 1000.0)
     return times
 
@@ -145,6 +145,33 @@ def _spread(times: list[float]) -> float:
         return 0.0
     q1, _, q3 = statistics.quantiles(times, n=4)
     return (q3 - q1) / max(statistics.median(times), 1e-12)
+
+
+def time_calls(call: Callable[[], Any], repeats: int = 20, warmup: int = 3, *,
+               max_spread: float = MAX_LATENCY_SPREAD, attempts: int = 3
+               ) -> tuple[float, float, int]:
+    """``(median ms, spread, attempts made)`` of ``call()``: ``warmup`` untimed calls, then
+    ``repeats`` timed ones, taken again (``attempts`` times at most) while their interquartile
+    range exceeds ``max_spread`` of their median; the attempt with the smallest spread is
+    kept. ``call`` must return only once its work is done (a CUDA call synchronises)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if attempts < 1:
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
+    for _ in range(max(warmup, 0)):
+        call()
+    best: tuple[float, list[float]] | None = None
+    tries = 0
+    while tries < attempts:
+        tries += 1
+        times = _time_passes(call, repeats)
+        spread = _spread(times)
+        if best is None or spread < best[0]:
+            best = (spread, times)
+        if spread <= max_spread:
+            break
+    assert best is not None
+    return float(statistics.median(best[1])), best[0], tries
 
 
 def measure_latency(model: nn.Module, input_shape: Sequence[int], repeats: int = 20,
@@ -157,34 +184,18 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], repeats: int =
     CPU; otherwise a CPU copy is timed. While the timed passes' interquartile range exceeds
     ``max_spread`` of their median (other work took the cores), the measurement is taken
     again, ``attempts`` times at most; the attempt with the smallest spread is kept and
-    flagged ``busy`` when even that one exceeds it.
+    flagged ``busy`` when even that one exceeds it (:func:`time_calls`).
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    if attempts < 1:
-        raise ValueError(f"attempts must be >= 1, got {attempts}")
     if _device_of(model).type != "cpu":
         import copy
 
         model = copy.deepcopy(model).cpu()
     x = torch.zeros(1, *input_shape)
-    best: tuple[float, list[float]] | None = None
-    tries = 0
     with _eval_mode(model), torch.inference_mode():
-        for _ in range(max(warmup, 0)):
-            model(x)
-        while tries < attempts:
-            tries += 1
-            times = _time_passes(model, x, repeats)
-            spread = _spread(times)
-            if best is None or spread < best[0]:
-                best = (spread, times)
-            if spread <= max_spread:
-                break
-    assert best is not None
-    spread, times = best
-    return Latency(float(statistics.median(times)), spread, torch.get_num_threads(), repeats,
-                   tries, _load_per_cpu(), spread > max_spread, max_spread)
+        ms, spread, tries = time_calls(lambda: model(x), repeats, warmup,
+                                       max_spread=max_spread, attempts=attempts)
+    return Latency(ms, spread, torch.get_num_threads(), repeats, tries, _load_per_cpu(),
+                   spread > max_spread, max_spread)
 
 
 def measure_latency_ms(model: nn.Module, input_shape: Sequence[int], repeats: int = 20,

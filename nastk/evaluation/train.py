@@ -49,6 +49,7 @@ from nastk.training.step import Diverged, OptimizerStep, finite_loss
 from nastk.training.threads import torch_threads
 
 if TYPE_CHECKING:
+    from nastk.latency.predictor import LatencyPredictor
     from nastk.space.search_space import SearchSpace
     from nastk.task.contract import Task
 
@@ -216,6 +217,10 @@ class TrainEvaluator:
     ``config.steps`` is set) and :meth:`evaluate_at`: the first epochs of the full training,
     saved to a state file and continued from it exactly at a higher resource.
     """
+
+    #: predicts ``latency_ms`` instead of timing the network (``latency: {table: FILE}``;
+    #: set by the composition root)
+    latency_predictor: LatencyPredictor | None = None
 
     def __init__(self, task: Task, space: SearchSpace, config: TrainConfig | None = None,
                  seed: int = 0, progress: Progress | None = None,
@@ -689,8 +694,12 @@ class TrainEvaluator:
                                     "unexpected": report.unexpected,
                                     "mismatched": report.mismatched,
                                     "extracted": report.extracted}
-                costs = model_costs(model, self.task.input_shape, latency=c.latency,
+                predicted = self.latency_predictor
+                costs = model_costs(model, self.task.input_shape,
+                                    latency=c.latency and predicted is None,
                                     repeats=c.latency_repeats, info=info)
+                if predicted is not None:  # latency: {table: FILE}
+                    predicted.apply(arch, costs, info)
                 fit = self._fit(model, seed, progress=progress, callbacks=callbacks,
                                 resource=resource, resume=resume,
                                 state_out=None if state_out is None else Path(state_out),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from pydantic import ConfigDict, Field
@@ -23,6 +23,9 @@ from nastk.nn.supernet import SupernetModel
 from nastk.space.architecture import Architecture
 from nastk.training.precision import Precision, autocast, autocast_model, device_for
 from nastk.training.threads import torch_threads
+
+if TYPE_CHECKING:
+    from nastk.latency.predictor import LatencyPredictor
 
 
 class WeightSharingConfig(QuietDefaults):
@@ -59,6 +62,10 @@ class WeightSharingEvaluator:
     fixed set of training batches (the same for every candidate), and scoring the evaluation
     split. Nothing is rebuilt between candidates; costs come from the extracted subnet (params
     and FLOPs from the space's cost table when it has one, :class:`TableCosts`)."""
+
+    #: predicts ``latency_ms`` instead of timing the network (``latency: {table: FILE}``;
+    #: set by the composition root)
+    latency_predictor: LatencyPredictor | None = None
 
     def __init__(self, model: SupernetModel, config: WeightSharingConfig, seed: int = 0, *,
                  where: str = "evaluator.supernet") -> None:
@@ -111,16 +118,19 @@ class WeightSharingEvaluator:
                     autocast_model(self.model, self.device, self.config.precision),
                     self.eval_loader)
                 counts = self.table(arch)
-                if counts is not None and not self.config.latency and checkpoint is None:
-                    costs = counts  # the space's cost table: nothing to build
+                predicted = self.latency_predictor
+                measure = self.config.latency and predicted is None
+                if counts is not None and not measure and checkpoint is None:
+                    costs = dict(counts)  # the space's cost table: nothing to build
                 else:
                     sub = self.model.extract(arch).eval()
-                    costs = model_costs(sub.cpu(), self.task.input_shape,
-                                        latency=self.config.latency,
+                    costs = model_costs(sub.cpu(), self.task.input_shape, latency=measure,
                                         repeats=self.config.latency_repeats, info=info,
                                         counts=counts)
                     if checkpoint is not None:
                         save_weights(sub, checkpoint)
+                if predicted is not None:  # latency: {table: FILE}
+                    predicted.apply(arch, costs, info)
             except RunStoppingError:  # a full disk, an unreadable data file
                 raise
             except Exception as err:

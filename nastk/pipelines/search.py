@@ -4,11 +4,15 @@ a recipe's search stages all call :func:`run_search_config`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from rich.console import Console
 
 from nastk.config.compose import Components, build_components
 from nastk.config.factory import ConfigEvaluatorFactory
 from nastk.config.schema import IDENTITY_EXCLUDES, SearchConfig
+from nastk.core.trial import Trial
 from nastk.run.lifecycle import Outcome, SearchSetup, execute
 
 __all__ = ["run_search_config", "search_setup"]
@@ -28,7 +32,30 @@ def search_setup(config: SearchConfig, components: Components | None = None) -> 
                  if config.executor.kind == "ray"
                  else ConfigEvaluatorFactory(config.model_dump(mode="json"))),
         report_meta=config.report_meta(), identity_excludes=IDENTITY_EXCLUDES,
-        scheduler=parts.scheduler)
+        scheduler=parts.scheduler, after_search=latency_front_check(config, parts))
+
+
+def latency_front_check(config: SearchConfig, parts: Components
+                        ) -> Callable[[list[Trial], Path, Console], None] | None:
+    """With ``latency: {table, measure_front: true}``: once the search ends, time its latency
+    front on this machine (when the table was profiled on it) for the report's predicted
+    against measured table (:mod:`nastk.latency.front_check`)."""
+    predictor = getattr(parts.evaluator, "latency_predictor", None)
+    task = parts.task
+    if config.latency is None or not config.latency.measure_front or predictor is None \
+            or task is None:
+        return None
+    table_path = str(config.latency.table)
+    space = parts.space
+
+    def check(trials: list[Trial], run_dir: Path, console: Console) -> None:
+        from nastk.latency.front_check import check_front, describe_check
+
+        doc = check_front(run_dir, trials, parts.objective, predictor.table, table_path,
+                          task.input_shape, lambda arch: task.build_model(space, arch))
+        console.print(describe_check(doc), highlight=False)
+
+    return check
 
 
 def run_search_config(config: SearchConfig, *, resume: bool = False,

@@ -21,6 +21,7 @@ from nastk.report.formatting import (
     format_duration,
     format_metric,
 )
+from nastk.report.latency import latency_section
 from nastk.report.plots import (
     plot_best_so_far,
     plot_learning_curves,
@@ -306,6 +307,8 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
         pareto_png.unlink(missing_ok=True)  # never leave a stale plot from an earlier report
         why = "no successful trials" if not successes else f"no successful trial reports {cost!r}"
         lines += [f"Skipped: {why}, so there is no Pareto plot."]
+
+    lines += latency_section(run_dir, _md_table)
 
     # predictions drawn by the task (dense tasks: image, ground truth, the best subnets)
     if (run_dir / layout.PREDICTIONS_PNG).is_file():

@@ -118,6 +118,8 @@ EXPORT_MODEL = "model.pt"
 EXPORT_PROGRAM = "model.pt2"
 EXPORT_ONNX = "model.onnx"
 FRONT_JSON = "front.json"
+#: a run's front measured on the device its latency table was profiled on
+LATENCY_CHECK_JSON = "latency_check.json"
 RECIPE_STATE = "recipe.json"
 RECIPE_COPY = "recipe.yaml"
 RESOLVED_YAML = "resolved.yaml"

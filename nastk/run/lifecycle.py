@@ -99,6 +99,10 @@ class SearchSetup:
     identity_excludes: tuple[str, ...] = ()
     #: how far each candidate trains and which continue (``None``: the full budget each)
     scheduler: Scheduler | None = None
+    #: called with the finished trials and the run folder once the search ends, before the
+    #: report is written (e.g. timing a predicted-latency front on the device); an error in
+    #: it is printed, and the report is written all the same
+    after_search: Callable[[list[Trial], Path, Console], None] | None = None
 
     def evaluator_factory(self) -> EvaluatorFactory:
         from nastk.executors.worker import InstanceFactory
@@ -275,6 +279,11 @@ def run_search(setup: SearchSetup, store: Storage, run_dir: Path | None, *,
     if run_dir is not None:
         draw_best_predictions(setup.task, setup.evaluator, trials, objective, run_dir,
                               checkpoints)
+        if setup.after_search is not None:
+            try:
+                setup.after_search(trials, run_dir, console)
+            except (NastkError, OSError, RuntimeError, ValueError) as err:
+                console.print(f"warning: after the search: {err}", highlight=False)
     report_path = write(trials)
     return Outcome(run_dir, trials, objective, report_path, search.stop_reason, setup.space)
 

@@ -58,10 +58,24 @@ class CostRangeSpace(WrappedSpace):
                     f"[{low}, {high}] of `constraints`")
 
     def sample(self, rng: np.random.Generator) -> Architecture:
+        seen: dict[str, list[float]] = {name: [] for name in self.ranges}
         for _ in range(self.max_tries):
             arch = self.base.sample(rng)
             if self.is_valid(arch):
                 return arch
+            costs = self._cache.get(arch.key)
+            for name in seen:
+                if costs is not None and name in costs:
+                    seen[name].append(float(costs[name]))
+        found = "; ".join(f"{name} of the samples ranged {min(v):.6g} to {max(v):.6g}"
+                          for name, v in seen.items() if v)
         raise NastkError(f"constraints {self.ranges}: no architecture of {self.name!r} fitted "
-                         f"in {self.max_tries} samples; widen the range (the space's smallest "
-                         "and largest architectures bound what is possible)")
+                         f"in {self.max_tries} samples"
+                         + (f" ({found})" if found else "")
+                         + "; widen the range (the space's smallest and largest "
+                         "architectures bound what is possible)")
+
+    def check_feasible(self, seed: int = 0) -> None:
+        """Raise the error of :meth:`sample` now, before a run starts, when no architecture
+        fits the ranges (draws with its own generator: a strategy's draws are unchanged)."""
+        self.sample(np.random.default_rng(seed))

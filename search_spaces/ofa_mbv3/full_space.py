@@ -42,6 +42,7 @@ from nastk.nn.layouts import KeyTable
 from nastk.nn.supernet import SupernetSpace
 from nastk.search_spaces.ofa_mbv3.full_costs import OFAFullCostTable
 from nastk.search_spaces.ofa_mbv3.full_network import OFAFullSupernet
+from nastk.search_spaces.ofa_mbv3.latency_units import ElasticUnits, units_of
 from nastk.search_spaces.ofa_mbv3.layers import make_divisible
 from nastk.search_spaces.ofa_mbv3.ofa_layout import ofa_key_table
 from nastk.search_spaces.ofa_mbv3.plan import OFA_PLAN, OFA_RESOLUTIONS
@@ -208,6 +209,12 @@ class OFAMobileNetV3FullSpace(SupernetSpace):
         if table is None:
             table = tables[key] = OFAFullCostTable(self, key)
         return table.costs(arch)
+
+    def latency_units(self, input_shape: Sequence[int]) -> ElasticUnits:
+        """This space's networks at ``input_shape`` as latency units (stem, one MBConv block per
+        position and choice at its input size, final conv), for ``nastk latency profile`` and
+        predicted latency: :func:`~nastk.search_spaces.ofa_mbv3.latency_units.units_of`."""
+        return units_of(self, input_shape, per_block=True, resolutions=self.options.resolutions)
 
     def body_geometry(self, arch: Architecture | Mapping[str, Any],
                       input_shape: Sequence[int]) -> tuple[Any, ...]:

@@ -10,6 +10,7 @@ from torch import nn
 
 from nastk.core.options import options_of
 from nastk.nn.supernet import SupernetSpace
+from nastk.search_spaces.ofa_mbv3.latency_units import ElasticUnits, units_of
 from nastk.search_spaces.ofa_mbv3.layers import make_divisible
 from nastk.search_spaces.ofa_mbv3.network import OFAMobileNetV3Supernet
 from nastk.space.architecture import Architecture
@@ -162,3 +163,9 @@ class OFAMobileNetV3Space(SupernetSpace):
             out[kind] = {"arch": arch.as_dict(), "params": count_params(net),
                          "flops": count_flops(net, input_shape)}
         return out
+
+    def latency_units(self, input_shape: Sequence[int]) -> ElasticUnits:
+        """This space's networks at ``input_shape`` as latency units (stem, one MBConv block per
+        position and choice at its input size, final conv), for ``nastk latency profile`` and
+        predicted latency: :func:`~nastk.search_spaces.ofa_mbv3.latency_units.units_of`."""
+        return units_of(self, input_shape, per_block=False, resolutions=None)
