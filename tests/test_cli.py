@@ -66,8 +66,8 @@ def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> di
 def test_every_command_runs_through_its_own_module():
     commands = _commands(build_parser())
     assert sorted(" ".join(c) for c in commands) == [
-        "compare", "dashboard", "distill", "export", "list", "path-filter fit", "recipe",
-        "report", "search", "study", "supernet train"]
+        "compare", "dashboard", "distill", "export", "latency check", "latency profile", "list",
+        "path-filter fit", "recipe", "report", "search", "study", "supernet train"]
     modules = {c: p.get_default("handler") for c, p in commands.items()}
     assert len(set(modules.values())) == len(commands)  # one module a command
     folder = Path(nastk.cli.commands.__file__).parent

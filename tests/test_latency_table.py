@@ -438,3 +438,18 @@ def test_a_train_evaluator_predicts_instead_of_timing(trained: dict[str, Any]) -
     wrong = parse_config({**trained["search"], "latency": {"table": str(tmp / "nope.json")}})
     with pytest.raises(ConfigError, match=r"nope\.json does not exist"):
         build_components(wrong)
+
+
+@pytest.mark.slow
+def test_without_measuring_the_front_the_report_says_latency_was_predicted(
+        trained: dict[str, Any]) -> None:
+    tmp = trained["tmp"]
+    config = {**trained["search"], "run_dir": str(tmp / "unmeasured"),
+              "latency": {"table": str(tmp / "table.json"), "measure_front": False},
+              "budget": {"trials": 4}}
+    assert main(["search", str(_write(tmp / "unmeasured.yaml", config)), "--no-progress"]) == 0
+    assert not (tmp / "unmeasured" / "latency_check.json").exists()
+    report = (tmp / "unmeasured" / "report.md").read_text()
+    section = report.split("## Predicted latency against measured")[1].split("\n## ")[0]
+    assert "predicted from the latency table table.json" in section
+    assert f"nastk latency check {tmp / 'unmeasured'}" in section

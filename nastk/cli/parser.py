@@ -210,13 +210,13 @@ def _latency(sub: argparse._SubParsersAction) -> None:
                    help="coverage of the predicted intervals (default 0.9)")
     p.add_argument("--seed", type=int, default=0, help="draws the random whole networks")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(handler="latency")
+    p.set_defaults(handler="latency_profile")
     p = lat_sub.add_parser("check", help="time a run's latency front on this device and put "
                            "predicted against measured in its report")
     p.add_argument("run_dir")
     p.add_argument("--table", default=None, help="the latency table (default: the run's "
                    "latency.table)")
-    p.set_defaults(handler="latency")
+    p.set_defaults(handler="latency_check")
 
 
 COMMANDS = (_search, _list, _report, _compare, _dashboard, _supernet, _path_filter, _distill,

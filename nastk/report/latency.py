@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from nastk.core.trial import Trial
 from nastk.report.formatting import format_metric
 from nastk.run import layout
 
@@ -17,12 +19,20 @@ def _ms(v: Any) -> str:
     return "-" if v is None else f"{float(v):.2f}"
 
 
-def latency_section(run_dir: Path, md_table: Any) -> list[str]:
-    """The section's lines (none when the run has no check); ``md_table(header, rows,
-    align)`` renders a markdown table."""
+def latency_section(run_dir: Path, md_table: Any, trials: Sequence[Trial] = ()) -> list[str]:
+    """The section's lines (none when the run has no check and no predicted latency);
+    ``md_table(header, rows, align)`` renders a markdown table."""
     path = Path(run_dir) / layout.LATENCY_CHECK_JSON
     if not path.is_file():
-        return []
+        tables = sorted({str((t.result.info.get("latency") or {}).get("table"))
+                         for t in trials if t.result is not None
+                         and (t.result.info.get("latency") or {}).get("predicted")})
+        if not tables:
+            return []
+        return ["", "## Predicted latency against measured", "",
+                f"`latency_ms` was predicted from the latency table {', '.join(tables)}; the "
+                "run's front has not been timed on the device. Run `nastk latency check "
+                f"{run_dir}` there to add predicted against measured here."]
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:

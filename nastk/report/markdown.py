@@ -308,7 +308,7 @@ def write_report(run_dir: Path, trials: Iterable[Trial], objective: Objective, *
         why = "no successful trials" if not successes else f"no successful trial reports {cost!r}"
         lines += [f"Skipped: {why}, so there is no Pareto plot."]
 
-    lines += latency_section(run_dir, _md_table)
+    lines += latency_section(run_dir, _md_table, trials)
 
     # predictions drawn by the task (dense tasks: image, ground truth, the best subnets)
     if (run_dir / layout.PREDICTIONS_PNG).is_file():
