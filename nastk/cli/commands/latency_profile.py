@@ -83,6 +83,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
     out.print(f"correction: measured = {c.intercept_ms:.3f} ms + {c.slope:.3f} x table sum; "
               f"leave-one-out error {c.loo_mape:.1f} %; {c.level * 100:.0f} % interval: "
               f"x[{c.ratio_low:.3f}, {c.ratio_high:.3f}]", highlight=False)
+    whole = sorted(n.measured_ms for n in table.networks)
+    out.print(f"whole networks measured {whole[0]:.2f} to {whole[-1]:.2f} ms: a "
+              "`constraints: {latency_ms: {max: X}}` bound between the two keeps part of the "
+              "space", highlight=False)
     busy = sum(1 for u in table.units.values() if u.busy)
     if busy:
         out.print(f"note: {busy} units were timed while other work shared the device (their "
