@@ -26,7 +26,7 @@ from nastk.evaluation.cost import model_costs
 from nastk.evaluation.train import TrainConfig, TrainEvaluator
 from nastk.run.loop import Budget, Search
 from nastk.run.sqlite_store import RunStore
-from nastk.space import Architecture, Categorical, IntRange, SearchSpace
+from nastk.space import Architecture, Categorical, Float, IntRange, SearchSpace, when
 
 # -- strategies ---------------------------------------------------------------------------------
 
@@ -299,6 +299,60 @@ def test_strategy_takes_results_it_did_not_propose_and_resumes_after_them(name):
             strategy.tell(arch, synthetic_result(space, arch))
     expected = drive(original, space, STEPS - 5)
     assert drive(resumed, space, STEPS - 5) == expected
+
+
+class MixedContractSpace(SearchSpace):
+    """The conditional mixed space of issue 33: depth 1..4 with a second and third layer's
+    operation only below the depth, the third layer's kernel only when that operation is a
+    conv (a condition on a conditional dimension), a width on a log scale, and a continuous
+    learning rate (log) and weight decay."""
+
+    def __init__(self) -> None:
+        super().__init__([
+            Categorical("op", OPS), Categorical("act", ACTS), IntRange("depth", 1, 4),
+            IntRange("width", 8, 64, 8, log=True),
+            Categorical("op_2", OPS).only_if(when("depth", ">=", 2)),
+            Categorical("op_3", OPS).only_if(when("depth", ">=", 3)),
+            Categorical("k_3", [3, 5]).only_if(when("op_3", "==", "conv")),
+            Float("lr", 1e-4, 1e-1, log=True), Float("wd", 0.0, 1e-3),
+        ], name="mixed_contract")
+
+    def arch_costs(self, arch: Architecture) -> dict[str, float]:
+        return {"cost": float(arch["width"] * arch["depth"] + 5 * OPS.index(arch["op"])
+                              + (2 * arch["k_3"] if "k_3" in arch else 0))}
+
+
+def mixed_result(space: MixedContractSpace, arch: Architecture) -> Result:
+    """:func:`synthetic_result` plus the conditional layers and a learning rate best at 1e-2."""
+    base = synthetic_result(space, arch)  # type: ignore[arg-type]
+    if not base.ok:
+        return base
+    score = (base.metrics["score"] - 0.3 * (math.log10(arch["lr"]) + 2) ** 2
+             - 100.0 * arch["wd"]
+             + sum(0.1 * (3 - OPS.index(arch[k])) for k in ("op_2", "op_3") if k in arch)
+             + (0.05 * arch["k_3"] if "k_3" in arch else 0.0))
+    return Result.complete({"score": score}, space.arch_costs(arch))
+
+
+@pytest.mark.parametrize("name", registry.STRATEGIES.names())
+def test_strategy_searches_a_conditional_mixed_space_and_resumes_exactly(name):
+    """Every strategy on conditional and continuous dimensions: valid proposals (inactive
+    dimensions absent), varied ones, and the same proposals after a kill and a resume from
+    the stored state."""
+    space = MixedContractSpace()
+    reference = make_strategy(name, space, seed=5)
+    expected = drive(reference, space, STEPS, mixed_result)
+    assert len(set(expected)) > STEPS // 2, f"{name} keeps proposing the same few"
+    depths = {Architecture.from_json(k)["depth"] for k in expected}
+    assert len(depths) > 1, f"{name} never changes the depth"
+    killed = make_strategy(name, space, seed=5)
+    assert drive(killed, space, KILL_AT, mixed_result) == expected[:KILL_AT]
+    state = through_store(killed.state_dict())
+    killed.ask(1)
+    del killed
+    resumed = make_strategy(name, space, seed=5)
+    resumed.load_state_dict(state)
+    assert drive(resumed, space, STEPS - KILL_AT, mixed_result) == expected[KILL_AT:]
 
 
 # -- search spaces ------------------------------------------------------------------------------

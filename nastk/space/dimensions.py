@@ -12,12 +12,13 @@ import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import networkx as nx
 import numpy as np
 
 from nastk.core.errors import InvalidArchitectureError
+from nastk.space.conditions import Condition
 
 Scalar = int | float | str | bool
 
@@ -41,9 +42,32 @@ def _is_numeric(choices: Sequence[Scalar]) -> bool:
 
 
 class Dimension(ABC):
-    """One named axis of a search space."""
+    """One named axis of a search space; :meth:`only_if` makes it conditional."""
 
     name: str
+    #: the conditions under which the dimension exists (all must hold; none: always), see
+    #: :mod:`nastk.space.conditions`
+    when: tuple[Condition, ...] = ()
+
+    def only_if(self, *conditions: Condition) -> Self:
+        """This dimension, active only when every one of ``conditions`` holds on the
+        dimensions listed before it (e.g. ``only_if(when("depth", ">=", 3))``); returns
+        itself."""
+        for c in conditions:
+            if not isinstance(c, Condition):
+                raise ValueError(f"dimension {self.name!r}: only_if takes conditions "
+                                 f"(nastk.space.conditions.when), got {c!r}")
+            if c.dim == self.name:
+                raise ValueError(f"dimension {self.name!r}: a condition on itself ({c.describe()})")
+        self.when = (*self.when, *conditions)
+        return self
+
+    def full_spec(self) -> dict[str, Any]:
+        """:meth:`spec` with the conditions (``when``) when there are any."""
+        spec = self.spec()
+        if self.when:
+            spec["when"] = [c.spec() for c in self.when]
+        return spec
 
     # -- the decision view ------------------------------------------------------------------
     @abstractmethod
@@ -172,7 +196,8 @@ class Categorical(Dimension):
 class IntRange(Dimension):
     """An integer in ``[low, high]`` on a grid of ``step``; encoded as one number in [0, 1]."""
 
-    def __init__(self, name: str, low: int, high: int, step: int = 1) -> None:
+    def __init__(self, name: str, low: int, high: int, step: int = 1,
+                 log: bool = False) -> None:
         if not name:
             raise ValueError("a dimension needs a non-empty name")
         if step < 1 or high < low:
@@ -181,7 +206,18 @@ class IntRange(Dimension):
         if (high - low) % step:
             raise ValueError(f"dimension {name!r}: high - low ({high - low}) is not a multiple "
                              f"of step {step}")
+        if log and low < 1:
+            raise ValueError(f"dimension {name!r}: a log-scale range needs low >= 1, got {low}")
         self.name, self.low, self.high, self.step = name, int(low), int(high), int(step)
+        #: sampled log-uniformly and encoded on a log scale (e.g. a batch size or a width)
+        self.log = bool(log)
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        if not self.log:
+            return super().sample(rng)
+        u = rng.uniform(math.log(self.low), math.log(self.high + 1))  # log-uniform, then the
+        v = min(int(math.exp(u)), self.high)                          # grid point below
+        return self.low + (v - self.low) // self.step * self.step
 
     @property
     def count(self) -> int:
@@ -209,18 +245,131 @@ class IntRange(Dimension):
                                        f"{self.describe()}")
 
     def encode(self, value: Any) -> list[float]:
+        if self.log:
+            span = math.log(self.high) - math.log(self.low)
+            return [(math.log(int(value)) - math.log(self.low)) / span if span else 0.0]
         return [(int(value) - self.low) / max(self.high - self.low, 1)]
 
     def encoding_size(self) -> int:
         return 1
 
     def describe(self) -> str:
-        return f"range({self.low}, {self.high + 1}, {self.step})" if self.step != 1 \
-            else f"integers {self.low}..{self.high}"
+        text = (f"range({self.low}, {self.high + 1}, {self.step})" if self.step != 1
+                else f"integers {self.low}..{self.high}")
+        return text + (" (log scale)" if self.log else "")
 
     def spec(self) -> dict[str, Any]:
-        return {"kind": "int", "name": self.name, "low": self.low, "high": self.high,
-                "step": self.step}
+        out = {"kind": "int", "name": self.name, "low": self.low, "high": self.high,
+               "step": self.step}
+        if self.log:
+            out["log"] = True
+        return out
+
+
+class Float(Dimension):
+    """A real number in ``[low, high]`` (``log=True``: spread on a log scale, ``low > 0``; a
+    learning rate, a weight decay). Values are rounded to ``digits`` significant digits, so an
+    architecture's key is stable. :meth:`size` is infinite.
+
+    Sampling draws uniformly on the (log) scale; :meth:`mutate` moves by a Gaussian step of a
+    tenth of the range on that scale, kept inside it. The decision view, what strategies that
+    need finitely many options read (the RL controller's tokens, Bayesian optimisation's
+    kernel and candidate pool, :meth:`neighbours`), is a documented discretisation: ``grid``
+    points evenly spaced on the scale, ``low`` and ``high`` included; :meth:`to_decisions`
+    takes the nearest one, so such strategies propose grid values only."""
+
+    def __init__(self, name: str, low: float, high: float, log: bool = False,
+                 grid: int = 16, digits: int = 6) -> None:
+        if not name:
+            raise ValueError("a dimension needs a non-empty name")
+        if not (math.isfinite(low) and math.isfinite(high)) or not low < high:
+            raise ValueError(f"dimension {name!r}: need finite low < high, got low={low}, "
+                             f"high={high}")
+        if log and low <= 0:
+            raise ValueError(f"dimension {name!r}: a log-scale range needs low > 0, got {low}")
+        if grid < 2 or digits < 1:
+            raise ValueError(f"dimension {name!r}: need grid >= 2 and digits >= 1, got "
+                             f"grid={grid}, digits={digits}")
+        self.name, self.low, self.high = name, float(low), float(high)
+        self.log, self.grid, self.digits = bool(log), int(grid), int(digits)
+
+    # -- the scale ----------------------------------------------------------------------------
+    def _to_unit(self, value: float) -> float:
+        """``value``'s place in [0, 1] on the dimension's scale."""
+        if self.log:
+            return (math.log(value) - math.log(self.low)) / (math.log(self.high)
+                                                             - math.log(self.low))
+        return (value - self.low) / (self.high - self.low)
+
+    def _from_unit(self, u: float) -> float:
+        u = min(max(u, 0.0), 1.0)
+        if self.log:
+            v = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+        else:
+            v = self.low + u * (self.high - self.low)
+        return self._round(min(max(v, self.low), self.high))
+
+    def _round(self, v: float) -> float:
+        return float(f"{v:.{self.digits}g}")
+
+    # -- the decision view (a grid) -------------------------------------------------------------
+    def decisions(self) -> list[int]:
+        return [self.grid]
+
+    def to_decisions(self, value: Any) -> list[int]:
+        return [round(self._to_unit(float(value)) * (self.grid - 1))]
+
+    def from_decisions(self, indices: Sequence[int]) -> Any:
+        return self._from_unit(int(indices[0]) / (self.grid - 1))
+
+    # -- checks and variation -------------------------------------------------------------------
+    def validate(self, value: Any) -> Any:
+        if isinstance(value, (int, float, np.integer, np.floating)) and \
+                not isinstance(value, bool) and math.isfinite(float(value)):
+            v = self._round(float(value))
+            tol = 1e-9 * max(abs(self.low), abs(self.high), 1.0)
+            if self.low - tol <= v <= self.high + tol:
+                return min(max(v, self.low), self.high)
+        raise InvalidArchitectureError(f"dimension {self.name!r}: {value!r} not in "
+                                       f"{self.describe()}")
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return self._from_unit(float(rng.random()))
+
+    def mutate(self, value: Any, rng: np.random.Generator) -> Any:
+        u = self._to_unit(float(value))
+        for _ in range(100):
+            moved = self._from_unit(u + float(rng.normal(0.0, 0.1)))
+            if moved != value:
+                return moved
+        return value
+
+    def neighbours(self, value: Any) -> list[Any]:
+        """The grid points just below and just above ``value`` (the discretisation's
+        neighbours; see the class docstring)."""
+        u = self._to_unit(float(value)) * (self.grid - 1)
+        below, above = math.floor(u - 1e-9), math.ceil(u + 1e-9)
+        out = [self._from_unit(i / (self.grid - 1)) for i in (below, above)
+               if 0 <= i < self.grid]
+        return [v for v in dict.fromkeys(out) if v != value]
+
+    def encode(self, value: Any) -> list[float]:
+        return [self._to_unit(float(value))]
+
+    def encoding_size(self) -> int:
+        return 1
+
+    def size(self) -> float:  # type: ignore[override]
+        """Infinitely many values."""
+        return math.inf
+
+    def describe(self) -> str:
+        return (f"real numbers in [{self.low:g}, {self.high:g}]"
+                + (" (log scale)" if self.log else ""))
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "float", "name": self.name, "low": self.low, "high": self.high,
+                "log": self.log, "grid": self.grid, "digits": self.digits}
 
 
 class StageList(Dimension):
@@ -383,7 +532,10 @@ def dimension_from_spec(spec: dict[str, Any]) -> Dimension:
     """Inverse of :meth:`Dimension.spec`."""
     spec = dict(spec)
     kind = spec.pop("kind", None)
-    kinds = {"categorical": Categorical, "int": IntRange, "stages": StageList, "cell": CellDAG}
+    conditions = [Condition.from_spec(c) for c in spec.pop("when", [])]
+    kinds = {"categorical": Categorical, "int": IntRange, "float": Float, "stages": StageList,
+             "cell": CellDAG}
     if kind not in kinds:
         raise ValueError(f"unknown dimension kind {kind!r}; use one of {sorted(kinds)}")
-    return kinds[kind](**spec)
+    dim: Dimension = kinds[kind](**spec)
+    return dim.only_if(*conditions) if conditions else dim

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nastk.core.errors import ConfigError, InvalidArchitectureError
 from nastk.space.architecture import Architecture
+from nastk.space.conditions import failed
 from nastk.space.dimensions import Dimension, dimension_from_spec
 
 if TYPE_CHECKING:
@@ -18,8 +20,26 @@ if TYPE_CHECKING:
     from nastk.nn.layouts import KeyTable
 
 
+def _first_value(d: Dimension) -> Any:
+    """The value of ``d``'s first decisions (what a dimension takes when a neighbour's change
+    activates it); its first valid value when that one is not."""
+    value = d.from_decisions([0] * len(d.decisions()))
+    return value if d.is_valid(value) else d.sample(np.random.default_rng(0))
+
+
+def _values(d: Dimension) -> list[Any]:
+    """Every valid value of ``d`` (a dimension a condition reads: its decisions are few)."""
+    out: dict[str, Any] = {}
+    for idx in itertools.product(*(range(n) for n in d.decisions())):
+        value = d.from_decisions(list(idx))
+        if d.is_valid(value):
+            out[repr(d.validate(value))] = d.validate(value)
+    return list(out.values())
+
+
 class SearchSpace:
-    """A product of dimensions.
+    """A product of dimensions (some of which may exist only under conditions on others:
+    :mod:`nastk.space.conditions`).
 
     Strategies only use the methods defined here (``sample``, ``mutate``, ``crossover``,
     ``neighbours``, ``encode``, the decision view), so any space works with any strategy.
@@ -40,6 +60,31 @@ class SearchSpace:
             raise ValueError(f"search space {self.name!r}: duplicate dimension names {sorted(dup)}")
         self.dimensions: tuple[Dimension, ...] = tuple(dims)
         self._by_name = {d.name: d for d in dims}
+        #: whether some dimension exists only under conditions (:mod:`nastk.space.conditions`)
+        self.conditional = any(d.when for d in dims)
+        if self.conditional:
+            self._check_conditions()
+
+    def _check_conditions(self) -> None:
+        """Each condition names a dimension listed before its own, with values it can take."""
+        seen: dict[str, Dimension] = {}
+        for d in self.dimensions:
+            for c in d.when:
+                ref = seen.get(c.dim)
+                if ref is None:
+                    where = ("is listed after it" if c.dim in self._by_name
+                             else "does not exist")
+                    raise ValueError(f"search space {self.name!r}: dimension {d.name!r} is "
+                                     f"conditional on {c.describe()}, but {c.dim!r} {where}; "
+                                     "list the dimensions a condition reads first")
+                wanted = c.value if c.op in ("in", "not in") else (
+                    (c.value,) if c.op in ("==", "!=") else ())
+                bad = [v for v in wanted if not ref.is_valid(v)]
+                if bad:
+                    raise ValueError(f"search space {self.name!r}: dimension {d.name!r}'s "
+                                     f"condition {c.describe()}: {bad[0]!r} is not a value of "
+                                     f"{c.dim!r} ({ref.describe()})")
+            seen[d.name] = d
 
     # -- introspection ------------------------------------------------------------------------
     def __getitem__(self, name: str) -> Dimension:
@@ -60,22 +105,77 @@ class SearchSpace:
 
     def spec(self) -> dict[str, Any]:
         """JSON description of the dimensions (enough to rebuild a plain SearchSpace)."""
-        return {"name": self.name, "dimensions": [d.spec() for d in self.dimensions]}
+        return {"name": self.name, "dimensions": [d.full_spec() for d in self.dimensions]}
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> SearchSpace:
         return SearchSpace([dimension_from_spec(d) for d in spec["dimensions"]],
                            name=spec.get("name", "space"))
 
-    def size(self) -> int:
-        """Number of distinct valid architectures (exact; may be a very large int)."""
-        return math.prod(d.size() for d in self.dimensions)
+    def size(self) -> int | float:
+        """Number of distinct valid architectures (exact; may be a very large int;
+        ``math.inf`` with a continuous dimension, :class:`~nastk.space.dimensions.Float`). With
+        conditional dimensions: summed over the values of the dimensions conditions read,
+        each branch the product of the sizes of the dimensions active in it."""
+        if not self.conditional:
+            return math.prod(d.size() for d in self.dimensions)
+        read = {c.dim for d in self.dimensions for c in d.when}
+        dims = self.dimensions
+        memo: dict[tuple[int, tuple[tuple[str, Any], ...]], int | float] = {}
+
+        def count(i: int, values: dict[str, Any]) -> int | float:
+            if i == len(dims):
+                return 1
+            key = (i, tuple(sorted(values.items(), key=lambda kv: kv[0])))
+            if key in memo:
+                return memo[key]
+            d = dims[i]
+            if failed(d.when, values) is not None:
+                total = count(i + 1, values)
+            elif d.name in read and math.isinf(d.size()):
+                total = math.inf  # a continuous dimension a condition reads
+            elif d.name in read:
+                total = sum(count(i + 1, {**values, d.name: v}) for v in _values(d))
+            else:
+                total = d.size() * count(i + 1, values)
+            memo[key] = total
+            return total
+
+        return count(0, {})
+
+    # -- conditional dimensions ---------------------------------------------------------------
+    def active(self, values: Mapping[str, Any]) -> list[Dimension]:
+        """The dimensions that exist in an architecture with ``values`` (every one, without
+        conditions)."""
+        if not self.conditional:
+            return list(self.dimensions)
+        present: dict[str, Any] = {}
+        out = []
+        for d in self.dimensions:
+            if failed(d.when, present) is None:
+                out.append(d)
+                if d.name in values:
+                    present[d.name] = values[d.name]
+        return out
+
+    def _complete(self, values: Mapping[str, Any],
+                  fill: Callable[[Dimension], Any]) -> Architecture:
+        """``values`` with the inactive dimensions dropped and the active ones it lacks given
+        ``fill(dimension)``, in the order conditions are evaluated."""
+        out: dict[str, Any] = {}
+        for d in self.dimensions:
+            if failed(d.when, out) is not None:
+                continue
+            out[d.name] = values[d.name] if d.name in values else fill(d)
+        return Architecture(out)
 
     # -- validation ---------------------------------------------------------------------------
     def validate(self, arch: Architecture | Mapping[str, Any]) -> Architecture:
         """Return the canonical :class:`Architecture` or raise an error naming the bad dimension
         and its allowed values."""
         values = dict(arch)
+        if self.conditional:
+            return self._validate_conditional(values)
         missing = [d.name for d in self.dimensions if d.name not in values]
         extra = sorted(set(values) - set(self._by_name))
         if missing or extra:
@@ -87,15 +187,49 @@ class SearchSpace:
             raise InvalidArchitectureError(
                 f"search space {self.name!r}: {'; '.join(parts)}; expected exactly "
                 f"{[d.name for d in self.dimensions]}")
-        out = {}
-        for d in self.dimensions:
-            try:
-                out[d.name] = d.validate(values[d.name])
-            except InvalidArchitectureError as err:
-                raise InvalidArchitectureError(f"search space {self.name!r}: {err}") from None
-        arch_out = self.canonical(Architecture(out))
+        return self._finished({d.name: self._checked(d, values[d.name])
+                               for d in self.dimensions})
+
+    def _checked(self, d: Dimension, value: Any) -> Any:
+        """``d``'s canonical ``value``; its error prefixed with this space's name."""
+        try:
+            return d.validate(value)
+        except InvalidArchitectureError as err:
+            raise InvalidArchitectureError(f"search space {self.name!r}: {err}") from None
+
+    def _finished(self, values: dict[str, Any]) -> Architecture:
+        """Validated ``values`` in canonical form, checked against the cross-dimension
+        rules."""
+        arch_out = self.canonical(Architecture(values))
         self.check_constraints(arch_out)
         return arch_out
+
+    def _validate_conditional(self, values: dict[str, Any]) -> Architecture:
+        """:meth:`validate` of a space with conditional dimensions: the active dimensions
+        must be given, the inactive ones must not (the error names the condition)."""
+        extra = sorted(set(values) - set(self._by_name))
+        if extra:
+            raise InvalidArchitectureError(
+                f"search space {self.name!r}: unknown dimensions {extra}; its dimensions are "
+                f"{[d.name for d in self.dimensions]}")
+        out: dict[str, Any] = {}
+        for d in self.dimensions:
+            cond = failed(d.when, out)
+            if cond is not None:
+                if d.name in values:
+                    now = (f"{cond.dim} is {out[cond.dim]!r}" if cond.dim in out
+                           else f"{cond.dim} is inactive")
+                    raise InvalidArchitectureError(
+                        f"search space {self.name!r}: dimension {d.name!r} is inactive here: "
+                        f"it exists only when {cond.describe()} ({now}); leave it out")
+                continue
+            if d.name not in values:
+                why = (f" (active because {' and '.join(c.describe() for c in d.when)})"
+                       if d.when else "")
+                raise InvalidArchitectureError(
+                    f"search space {self.name!r}: missing dimension {d.name!r}{why}")
+            out[d.name] = self._checked(d, values[d.name])
+        return self._finished(out)
 
     def canonical(self, arch: Architecture) -> Architecture:
         """The one form of the architectures that make the same network (e.g. the choices of a
@@ -120,7 +254,11 @@ class SearchSpace:
     def sample(self, rng: np.random.Generator) -> Architecture:
         """A uniformly random valid architecture."""
         for _ in range(1000):
-            arch = self.canonical(Architecture({d.name: d.sample(rng) for d in self.dimensions}))
+            if self.conditional:  # each active dimension drawn, in the order conditions read
+                arch = self.canonical(self._complete({}, lambda d: d.sample(rng)))
+            else:
+                arch = self.canonical(Architecture({d.name: d.sample(rng)
+                                                    for d in self.dimensions}))
             if self.is_valid(arch):
                 return arch
         raise RuntimeError(f"search space {self.name!r}: no valid architecture in 1000 draws")
@@ -129,9 +267,10 @@ class SearchSpace:
                prob: float | None = None) -> Architecture:
         """Change each dimension with probability ``prob`` (default ``1 / #dimensions``); at
         least one dimension always changes when the space allows it."""
-        p = 1.0 / len(self.dimensions) if prob is None else prob
         arch = self.canonical(arch)
-        changeable = [d for d in self.dimensions if len(d.neighbours(arch[d.name])) > 0]
+        dims = self.active(arch)  # every dimension, without conditions
+        p = 1.0 / len(dims) if prob is None else prob
+        changeable = [d for d in dims if len(d.neighbours(arch[d.name])) > 0]
         if not changeable:
             return arch
         for _ in range(100):
@@ -141,6 +280,8 @@ class SearchSpace:
                 picked = [changeable[int(rng.integers(len(changeable)))]]
             for d in picked:
                 values[d.name] = d.mutate(values[d.name], rng)
+            if self.conditional:  # dimensions a change activates are drawn
+                values = dict(self._complete(values, lambda d: d.sample(rng)))
             child = self.canonical(Architecture(values))  # a change that does nothing is
             if child != arch and self.is_valid(child):       # drawn again
                 return child
@@ -150,8 +291,15 @@ class SearchSpace:
                   rng: np.random.Generator) -> Architecture:
         """Uniform crossover: each dimension comes from ``a`` or ``b`` with equal odds."""
         for _ in range(100):
-            child = self.canonical(Architecture({d.name: (a if rng.random() < 0.5 else b)[d.name]
-                                                 for d in self.dimensions}))
+            if self.conditional:  # from a parent that has the dimension, else drawn
+                def pick(d: Dimension) -> Any:
+                    first, second = (a, b) if rng.random() < 0.5 else (b, a)
+                    return (first[d.name] if d.name in first else
+                            second[d.name] if d.name in second else d.sample(rng))
+                child = self.canonical(self._complete({}, pick))
+            else:
+                child = self.canonical(Architecture(
+                    {d.name: (a if rng.random() < 0.5 else b)[d.name] for d in self.dimensions}))
             if self.is_valid(child):
                 return child
         return a
@@ -160,9 +308,12 @@ class SearchSpace:
         """Every valid architecture one decision away from ``arch`` (each network once)."""
         arch = self.canonical(arch)
         out: dict[str, Architecture] = {}
-        for d in self.dimensions:
+        for d in self.active(arch):
             for v in d.neighbours(arch[d.name]):
-                cand = self.canonical(arch.replace(**{d.name: v}))
+                cand = arch.replace(**{d.name: v})
+                if self.conditional:  # a dimension it activates takes its first value
+                    cand = self._complete(cand, _first_value)
+                cand = self.canonical(cand)
                 if cand != arch and cand.key not in out and self.is_valid(cand):
                     out[cand.key] = cand
         return list(out.values())
@@ -171,19 +322,33 @@ class SearchSpace:
     def encode(self, arch: Architecture) -> np.ndarray:
         """Fixed-length float vector (see :meth:`Dimension.encode`)."""
         vec: list[float] = []
+        if not self.conditional:
+            for d in self.dimensions:
+                vec.extend(d.encode(arch[d.name]))
+            return np.asarray(vec, dtype=np.float32)
+        mask: list[float] = []  # one activity bit per conditional dimension, at the end
         for d in self.dimensions:
-            vec.extend(d.encode(arch[d.name]))
-        return np.asarray(vec, dtype=np.float32)
+            on = d.name in arch
+            vec.extend(d.encode(arch[d.name]) if on else [0.0] * d.encoding_size())
+            if d.when:
+                mask.append(1.0 if on else 0.0)
+        return np.asarray(vec + mask, dtype=np.float32)
 
     def encoding_size(self) -> int:
-        return sum(d.encoding_size() for d in self.dimensions)
+        """Length of :meth:`encode`: the dimensions' encodings (zeros for an inactive one),
+        then, with conditional dimensions, one activity bit for each of them."""
+        return (sum(d.encoding_size() for d in self.dimensions)
+                + sum(1 for d in self.dimensions if d.when))
 
     def decisions(self) -> list[int]:
         """Option counts of every decision, dimension after dimension."""
         return [n for d in self.dimensions for n in d.decisions()]
 
     def to_decisions(self, arch: Architecture) -> list[int]:
-        return [i for d in self.dimensions for i in d.to_decisions(arch[d.name])]
+        """The decisions of ``arch``, a fixed length: an inactive dimension's are zeros."""
+        return [i for d in self.dimensions
+                for i in (d.to_decisions(arch[d.name]) if d.name in arch
+                          else [0] * len(d.decisions()))]
 
     def from_decisions(self, indices: Sequence[int]) -> Architecture:
         """The architecture made of these decisions (it may still fail :meth:`validate`)."""
@@ -195,6 +360,8 @@ class SearchSpace:
         if pos != len(indices):
             raise ValueError(f"search space {self.name!r}: expected {pos} decisions, "
                              f"got {len(indices)}")
+        if self.conditional:  # the decisions of inactive dimensions are ignored
+            return self._complete(values, _first_value)
         return Architecture(values)
 
     # -- models -------------------------------------------------------------------------------

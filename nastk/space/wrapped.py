@@ -45,7 +45,7 @@ class WrappedSpace(SearchSpace):
     def check_constraints(self, arch: Architecture) -> None:
         self.base.check_constraints(arch)
 
-    def size(self) -> int:
+    def size(self) -> int | float:
         return self.base.size()
 
     def canonical(self, arch: Architecture) -> Architecture:

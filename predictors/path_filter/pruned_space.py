@@ -88,6 +88,10 @@ class PrunedSpace(WrappedSpace):
                          f"{self._max_tries} draws (keep_ratio={self.keep_ratio}); raise "
                          "keep_ratio")
 
-    def size(self) -> int:
-        """An *estimate*: the wrapped space's size times the share of samples kept."""
-        return max(1, round(self.base.size() * self.rule.sample_share))
+    def size(self) -> int | float:
+        """An *estimate*: the wrapped space's size times the share of samples kept (infinite
+        for a space with a continuous dimension)."""
+        base = self.base.size()
+        if base == float("inf"):
+            return base
+        return max(1, round(base * self.rule.sample_share))
