@@ -273,3 +273,26 @@ def test_a_space_with_a_continuous_dimension_is_infinite_and_round_trips() -> No
     for _ in range(50):
         a = sp.sample(rng)
         assert again.validate(dict(a)) == a and ("lr" in a) == (a["depth"] == 2)
+
+
+def test_bayesian_optimisation_tells_an_absent_dimension_from_its_first_value() -> None:
+    """bo's kernel reads one more option, "absent", for each decision of a conditional
+    dimension: an architecture without op_3 and one with op_3 at its first value differ
+    there, and the model's pool decodes back to the space's architectures."""
+    from nastk.core.objective import Objective
+    from nastk.core.result import Result
+    from nastk.strategies.bayesian import BayesianOptimisation
+
+    sp = space()
+    bo = BayesianOptimisation(sp, Objective(metric="acc"), seed=0, warmup=5)
+    assert bo.counts == [3, 2, 3, 3, 4, 2]  # depth, op_1, op_2+1, op_3+1, k+1, width
+    short = Architecture({"depth": 2, "op_1": "A", "op_2": "A", "width": (8,)})
+    deep = Architecture({"depth": 3, "op_1": "A", "op_2": "A", "op_3": "A", "width": (8,)})
+    assert bo._encode(short) == [1, 0, 0, 2, 3, 0] and bo._encode(deep)[3] == 0
+    every = brute_force(sp)
+    for a in every.values():
+        assert bo._decode(bo._encode(a)) == a
+    for _ in range(20):
+        (arch,) = bo.ask(1)
+        assert arch.key in every
+        bo.tell(arch, Result.complete({"acc": float(arch["depth"]) + (arch["op_1"] == "B")}))

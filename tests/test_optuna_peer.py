@@ -118,3 +118,33 @@ def test_a_constrained_space_is_searched_by_the_sampler_not_by_uniform_fallbacks
     resumed = OptunaStrategy(space, objective, seed=0, sampler="tpe")
     resumed.load_state_dict(first.state_dict())
     assert run(resumed, 40) == keys[60:]
+
+
+def test_conditional_and_continuous_dimensions_are_asked_define_by_run():
+    """On a space with conditional dimensions and real numbers Optuna is asked one parameter
+    per active dimension, of its own kind: learning rates are real numbers, not the grid's 16
+    points; a dimension whose condition fails is no parameter of the trial; a result Optuna
+    did not ask for is added with the same parameters."""
+    from nastk.space import Float, IntRange, when
+
+    space = SearchSpace([
+        IntRange("depth", 1, 3),
+        Categorical("op_2", ["a", "b"]).only_if(when("depth", ">=", 2)),
+        Float("lr", 1e-4, 1e-1, log=True),
+        IntRange("batch", 16, 256, 16, log=True),
+    ])
+    s = OptunaStrategy(space, Objective(metric="acc"), seed=3, sampler="tpe_multivariate",
+                       n_startup_trials=5)
+    grid = {space["lr"].from_decisions([i]) for i in range(16)}
+    for _ in range(20):
+        (arch,) = s.ask(1)
+        assert space.is_valid(arch)
+        s.tell(arch, Result.complete({"acc": -abs(np.log10(arch["lr"]) + 2)}))
+    trials = s._study.trials
+    assert all(set(t.params) == {"depth", "lr", "batch"} | ({"op_2"} if t.params["depth"] >= 2
+                                                             else set()) for t in trials)
+    lrs = [t.params["lr"] for t in trials]
+    assert not any(space["lr"].validate(v) in grid for v in lrs)
+    outside = space.validate({"depth": 2, "op_2": "b", "lr": 0.02, "batch": 32})
+    s.tell(outside, Result.complete({"acc": 1.0}))
+    assert s._study.trials[-1].params == {"depth": 2, "op_2": "b", "lr": 0.02, "batch": 32}

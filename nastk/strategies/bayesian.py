@@ -221,6 +221,15 @@ class BayesianOptimisation(Strategy):
                  **options: Any) -> None:
         super().__init__(space, objective, seed, **options)
         self.counts = space.decisions()
+        #: with conditional dimensions, each decision of a conditional dimension has one more
+        #: option, "absent": the kernel then tells an absent dimension from its first value
+        self._absent: list[int] | None = None
+        if getattr(space, "conditional", False):
+            self._absent = []
+            for d in space.dimensions:
+                k = len(d.decisions())
+                self._absent.extend([1] * k if d.when else [0] * k)
+            self.counts = [n + a for n, a in zip(self.counts, self._absent, strict=True)]
         self.gp = HammingGP(self.counts)
         self._strides = np.cumprod([1, *self.counts[::-1]])[:-1][::-1].astype(np.int64)
         self._enumerate = math.prod(self.counts) <= self.options.pool_limit
@@ -233,6 +242,26 @@ class BayesianOptimisation(Strategy):
         self._pool: np.ndarray | None = None
         self._pool_oh: np.ndarray | None = None
         self._excluded: np.ndarray | None = None
+
+    # -- the decision vectors the model sees ---------------------------------------------------
+    def _encode(self, arch: Architecture) -> list[int]:
+        """``arch``'s decisions; an absent conditional dimension's are its "absent" option."""
+        if self._absent is None:
+            return self.space.to_decisions(arch)
+        out: list[int] = []
+        for d in self.space.dimensions:
+            n = d.decisions()
+            out.extend(d.to_decisions(arch[d.name]) if d.name in arch else n)
+        return out
+
+    def _decode(self, decisions: list[int]) -> Architecture:
+        """The architecture of a decision vector (an "absent" option read as the first: the
+        space's conditions decide which dimensions exist)."""
+        if self._absent is None:
+            return self.space.from_decisions(decisions)
+        plain = [0 if a and i == n - 1 else i
+                 for i, n, a in zip(decisions, self.counts, self._absent, strict=True)]
+        return self.space.from_decisions(plain)
 
     # -- the candidate pool -------------------------------------------------------------------
     def _whole_space(self) -> None:
@@ -251,7 +280,7 @@ class BayesianOptimisation(Strategy):
         if self._excluded is None:
             return
         try:
-            row = self._row(self.space.to_decisions(arch))
+            row = self._row(self._encode(arch))
         except (KeyError, TypeError, ValueError, InvalidArchitectureError):
             return  # not an architecture of this space: nothing to exclude
         self._excluded[row] = True
@@ -290,7 +319,7 @@ class BayesianOptimisation(Strategy):
         cands = self._sampled_pool()
         if not cands:
             return draw_unseen(self.space, self.rng, self._seen)
-        x = np.array([self.space.to_decisions(a) for a in cands], dtype=np.int64)
+        x = np.array([self._encode(a) for a in cands], dtype=np.int64)
         post = _Posterior(self.gp, self.gp.one_hot(x), self._history_oh(0, len(self._history)))
         mean, std = post.predict(y)
         return cands[int(np.argmax(self._acquire(mean, std, float(y.max()))))]
@@ -313,7 +342,7 @@ class BayesianOptimisation(Strategy):
 
     def _valid_unseen(self, decisions: np.ndarray) -> Architecture | None:
         try:
-            arch = self.space.from_decisions([int(i) for i in decisions])
+            arch = self._decode([int(i) for i in decisions])
         except (ValueError, InvalidArchitectureError):
             return None
         if arch.key in self._seen or not self.space.is_valid(arch):
@@ -328,7 +357,7 @@ class BayesianOptimisation(Strategy):
                 pool.setdefault(arch.key, arch)
         best = sorted(range(len(self._history)), key=lambda i: -self._history[i][1])
         for i in best[:self.options.local_best]:
-            arch = self.space.from_decisions(self._history[i][0])
+            arch = self._decode(self._history[i][0])
             for nb in self.space.neighbours(arch):
                 if nb.key not in self._seen:
                     pool.setdefault(nb.key, nb)
@@ -368,7 +397,7 @@ class BayesianOptimisation(Strategy):
         score = self.objective.score(result)
         if score is None or not math.isfinite(score):
             return
-        self._history.append((self.space.to_decisions(arch), float(score)))
+        self._history.append((self._encode(arch), float(score)))
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

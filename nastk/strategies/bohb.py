@@ -127,7 +127,7 @@ class MultiFidelityBO(BayesianOptimisation):
         score = self.objective.score(result)
         if score is None or not math.isfinite(score):
             return
-        self._rungs.append((self.space.to_decisions(arch), r, float(score)))
+        self._rungs.append((self._encode(arch), r, float(score)))
         self._rung_keys.append(arch.key)
 
     def tell_fidelity(self, arch: Architecture, resource: float, result: Result) -> None:
@@ -229,7 +229,7 @@ class MultiFidelityBO(BayesianOptimisation):
         cands = self._mf_sampled_pool([o for o in train if o[1] == target])
         if not cands:
             return draw_unseen(self.space, self.rng, self._seen)
-        x = np.array([self.space.to_decisions(a) for a in cands], dtype=np.int64)
+        x = np.array([self._encode(a) for a in cands], dtype=np.int64)
         post = _Posterior(self.mf_gp, self._at_target(x),
                           self.mf_gp.one_hot(self._mf_rows(train, target)))
         mean, std = post.predict(y)
@@ -245,7 +245,7 @@ class MultiFidelityBO(BayesianOptimisation):
                 pool.setdefault(arch.key, arch)
         best = sorted(range(len(top)), key=lambda i: -top[i][2])
         for i in best[:self.options.local_best]:
-            for nb in self.space.neighbours(self.space.from_decisions(top[i][0])):
+            for nb in self.space.neighbours(self._decode(top[i][0])):
                 if nb.key not in self._seen:
                     pool.setdefault(nb.key, nb)
         return list(pool.values())

@@ -13,6 +13,15 @@ combinations are invalid, 47 of 100 TPE proposals ended as uniform draws that wa
 with the penalty; tests/test_optuna_peer.py.) On the unconstrained spaces (NAS-Bench-201, the
 TransNAS-Bench-101 cell) no draw is rejected.
 
+A space with conditional dimensions, real numbers (:class:`~nastk.space.dimensions.Float`) or
+log-scale integers is searched through Optuna's define-by-run API instead: one parameter per
+dimension that is active, asked in the space's order so that a condition reads the values
+already drawn (Optuna's samplers then treat a parameter absent from a trial as such), a
+categorical dimension as a categorical parameter, an integer range as an integer one with its
+step or log scale, a real number as a float one with its log scale, and a stage list or a cell
+as one categorical parameter per decision. The other spaces keep the decision parameters
+above, so their proposals are those of earlier versions.
+
 Resuming is exact without pickling Optuna's internals: the state is the record of every ask
 and tell in order, and loading it replays that record on a fresh study seeded alike, which
 leaves the sampler where it was (Optuna's samplers are deterministic given their seed and the
@@ -33,10 +42,71 @@ from nastk.core.errors import ConfigError, InvalidArchitectureError
 from nastk.core.objective import Objective
 from nastk.core.result import Result
 from nastk.space.architecture import Architecture
+from nastk.space.conditions import failed
+from nastk.space.dimensions import Categorical, Dimension, Float, IntRange
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy
 
 __all__ = ["OptunaStrategy"]
+
+
+def _distribution(optuna: Any, d: Dimension) -> dict[str, Any] | None:
+    """Optuna's distribution of dimension ``d`` as one parameter named after it
+    (categorical, integer with its step or log scale, float with its log scale); ``None``
+    for a dimension of several decisions (a stage list, a cell), which is one categorical
+    parameter per decision, ``<name>.<i>``."""
+    dist = optuna.distributions
+    if isinstance(d, Categorical):
+        return {d.name: dist.CategoricalDistribution(list(d.choices))}
+    if isinstance(d, IntRange):
+        if d.log and d.step != 1:  # Optuna's log-scale integers take no step
+            return {d.name: dist.CategoricalDistribution(
+                list(range(d.low, d.high + 1, d.step)))}
+        return {d.name: dist.IntDistribution(d.low, d.high, log=d.log,
+                                              step=1 if d.log else d.step)}
+    if isinstance(d, Float):
+        return {d.name: dist.FloatDistribution(d.low, d.high, log=d.log)}
+    return None
+
+
+def _suggest(trial: Any, d: Dimension) -> Any:
+    """A value of ``d`` from an Optuna trial, define-by-run (the parameters of
+    :func:`_distribution`)."""
+    if isinstance(d, Categorical):
+        return trial.suggest_categorical(d.name, list(d.choices))
+    if isinstance(d, IntRange):
+        if d.log and d.step != 1:
+            return trial.suggest_categorical(d.name, list(range(d.low, d.high + 1, d.step)))
+        return trial.suggest_int(d.name, d.low, d.high, step=1 if d.log else d.step,
+                                 log=d.log)
+    if isinstance(d, Float):
+        return trial.suggest_float(d.name, d.low, d.high, log=d.log)
+    return d.from_decisions([trial.suggest_categorical(f"{d.name}.{i}", list(range(n)))
+                             for i, n in enumerate(d.decisions())])
+
+
+def _parameters(space: SearchSpace, arch: Architecture) -> tuple[dict[str, Any],
+                                                                  dict[str, Any]]:
+    """The define-by-run parameters and distributions of ``arch`` (its active dimensions), for
+    a result Optuna did not ask for."""
+    import optuna
+
+    params: dict[str, Any] = {}
+    dists: dict[str, Any] = {}
+    for d in space.dimensions:
+        if d.name not in arch:
+            continue
+        one = _distribution(optuna, d)
+        if one is not None:
+            params[d.name] = arch[d.name]
+            dists.update(one)
+            continue
+        for i, (n, v) in enumerate(zip(d.decisions(), d.to_decisions(arch[d.name]),
+                                       strict=True)):
+            params[f"{d.name}.{i}"] = int(v)
+            dists[f"{d.name}.{i}"] = optuna.distributions.CategoricalDistribution(
+                list(range(n)))
+    return params, dists
 
 
 class OptunaOptions(BaseModel):
@@ -73,6 +143,10 @@ class OptunaStrategy(Strategy):
         super().__init__(space, objective, seed, **options)
         self._optuna = _import_optuna()
         self._counts = space.decisions()
+        #: conditional, continuous or log-scale dimensions: Optuna's define-by-run API, one
+        #: parameter per active dimension of its own kind (see :func:`_suggest`)
+        self._by_run = bool(getattr(space, "conditional", False)) or any(
+            isinstance(d, Float) or getattr(d, "log", False) for d in space.dimensions)
         self._events: list[list[Any]] = []
         self._new_study()
 
@@ -93,12 +167,24 @@ class OptunaStrategy(Strategy):
         self._open: dict[str, list[Any]] = {}  # arch key -> its asked, untold Optuna trials
         self._worst: float | None = None  # the worst value told, the penalty of invalid draws
 
+    def _propose(self) -> tuple[Any, Any]:
+        """An Optuna trial and the architecture its parameters make (not yet validated)."""
+        if self._by_run:
+            trial = self._study.ask()
+            values: dict[str, Any] = {}
+            for d in self.space.dimensions:  # in order: a condition reads earlier values
+                if failed(d.when, values) is None:
+                    values[d.name] = _suggest(trial, d)
+            return trial, values
+        trial = self._study.ask(self._dists)
+        decisions = [int(trial.params[f"d{i}"]) for i in range(len(self._counts))]
+        return trial, self.space.from_decisions(decisions)
+
     def _draw(self) -> Architecture:
         for _ in range(self.options.max_invalid):
-            trial = self._study.ask(self._dists)
-            decisions = [int(trial.params[f"d{i}"]) for i in range(len(self._counts))]
+            trial, values = self._propose()
             try:
-                arch = self.space.validate(self.space.from_decisions(decisions))
+                arch = self.space.validate(values)
             except InvalidArchitectureError:
                 if self._worst is None:
                     self._study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
@@ -123,9 +209,13 @@ class OptunaStrategy(Strategy):
             return
         # a result of an architecture not asked for (or asked and already told): add it as
         # a finished trial, so the sampler learns from it too
+        if self._by_run:
+            params, dists = _parameters(self.space, arch)
+        else:
+            params = {f"d{i}": int(v) for i, v in enumerate(self.space.to_decisions(arch))}
+            dists = self._dists
         self._study.add_trial(optuna.trial.create_trial(
-            params={f"d{i}": int(v) for i, v in enumerate(self.space.to_decisions(arch))},
-            distributions=self._dists, value=value,
+            params=params, distributions=dists, value=value,
             state=(optuna.trial.TrialState.COMPLETE if value is not None
                    else optuna.trial.TrialState.FAIL)))
 
