@@ -22,6 +22,13 @@ single-decision change of the ``local_best`` best architectures so far. The acqu
 expected improvement over the best standardised score (``ucb``: mean + ``kappa`` * std).
 Candidates already proposed, or rejected by the space's rules, are never proposed again.
 
+Conditional and continuous dimensions (:mod:`nastk.space.conditions`,
+:class:`~nastk.space.dimensions.Float`). Each decision of a conditional dimension gets one more
+option, *absent*, so the kernel tells a layer that does not exist from its first choice; a
+real number is seen through its decision view, a grid of ``grid`` points on its scale (a
+categorical decision to the kernel), so the pool, enumerated or sampled, holds grid values and
+``bo`` proposes only those.
+
 Resuming is exact: the state is the history in order, the fitted hyperparameters and when they
 were fitted; loading it rebuilds the posterior through the same sequence of fits and rank-one
 updates, so every later number is bit-identical.
