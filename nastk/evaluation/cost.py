@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from nastk.space.search_space import SearchSpace
 
 __all__ = ["MAX_LATENCY_SPREAD", "Latency", "TableCosts", "count_flops", "count_params",
-           "measure_latency", "measure_latency_ms", "model_costs", "time_calls"]
+           "measure_latency", "measure_latency_ms", "model_costs", "spread_of", "time_calls",
+           "time_passes"]
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -131,7 +132,8 @@ def _load_per_cpu() -> float | None:
         return None
 
 
-def _time_passes(call: Callable[[], Any], repeats: int) -> list[float]:
+def time_passes(call: Callable[[], Any], repeats: int) -> list[float]:
+    """Wall times (ms) of ``repeats`` calls of ``call``, one by one."""
     times: list[float] = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -140,7 +142,8 @@ def _time_passes(call: Callable[[], Any], repeats: int) -> list[float]:
     return times
 
 
-def _spread(times: list[float]) -> float:
+def spread_of(times: list[float]) -> float:
+    """The interquartile range of ``times`` over their median (0 for fewer than 4)."""
     if len(times) < 4:
         return 0.0
     q1, _, q3 = statistics.quantiles(times, n=4)
@@ -164,8 +167,8 @@ def time_calls(call: Callable[[], Any], repeats: int = 20, warmup: int = 3, *,
     tries = 0
     while tries < attempts:
         tries += 1
-        times = _time_passes(call, repeats)
-        spread = _spread(times)
+        times = time_passes(call, repeats)
+        spread = spread_of(times)
         if best is None or spread < best[0]:
             best = (spread, times)
         if spread <= max_spread:

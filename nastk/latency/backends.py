@@ -25,7 +25,6 @@ import os
 import platform
 import statistics
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, redirect_stdout
@@ -36,10 +35,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from nastk.core.cpus import ThreadCount
+from nastk.core.cpus import ThreadCount, resolve_threads
 from nastk.core.errors import ConfigError
 from nastk.core.version import __version__
-from nastk.evaluation.cost import MAX_LATENCY_SPREAD
+from nastk.evaluation.cost import MAX_LATENCY_SPREAD, spread_of, time_passes
 from nastk.training.threads import torch_threads
 
 __all__ = ["BACKENDS", "Backend", "Measured", "cpu_model", "make_backend"]
@@ -61,13 +60,6 @@ class Measured:
     ms: float
     spread: float
     busy: bool
-
-
-def _spread(times: list[float]) -> float:
-    if len(times) < 4:
-        return 0.0
-    q1, med, q3 = statistics.quantiles(times, n=4)
-    return (q3 - q1) / max(med, 1e-12)
 
 
 def cpu_model() -> str:
@@ -97,8 +89,8 @@ class Backend:
         self.repeats = int(repeats)
         self.warmup = int(warmup)
         self.rounds = max(1, min(int(rounds), self.repeats))
-        with torch_threads(threads) as n:
-            self.threads = int(n)
+        n = resolve_threads(threads)
+        self.threads = int(n) if n is not None else torch.get_num_threads()
 
     # -- what a back end provides -----------------------------------------------------------
     def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Callable[[], Any]:
@@ -130,11 +122,7 @@ class Backend:
             for _ in range(self.rounds):
                 for i, call in enumerate(calls):
                     call()  # its caches back after the other modules ran
-                    times = []
-                    for _ in range(per_round):
-                        t0 = time.perf_counter()
-                        call()
-                        times.append((time.perf_counter() - t0) * 1000.0)
+                    times = time_passes(call, per_round)
                     medians[i].append(statistics.median(times))
                     passes[i].extend(times)
                     done += 1
@@ -142,7 +130,7 @@ class Backend:
                         progress(done, total)
         out = []
         for rounds, times in zip(medians, passes, strict=True):
-            spread = _spread(times)
+            spread = spread_of(times)
             out.append(Measured(min(rounds), spread, spread > MAX_LATENCY_SPREAD))
         return out
 

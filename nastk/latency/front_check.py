@@ -87,7 +87,7 @@ def check_front(run_dir: Path, trials: Sequence[Trial], objective: Objective,
     if differs is not None or backend is None:
         doc.update({"measured": False,
                     "reason": f"this is not the table's device ({differs})",
-                    "how": f"on the device: nastk latency check {run_dir}"})
+                    "command": f"nastk latency check {run_dir}"})
     else:
         doc["measured"] = True
         doc["device"] = backend.device()
@@ -114,7 +114,8 @@ def check_front(run_dir: Path, trials: Sequence[Trial], objective: Objective,
 def describe_check(doc: dict[str, Any]) -> str:
     """One line on a check: its error and coverage, or why the front was not timed here."""
     if not doc.get("measured"):
-        return (f"latency front not timed: {doc.get('reason')}; {doc.get('how')}")
+        return (f"latency front not timed: {doc.get('reason')}; on the device run "
+                f"`{doc.get('command')}`")
     summary = doc.get("summary") or {}
     if not summary.get("n"):
         return "latency front: no trial with a predicted latency_ms to time"

@@ -46,9 +46,9 @@ def latency_section(run_dir: Path, md_table: Any, trials: Sequence[Trial] = ()) 
              f"({where}): the table's sum of the network's units through a correction fitted "
              f"on whole networks, with a {float(doc.get('level', 0.9)) * 100:.0f} % interval."]
     if not doc.get("measured"):
-        how = str(doc.get("how", "nastk latency check RUN_DIR")).split(": ", 1)[-1]
-        return [*lines, "", f"The front was not timed: {doc.get('reason')}. Run `{how}` on "
-                "that device to fill this section."]
+        command = doc.get("command", "nastk latency check RUN_DIR")
+        return [*lines, "", f"The front was not timed: {doc.get('reason')}. Run `{command}` "
+                "on that device to fill this section."]
     points = doc.get("points") or []
     if not points:
         return [*lines, "", "No trial on the front has a predicted latency."]

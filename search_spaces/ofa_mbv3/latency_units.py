@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -96,28 +96,26 @@ class ElasticUnits:
         return found
 
     # -- keys -----------------------------------------------------------------------------------
-    def _pre_key(self, resolution: int | None) -> str:
-        found = self._keys.get(("stem", resolution))
+    def _key(self, what: tuple[Any, ...], make: Callable[[], str]) -> str:
+        """The key of unit ``what``, made once (a prediction looks keys up many times)."""
+        found = self._keys.get(what)
         if found is None:
-            res = "" if resolution is None else f" r{resolution}"
-            found = self._keys["stem", resolution] = f"stem{res} @{_shape_text(self.input_shape)}"
+            found = self._keys[what] = make()
         return found
 
+    def _pre_key(self, resolution: int | None) -> str:
+        res = "" if resolution is None else f" r{resolution}"
+        return self._key(("stem", resolution),
+                         lambda: f"stem{res} @{_shape_text(self.input_shape)}")
+
     def _final_key(self, resolution: int | None) -> str:
-        found = self._keys.get(("final", resolution))
-        if found is None:
-            found = self._keys["final", resolution] = (
-                f"final @{_shape_text(self.shapes(resolution)['final'])}")
-        return found
+        return self._key(("final", resolution),
+                         lambda: f"final @{_shape_text(self.shapes(resolution)['final'])}")
 
     def _block_key(self, s: int, j: int, expand: Any, kernel: int, conv: str | None,
                    resolution: int | None) -> str:
-        cache = self._keys
-        found = cache.get((s, j, expand, kernel, conv, resolution))
-        if found is None:
-            found = cache[s, j, expand, kernel, conv, resolution] = self._make_block_key(
-                s, j, expand, kernel, conv, resolution)
-        return found
+        return self._key((s, j, expand, kernel, conv, resolution),
+                         lambda: self._make_block_key(s, j, expand, kernel, conv, resolution))
 
     def _make_block_key(self, s: int, j: int, expand: Any, kernel: int, conv: str | None,
                         resolution: int | None) -> str:
