@@ -185,7 +185,7 @@ def test_constrained_space_costs_with_the_table():
     rng = np.random.default_rng(4)
     arch = space.sample(rng)
     want = fvcore_costs(task.build_model(space, arch), task.input_shape)
-    config = SimpleNamespace(constraints={"flops": (None, want["flops"])})
+    config = SimpleNamespace(constraints={"flops": (None, want["flops"])}, seed=0, source=None)
     limited = constrained_space(config, space, task, evaluator=object())  # type: ignore[arg-type]
     assert limited.costs(arch) == want
     assert limited.body_costs(arch, task.input_shape) == space.body_costs(arch, task.input_shape)

@@ -250,7 +250,7 @@ def constrained_space(config: SearchConfig, space: SearchSpace, task: Task | Non
 
     constrained = CostRangeSpace(space, costs, config.constraints)
     try:  # an empty range stops the run here, before anything is written
-        constrained.check_feasible(getattr(config, "seed", 0))
+        constrained.check_feasible(config.seed)
     except NastkError as err:
         raise ConfigError(f"{config.source or 'config'}: {err}") from None
     return constrained
