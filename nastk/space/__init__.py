@@ -2,14 +2,14 @@
 
 from nastk.space.architecture import Architecture
 from nastk.space.conditions import Condition, when
+from nastk.space.continuous import Float
+from nastk.space.dimension_spec import dimension_from_spec
 from nastk.space.dimensions import (
     Categorical,
     CellDAG,
     Dimension,
-    Float,
     IntRange,
     StageList,
-    dimension_from_spec,
 )
 from nastk.space.search_space import SearchSpace
 

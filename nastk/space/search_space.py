@@ -12,7 +12,8 @@ import numpy as np
 from nastk.core.errors import ConfigError, InvalidArchitectureError
 from nastk.space.architecture import Architecture
 from nastk.space.conditions import failed
-from nastk.space.dimensions import Dimension, dimension_from_spec
+from nastk.space.dimension_spec import dimension_from_spec
+from nastk.space.dimensions import Dimension
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -114,7 +115,7 @@ class SearchSpace:
 
     def size(self) -> int | float:
         """Number of distinct valid architectures (exact; may be a very large int;
-        ``math.inf`` with a continuous dimension, :class:`~nastk.space.dimensions.Float`). With
+        ``math.inf`` with a continuous dimension, :class:`~nastk.space.continuous.Float`). With
         conditional dimensions: summed over the values of the dimensions conditions read,
         each branch the product of the sizes of the dimensions active in it."""
         if not self.conditional:
@@ -254,11 +255,8 @@ class SearchSpace:
     def sample(self, rng: np.random.Generator) -> Architecture:
         """A uniformly random valid architecture."""
         for _ in range(1000):
-            if self.conditional:  # each active dimension drawn, in the order conditions read
-                arch = self.canonical(self._complete({}, lambda d: d.sample(rng)))
-            else:
-                arch = self.canonical(Architecture({d.name: d.sample(rng)
-                                                    for d in self.dimensions}))
+            # each active dimension drawn, in the order conditions read
+            arch = self.canonical(self._complete({}, lambda d: d.sample(rng)))
             if self.is_valid(arch):
                 return arch
         raise RuntimeError(f"search space {self.name!r}: no valid architecture in 1000 draws")
@@ -280,10 +278,9 @@ class SearchSpace:
                 picked = [changeable[int(rng.integers(len(changeable)))]]
             for d in picked:
                 values[d.name] = d.mutate(values[d.name], rng)
-            if self.conditional:  # dimensions a change activates are drawn
-                values = dict(self._complete(values, lambda d: d.sample(rng)))
-            child = self.canonical(Architecture(values))  # a change that does nothing is
-            if child != arch and self.is_valid(child):       # drawn again
+            # dimensions a change activates are drawn, those it deactivates dropped
+            child = self.canonical(self._complete(values, lambda d: d.sample(rng)))
+            if child != arch and self.is_valid(child):  # a change that does nothing: again
                 return child
         return arch
 
@@ -291,15 +288,11 @@ class SearchSpace:
                   rng: np.random.Generator) -> Architecture:
         """Uniform crossover: each dimension comes from ``a`` or ``b`` with equal odds."""
         for _ in range(100):
-            if self.conditional:  # from a parent that has the dimension, else drawn
-                def pick(d: Dimension) -> Any:
-                    first, second = (a, b) if rng.random() < 0.5 else (b, a)
-                    return (first[d.name] if d.name in first else
-                            second[d.name] if d.name in second else d.sample(rng))
-                child = self.canonical(self._complete({}, pick))
-            else:
-                child = self.canonical(Architecture(
-                    {d.name: (a if rng.random() < 0.5 else b)[d.name] for d in self.dimensions}))
+            def pick(d: Dimension) -> Any:  # from either parent; drawn if neither has it
+                first, second = (a, b) if rng.random() < 0.5 else (b, a)
+                return (first[d.name] if d.name in first else
+                        second[d.name] if d.name in second else d.sample(rng))
+            child = self.canonical(self._complete({}, pick))
             if self.is_valid(child):
                 return child
         return a
@@ -310,10 +303,9 @@ class SearchSpace:
         out: dict[str, Architecture] = {}
         for d in self.active(arch):
             for v in d.neighbours(arch[d.name]):
-                cand = arch.replace(**{d.name: v})
-                if self.conditional:  # a dimension it activates takes its first value
-                    cand = self._complete(cand, _first_value)
-                cand = self.canonical(cand)
+                # a dimension the change activates takes its first value
+                cand = self.canonical(self._complete(arch.replace(**{d.name: v}),
+                                                     _first_value))
                 if cand != arch and cand.key not in out and self.is_valid(cand):
                     out[cand.key] = cand
         return list(out.values())
@@ -322,10 +314,6 @@ class SearchSpace:
     def encode(self, arch: Architecture) -> np.ndarray:
         """Fixed-length float vector (see :meth:`Dimension.encode`)."""
         vec: list[float] = []
-        if not self.conditional:
-            for d in self.dimensions:
-                vec.extend(d.encode(arch[d.name]))
-            return np.asarray(vec, dtype=np.float32)
         mask: list[float] = []  # one activity bit per conditional dimension, at the end
         for d in self.dimensions:
             on = d.name in arch
@@ -360,9 +348,7 @@ class SearchSpace:
         if pos != len(indices):
             raise ValueError(f"search space {self.name!r}: expected {pos} decisions, "
                              f"got {len(indices)}")
-        if self.conditional:  # the decisions of inactive dimensions are ignored
-            return self._complete(values, _first_value)
-        return Architecture(values)
+        return self._complete(values, _first_value)  # inactive dimensions' are ignored
 
     # -- models -------------------------------------------------------------------------------
     def build(self, arch: Architecture, in_channels: int) -> nn.Module:

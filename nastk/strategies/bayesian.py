@@ -23,7 +23,7 @@ expected improvement over the best standardised score (``ucb``: mean + ``kappa``
 Candidates already proposed, or rejected by the space's rules, are never proposed again.
 
 Conditional and continuous dimensions (:mod:`nastk.space.conditions`,
-:class:`~nastk.space.dimensions.Float`). Each decision of a conditional dimension gets one more
+:class:`~nastk.space.continuous.Float`). Each decision of a conditional dimension gets one more
 option, *absent*, so the kernel tells a layer that does not exist from its first choice; a
 real number is seen through its decision view, a grid of ``grid`` points on its scale (a
 categorical decision to the kernel), so the pool, enumerated or sampled, holds grid values and

@@ -13,7 +13,7 @@ combinations are invalid, 47 of 100 TPE proposals ended as uniform draws that wa
 with the penalty; tests/test_optuna_peer.py.) On the unconstrained spaces (NAS-Bench-201, the
 TransNAS-Bench-101 cell) no draw is rejected.
 
-A space with conditional dimensions, real numbers (:class:`~nastk.space.dimensions.Float`) or
+A space with conditional dimensions, real numbers (:class:`~nastk.space.continuous.Float`) or
 log-scale integers is searched through Optuna's define-by-run API instead: one parameter per
 dimension that is active, asked in the space's order so that a condition reads the values
 already drawn (Optuna's samplers then treat a parameter absent from a trial as such), a
@@ -43,7 +43,8 @@ from nastk.core.objective import Objective
 from nastk.core.result import Result
 from nastk.space.architecture import Architecture
 from nastk.space.conditions import failed
-from nastk.space.dimensions import Categorical, Dimension, Float, IntRange
+from nastk.space.continuous import Float
+from nastk.space.dimensions import Categorical, Dimension, IntRange
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy
 
@@ -70,19 +71,20 @@ def _distribution(optuna: Any, d: Dimension) -> dict[str, Any] | None:
 
 
 def _suggest(trial: Any, d: Dimension) -> Any:
-    """A value of ``d`` from an Optuna trial, define-by-run (the parameters of
-    :func:`_distribution`)."""
-    if isinstance(d, Categorical):
-        return trial.suggest_categorical(d.name, list(d.choices))
-    if isinstance(d, IntRange):
-        if d.log and d.step != 1:
-            return trial.suggest_categorical(d.name, list(range(d.low, d.high + 1, d.step)))
-        return trial.suggest_int(d.name, d.low, d.high, step=1 if d.log else d.step,
-                                 log=d.log)
-    if isinstance(d, Float):
-        return trial.suggest_float(d.name, d.low, d.high, log=d.log)
-    return d.from_decisions([trial.suggest_categorical(f"{d.name}.{i}", list(range(n)))
-                             for i, n in enumerate(d.decisions())])
+    """A value of ``d`` from an Optuna trial, define-by-run: the parameter
+    :func:`_distribution` describes, asked through Optuna's public ``suggest_*``."""
+    import optuna
+
+    one = _distribution(optuna, d)
+    if one is None:
+        return d.from_decisions([trial.suggest_categorical(f"{d.name}.{i}", list(range(n)))
+                                 for i, n in enumerate(d.decisions())])
+    ((name, dist),) = one.items()
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return trial.suggest_categorical(name, list(dist.choices))
+    if isinstance(dist, optuna.distributions.IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
 
 
 def _parameters(space: SearchSpace, arch: Architecture) -> tuple[dict[str, Any],
