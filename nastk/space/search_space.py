@@ -316,7 +316,7 @@ class SearchSpace:
         vec: list[float] = []
         mask: list[float] = []  # one activity bit per conditional dimension, at the end
         for d in self.dimensions:
-            on = d.name in arch
+            on = not d.when or d.name in arch  # only a conditional dimension may be absent
             vec.extend(d.encode(arch[d.name]) if on else [0.0] * d.encoding_size())
             if d.when:
                 mask.append(1.0 if on else 0.0)
@@ -334,8 +334,8 @@ class SearchSpace:
 
     def to_decisions(self, arch: Architecture) -> list[int]:
         """The decisions of ``arch``, a fixed length: an inactive dimension's are zeros."""
-        return [i for d in self.dimensions
-                for i in (d.to_decisions(arch[d.name]) if d.name in arch
+        return [i for d in self.dimensions  # only a conditional dimension may be absent
+                for i in (d.to_decisions(arch[d.name]) if not d.when or d.name in arch
                           else [0] * len(d.decisions()))]
 
     def from_decisions(self, indices: Sequence[int]) -> Architecture:

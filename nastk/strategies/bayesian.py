@@ -258,7 +258,7 @@ class BayesianOptimisation(Strategy):
         out: list[int] = []
         for d in self.space.dimensions:
             n = d.decisions()
-            out.extend(d.to_decisions(arch[d.name]) if d.name in arch else n)
+            out.extend(d.to_decisions(arch[d.name]) if not d.when or d.name in arch else n)
         return out
 
     def _decode(self, decisions: list[int]) -> Architecture:
