@@ -30,7 +30,7 @@ from nastk.config.executors import ExecutorConfig
 from nastk.core import registry
 from nastk.core.errors import ConfigError
 from nastk.core.objective import Objective
-from nastk.core.options import format_validation_error
+from nastk.core.options import format_validation_error, options_of
 from nastk.core.trial import Trial
 from nastk.core.version import __version__
 from nastk.evaluation.base import (
@@ -55,6 +55,7 @@ from nastk.scheduling.config import SchedulerConfig, build_scheduler
 from nastk.scheduling.fidelity import Fidelity, fidelity_of
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy
+from nastk.transfer.use import WarmStartUse, warm_start_row, warm_start_strategy
 
 __all__ = ["SearchRun", "create_search", "load_run"]
 
@@ -253,7 +254,8 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
                   executor: ExecutorConfig | str | Mapping[str, Any] | None = None,
                   seed: int = 0, name: str = "search", task: Any = None,
                   keep_checkpoints: int = 3, resume: bool = False,
-                  scheduler: SchedulerConfig | str | Mapping[str, Any] | None = None
+                  scheduler: SchedulerConfig | str | Mapping[str, Any] | None = None,
+                  warm_start: WarmStartUse | Mapping[str, Any] | None = None
                   ) -> SearchRun:
     """Create a search (or, with ``resume=True``, continue the one its storage holds).
 
@@ -277,6 +279,10 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
       which continue, over the evaluator's resource (a train evaluator's epochs; a function
       ``f(arch, resource)`` with ``max_resource``). With ``budget={"resource": N}`` the run
       spends at most N epochs (or steps) over all candidates and rungs.
+    - ``warm_start``: ``{"from": [RUN_OR_STUDY_DIR, ...], "tasks": [...]}`` (see
+      :class:`~nastk.transfer.use.WarmStartUse`): start from earlier runs' results, each
+      earlier task weighted by how well its ranking agrees with this search's results so far
+      (strategies ``evolution``, ``bo``, ``predictor_guided``).
 
     A run folder that already holds a run is refused unless ``resume=True``; then its stored
     identity (space, strategy and options, evaluator, objective, seed) must be this one's, and
@@ -309,6 +315,11 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
     if strat.objective != obj:
         raise ConfigError(f"strategy: {type(strat).__name__} optimises {strat.objective}, "
                           f"this search {obj}; build it with the search's objective")
+    prior = None
+    if warm_start is not None:
+        use = (warm_start if isinstance(warm_start, WarmStartUse)
+               else options_of(WarmStartUse, dict(warm_start), what="warm_start"))
+        prior = warm_start_strategy(use, strat, "warm_start")
     ex = _executor(executor)
     run_budget = _budget(budget)
     try:
@@ -328,6 +339,8 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
     }
     if sched is not None and sch_config is not None:  # absent without one: older runs match
         identity["scheduler"] = sch_config.model_dump(mode="json")
+    if prior is not None:  # likewise absent without one
+        identity["warm_start"] = prior.describe()
     description = {
         "space": {"name": space_name or space.name, "options": _options_of(space)},
         "task": identity["task"],
@@ -342,8 +355,9 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
                      "evaluator": description["evaluator"], "seed": strat.seed,
                      "budget (trials)": run_budget.trials,
                      "executor": ex.kind if ex is not None else "local",
-                     **({"scheduler": sched.describe()} if sched is not None else {})},
-        scheduler=sched)
+                     **({"scheduler": sched.describe()} if sched is not None else {}),
+                     **warm_start_row(prior)},
+        scheduler=sched, warm_start=prior.describe() if prior is not None else None)
     if resume and isinstance(storage, (str, Path)) and not RunLayout(Path(storage)).store.exists():
         resume = False  # nothing to continue yet: the run starts (a script run again after a kill)
     store, run_dir = open_storage(setup, storage, resume=resume)

@@ -37,6 +37,7 @@ from nastk.scheduling.scheduler import Scheduler
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy
 from nastk.task.contract import Task
+from nastk.transfer.use import warm_start_strategy
 
 if TYPE_CHECKING:
     from nastk.evaluation.weight_sharing import WeightSharingEvaluator
@@ -103,10 +104,15 @@ def build_objective(config: SearchConfig, task: Task | None) -> Objective:
 
 
 def build_strategy(config: SearchConfig, space: SearchSpace, objective: Objective) -> Strategy:
-    """The registered strategy the config names, over ``space`` (validating its options)."""
-    return registry.instantiate(registry.STRATEGIES, config.strategy.name,
-                                config.strategy.options, space, objective, seed=config.seed,
-                                where="strategy.options", source=config.source)
+    """The registered strategy the config names, over ``space`` (validating its options),
+    warm-started from ``config.warm_start``'s earlier runs when it has one (read here: a
+    missing or foreign source stops the run before anything is written)."""
+    strategy = registry.instantiate(registry.STRATEGIES, config.strategy.name,
+                                    config.strategy.options, space, objective, seed=config.seed,
+                                    where="strategy.options", source=config.source)
+    if config.warm_start is not None:
+        warm_start_strategy(config.warm_start, strategy, config.source or "config")
+    return strategy
 
 
 def build_evaluator(config: SearchConfig, space: SearchSpace, task: Task | None) -> Evaluator:

@@ -34,6 +34,7 @@ from nastk.prediction.path_filter.use import PathFilterUse
 from nastk.run.loop import Budget
 from nastk.scheduling.config import SchedulerConfig
 from nastk.training.supernet_config import NOT_IDENTITY, SupernetTrainConfig
+from nastk.transfer.use import WarmStartUse
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -163,6 +164,10 @@ class SearchConfig(SeededRunConfig):
         None, description="predict latency_ms from a device's latency table (`nastk latency "
         "profile`) instead of timing each candidate here: {table: FILE}")
 
+    warm_start: WarmStartUse | None = Field(
+        None, description="start from earlier runs' or studies' results, each earlier task "
+        "weighted by how well its ranking agrees with this one's results so far: {from: "
+        "[RUN_OR_STUDY_DIR, ...], tasks: [...]} (strategies evolution, bo, predictor_guided)")
     path_filter: PathFilterUse | None = Field(
         None, description="search only the paths a fitted path filter keeps (DetOFA's pruned "
                           "space: the top keep_ratio of every cost bucket; needs a model to "

@@ -14,6 +14,7 @@ from nastk.config.factory import ConfigEvaluatorFactory
 from nastk.config.schema import IDENTITY_EXCLUDES, SearchConfig
 from nastk.core.trial import Trial
 from nastk.run.lifecycle import Outcome, SearchSetup, execute
+from nastk.transfer.use import warm_start_row
 
 __all__ = ["run_search_config", "search_setup"]
 
@@ -31,8 +32,11 @@ def search_setup(config: SearchConfig, components: Components | None = None) -> 
         factory=(ConfigEvaluatorFactory.shipping(config.model_dump(mode="json"))
                  if config.executor.kind == "ray"
                  else ConfigEvaluatorFactory(config.model_dump(mode="json"))),
-        report_meta=config.report_meta(), identity_excludes=IDENTITY_EXCLUDES,
-        scheduler=parts.scheduler, after_search=latency_front_check(config, parts))
+        report_meta={**config.report_meta(), **warm_start_row(parts.strategy.warm_start)},
+        identity_excludes=IDENTITY_EXCLUDES,
+        scheduler=parts.scheduler, after_search=latency_front_check(config, parts),
+        warm_start=(parts.strategy.warm_start.describe()
+                    if parts.strategy.warm_start is not None else None))
 
 
 def latency_front_check(config: SearchConfig, parts: Components

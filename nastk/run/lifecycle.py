@@ -67,6 +67,8 @@ StorageTarget = str | Path | Storage | None
 
 #: meta keys of a run's identity and provenance
 META_IDENTITY = "identity"
+#: a warm-started run's earlier tasks (:meth:`nastk.transfer.prior.TransferPrior.describe`)
+META_WARM_START = "warm_start"
 META_CREATED = "created"
 META_VERSION = "nastk_version"
 
@@ -103,6 +105,9 @@ class SearchSetup:
     #: report is written (e.g. timing a predicted-latency front on the device); an error in
     #: it is printed, and the report is written all the same
     after_search: Callable[[list[Trial], Path, Console], None] | None = None
+    #: the earlier tasks a warm-started search starts from (their folders, sizes and data
+    #: fingerprints), recorded in the store; a resume must find the same
+    warm_start: dict[str, Any] | None = None
 
     def evaluator_factory(self) -> EvaluatorFactory:
         from nastk.executors.worker import InstanceFactory
@@ -140,6 +145,8 @@ def _start(store: Storage, setup: SearchSetup, where: str) -> None:
         store.set_meta(META_CONFIG, setup.config)
     store.set_meta(META_CREATED, time.time())
     store.set_meta(META_VERSION, __version__)
+    if setup.warm_start is not None:
+        store.set_meta(META_WARM_START, setup.warm_start)
     _describe(store, setup)
 
 
@@ -154,10 +161,23 @@ def _continue(store: Storage, setup: SearchSetup, where: str, resume: bool) -> N
         raise StoreError(f"--resume: the config differs from the one {where} was started "
                          f"with {differs}. Only budget, name, keep_checkpoints and executor "
                          "may change. Use the original config, or a new run_dir.")
+    stored = store.get_meta(META_WARM_START)
+    if stored != setup.warm_start:
+        raise StoreError(f"--resume: the warm-start sources of {where} changed since it started "
+                         f"(recorded: {_sources_line(stored)}; now: "
+                         f"{_sources_line(setup.warm_start)}), so the search would not continue "
+                         "as it began. Restore those runs, or start a new run_dir.")
     if setup.config is not None:
         store.set_meta(META_CONFIG, setup.config)
     if store.get_meta(META_OBJECTIVE) is None or store.get_meta(META_RUN) is None:
         _describe(store, setup)  # a store written before runs described themselves
+
+
+def _sources_line(described: dict[str, Any] | None) -> str:
+    if not described:
+        return "none"
+    return ", ".join(f"{s['task']} ({s['architectures']} architectures, {s['digest']})"
+                     for s in described.get("sources", []))
 
 
 def _open_folder(run_dir: Path, resume: bool) -> RunStore:

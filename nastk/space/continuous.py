@@ -22,10 +22,11 @@ class Float(Dimension):
 
     Sampling draws uniformly on the (log) scale; :meth:`mutate` moves by a Gaussian step of a
     tenth of the range on that scale, kept inside it. The decision view, what strategies that
-    need finitely many options read (the RL controller's tokens, Bayesian optimisation's
-    kernel and candidate pool, :meth:`neighbours`), is a documented discretisation: ``grid``
-    points evenly spaced on the scale, ``low`` and ``high`` included; :meth:`to_decisions`
-    takes the nearest one, so such strategies propose grid values only."""
+    need finitely many options read (the RL controller's tokens, :meth:`neighbours`), is a
+    documented discretisation: ``grid`` points evenly spaced on the scale, ``low`` and ``high``
+    included; :meth:`to_decisions` takes the nearest one, so such strategies propose grid
+    values only. Bayesian optimisation reads the real value instead (a continuous input of its
+    kernel, :mod:`nastk.strategies.bayesian`)."""
 
     def __init__(self, name: str, low: float, high: float, log: bool = False,
                  grid: int = 16, digits: int = 6) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -13,6 +13,9 @@ from nastk.core.options import options_of
 from nastk.core.result import Result
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
+
+if TYPE_CHECKING:
+    from nastk.transfer.prior import TransferPrior
 
 
 def draw_unseen(space: SearchSpace, rng: np.random.Generator, seen: set[str],
@@ -46,6 +49,10 @@ class Strategy(ABC):
 
     #: pydantic model validating the strategy's options (subclasses replace it)
     Options: ClassVar[type[BaseModel]] = NoOptions
+    #: whether :meth:`use_warm_start` is implemented (``warm_start:`` in a config)
+    supports_warm_start: ClassVar[bool] = False
+    #: the earlier tasks' prior, when the search warm-starts (:mod:`nastk.transfer.prior`)
+    warm_start: TransferPrior | None = None
 
     def __init__(self, space: SearchSpace, objective: Objective, seed: int = 0,
                  **options: Any) -> None:
@@ -75,6 +82,13 @@ class Strategy(ABC):
         """Diagnostic curves of the strategy's own learning, by name (e.g. the RL controller's
         mean reward per policy update); the report plots them. Default: none."""
         return {}
+
+    def use_warm_start(self, prior: TransferPrior) -> None:
+        """Start from earlier tasks' results (before the first ask). Strategies that support
+        it set :attr:`supports_warm_start`; the others refuse."""
+        if not self.supports_warm_start:
+            raise NotImplementedError(f"strategy {type(self).__name__} does not warm-start")
+        self.warm_start = prior
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this strategy is."""

@@ -1,6 +1,6 @@
-"""Bayesian optimisation over a space's categorical decisions: a Gaussian process with a
-per-decision (ARD) Hamming kernel, expected improvement over a candidate pool that covers the
-space, updated incrementally.
+"""Bayesian optimisation over a space's decisions: a Gaussian process with a per-decision
+(ARD) Hamming kernel, smooth in continuous dimensions, expected improvement over a candidate
+pool that covers the space, updated incrementally.
 
 The model. Every architecture is its vector of decisions (:meth:`SearchSpace.decisions`). The
 kernel between two of them is ``s * exp(-sum_d theta_d * [x_d != y_d]) + a * matches / D``:
@@ -18,16 +18,40 @@ The candidates. When the space has at most ``pool_limit`` decision combinations,
 whole space, enumerated once; between refits, each new result updates the posterior of every
 candidate with a rank-one Cholesky step (linear in the pool size), so an ask costs a few
 milliseconds. A larger space gets a fresh pool per ask: ``pool_size`` uniform samples plus every
-single-decision change of the ``local_best`` best architectures so far. The acquisition is
+single-decision change of the ``local_best`` best architectures so far (with continuous
+dimensions, also Gaussian variations of their real values: below). The acquisition is
 expected improvement over the best standardised score (``ucb``: mean + ``kappa`` * std).
 Candidates already proposed, or rejected by the space's rules, are never proposed again.
 
 Conditional and continuous dimensions (:mod:`nastk.space.conditions`,
-:class:`~nastk.space.continuous.Float`). Each decision of a conditional dimension gets one more
-option, *absent*, so the kernel tells a layer that does not exist from its first choice; a
-real number is seen through its decision view, a grid of ``grid`` points on its scale (a
-categorical decision to the kernel), so the pool, enumerated or sampled, holds grid values and
-``bo`` proposes only those.
+:class:`~nastk.space.continuous.Float`). Each decision of a conditional categorical dimension
+gets one more option, *absent*, so the kernel tells a layer that does not exist from its first
+choice. A real number is a *continuous decision* (``0`` options to :class:`HammingGP`): its
+place ``u`` in [0, 1] on its own (linear or log) scale, held as the integer ``round(u * 2**30)``
+(``-1`` when the dimension is absent) so that decision vectors, the history and the state stay
+integer rows. Where a categorical decision's distance is the mismatch ``[x_d != y_d]``, a
+continuous one's is ``1 - S`` with the similarity ``S = exp(-4 (u_x - u_y)**2)`` (an RBF of
+fixed length-scale 1/sqrt(8) of the range), ``S = 1`` when both are absent and ``S = 0`` when
+exactly one is (as far as a categorical mismatch); the learnt weight ``theta_d`` then sets how
+fast the similarity falls (for near values ``exp(-4 theta_d (u_x - u_y)**2)``, a learnt
+length-scale), and ``S`` is the decision's term in the additive part, in place of a match.
+``S`` is positive semi-definite, so is ``exp(-theta_d (1 - S))`` and the whole kernel; the
+simpler distance ``(u_x - u_y)**2`` with 1 for one absent value is not (three values and an
+absent one break it for small ``theta_d``). A space with a continuous dimension is never
+enumerated (it is infinite): its pool is the sampled one, whose uniform samples hold real
+values, plus, for each of the ``local_best`` best, 24 variants whose real values move by a
+Gaussian step on their scale (standard deviation 0.1 and 0.03 of the range, alternately), the
+other dimensions kept; so ``bo`` proposes real values, not grid points (a neighbour, from
+:meth:`SearchSpace.neighbours`, still moves a real value to the next grid point). A space
+without continuous dimensions is modelled exactly as before they were handled, number for
+number.
+
+Warm starts (``warm_start:``, :mod:`nastk.transfer.prior`). Once the earlier tasks' prior has
+measured weights, the warm-up proposals are the earlier tasks' best unseen architectures by it
+(random samples before); afterwards the GP models the residual of the standardised scores over
+``beta * prior`` (``beta`` their least-squares slope on the prior, at least 0, refitted at every
+ask), the acquisition reads ``beta * prior`` plus the GP's mean, and in a sampled pool the
+earlier tasks' ``2 * local_best`` best unseen architectures join the candidates.
 
 Resuming is exact: the state is the history in order, the fitted hyperparameters and when they
 were fitted; loading it rebuilds the posterior through the same sequence of fits and rank-one
@@ -50,8 +74,10 @@ from nastk.core.errors import InvalidArchitectureError
 from nastk.core.objective import Objective
 from nastk.core.result import Result
 from nastk.space.architecture import Architecture
-from nastk.space.search_space import SearchSpace
+from nastk.space.continuous import Float
+from nastk.space.search_space import SearchSpace, _first_value
 from nastk.strategies.base import Strategy, draw_unseen
+from nastk.transfer.prior import fit_slope
 
 __all__ = ["BayesianOptimisation", "HammingGP"]
 
@@ -62,6 +88,15 @@ _PRIOR_ADDITIVE = math.log(0.3)
 _PRIOR_VAR = 4.0
 _JITTER = 1e-6
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+#: a continuous decision's place on its scale, u in [0, 1], is held as the integer
+#: ``round(u * _UNIT)`` (``-1``: absent), so decision vectors stay integer rows
+_UNIT = float(2 ** 30)
+#: the fixed inverse squared length-scale (on the unit scale) of a continuous similarity
+_ELL = 4.0
+#: Gaussian variations of the continuous values of each of the ``local_best`` best, per ask,
+#: and the standard deviations (on the unit scale) they cycle through
+_PERTURB = 24
+_PERTURB_SCALES = (0.1, 0.03)
 
 
 class BayesianOptions(BaseModel):
@@ -91,19 +126,44 @@ class BayesianOptions(BaseModel):
 class HammingGP:
     """A Gaussian process on decision vectors with the ARD Hamming kernel plus an additive one
     (module docstring); hyperparameters in log scale: ``D`` weights, then the noise, the
-    signal variance and the additive variance."""
+    signal variance and the additive variance.
+
+    A decision with ``0`` in ``counts`` is continuous: its entries are integers, the place
+    ``u`` in [0, 1] on its dimension's scale in units of ``2**-30`` (``-1``: absent), and its
+    distance is ``1 - S`` with the similarity ``S`` of :func:`continuous_similarity` where a
+    categorical decision's is ``[x_d != y_d]``."""
 
     def __init__(self, counts: list[int]) -> None:
         self.counts = list(counts)
-        self.offsets = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
+        #: the categorical decisions and the continuous ones (``0`` options)
+        self._cat = [i for i, c in enumerate(self.counts) if c > 0]
+        self._cont = [i for i, c in enumerate(self.counts) if c == 0]
+        cat_counts = [self.counts[i] for i in self._cat]
+        self._cat_counts = cat_counts
+        self._width = sum(cat_counts)  # one-hot columns; then u and presence per continuous
+        self.offsets = np.concatenate([[0], np.cumsum(cat_counts)[:-1]]).astype(np.int64)
         self.params = np.array([_PRIOR_THETA] * len(counts)
                                + [_PRIOR_NOISE, _PRIOR_SIGNAL, _PRIOR_ADDITIVE])
 
     # -- kernel -------------------------------------------------------------------------------
     def one_hot(self, x: np.ndarray) -> np.ndarray:
-        """Rows of decision vectors as one-hot rows (float64)."""
-        out = np.zeros((len(x), sum(self.counts)))
-        out[np.arange(len(x))[:, None], x + self.offsets] = 1.0
+        """Rows of decision vectors as one-hot rows (float64); with continuous decisions, the
+        one-hot columns of the categorical ones, then each continuous one's ``u`` (0 when
+        absent), then each one's presence (1 or 0)."""
+        if not self._cont:
+            out = np.zeros((len(x), sum(self.counts)))
+            out[np.arange(len(x))[:, None], x + self.offsets] = 1.0
+            return out
+        x = np.asarray(x).reshape(-1, len(self.counts))
+        c = len(self._cont)
+        out = np.zeros((len(x), self._width + 2 * c))
+        if self._cat:
+            cat = x[:, self._cat].astype(np.int64)
+            out[np.arange(len(x))[:, None], cat + self.offsets] = 1.0
+        q = x[:, self._cont].astype(np.float64)
+        present = q >= 0
+        out[:, self._width:self._width + c] = np.where(present, q / _UNIT, 0.0)
+        out[:, self._width + c:] = present
         return out
 
     def _weights(self) -> tuple[np.ndarray, float, float]:
@@ -117,15 +177,45 @@ class HammingGP:
         d = len(self.counts)
         theta = np.exp(self.params[:d])
         signal, additive = math.exp(self.params[d + 1]), math.exp(self.params[d + 2])
-        w = np.repeat(theta, self.counts)
-        return (signal * np.exp((oh_a * w) @ oh_b.T - theta.sum())
-                + (additive / d) * (oh_a @ oh_b.T))
+        if not self._cont:
+            w = np.repeat(theta, self.counts)
+            return (signal * np.exp((oh_a * w) @ oh_b.T - theta.sum())
+                    + (additive / d) * (oh_a @ oh_b.T))
+        m, c = self._width, len(self._cont)
+        theta_cat, theta_cont = theta[self._cat], theta[self._cont]
+        a_cat, b_cat = oh_a[:, :m], oh_b[:, :m]
+        exponent = (a_cat * np.repeat(theta_cat, self._cat_counts)) @ b_cat.T - theta_cat.sum()
+        matches = a_cat @ b_cat.T
+        for j in range(c):
+            sim = continuous_similarity(oh_a[:, m + j], oh_a[:, m + c + j],
+                                        oh_b[:, m + j], oh_b[:, m + c + j])
+            exponent -= theta_cont[j] * (1.0 - sim)
+            matches += sim
+        return signal * np.exp(exponent) + (additive / d) * matches
+
+    def distances(self, x: np.ndarray) -> np.ndarray:
+        """The per-decision distances between the rows of ``x``, shape ``(D, n, n)``: the
+        mismatch ``[x_d != y_d]`` of a categorical decision, ``1 - S`` of a continuous one."""
+        if not self._cont:
+            return (x[:, None, :] != x[None, :, :]).transpose(2, 0, 1).astype(np.float64)
+        x = np.asarray(x).reshape(-1, len(self.counts))
+        out = np.empty((len(self.counts), len(x), len(x)))
+        for i in self._cat:
+            out[i] = x[:, i, None] != x[None, :, i]
+        for i in self._cont:
+            q = x[:, i].astype(np.float64)
+            present = (q >= 0).astype(np.float64)
+            u = np.where(q >= 0, q / _UNIT, 0.0)
+            out[i] = 1.0 - continuous_similarity(u, present, u, present)
+        return out
 
     # -- hyperparameters ----------------------------------------------------------------------
     @staticmethod
     def _objective(p: np.ndarray, mismatch: np.ndarray, y: np.ndarray
                    ) -> tuple[float, np.ndarray]:
-        """Negative log marginal likelihood plus the log-normal priors, and its gradient."""
+        """Negative log marginal likelihood plus the log-normal priors, and its gradient;
+        ``mismatch`` holds the per-decision distances (:meth:`distances`), which do not depend
+        on the hyperparameters."""
         d = mismatch.shape[0]
         theta, noise, signal = np.exp(p[:d]), math.exp(p[d]), math.exp(p[d + 1])
         additive = math.exp(p[d + 2])
@@ -153,12 +243,24 @@ class HammingGP:
     def fit(self, x: np.ndarray, y: np.ndarray, max_iter: int) -> None:
         """Fit the hyperparameters to decision rows ``x`` and standardised scores ``y``,
         starting from the current ones."""
-        mismatch = (x[:, None, :] != x[None, :, :]).transpose(2, 0, 1).astype(np.float64)
+        mismatch = self.distances(x)
         res = minimize(self._objective, self.params, args=(mismatch, y), jac=True,
                        method="L-BFGS-B", bounds=[(-7.0, 4.0)] * len(self.params),
                        options={"maxiter": max_iter})
         if np.all(np.isfinite(res.x)) and res.fun < 1e9:
             self.params = np.asarray(res.x, dtype=np.float64)
+
+
+def continuous_similarity(u_a: np.ndarray, p_a: np.ndarray, u_b: np.ndarray,
+                          p_b: np.ndarray) -> np.ndarray:
+    """The similarity of a continuous decision between rows with places ``u`` and presences
+    ``p`` (1 or 0): ``exp(-_ELL * (u_a - u_b)**2)`` when both are present (an RBF of fixed
+    length-scale on the dimension's scale), 1 when both are absent, 0 when one is. It is a
+    positive semi-definite kernel (a sum of two), so are ``exp(-theta * (1 - S))`` and the
+    kernel made of them."""
+    both = np.outer(p_a, p_b)
+    return (both * np.exp(-_ELL * (u_a[:, None] - u_b[None, :]) ** 2)
+            + np.outer(1.0 - p_a, 1.0 - p_b))
 
 
 class _Posterior:
@@ -223,6 +325,7 @@ class BayesianOptimisation(Strategy):
     """Gaussian-process Bayesian optimisation over the space's decisions (module docstring)."""
 
     Options = BayesianOptions
+    supports_warm_start = True
 
     def __init__(self, space: SearchSpace, objective: Objective, seed: int = 0,
                  **options: Any) -> None:
@@ -237,9 +340,19 @@ class BayesianOptimisation(Strategy):
                 k = len(d.decisions())
                 self._absent.extend([1] * k if d.when else [0] * k)
             self.counts = [n + a for n, a in zip(self.counts, self._absent, strict=True)]
+        #: the continuous dimensions (:class:`Float`): each one decision, ``0`` options to the
+        #: GP (a continuous decision); the space is then never enumerated
+        self._floats = [d for d in space.dimensions if isinstance(d, Float)]
+        if self._floats:
+            pos = 0
+            for d in space.dimensions:
+                if isinstance(d, Float):
+                    self.counts[pos] = 0
+                pos += len(d.decisions())
         self.gp = HammingGP(self.counts)
         self._strides = np.cumprod([1, *self.counts[::-1]])[:-1][::-1].astype(np.int64)
-        self._enumerate = math.prod(self.counts) <= self.options.pool_limit
+        self._enumerate = (not self._floats
+                           and math.prod(self.counts) <= self.options.pool_limit)
         self._history: list[tuple[list[int], float]] = []
         self._told: set[str] = set()
         self._seen: set[str] = set()  # proposed or told
@@ -249,26 +362,57 @@ class BayesianOptimisation(Strategy):
         self._pool: np.ndarray | None = None
         self._pool_oh: np.ndarray | None = None
         self._excluded: np.ndarray | None = None
+        #: warm-started: the told architectures in history order (the prior's weights and
+        #: values), and the sources' values over the whole-space pool (computed once)
+        self._history_archs: list[Architecture] = []
+        self._pool_sources: np.ndarray | None = None
 
     # -- the decision vectors the model sees ---------------------------------------------------
     def _encode(self, arch: Architecture) -> list[int]:
-        """``arch``'s decisions; an absent conditional dimension's are its "absent" option."""
-        if self._absent is None:
+        """``arch``'s decisions; an absent conditional dimension's are its "absent" option; a
+        continuous one's is its place on its scale in units of ``2**-30`` (``-1``: absent)."""
+        if self._absent is None and not self._floats:
             return self.space.to_decisions(arch)
         out: list[int] = []
         for d in self.space.dimensions:
-            n = d.decisions()
-            out.extend(d.to_decisions(arch[d.name]) if not d.when or d.name in arch else n)
+            present = not d.when or d.name in arch
+            if isinstance(d, Float):
+                u = min(max(d._to_unit(float(arch[d.name])), 0.0), 1.0) if present else None
+                out.append(-1 if u is None else round(u * _UNIT))
+            elif present:
+                out.extend(d.to_decisions(arch[d.name]))
+            else:
+                out.extend(d.decisions())
         return out
 
     def _decode(self, decisions: list[int]) -> Architecture:
         """The architecture of a decision vector (an "absent" option read as the first: the
         space's conditions decide which dimensions exist)."""
+        if self._floats:
+            return self._decode_mixed(decisions)
         if self._absent is None:
             return self.space.from_decisions(decisions)
         plain = [0 if a and i == n - 1 else i
                  for i, n, a in zip(decisions, self.counts, self._absent, strict=True)]
         return self.space.from_decisions(plain)
+
+    def _decode_mixed(self, decisions: list[int]) -> Architecture:
+        """:meth:`_decode` with continuous dimensions: each one's value read off its place (an
+        absent one's is dropped by the space's conditions)."""
+        values: dict[str, Any] = {}
+        pos = 0
+        absent = self._absent or [0] * len(self.counts)
+        for d in self.space.dimensions:
+            k = len(d.decisions())
+            chunk = [int(i) for i in decisions[pos:pos + k]]
+            if isinstance(d, Float):
+                values[d.name] = d._from_unit(max(chunk[0], 0) / _UNIT)
+            else:
+                values[d.name] = d.from_decisions(
+                    [0 if absent[pos + j] and i == self.counts[pos + j] - 1 else i
+                     for j, i in enumerate(chunk)])
+            pos += k
+        return self.space.canonical(self.space._complete(values, _first_value))
 
     # -- the candidate pool -------------------------------------------------------------------
     def _whole_space(self) -> None:
@@ -297,12 +441,56 @@ class BayesianOptimisation(Strategy):
         out: list[Architecture] = []
         while len(out) < n:
             if len(self._history) < self.options.warmup:
-                out.append(draw_unseen(self.space, self.rng, self._seen))
+                arch = self._from_prior()
+                out.append(arch if arch is not None
+                           else draw_unseen(self.space, self.rng, self._seen))
                 continue
             arch = self._pick()
             self._seen.add(arch.key)
             out.append(arch)
         return out
+
+    # -- warm start ---------------------------------------------------------------------------
+    def _observed(self) -> list[tuple[Architecture, float]]:
+        return [(a, s) for a, (_, s) in zip(self._history_archs, self._history, strict=True)]
+
+    def _from_prior(self) -> Architecture | None:
+        """Warm-started: the earlier tasks' best unseen architecture while their prior has
+        weights (then marked seen); else ``None``."""
+        if self.warm_start is None:
+            return None
+        arch = self.warm_start.best_unseen(self._observed(), self._seen)
+        if arch is not None:
+            self._seen.add(arch.key)
+        return arch
+
+    def _prior_part(self, y: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """Warm-started: ``beta``, the least-squares slope of the model's scores ``y`` on the
+        prior over the history (at least 0), and the sources' weights; ``(0, None)`` while the
+        prior says nothing. The GP then models ``y - beta * prior``."""
+        if self.warm_start is None:
+            return 0.0, None
+        w = self.warm_start.weights(self._observed())
+        prior = self.warm_start.values(self._history_archs, w)
+        if prior is None:
+            return 0.0, None
+        beta = fit_slope(prior, y)
+        return (beta, w) if beta > 0.0 else (0.0, None)
+
+    def _pool_prior(self, w: np.ndarray) -> np.ndarray:
+        """The prior of every row of the whole-space pool under weights ``w``."""
+        assert self.warm_start is not None and self._pool is not None
+        if self._pool_sources is None:
+            rows, archs = [], []
+            for r, row in enumerate(self._pool):
+                try:
+                    archs.append(self._decode([int(i) for i in row]))
+                    rows.append(r)
+                except (ValueError, InvalidArchitectureError):
+                    pass  # never proposed: its prior stays 0
+            self._pool_sources = np.zeros((len(self._pool), len(self.warm_start.sources)))
+            self._pool_sources[rows] = self.warm_start.source_values(archs)
+        return self._pool_sources @ (w / w.sum())
 
     def _scores(self) -> np.ndarray:
         y = np.array([s for _, s in self._history])
@@ -318,17 +506,35 @@ class BayesianOptimisation(Strategy):
     def _pick(self) -> Architecture:
         self._refit_if_due()
         y = self._scores()
+        beta, w = self._prior_part(y)
+        residual = y
+        if w is not None:
+            assert self.warm_start is not None
+            prior = self.warm_start.values(self._history_archs, w)
+            assert prior is not None
+            residual = y - beta * prior
         if self._enumerate:
             self._whole_space()
             post = self._current_posterior()
-            mean, std = post.predict(y)
+            mean, std = post.predict(residual)
+            if w is not None:
+                mean = mean + beta * self._pool_prior(w)
             return self._best_of_pool(self._acquire(mean, std, float(y.max())))
         cands = self._sampled_pool()
+        if w is not None:  # the earlier tasks' best unseen join the pool
+            assert self.warm_start is not None
+            known = {a.key for a in cands}
+            cands += [a for a in self.warm_start.top_unseen(w, self._seen,
+                                                            self.options.local_best * 2)
+                      if a.key not in known]
         if not cands:
             return draw_unseen(self.space, self.rng, self._seen)
         x = np.array([self._encode(a) for a in cands], dtype=np.int64)
         post = _Posterior(self.gp, self.gp.one_hot(x), self._history_oh(0, len(self._history)))
-        mean, std = post.predict(y)
+        mean, std = post.predict(residual)
+        if w is not None:
+            assert self.warm_start is not None
+            mean = mean + beta * self.warm_start.values(cands, w)  # type: ignore[operator]
         return cands[int(np.argmax(self._acquire(mean, std, float(y.max()))))]
 
     def _best_of_pool(self, value: np.ndarray) -> Architecture:
@@ -368,7 +574,27 @@ class BayesianOptimisation(Strategy):
             for nb in self.space.neighbours(arch):
                 if nb.key not in self._seen:
                     pool.setdefault(nb.key, nb)
+            if self._floats:
+                self._perturbed(arch, pool)
         return list(pool.values())
+
+    def _perturbed(self, arch: Architecture, pool: dict[str, Architecture]) -> None:
+        """Add to ``pool`` ``_PERTURB`` variants of ``arch`` whose continuous values each move
+        by a Gaussian step on their scale (standard deviations cycling through
+        ``_PERTURB_SCALES``), the rest kept."""
+        for k in range(_PERTURB):
+            sigma = _PERTURB_SCALES[k % len(_PERTURB_SCALES)]
+            values = dict(arch)
+            for d in self._floats:
+                if d.name in values:
+                    u = d._to_unit(float(values[d.name])) + float(self.rng.normal(0.0, sigma))
+                    values[d.name] = d._from_unit(u)
+            try:
+                cand = self.space.validate(values)
+            except InvalidArchitectureError:
+                continue
+            if cand.key not in self._seen:
+                pool.setdefault(cand.key, cand)
 
     def _refit_if_due(self) -> None:
         n = len(self._history)
@@ -405,13 +631,24 @@ class BayesianOptimisation(Strategy):
         if score is None or not math.isfinite(score):
             return
         self._history.append((self._encode(arch), float(score)))
+        if self.warm_start is not None:
+            self._history_archs.append(arch)
+
+    def curves(self) -> dict[str, list[float]]:
+        if self.warm_start is None:
+            return {}
+        return self.warm_start.weight_curves(self._observed())
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "history": [(list(d), s) for d, s in self._history],
-                "told": sorted(self._told), "seen": sorted(self._seen),
-                "fitted_at": self._fitted_at, "next_fit": self._next_fit,
-                "params": self.gp.params.tolist()}
+        state = {**super().state_dict(),
+                 "history": [(list(d), s) for d, s in self._history],
+                 "told": sorted(self._told), "seen": sorted(self._seen),
+                 "fitted_at": self._fitted_at, "next_fit": self._next_fit,
+                 "params": self.gp.params.tolist()}
+        if self.warm_start is not None:
+            state["history_archs"] = [a.to_json() for a in self._history_archs]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -421,5 +658,7 @@ class BayesianOptimisation(Strategy):
         self._fitted_at = int(state["fitted_at"])
         self._next_fit = int(state["next_fit"])
         self.gp.params = np.asarray(state["params"], dtype=np.float64)
+        self._history_archs = [Architecture.from_json(a)
+                               for a in state.get("history_archs", [])]
         self._pool = self._pool_oh = self._excluded = None
         self._posterior = None

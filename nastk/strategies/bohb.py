@@ -90,6 +90,8 @@ class MultiFidelityBO(BayesianOptimisation):
     The module docstring describes the model, its data and its cost."""
 
     Options = MultiFidelityOptions
+    #: its multi-fidelity model does not read an earlier tasks' prior (bo does)
+    supports_warm_start = False
 
     def __init__(self, space: SearchSpace, objective: Objective, seed: int = 0,
                  **options: Any) -> None:

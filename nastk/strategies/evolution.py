@@ -42,9 +42,15 @@ class RegularizedEvolution(Strategy):
     ``crossover_prob`` first crosses over) the best of ``sample_size`` random population members.
     Every successful result joins the population and pushes its oldest member out; failed
     results never join. Results may arrive in any order and for architectures never asked for.
+
+    Warm-started (:meth:`use_warm_start`), the initial population is the earlier tasks' best
+    architectures by their prior (:mod:`nastk.transfer.prior`) instead of uniform samples, as
+    soon as that prior has measured weights (after ``min_results`` results; a random sample
+    while it has none).
     """
 
     Options = EvolutionOptions
+    supports_warm_start = True
 
     def __init__(self, space: SearchSpace, objective: Objective, seed: int = 0,
                  **options: Any) -> None:
@@ -52,6 +58,9 @@ class RegularizedEvolution(Strategy):
         # (architecture, score), oldest first
         self.population: deque[tuple[Architecture, float]] = deque()
         self._proposed: set[str] = set()  # random proposals of the warm-up phase
+        #: the first ``population`` successful results, in order (kept only when warm-started:
+        #: the prior's weights while the initial population fills)
+        self._observed: list[tuple[Architecture, float]] = []
 
     # -- ask / tell -------------------------------------------------------------------------
     def ask(self, n: int = 1) -> list[Architecture]:
@@ -59,6 +68,11 @@ class RegularizedEvolution(Strategy):
 
     def _propose(self) -> Architecture:
         if len(self.population) < self.options.population:
+            if self.warm_start is not None:
+                arch = self.warm_start.best_unseen(self._observed, self._proposed)
+                if arch is not None:
+                    self._proposed.add(arch.key)
+                    return arch
             return draw_unseen(self.space, self.rng, self._proposed)
         parent = self._tournament()
         if self.options.crossover_prob > 0 and self.rng.random() < self.options.crossover_prob:
@@ -77,17 +91,29 @@ class RegularizedEvolution(Strategy):
         if score is None:
             return
         self.population.append((arch, float(score)))
+        if self.warm_start is not None and len(self._observed) < self.options.population:
+            self._observed.append((arch, float(score)))  # the initial population's results
         while len(self.population) > self.options.population:
             self.population.popleft()
 
+    def curves(self) -> dict[str, list[float]]:
+        if self.warm_start is None:
+            return {}
+        return self.warm_start.weight_curves(self._observed)
+
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(),
-                "population": [(a.to_json(), s) for a, s in self.population],
-                "proposed": sorted(self._proposed)}
+        state = {**super().state_dict(),
+                 "population": [(a.to_json(), s) for a, s in self.population],
+                 "proposed": sorted(self._proposed)}
+        if self.warm_start is not None:
+            state["observed"] = [(a.to_json(), s) for a, s in self._observed]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.population = deque((Architecture.from_json(a), float(s))
                                 for a, s in state["population"])
         self._proposed = set(state["proposed"])
+        self._observed = [(Architecture.from_json(a), float(s))
+                          for a, s in state.get("observed", [])]

@@ -17,6 +17,7 @@ from nastk.core.streams import Stream
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy, draw_unseen
+from nastk.transfer.prior import fit_slope
 
 
 class PredictorGuidedOptions(BaseModel):
@@ -39,6 +40,8 @@ class PredictorGuidedOptions(BaseModel):
         "ucb", description="'mean': the highest predicted score; 'ucb': mean + kappa * std "
                             "(needs a predictor with uncertainty, e.g. ensemble or gp)")
     kappa: float = Field(1.0, ge=0.0, description="exploration weight of 'ucb'")
+    prior_candidates: int = Field(10, ge=0, description="warm-started: the earlier tasks' best "
+                                  "unseen architectures added to each pool")
 
 
 class PredictorGuided(Strategy):
@@ -51,9 +54,17 @@ class PredictorGuided(Strategy):
     strategy too. The predictor is refitted from the whole history with a seed derived from the
     strategy's seed and the history's length, so a resumed search refits it identically and
     the state holds no model weights.
+
+    Warm-started (:meth:`use_warm_start`, :mod:`nastk.transfer.prior`), the warm-up takes the
+    earlier tasks' best architectures by their prior once it has measured weights (random
+    samples before); afterwards the predictor learns the residual of the scores over
+    ``beta * prior`` (``beta`` the least-squares slope on the results it is fitted to, at least
+    0), candidates are scored by ``beta * prior`` plus its prediction, and the ``prior_candidates``
+    best unseen architectures of the earlier tasks join each pool.
     """
 
     Options = PredictorGuidedOptions
+    supports_warm_start = True
 
     def __init__(self, space: SearchSpace, objective: Objective, seed: int = 0,
                  **options: Any) -> None:
@@ -70,6 +81,8 @@ class PredictorGuided(Strategy):
         self._predictor: Any = None
         self._predicted: dict[str, float] = {}
         self._errors: list[float] = []
+        self._beta = 0.0  # warm start: the prior's slope in the last fit
+        self._weights: np.ndarray | None = None  # warm start: the sources' weights then
 
     def _make_predictor(self, fit_seed: int) -> Any:
         o = self.options
@@ -89,11 +102,16 @@ class PredictorGuided(Strategy):
     # -- ask / tell ---------------------------------------------------------------------------
     def ask(self, n: int = 1) -> list[Architecture]:
         if len(self._history) < self.options.warmup:
-            return [self._random() for _ in range(n)]
+            return [self._warmup_pick() for _ in range(n)]
         predictor = self._fitted()
         pool: dict[str, Architecture] = {}
         for arch in self.inner.ask(self.options.candidates):
             if arch.key not in self._seen:
+                pool.setdefault(arch.key, arch)
+        if self._beta > 0.0:
+            assert self.warm_start is not None and self._weights is not None
+            for arch in self.warm_start.top_unseen(self._weights, self._seen,
+                                                   self.options.prior_candidates):
                 pool.setdefault(arch.key, arch)
         while len(pool) < n:  # inner strategy stuck on known architectures
             arch = self._random()
@@ -104,6 +122,11 @@ class PredictorGuided(Strategy):
             value = np.asarray(mean) + self.options.kappa * np.asarray(std)
         else:
             value = np.asarray(predictor.predict(cands))
+        if self._beta > 0.0:
+            assert self.warm_start is not None and self._weights is not None
+            prior = self.warm_start.values(cands, self._weights)
+            assert prior is not None
+            value = value + self._beta * prior
         order = np.argsort(-value, kind="stable")[:n]
         out = [cands[int(i)] for i in order]
         for i, arch in zip(order, out, strict=True):
@@ -113,6 +136,16 @@ class PredictorGuided(Strategy):
 
     def _random(self) -> Architecture:
         return draw_unseen(self.space, self.rng, self._seen)
+
+    def _warmup_pick(self) -> Architecture:
+        """A warm-up proposal: the earlier tasks' best unseen architecture while their prior
+        has weights (warm-started), else a uniform sample."""
+        if self.warm_start is not None:
+            arch = self.warm_start.best_unseen(self._history, self._seen)
+            if arch is not None:
+                self._seen.add(arch.key)
+                return arch
+        return self._random()
 
     def _fitted(self) -> Any:
         n = len(self._history)
@@ -131,8 +164,16 @@ class PredictorGuided(Strategy):
     def _fit(self, n: int) -> None:
         """Fit a fresh predictor on the first ``n`` results (seeded by ``n``)."""
         self._predictor = self._make_predictor(self.seed * 100_003 + n)
-        self._predictor.fit([a for a, _ in self._history[:n]],
-                            [s for _, s in self._history[:n]])
+        archs = [a for a, _ in self._history[:n]]
+        y = np.array([s for _, s in self._history[:n]], dtype=np.float64)
+        self._beta, self._weights = 0.0, None
+        if self.warm_start is not None:
+            self._weights = self.warm_start.weights(self._history[:n])
+            prior = self.warm_start.values(archs, self._weights)
+            if prior is not None:
+                self._beta = fit_slope(prior, y)
+                y = y - self._beta * prior
+        self._predictor.fit(archs, [float(v) for v in y])
         self._fitted_at = n
 
     def tell(self, arch: Architecture, result: Result) -> None:
@@ -147,9 +188,11 @@ class PredictorGuided(Strategy):
             self._errors.append(abs(predicted - float(score)))
 
     def curves(self) -> dict[str, list[float]]:
-        if not self._errors:
-            return {}
-        return {"|predicted - actual| score per guided evaluation": list(self._errors)}
+        out = ({"|predicted - actual| score per guided evaluation": list(self._errors)}
+               if self._errors else {})
+        if self.warm_start is not None:
+            out.update(self.warm_start.weight_curves(self._history))
+        return out
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -64,6 +64,9 @@ class StudyStrategy(BaseModel):
     name: str
     label: str | None = Field(None, description="default: the strategy's name")
     options: dict[str, Any] = Field(default_factory=dict)
+    warm_start: dict[str, Any] | None = Field(
+        None, description="as a search config's `warm_start`; each task's searches leave that "
+        "task itself out of the sources (leave-one-task-out)")
 
     @property
     def key(self) -> str:
@@ -155,6 +158,10 @@ class StudyConfig(BaseModel):
                         "budget": t.budget}
                     if t.task is not None:
                         data["task"] = t.task
+                    if s.warm_start is not None:
+                        ws = dict(s.warm_start)
+                        ws["exclude"] = sorted({*ws.get("exclude", []), t.name})
+                        data["warm_start"] = ws
                     config = parse_config(data, f"{source}: task {t.name!r}, strategy "
                                                 f"{s.key!r}, seed {seed}")
                     out.append((StudyRun(task=t.name, strategy=s.key, seed=seed,

@@ -68,7 +68,7 @@ def mean_normalised_regret(table: Table, optimum: Mapping[str, float | None] | N
     """Each strategy's normalised regret (:func:`normalised_regret` of its mean over seeds),
     averaged over tasks. A task's ``optimum`` and ``worst`` are the true ones where given (a
     tabular benchmark's best and worst architecture), else the best and worst value any seed
-    of any strategy reached."""
+    of any strategy reached; a task on which those are equal adds 0 for every strategy."""
     names = _strategies(table)
     optimum, worst = optimum or {}, worst or {}
     out = {s: 0.0 for s in names}
@@ -78,6 +78,8 @@ def mean_normalised_regret(table: Table, optimum: Mapping[str, float | None] | N
         lo = worst.get(t)
         hi = max(seen) if hi is None else hi
         lo = min(seen) if lo is None else lo
+        if not hi > lo:  # every run reached the same value (e.g. one seed of one strategy)
+            continue  # and no true range is given: no regret tells them apart
         for s in names:
             out[s] += normalised_regret(float(np.mean(row[s])), hi, lo) / len(table)
     return out
