@@ -26,7 +26,8 @@ OTHER_EXAMPLES = {"supernet_train.yaml", "supernet_search.yaml", "segmentation_k
                   "saliency_supernet.yaml", "saliency_search.yaml",
                   "detofa.yaml", "detofa_ofa.yaml", "salnas_recipe.yaml",
                   "study.yaml", "study_tasks.yaml", "study_latency.yaml", "latency_search.yaml",
-                  "aicsd_deeplab.yaml"}  # own tests, recipes, studies, distillations
+                  "aicsd_deeplab.yaml", "tnb101_sources.yaml",
+                  "warm_start.yaml"}  # own tests, recipes, studies, distillations
 SEARCH_EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml")
                          if p.name not in OTHER_EXAMPLES)
 

@@ -361,3 +361,27 @@ def test_the_python_api_warm_starts_and_records_it(tmp_path):
         src = {t.arch.key for t in st.finished()}
     assert all(k in src for k in keys[5:8])  # the initial population from the source's best
     assert "| warm start from | src (" in (tmp_path / "api" / "report.md").read_text()
+
+
+@needs_data
+@pytest.mark.slow
+def test_the_warm_start_examples_run_in_order(tmp_path):
+    """examples/tnb101_sources.yaml then examples/warm_start.yaml (smaller budgets, in
+    tmp_path): the search reads the six other tasks from the study."""
+    from nastk.pipelines.study.config import StudyConfig
+    from nastk.pipelines.study.runner import run_study
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    study = yaml.safe_load((root / "tnb101_sources.yaml").read_text())
+    study["run_dir"] = str(tmp_path / "sources")
+    study["seeds"] = [1000]
+    for t in study["tasks"]:
+        t["budget"] = {"trials": 20}
+    run_study(StudyConfig.model_validate(study), progress=False)
+    search = yaml.safe_load((root / "warm_start.yaml").read_text())
+    search["run_dir"] = str(tmp_path / "warm")
+    search["warm_start"]["from"] = [str(tmp_path / "sources")]
+    run(search)
+    with RunStore.open_existing(tmp_path / "warm") as st:
+        tasks = [s["task"] for s in st.get_meta("warm_start")["sources"]]
+    assert sorted(tasks) == sorted(t["name"] for t in study["tasks"] if t["name"] != "class_scene")

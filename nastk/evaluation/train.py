@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import sys
@@ -27,6 +28,7 @@ from nastk.core.weights import load_file, save_state, save_weights
 from nastk.data.loaders import loader_workers, make_loader, split_batch, to_device
 from nastk.evaluation.base import format_error
 from nastk.evaluation.cost import model_costs
+from nastk.evaluation.hyperparameters import check_hyperparameters, settings_for
 from nastk.evaluation.preflight import COSTS
 from nastk.nn.batchnorm import recalibrate_bn
 from nastk.scheduling.fidelity import Fidelity
@@ -209,6 +211,11 @@ class TrainEvaluator:
     (:class:`~nastk.training.callbacks.TrainCallback`)
     run at the end of every epoch and may stop training. With Self-KD the epochs are judged by
     ``objective``, the run's (a search's ``objective``; default: the task's primary metric).
+    A space that declares hyperparameter dimensions
+    (:attr:`~nastk.space.search_space.SearchSpace.hyperparameters`: ``lr``, ``weight_decay``,
+    ...) has each candidate trained with ``config`` updated by its values of them
+    (:meth:`config_for`; they go into ``info["hyperparameters"]``); the names are checked
+    against :class:`TrainConfig` here, before any trial.
     The optimiser, learning-rate schedule, precision and optimizer step are those of every
     nastk training loop (:mod:`nastk.training.optim`, :mod:`~nastk.training.schedule`,
     :mod:`~nastk.training.step`).
@@ -241,6 +248,15 @@ class TrainEvaluator:
         self._init_reported = False
         if self.config.init is not None:
             self.config.init.check(space)
+        #: the space's dimensions that are training settings (checked now: before any trial)
+        self.hyperparameters = check_hyperparameters(space, self.config, where)
+
+    def config_for(self, arch: Architecture) -> TrainConfig:
+        """The training settings of ``arch``: :attr:`config` itself for a space without
+        hyperparameter dimensions (or an architecture where all of them are inactive), else a
+        validated copy updated by ``arch``'s values of them
+        (:func:`~nastk.evaluation.hyperparameters.settings_for`)."""
+        return settings_for(self.config, self.hyperparameters, arch)
 
     def __repr__(self) -> str:
         return f"TrainEvaluator(task={self.task!r}, space={self.space.name!r}, seed={self.seed})"
@@ -676,6 +692,10 @@ class TrainEvaluator:
         """:meth:`evaluate` up to ``resource`` (``None``: the full budget), continuing from
         ``state`` and writing ``state_out`` as :meth:`evaluate_at` describes."""
         t0 = time.perf_counter() if t0 is None else t0
+        if self.hyperparameters:
+            return self._evaluate_tuned(arch, resource, checkpoint=checkpoint, state=state,
+                                        state_out=state_out, progress=progress,
+                                        callbacks=callbacks, t0=t0)
         c = self.config
         progress = progress if progress is not None else self.progress
         costs: dict[str, float] = {}
@@ -725,6 +745,27 @@ class TrainEvaluator:
         if c.self_kd is not None:
             info["self_kd_teacher_epochs"] = fit.teacher_epochs
         return Result.complete(metrics, costs, time.perf_counter() - t0, info=info)
+
+    def _evaluate_tuned(self, arch: Architecture, resource: float | None, *, t0: float,
+                        **kwargs: Any) -> Result:
+        """:meth:`_evaluate` with :meth:`config_for`'s settings for ``arch``: a copy of this
+        evaluator holding them (and no hyperparameters) trains it; the values used go into
+        ``info["hyperparameters"]``."""
+        try:
+            arch = self.space.validate(arch)
+            config = self.config_for(arch)
+        except RunStoppingError:
+            raise
+        except Exception as err:  # a bad candidate must not stop the search
+            return Result.failed(format_error(err), {}, time.perf_counter() - t0)
+        trainer = copy.copy(self)
+        trainer.config, trainer.hyperparameters = config, ()
+        try:
+            result = trainer._evaluate(arch, resource, t0=t0, **kwargs)
+        finally:
+            self._init_reported = self._init_reported or trainer._init_reported
+        result.info["hyperparameters"] = {n: arch[n] for n in self.hyperparameters if n in arch}
+        return result
 
 
 @contextmanager

@@ -48,6 +48,12 @@ class SearchSpace:
     """
 
     name: str = "space"
+    #: dimensions that are training settings rather than parts of the network: each names a
+    #: field of :class:`~nastk.evaluation.train.TrainConfig` (``lr``, ``weight_decay``,
+    #: ``momentum``, ...), and the train evaluator trains each candidate with its values there
+    #: (joint architecture and hyperparameter search). :meth:`build` ignores them; a
+    #: subclass declares them as a class attribute or a property. Default: none.
+    hyperparameters: tuple[str, ...] = ()
 
     def __init__(self, dimensions: Sequence[Dimension], name: str | None = None) -> None:
         if name is not None:

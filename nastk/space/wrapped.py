@@ -36,6 +36,10 @@ class WrappedSpace(SearchSpace):
     def public_formats(self) -> tuple[str, ...]:
         return self.base.public_formats
 
+    @property  # type: ignore[override]
+    def hyperparameters(self) -> tuple[str, ...]:
+        return self.base.hyperparameters
+
     def __getattr__(self, name: str) -> Any:
         base = self.__dict__.get("base")
         if base is None or name.startswith("__"):
