@@ -205,6 +205,38 @@ def print_rows(title: str, rows: list[tuple[str, str, dict[str, Any]]], budget: 
               f"{c['p_queries']:.2g} | {vals} | {c.get('p_at50', float('nan')):.2g} |")
 
 
+def print_verdict(verdict: list[tuple[str, str, float]], strategies: list[str]) -> None:
+    print("\nverdict (warm start cuts the median queries to the top-1 % value by >= 30 %):")
+    for strategy in strategies:
+        mine = [(t, cut) for t, s, cut in verdict if s == strategy]
+        met = sum(cut >= 0.30 for _, cut in mine)
+        print(f"  {strategy}: {met} of {len(mine)} held-out tasks "
+              + ", ".join(f"{t} {100 * cut:+.0f} %" for t, cut in mine))
+
+
+def show(saved: dict[str, Any], budget: int) -> int:
+    """The tables of a saved run (``--json``)."""
+    verdict: list[tuple[str, str, float]] = []
+    strategies: list[str] = []
+    for family in ("tnb101", "nb201"):
+        if family not in saved:
+            continue
+        rows = []
+        for key, c in saved[family].items():
+            task, strategy = key.rsplit("/", 1)
+            rows.append((task, strategy, c))
+            verdict.append((f"{family}/{task}", strategy, c["cut"]))
+            if strategy not in strategies:
+                strategies.append(strategy)
+        print_rows(f"{family}: leave-one-task-out", rows, budget, 3)
+    if "negative" in saved:
+        print_rows("negative case: an anti-correlated source",
+                   [("class_scene from minimised class_object", s, c)
+                    for s, c in saved["negative"].items()], budget, 3)
+    print_verdict(verdict, strategies)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from nastk.run.tabular import run_jobs
 
@@ -215,8 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strategies", nargs="+", default=["rea", "bo"], choices=list(STRATEGIES))
     ap.add_argument("--out", type=Path, default=Path("runs/bench_warm_start"))
     ap.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--show", type=Path, default=None,
+                    help="print the tables of a --json file written before, running nothing")
     args = ap.parse_args(argv)
+    if args.show is not None:
+        return show(json.loads(args.show.read_text()), args.budget)
     t0 = time.perf_counter()
     families = ["tnb101", "nb201"] if args.family == "both" else [args.family]
     seeds = list(range(args.seeds))
@@ -266,12 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                                  [r for r in mine if r["warm"]], target, args.budget)))
         everything["negative"] = {s: c for _, s, c in rows}
         print_rows("negative case: an anti-correlated source", rows, args.budget, 3)
-    print("\nverdict (warm start cuts the median queries to the top-1 % value by >= 30 %):")
-    for strategy in args.strategies:
-        mine = [(t, cut) for t, s, cut in verdict if s == strategy]
-        met = sum(cut >= 0.30 for _, cut in mine)
-        print(f"  {strategy}: {met} of {len(mine)} held-out tasks "
-              + ", ".join(f"{t} {100 * cut:+.0f} %" for t, cut in mine))
+    print_verdict(verdict, args.strategies)
     print(f"\n{time.perf_counter() - t0:.0f} s")
     if args.json is not None:
         args.json.write_text(json.dumps(everything, indent=1))
