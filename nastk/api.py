@@ -339,8 +339,6 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
     }
     if sched is not None and sch_config is not None:  # absent without one: older runs match
         identity["scheduler"] = sch_config.model_dump(mode="json")
-    if prior is not None:  # likewise absent without one
-        identity["warm_start"] = prior.describe()
     description = {
         "space": {"name": space_name or space.name, "options": _options_of(space)},
         "task": identity["task"],

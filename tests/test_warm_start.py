@@ -194,8 +194,12 @@ def test_warm_started_state_resumes_exactly(name):
 
 def test_other_strategies_refuse_a_warm_start():
     space = grid_space()
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(ConfigError, match="RandomSearch does not warm-start"):
         make("random", space, 0, TransferPrior(space, [source(space, "s", truth)], 3))
+    bo = make("bo", space, 0, None, **WARM["bo"])
+    drive(bo, 2)
+    with pytest.raises(ConfigError, match="before the first result"):
+        bo.use_warm_start(TransferPrior(space, [source(space, "s", truth)], 3))
 
 
 # -- reading earlier runs, the engine, the store and report ----------------------------------
@@ -385,3 +389,34 @@ def test_the_warm_start_examples_run_in_order(tmp_path):
     with RunStore.open_existing(tmp_path / "warm") as st:
         tasks = [s["task"] for s in st.get_meta("warm_start")["sources"]]
     assert sorted(tasks) == sorted(t["name"] for t in study["tasks"] if t["name"] != "class_scene")
+
+
+@needs_data
+def test_study_run_folders_given_one_by_one_are_named_by_their_task(tmp_path):
+    study = tmp_path / "study"
+    for task, fn in (("scene", SCENE), ("object", OBJECT)):
+        d = search_config(tmp_path, "x", fn, seed=0, trials=8)
+        d["run_dir"] = str(study / task / "random" / "seed_0")
+        run(d)
+    space = TNB101MicroSpace()
+    found = read_sources([study / "scene" / "random" / "seed_0",
+                          study / "object" / "random" / "seed_0"], space)
+    assert [s.name for s in found] == ["scene", "object"]  # not one pooled "seed_0"
+    assert found[0].describe()["from"] == [str(study)]
+    # a study's tasks listed and its own task excluded (what a study's searches get)
+    assert [s.name for s in read_sources([study], space, tasks=["scene", "object"],
+                                         exclude=["scene"])] == ["object"]
+
+
+def test_a_cold_state_loaded_into_a_warm_started_bo_continues():
+    space = grid_space()
+    cold = make("bo", space, 2, None, **WARM["bo"])
+    keys = drive(cold, 6)  # still in the warm-up (8)
+    state = cold.state_dict()
+    prior = TransferPrior(space, [source(space, "same", truth)], 3)
+    warm = make("bo", space, 2, prior, **WARM["bo"])
+    warm.load_state_dict(state)
+    (arch,) = warm.ask(1)  # the history's architectures rebuilt: the prior's best unseen
+    by_key = {a.key: a for a in all_archs(space)}
+    told = [(by_key[k], truth(by_key[k])) for k in keys]
+    assert arch.key == prior.best_unseen(told, set(keys)).key

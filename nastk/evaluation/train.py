@@ -495,7 +495,8 @@ class TrainEvaluator:
         configured, and score it on ``config.eval_split``. ``callbacks`` (default: the
         evaluator's) see every epoch's metrics and may stop training; the last epoch's are the
         final metrics. Raises :class:`Diverged`; the caller sets threads, device and weight
-        seed."""
+        seed. Trains with :attr:`config` as it is: a space's hyperparameter dimensions are
+        applied by :meth:`evaluate` (:meth:`config_for` gives an architecture's settings)."""
         return self._fit(model, seed, loss_fn=loss_fn, progress=progress, callbacks=callbacks)
 
     def _fit(self, model: nn.Module, seed: int, *, loss_fn: LossFn | None = None,

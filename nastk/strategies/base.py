@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from nastk.core.errors import ConfigError
 from nastk.core.objective import Objective
 from nastk.core.options import options_of
 from nastk.core.result import Result
@@ -87,7 +88,9 @@ class Strategy(ABC):
         """Start from earlier tasks' results (before the first ask). Strategies that support
         it set :attr:`supports_warm_start`; the others refuse."""
         if not self.supports_warm_start:
-            raise NotImplementedError(f"strategy {type(self).__name__} does not warm-start")
+            raise ConfigError(f"strategy {type(self).__name__} does not warm-start; strategies "
+                              "that do set supports_warm_start (evolution, bo, "
+                              "predictor_guided)")
         self.warm_start = prior
 
     def state_dict(self) -> dict[str, Any]:

@@ -70,14 +70,14 @@ from scipy.optimize import minimize
 from scipy.special import ndtr, ndtri
 from scipy.stats import rankdata
 
-from nastk.core.errors import InvalidArchitectureError
+from nastk.core.errors import ConfigError, InvalidArchitectureError
 from nastk.core.objective import Objective
 from nastk.core.result import Result
 from nastk.space.architecture import Architecture
 from nastk.space.continuous import Float
 from nastk.space.search_space import SearchSpace, _first_value
 from nastk.strategies.base import Strategy, draw_unseen
-from nastk.transfer.prior import fit_slope
+from nastk.transfer.prior import TransferPrior
 
 __all__ = ["BayesianOptimisation", "HammingGP"]
 
@@ -451,6 +451,12 @@ class BayesianOptimisation(Strategy):
         return out
 
     # -- warm start ---------------------------------------------------------------------------
+    def use_warm_start(self, prior: TransferPrior) -> None:
+        if self._history:
+            raise ConfigError("bo: give the warm start before the first result (this strategy "
+                              f"already holds {len(self._history)} results)")
+        super().use_warm_start(prior)
+
     def _observed(self) -> list[tuple[Architecture, float]]:
         return [(a, s) for a, (_, s) in zip(self._history_archs, self._history, strict=True)]
 
@@ -464,18 +470,13 @@ class BayesianOptimisation(Strategy):
             self._seen.add(arch.key)
         return arch
 
-    def _prior_part(self, y: np.ndarray) -> tuple[float, np.ndarray | None]:
-        """Warm-started: ``beta``, the least-squares slope of the model's scores ``y`` on the
-        prior over the history (at least 0), and the sources' weights; ``(0, None)`` while the
-        prior says nothing. The GP then models ``y - beta * prior``."""
+    def _prior_part(self, y: np.ndarray) -> tuple[float, np.ndarray | None, np.ndarray]:
+        """Warm-started: ``beta``, the sources' weights and the residual ``y - beta * prior``
+        the GP models (:meth:`TransferPrior.residual`); ``(0, None, y)`` cold or while the
+        prior says nothing."""
         if self.warm_start is None:
-            return 0.0, None
-        w = self.warm_start.weights(self._observed())
-        prior = self.warm_start.values(self._history_archs, w)
-        if prior is None:
-            return 0.0, None
-        beta = fit_slope(prior, y)
-        return (beta, w) if beta > 0.0 else (0.0, None)
+            return 0.0, None, y
+        return self.warm_start.residual(self._observed(), y)
 
     def _pool_prior(self, w: np.ndarray) -> np.ndarray:
         """The prior of every row of the whole-space pool under weights ``w``."""
@@ -506,13 +507,7 @@ class BayesianOptimisation(Strategy):
     def _pick(self) -> Architecture:
         self._refit_if_due()
         y = self._scores()
-        beta, w = self._prior_part(y)
-        residual = y
-        if w is not None:
-            assert self.warm_start is not None
-            prior = self.warm_start.values(self._history_archs, w)
-            assert prior is not None
-            residual = y - beta * prior
+        beta, w, residual = self._prior_part(y)
         if self._enumerate:
             self._whole_space()
             post = self._current_posterior()
@@ -601,7 +596,8 @@ class BayesianOptimisation(Strategy):
         if n < self._next_fit:
             return
         x = np.array([d for d, _ in self._history], dtype=np.int64)
-        self.gp.fit(x, self._scores(), self.options.max_iter)
+        _, _, residual = self._prior_part(self._scores())  # the scores themselves when cold
+        self.gp.fit(x, residual, self.options.max_iter)
         self._fitted_at = n
         self._next_fit = max(n + 1, math.ceil(n * self.options.refit_growth))
         self._posterior = None
@@ -660,5 +656,8 @@ class BayesianOptimisation(Strategy):
         self.gp.params = np.asarray(state["params"], dtype=np.float64)
         self._history_archs = [Architecture.from_json(a)
                                for a in state.get("history_archs", [])]
+        if self.warm_start is not None and len(self._history_archs) != len(self._history):
+            # a state saved before the warm start (cold): the architectures from the decisions
+            self._history_archs = [self._decode(d) for d, _ in self._history]
         self._pool = self._pool_oh = self._excluded = None
         self._posterior = None

@@ -17,7 +17,6 @@ from nastk.core.streams import Stream
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy, draw_unseen
-from nastk.transfer.prior import fit_slope
 
 
 class PredictorGuidedOptions(BaseModel):
@@ -168,11 +167,7 @@ class PredictorGuided(Strategy):
         y = np.array([s for _, s in self._history[:n]], dtype=np.float64)
         self._beta, self._weights = 0.0, None
         if self.warm_start is not None:
-            self._weights = self.warm_start.weights(self._history[:n])
-            prior = self.warm_start.values(archs, self._weights)
-            if prior is not None:
-                self._beta = fit_slope(prior, y)
-                y = y - self._beta * prior
+            self._beta, self._weights, y = self.warm_start.residual(self._history[:n], y)
         self._predictor.fit(archs, [float(v) for v in y])
         self._fitted_at = n
 

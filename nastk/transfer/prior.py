@@ -158,6 +158,21 @@ class TransferPrior:
             return None
         return self.source_values(archs) @ (weights / total)
 
+    def residual(self, observed: Sequence[tuple[Architecture, float]], y: np.ndarray
+                 ) -> tuple[float, np.ndarray | None, np.ndarray]:
+        """How a model of the new task's scores uses the prior: ``(beta, weights, y - beta *
+        prior)`` with ``beta`` the least-squares slope of ``y`` (the model's scores of the
+        ``observed`` architectures) on their prior, at least 0; ``(0, None, y)`` while the
+        prior says nothing or does not predict ``y``."""
+        w = self.weights(observed)
+        prior = self.values([a for a, _ in observed], w)
+        if prior is None:
+            return 0.0, None, y
+        beta = fit_slope(prior, y)
+        if beta <= 0.0:
+            return 0.0, None, y
+        return beta, w, y - beta * prior
+
     def best_unseen(self, observed: Sequence[tuple[Architecture, float]],
                     seen: set[str]) -> Architecture | None:
         """The earlier tasks' best architecture by the prior after ``observed`` that is not in

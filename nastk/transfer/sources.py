@@ -1,13 +1,14 @@
 """Reading earlier tasks for a warm start: the evaluated architectures of earlier runs and
 studies, each earlier task's scores pooled over its runs.
 
-A *run folder* (one holding ``store.sqlite``) is one earlier task, named by its folder. A
-*study folder* (``nastk study``'s ``<task>/<strategy>/seed_<k>/`` run folders) gives one
-earlier task per study task, every strategy and seed of it pooled. Each run's results are
-scored by that run's own objective (larger is better), so tasks with other metrics or
-directions mix; an architecture evaluated by several runs of one task gets the mean of their
-scores. Architectures that are not of the new search's space are left out, and a source with
-none left stops the run before it starts, naming the source.
+A *run folder* (one holding ``store.sqlite``) is one earlier task, named by its folder (a
+study's run folder, ``<task>/<strategy>/seed_<k>``, by its task). A *study folder* (``nastk
+study``'s ``<task>/<strategy>/seed_<k>/`` run folders) gives one earlier task per study task,
+every strategy and seed of it pooled (so are run folders of one task given one by one). Each
+run's results are scored by that run's own objective (larger is better), so tasks with other
+metrics or directions mix; an architecture evaluated by several runs of one task gets the mean
+of their scores. Architectures that are not of the new search's space are left out (counted as
+``foreign``), and a source with none left stops the run before it starts, naming the source.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from nastk.run.sqlite_store import META_OBJECTIVE, RunStore
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 
-__all__ = ["SourceTask", "read_sources"]
+__all__ = ["SourceTask", "describe_sources", "read_sources"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SourceTask:
     """One earlier task: its evaluated architectures and their scores (larger is better)."""
 
@@ -39,6 +40,8 @@ class SourceTask:
     runs: tuple[str, ...]
     archs: tuple[Architecture, ...]
     scores: np.ndarray
+    #: results left out: architectures that are not of the new search's space
+    foreign: int = 0
 
     def digest(self) -> str:
         """A fingerprint of the data (architecture keys and scores), recorded in the new run's
@@ -50,22 +53,31 @@ class SourceTask:
 
     def describe(self) -> dict[str, object]:
         return {"task": self.name, "runs": len(self.runs),
-                "from": sorted({str(Path(r).parent.parent.parent) if _in_study(r) else r
-                                for r in self.runs}),
-                "architectures": len(self.archs), "digest": self.digest()}
+                "from": sorted({str(_study_of(Path(r)) or r) for r in self.runs}),
+                "architectures": len(self.archs), "foreign": self.foreign,
+                "digest": self.digest()}
 
 
-def _in_study(run: str) -> bool:
-    return Path(run).name.startswith("seed_")
+def _study_of(run: Path) -> Path | None:
+    """The study folder of a study's run folder (``<study>/<task>/<strategy>/seed_<k>``,
+    recognised by the seed folder's name), else ``None``."""
+    return run.parent.parent.parent if run.name.startswith("seed_") else None
+
+
+def _task_of(run: Path) -> str:
+    """The earlier task a run folder is: its study task's name for a study's run folder, else
+    the folder's own name."""
+    return run.parent.parent.name if _study_of(run) is not None else run.name
 
 
 def _run_folders(path: Path, tasks: list[str] | None,
                  exclude: list[str]) -> dict[str, list[Path]]:
     """The run folders of ``path`` by earlier-task name (a run folder, or a study folder)."""
     if (path / STORE_FILE).is_file():
-        if (tasks is not None and path.name not in tasks) or path.name in exclude:
+        task = _task_of(path)
+        if (tasks is not None and task not in tasks) or task in exclude:
             return {}
-        return {path.name: [path]}
+        return {task: [path]}
     if not path.is_dir():
         raise ConfigError(f"warm_start.from: {path} does not exist; give a run folder (with "
                           f"{STORE_FILE}) or a study folder written by `nastk study`")
@@ -111,7 +123,7 @@ def read_sources(paths: list[Path], space: SearchSpace, tasks: list[str] | None 
         for task, runs in _run_folders(Path(path), tasks, exclude or []).items():
             by_task.setdefault(task, []).extend(runs)
     if tasks is not None:
-        missing = [t for t in tasks if t not in by_task]
+        missing = [t for t in tasks if t not in by_task and t not in (exclude or [])]
         if missing:
             raise ConfigError(f"warm_start.tasks: {missing} found in none of "
                               f"{[str(p) for p in paths]}; the tasks there are the study "
@@ -130,7 +142,7 @@ def read_sources(paths: list[Path], space: SearchSpace, tasks: list[str] | None 
                 if arch.key not in archs:
                     try:
                         archs[arch.key] = space.validate(arch)
-                    except (InvalidArchitectureError, KeyError, TypeError, ValueError):
+                    except InvalidArchitectureError:
                         foreign += 1
                         continue
                 pooled.setdefault(arch.key, []).append(score)
@@ -144,7 +156,7 @@ def read_sources(paths: list[Path], space: SearchSpace, tasks: list[str] | None 
         out.append(SourceTask(
             name=task, runs=tuple(str(r) for r in runs),
             archs=tuple(archs[k] for k in keys),
-            scores=np.array([float(np.mean(pooled[k])) for k in keys])))
+            scores=np.array([float(np.mean(pooled[k])) for k in keys]), foreign=foreign))
     return out
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nastk.config.schema import SearchConfig, parse_config
+from nastk.transfer.use import WarmStartUse
 
 __all__ = ["StudyConfig", "StudyExecutor", "StudyRun", "StudyStrategy", "StudyTask"]
 
@@ -64,7 +65,7 @@ class StudyStrategy(BaseModel):
     name: str
     label: str | None = Field(None, description="default: the strategy's name")
     options: dict[str, Any] = Field(default_factory=dict)
-    warm_start: dict[str, Any] | None = Field(
+    warm_start: WarmStartUse | None = Field(
         None, description="as a search config's `warm_start`; each task's searches leave that "
         "task itself out of the sources (leave-one-task-out)")
 
@@ -159,9 +160,9 @@ class StudyConfig(BaseModel):
                     if t.task is not None:
                         data["task"] = t.task
                     if s.warm_start is not None:
-                        ws = dict(s.warm_start)
-                        ws["exclude"] = sorted({*ws.get("exclude", []), t.name})
-                        data["warm_start"] = ws
+                        data["warm_start"] = s.warm_start.model_copy(update={
+                            "exclude": sorted({*s.warm_start.exclude, t.name})
+                        }).model_dump(mode="json")
                     config = parse_config(data, f"{source}: task {t.name!r}, strategy "
                                                 f"{s.key!r}, seed {seed}")
                     out.append((StudyRun(task=t.name, strategy=s.key, seed=seed,
