@@ -21,7 +21,7 @@ import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -56,6 +56,9 @@ from nastk.scheduling.fidelity import Fidelity, fidelity_of
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy
 from nastk.transfer.use import WarmStartUse, warm_start_row, warm_start_strategy
+
+if TYPE_CHECKING:
+    from nastk.latency.predictor import LatencyPredictor
 
 __all__ = ["SearchRun", "create_search", "load_run"]
 
@@ -255,7 +258,8 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
                   seed: int = 0, name: str = "search", task: Any = None,
                   keep_checkpoints: int = 3, resume: bool = False,
                   scheduler: SchedulerConfig | str | Mapping[str, Any] | None = None,
-                  warm_start: WarmStartUse | Mapping[str, Any] | None = None
+                  warm_start: WarmStartUse | Mapping[str, Any] | None = None,
+                  latency: str | Path | LatencyPredictor | None = None
                   ) -> SearchRun:
     """Create a search (or, with ``resume=True``, continue the one its storage holds).
 
@@ -283,6 +287,12 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
       :class:`~nastk.transfer.use.WarmStartUse`): start from earlier runs' results, each
       earlier task weighted by how well its ranking agrees with this search's results so far
       (strategies ``evolution``, ``bo``, ``predictor_guided``).
+    - ``latency``: a latency table (``nastk latency profile``) or a
+      :class:`~nastk.latency.predictor.LatencyPredictor`: every candidate's ``latency_ms`` is
+      the table's prediction for the ``task``'s input shape instead of a timing here (a cost
+      the objective may name), as ``latency: {table}`` does in a config; needs an evaluator
+      that builds models (a :class:`~nastk.evaluation.train.TrainEvaluator` or a
+      weight-sharing one).
 
     A run folder that already holds a run is refused unless ``resume=True``; then its stored
     identity (space, strategy and options, evaluator, objective, seed) must be this one's, and
@@ -315,6 +325,7 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
     if strat.objective != obj:
         raise ConfigError(f"strategy: {type(strat).__name__} optimises {strat.objective}, "
                           f"this search {obj}; build it with the search's objective")
+    latency_table = _use_latency(latency, ev, space, task)
     prior = None
     if warm_start is not None:
         use = (warm_start if isinstance(warm_start, WarmStartUse)
@@ -339,6 +350,8 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
     }
     if sched is not None and sch_config is not None:  # absent without one: older runs match
         identity["scheduler"] = sch_config.model_dump(mode="json")
+    if latency_table is not None:  # likewise absent without one
+        identity["latency"] = latency_table
     description = {
         "space": {"name": space_name or space.name, "options": _options_of(space)},
         "task": identity["task"],
@@ -360,6 +373,35 @@ def create_search(space: SearchSpace | str, evaluator: Evaluator | Any, *,
         resume = False  # nothing to continue yet: the run starts (a script run again after a kill)
     store, run_dir = open_storage(setup, storage, resume=resume)
     return SearchRun(setup, store, run_dir)
+
+
+def _use_latency(latency: str | Path | LatencyPredictor | None, evaluator: Evaluator,
+                 space: SearchSpace, task: Any) -> dict[str, Any] | None:
+    """Give ``evaluator`` the latency predictor ``latency`` names; what the run's identity
+    records of it (``None`` without one). Refuses, with the fix, an evaluator that builds no
+    model and a table without a task (whose input shape it is for)."""
+    if latency is None:
+        return None
+    from nastk.latency.predictor import LatencyPredictor, space_record
+
+    if not hasattr(evaluator, "latency_predictor"):
+        raise ConfigError(f"latency: a latency table predicts a model's latency, and the "
+                          f"evaluator {type(evaluator).__name__} builds none; search with a "
+                          "TrainEvaluator or a weight-sharing evaluator, or leave latency out")
+    if isinstance(latency, LatencyPredictor):
+        predictor = latency
+        if space_record(predictor.space) != space_record(space):
+            raise ConfigError(f"latency: the predictor is for space "
+                              f"{space_record(predictor.space)}, not this search's "
+                              f"{space_record(space)}; build it over the search's space")
+    else:
+        if task is None or not hasattr(task, "input_shape"):
+            raise ConfigError("latency: a latency table is for a task's input shape; pass the "
+                              "search's task (task=...)")
+        predictor = LatencyPredictor.load(latency, space, task.input_shape, where="latency")
+    evaluator.latency_predictor = predictor  # type: ignore[attr-defined]
+    return {"device": predictor.table.device, "created": predictor.table.created,
+            "input_shape": list(predictor.table.input_shape)}
 
 
 def load_run(run_dir: str | Path) -> RunRecord:

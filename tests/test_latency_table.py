@@ -453,3 +453,42 @@ def test_without_measuring_the_front_the_report_says_latency_was_predicted(
     section = report.split("## Predicted latency against measured")[1].split("\n## ")[0]
     assert "predicted from the latency table table.json" in section
     assert f"nastk latency check {tmp / 'unmeasured'}" in section
+
+
+class _PredictingEvaluator:
+    """An evaluator that builds models the way the engine's do for latency: it reports the
+    latency predictor's ``latency_ms`` (set by whoever composes the search)."""
+
+    latency_predictor: LatencyPredictor | None = None
+
+    def evaluate(self, arch: Any, checkpoint: Path | None = None) -> Any:
+        from nastk.core.result import Result
+
+        assert self.latency_predictor is not None
+        return Result.complete({"m": 1.0}, {"latency_ms": self.latency_predictor(arch)})
+
+
+def test_the_python_api_takes_a_latency_table(tmp_path: Path, flops_table: Any) -> None:
+    from nastk import create_search
+    from nastk.run.sqlite_store import RunStore
+
+    space, table = flops_table
+    path = table.save(tmp_path / "table.json")
+    predictor = LatencyPredictor(table, space, (3, 32, 32))
+    with create_search(space, _PredictingEvaluator(), objective="m", costs=["latency_ms"],
+                       strategy="random", storage=tmp_path / "run", budget=4,
+                       latency=predictor) as search:
+        search.optimize()
+        trials = search.trials
+    assert len(trials) == 4
+    for t in trials:  # each trial's latency is the table's prediction for its architecture
+        assert t.result.costs["latency_ms"] == pytest.approx(predictor.predict(t.arch).ms)
+    with RunStore.open_existing(tmp_path / "run") as st:
+        assert st.get_meta("identity")["latency"]["input_shape"] == [3, 32, 32]
+    with pytest.raises(ConfigError, match=r"pass the search's task"):
+        create_search(space, _PredictingEvaluator(), objective="m", latency=path)
+    with pytest.raises(ConfigError, match="builds none"):
+        create_search(space, lambda arch: {"m": 1.0}, objective="m", latency=predictor)
+    other = OFAMobileNetV3Space(**{**SMALL, "depths": [2]})
+    with pytest.raises(ConfigError, match="build it over the search's space"):
+        create_search(other, _PredictingEvaluator(), objective="m", latency=predictor)
