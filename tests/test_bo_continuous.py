@@ -77,7 +77,7 @@ def test_proposals_after_warmup_are_mostly_off_the_grid():
     bo = BayesianOptimisation(space, OBJECTIVE, seed=1, warmup=8, pool_size=300)
     proposed = drive(bo, smooth, 30)[8:]
     off = [abs(u - round(u)) > 1e-3
-           for u in (space["lr"]._to_unit(a["lr"]) * (grid - 1) for a in proposed)]
+           for u in (space["lr"].to_unit(a["lr"]) * (grid - 1) for a in proposed)]
     assert sum(off) >= 0.8 * len(off), f"only {sum(off)} of {len(off)} proposals off the grid"
 
 

@@ -275,7 +275,7 @@ def test_a_space_with_a_continuous_dimension_is_infinite_and_round_trips() -> No
         assert again.validate(dict(a)) == a and ("lr" in a) == (a["depth"] == 2)
 
 
-def test_bayesian_optimisation_tells_an_absent_dimension_from_its_first_value() -> None:
+def test_bayesian_optimisation_tells_an_absent_dimension_from_itsfirst_value() -> None:
     """bo's kernel reads one more option, "absent", for each decision of a conditional
     dimension: an architecture without op_3 and one with op_3 at its first value differ
     there, and the model's pool decodes back to the space's architectures."""

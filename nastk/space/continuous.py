@@ -44,14 +44,14 @@ class Float(Dimension):
         self.log, self.grid, self.digits = bool(log), int(grid), int(digits)
 
     # -- the scale ----------------------------------------------------------------------------
-    def _to_unit(self, value: float) -> float:
+    def to_unit(self, value: float) -> float:
         """``value``'s place in [0, 1] on the dimension's scale."""
         if self.log:
             return (math.log(value) - math.log(self.low)) / (math.log(self.high)
                                                              - math.log(self.low))
         return (value - self.low) / (self.high - self.low)
 
-    def _from_unit(self, u: float) -> float:
+    def from_unit(self, u: float) -> float:
         u = min(max(u, 0.0), 1.0)
         if self.log:
             v = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
@@ -67,10 +67,10 @@ class Float(Dimension):
         return [self.grid]
 
     def to_decisions(self, value: Any) -> list[int]:
-        return [round(self._to_unit(float(value)) * (self.grid - 1))]
+        return [round(self.to_unit(float(value)) * (self.grid - 1))]
 
     def from_decisions(self, indices: Sequence[int]) -> Any:
-        return self._from_unit(int(indices[0]) / (self.grid - 1))
+        return self.from_unit(int(indices[0]) / (self.grid - 1))
 
     # -- checks and variation -------------------------------------------------------------------
     def validate(self, value: Any) -> Any:
@@ -84,12 +84,12 @@ class Float(Dimension):
                                        f"{self.describe()}")
 
     def sample(self, rng: np.random.Generator) -> Any:
-        return self._from_unit(float(rng.random()))
+        return self.from_unit(float(rng.random()))
 
     def mutate(self, value: Any, rng: np.random.Generator) -> Any:
-        u = self._to_unit(float(value))
+        u = self.to_unit(float(value))
         for _ in range(100):
-            moved = self._from_unit(u + float(rng.normal(0.0, 0.1)))
+            moved = self.from_unit(u + float(rng.normal(0.0, 0.1)))
             if moved != value:
                 return moved
         return value
@@ -97,14 +97,14 @@ class Float(Dimension):
     def neighbours(self, value: Any) -> list[Any]:
         """The grid points just below and just above ``value`` (the discretisation's
         neighbours; see the class docstring)."""
-        u = self._to_unit(float(value)) * (self.grid - 1)
+        u = self.to_unit(float(value)) * (self.grid - 1)
         below, above = math.floor(u - 1e-9), math.ceil(u + 1e-9)
-        out = [self._from_unit(i / (self.grid - 1)) for i in (below, above)
+        out = [self.from_unit(i / (self.grid - 1)) for i in (below, above)
                if 0 <= i < self.grid]
         return [v for v in dict.fromkeys(out) if v != value]
 
     def encode(self, value: Any) -> list[float]:
-        return [self._to_unit(float(value))]
+        return [self.to_unit(float(value))]
 
     def encoding_size(self) -> int:
         return 1

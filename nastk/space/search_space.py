@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from nastk.nn.layouts import KeyTable
 
 
-def _first_value(d: Dimension) -> Any:
+def first_value(d: Dimension) -> Any:
     """The value of ``d``'s first decisions (what a dimension takes when a neighbour's change
     activates it); its first valid value when that one is not."""
     value = d.from_decisions([0] * len(d.decisions()))
@@ -165,10 +165,13 @@ class SearchSpace:
                     present[d.name] = values[d.name]
         return out
 
-    def _complete(self, values: Mapping[str, Any],
-                  fill: Callable[[Dimension], Any]) -> Architecture:
+    def complete(self, values: Mapping[str, Any],
+                 fill: Callable[[Dimension], Any] | None = None) -> Architecture:
         """``values`` with the inactive dimensions dropped and the active ones it lacks given
-        ``fill(dimension)``, in the order conditions are evaluated."""
+        ``fill(dimension)`` (default: the value of the dimension's first decisions), in the
+        order conditions are evaluated: how a strategy that sets some dimensions turns them
+        into an architecture of a conditional space (not validated)."""
+        fill = first_value if fill is None else fill
         out: dict[str, Any] = {}
         for d in self.dimensions:
             if failed(d.when, out) is not None:
@@ -262,7 +265,7 @@ class SearchSpace:
         """A uniformly random valid architecture."""
         for _ in range(1000):
             # each active dimension drawn, in the order conditions read
-            arch = self.canonical(self._complete({}, lambda d: d.sample(rng)))
+            arch = self.canonical(self.complete({}, lambda d: d.sample(rng)))
             if self.is_valid(arch):
                 return arch
         raise RuntimeError(f"search space {self.name!r}: no valid architecture in 1000 draws")
@@ -285,7 +288,7 @@ class SearchSpace:
             for d in picked:
                 values[d.name] = d.mutate(values[d.name], rng)
             # dimensions a change activates are drawn, those it deactivates dropped
-            child = self.canonical(self._complete(values, lambda d: d.sample(rng)))
+            child = self.canonical(self.complete(values, lambda d: d.sample(rng)))
             if child != arch and self.is_valid(child):  # a change that does nothing: again
                 return child
         return arch
@@ -298,7 +301,7 @@ class SearchSpace:
                 first, second = (a, b) if rng.random() < 0.5 else (b, a)
                 return (first[d.name] if d.name in first else
                         second[d.name] if d.name in second else d.sample(rng))
-            child = self.canonical(self._complete({}, pick))
+            child = self.canonical(self.complete({}, pick))
             if self.is_valid(child):
                 return child
         return a
@@ -310,8 +313,8 @@ class SearchSpace:
         for d in self.active(arch):
             for v in d.neighbours(arch[d.name]):
                 # a dimension the change activates takes its first value
-                cand = self.canonical(self._complete(arch.replace(**{d.name: v}),
-                                                     _first_value))
+                cand = self.canonical(self.complete(arch.replace(**{d.name: v}),
+                                                     first_value))
                 if cand != arch and cand.key not in out and self.is_valid(cand):
                     out[cand.key] = cand
         return list(out.values())
@@ -354,7 +357,7 @@ class SearchSpace:
         if pos != len(indices):
             raise ValueError(f"search space {self.name!r}: expected {pos} decisions, "
                              f"got {len(indices)}")
-        return self._complete(values, _first_value)  # inactive dimensions' are ignored
+        return self.complete(values, first_value)  # inactive dimensions' are ignored
 
     # -- models -------------------------------------------------------------------------------
     def build(self, arch: Architecture, in_channels: int) -> nn.Module:

@@ -75,7 +75,7 @@ from nastk.core.objective import Objective
 from nastk.core.result import Result
 from nastk.space.architecture import Architecture
 from nastk.space.continuous import Float
-from nastk.space.search_space import SearchSpace, _first_value
+from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import Strategy, draw_unseen
 from nastk.transfer.prior import TransferPrior
 
@@ -377,7 +377,7 @@ class BayesianOptimisation(Strategy):
         for d in self.space.dimensions:
             present = not d.when or d.name in arch
             if isinstance(d, Float):
-                u = min(max(d._to_unit(float(arch[d.name])), 0.0), 1.0) if present else None
+                u = min(max(d.to_unit(float(arch[d.name])), 0.0), 1.0) if present else None
                 out.append(-1 if u is None else round(u * _UNIT))
             elif present:
                 out.extend(d.to_decisions(arch[d.name]))
@@ -406,13 +406,13 @@ class BayesianOptimisation(Strategy):
             k = len(d.decisions())
             chunk = [int(i) for i in decisions[pos:pos + k]]
             if isinstance(d, Float):
-                values[d.name] = d._from_unit(max(chunk[0], 0) / _UNIT)
+                values[d.name] = d.from_unit(max(chunk[0], 0) / _UNIT)
             else:
                 values[d.name] = d.from_decisions(
                     [0 if absent[pos + j] and i == self.counts[pos + j] - 1 else i
                      for j, i in enumerate(chunk)])
             pos += k
-        return self.space.canonical(self.space._complete(values, _first_value))
+        return self.space.canonical(self.space.complete(values))
 
     # -- the candidate pool -------------------------------------------------------------------
     def _whole_space(self) -> None:
@@ -582,8 +582,8 @@ class BayesianOptimisation(Strategy):
             values = dict(arch)
             for d in self._floats:
                 if d.name in values:
-                    u = d._to_unit(float(values[d.name])) + float(self.rng.normal(0.0, sigma))
-                    values[d.name] = d._from_unit(u)
+                    u = d.to_unit(float(values[d.name])) + float(self.rng.normal(0.0, sigma))
+                    values[d.name] = d.from_unit(u)
             try:
                 cand = self.space.validate(values)
             except InvalidArchitectureError:
