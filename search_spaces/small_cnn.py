@@ -16,7 +16,7 @@ from nastk.space.dimensions import StageList
 from nastk.space.search_space import SearchSpace
 from nastk.space.validators import Choices, OddSizes, StageInts, one_per_stage
 
-__all__ = ["InvertedResidual", "SmallCNNBody", "SmallCNNSpace"]
+__all__ = ["BlockChoices", "InvertedResidual", "SmallCNNBody", "SmallCNNSpace"]
 
 
 def _activation(name: str) -> nn.Module:
@@ -84,6 +84,23 @@ class SmallCNNBody(StemStagesBody):
             self.feature_strides.append(total)
 
 
+class BlockChoices(BaseModel):
+    """The choices of an inverted-residual block that the small CNN spaces share (``small_cnn``
+    per stage, ``small_cnn_flex`` per block), and their stem and activation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    widths: Choices[int] = Field(default_factory=lambda: [8, 16, 24, 32],
+                                 description="choices of output channels (of each stage's "
+                                 "blocks in small_cnn, of each block in small_cnn_flex)")
+    kernels: Annotated[Choices[int], OddSizes] = Field(
+        default_factory=lambda: [3, 5], description="choices of depthwise kernel size (odd)")
+    expansions: Choices[int] = Field(default_factory=lambda: [1, 2, 4],
+                                     description="choices of expansion ratio")
+    stem_width: int = Field(16, ge=1, description="channels of the stem convolution")
+    activation: Literal["relu", "relu6"] = "relu6"
+
+
 class SmallCNNSpace(SearchSpace):
     """Small inverted-residual CNN: depth, width, kernel and expansion chosen per stage.
 
@@ -95,24 +112,14 @@ class SmallCNNSpace(SearchSpace):
 
     name = "small_cnn"
 
-    class Options(BaseModel):
+    class Options(BlockChoices):
         """Options of :class:`SmallCNNSpace` (``space.options`` in a config)."""
-
-        model_config = ConfigDict(extra="forbid")
 
         stages: int = Field(3, ge=1, le=8, description="number of stages")
         depths: Choices[int] = Field(default_factory=lambda: [1, 2, 3],
                                      description="choices of blocks per stage")
-        widths: Choices[int] = Field(default_factory=lambda: [8, 16, 24, 32],
-                                     description="choices of output channels per stage")
-        kernels: Annotated[Choices[int], OddSizes] = Field(
-            default_factory=lambda: [3, 5], description="choices of depthwise kernel size (odd)")
-        expansions: Choices[int] = Field(default_factory=lambda: [1, 2, 4],
-                                         description="choices of expansion ratio")
-        stem_width: int = Field(16, ge=1, description="channels of the stem convolution")
         strides: StageInts | None = Field(
             None, description="stride of each stage's first block; default [1, 2, 2, ...]")
-        activation: Literal["relu", "relu6"] = "relu6"
 
         @model_validator(mode="after")
         def _strides(self) -> SmallCNNSpace.Options:

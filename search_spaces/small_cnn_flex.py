@@ -12,18 +12,18 @@ the train evaluator trains each candidate with them. ``hyperparameters: false`` 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from nastk.core.options import options_of
-from nastk.search_spaces.small_cnn import SmallCNNBody
+from nastk.search_spaces.small_cnn import BlockChoices, SmallCNNBody
 from nastk.space.architecture import Architecture
 from nastk.space.conditions import when
 from nastk.space.continuous import Float
 from nastk.space.dimensions import Categorical, Dimension, IntRange
 from nastk.space.search_space import SearchSpace
-from nastk.space.validators import Choices, OddSizes, StageInts, one_per_stage
+from nastk.space.validators import StageInts, one_per_stage
 
 __all__ = ["SmallCNNFlexSpace"]
 
@@ -49,24 +49,14 @@ class SmallCNNFlexSpace(SearchSpace):
 
     name = "small_cnn_flex"
 
-    class Options(BaseModel):
+    class Options(BlockChoices):
         """Options of :class:`SmallCNNFlexSpace` (``space.options`` in a config)."""
-
-        model_config = ConfigDict(extra="forbid")
 
         max_depth: int = Field(4, ge=1, le=8, description="most blocks after the stem; the "
                                "depth is searched in 1..max_depth")
-        widths: Choices[int] = Field(default_factory=lambda: [8, 16, 24, 32],
-                                     description="choices of output channels per block")
-        kernels: Annotated[Choices[int], OddSizes] = Field(
-            default_factory=lambda: [3, 5], description="choices of depthwise kernel size (odd)")
-        expansions: Choices[int] = Field(default_factory=lambda: [1, 2, 4],
-                                         description="choices of expansion ratio")
-        stem_width: int = Field(16, ge=1, description="channels of the stem convolution")
         strides: StageInts | None = Field(
             None, description="stride of each block (max_depth values); default [1, 2, 2, 1, "
             "1, ...]: a deeper network also downsamples more, up to 4x")
-        activation: Literal["relu", "relu6"] = "relu6"
         hyperparameters: bool = Field(
             True, description="search the learning rate and weight decay with the network "
             "(false: the architecture alone, trained with evaluator.train's settings)")

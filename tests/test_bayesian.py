@@ -13,7 +13,8 @@ from scipy.optimize import approx_fprime
 from nastk.core.objective import Objective
 from nastk.core.result import Result
 from nastk.space import Architecture, Categorical, SearchSpace
-from nastk.strategies.bayesian import BayesianOptimisation, HammingGP, _Posterior
+from nastk.strategies.bayesian import BayesianOptimisation
+from nastk.strategies.hamming_gp import HammingGP, Posterior
 from nastk.strategies.random_search import RandomSearch
 
 OBJECTIVE = Objective(metric="score")
@@ -33,7 +34,7 @@ def test_rank_one_updates_give_the_batch_posterior():
     train = pool[rng.choice(len(pool), 25, replace=False)]
     y = rng.normal(size=25)
     pool_oh, train_oh = gp.one_hot(pool), gp.one_hot(train)
-    grown = _Posterior(gp, pool_oh, train_oh[:3])
+    grown = Posterior(gp, pool_oh, train_oh[:3])
     for oh in train_oh[3:]:
         grown.add(oh)
     mean, std = grown.predict(y)

@@ -16,7 +16,8 @@ from nastk.core.objective import Objective
 from nastk.core.result import Result
 from nastk.space import Architecture, Categorical, Float, IntRange, SearchSpace
 from nastk.space.conditions import when
-from nastk.strategies.bayesian import _UNIT, BayesianOptimisation, HammingGP, _Posterior
+from nastk.strategies.bayesian import BayesianOptimisation
+from nastk.strategies.hamming_gp import UNIT, HammingGP, Posterior
 from nastk.strategies.random_search import RandomSearch
 
 OBJECTIVE = Objective(metric="score")
@@ -111,7 +112,7 @@ def mixed_rows(gp: HammingGP, n: int, seed: int) -> np.ndarray:
             rows[:, j] = rng.integers(c, size=n)
         else:
             u = rng.choice(rng.random(n // 2), size=n)
-            rows[:, j] = np.where(rng.random(n) < 0.3, -1, np.round(u * _UNIT))
+            rows[:, j] = np.where(rng.random(n) < 0.3, -1, np.round(u * UNIT))
     return rows
 
 
@@ -149,11 +150,11 @@ def test_the_kernel_is_psd_on_mixed_and_absent_inputs_and_its_gradient_is_exact(
     assert HammingGP._objective(gp.params, dist, y)[0] < before
     # rank-one updates give the batch posterior
     pool = gp.one_hot(mixed_rows(gp, 40, 8))
-    grown = _Posterior(gp, pool, oh[:4])
+    grown = Posterior(gp, pool, oh[:4])
     for row in oh[4:]:
         grown.add(row)
     mean, std = grown.predict(y)
-    batch = _Posterior(gp, pool, oh)
+    batch = Posterior(gp, pool, oh)
     mean_b, std_b = batch.predict(y)
     np.testing.assert_allclose(mean, mean_b, atol=1e-8)
     np.testing.assert_allclose(std, std_b, atol=1e-7)

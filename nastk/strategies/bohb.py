@@ -62,7 +62,8 @@ from nastk.core.result import Result
 from nastk.space.architecture import Architecture
 from nastk.space.search_space import SearchSpace
 from nastk.strategies.base import draw_unseen
-from nastk.strategies.bayesian import BayesianOptimisation, BayesianOptions, HammingGP, _Posterior
+from nastk.strategies.bayesian import BayesianOptimisation, BayesianOptions
+from nastk.strategies.hamming_gp import HammingGP, Posterior
 
 __all__ = ["MultiFidelityBO", "MultiFidelityOptions"]
 
@@ -105,7 +106,7 @@ class MultiFidelityBO(BayesianOptimisation):
         self._mf_target: float | None = None  # the target level of the last fit
         self._mf_fitted_at = -1  # training points at the last fit
         self._mf_next_fit = 0
-        self._mf_posterior: _Posterior | None = None
+        self._mf_posterior: Posterior | None = None
         self._mf_pool_oh: np.ndarray | None = None
 
     # -- observations -------------------------------------------------------------------------
@@ -232,7 +233,7 @@ class MultiFidelityBO(BayesianOptimisation):
         if not cands:
             return draw_unseen(self.space, self.rng, self._seen)
         x = np.array([self._encode(a) for a in cands], dtype=np.int64)
-        post = _Posterior(self.mf_gp, self._at_target(x),
+        post = Posterior(self.mf_gp, self._at_target(x),
                           self.mf_gp.one_hot(self._mf_rows(train, target)))
         mean, std = post.predict(y)
         return cands[int(np.argmax(self._acquire(mean, std, best)))]
@@ -256,14 +257,14 @@ class MultiFidelityBO(BayesianOptimisation):
         """One-hot rows of decision rows ``x`` at the target fidelity."""
         return self.mf_gp.one_hot(np.hstack([x, np.zeros((len(x), 1), dtype=np.int64)]))
 
-    def _mf_current_posterior(self, train: list[Observation], target: float) -> _Posterior:
+    def _mf_current_posterior(self, train: list[Observation], target: float) -> Posterior:
         """As ``bo``'s: built on the training points of the last fit, then brought up to all
         of them by rank-one updates."""
         if self._mf_pool_oh is None:
             self._mf_pool_oh = self._at_target(self._pool)
         rows = self._mf_rows(train, target)
         if self._mf_posterior is None:
-            self._mf_posterior = _Posterior(self.mf_gp, self._mf_pool_oh,
+            self._mf_posterior = Posterior(self.mf_gp, self._mf_pool_oh,
                                             self.mf_gp.one_hot(rows[:self._mf_fitted_at]))
         post = self._mf_posterior
         for oh in self.mf_gp.one_hot(rows[post.n:]):
